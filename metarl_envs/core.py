@@ -1,0 +1,414 @@
+"""The batched-core contract, trial semantics and the two Gymnasium faces every family shares.
+
+A family is written once, as a :class:`FamilyCore`: the dynamics of ``N`` copies held in arrays
+with a leading ``N`` axis and stepped in one vectorised call. Everything that is the same for all
+families lives here, once:
+
+* :class:`TrialRunner` turns episodes into *trials* (meta-episodes): ``episodes_per_trial``
+  consecutive episodes of one task, the episode-boundary flag, per-episode time limits, and the
+  bookkeeping that ends up in ``info``.
+* :class:`MetaEnv` is the ``gymnasium.Env``: a runner at ``N = 1``.
+* :class:`MetaVectorEnv` is the native ``gymnasium.vector.VectorEnv`` registered as each id's
+  ``vector_entry_point``: the same runner at ``N = num_envs``, with SAME_STEP autoreset.
+
+Copy ``i`` of a vector env seeded with ``seed`` behaves exactly like a single env seeded with
+``seed + i`` (Gymnasium's ``SyncVectorEnv`` convention), because each copy draws from its own
+counter-based stream (:mod:`metarl_envs.rng`).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from metarl_envs.rng import CounterRNG
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """Validate an integer kwarg, naming it and the allowed range in the error."""
+    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
+    """Validate a float kwarg in ``[low, high]`` (or ``(low, high]``)."""
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
+    return value
+
+
+class FamilyCore(abc.ABC):
+    """Dynamics of ``num_envs`` copies of one task family.
+
+    Subclasses set the class attribute ``family`` and, in ``__init__`` (after validating their
+    kwargs), ``observation_space`` (one copy, one episode: no trial flag), ``action_space``
+    (``Discrete``, or ``Box`` for continuous control), ``task_space``, ``per_episode_limit`` and ``self.tasks`` (an array with a
+    leading ``num_envs`` axis). State lives in arrays with a leading ``num_envs`` axis; no method
+    may loop over copies in Python.
+    """
+
+    family: ClassVar[str]
+    #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
+    #: rather than the natural end of the episode.
+    limit_is_truncation: ClassVar[bool] = False
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
+
+    observation_space: spaces.Box
+    action_space: spaces.Discrete | spaces.Box
+    task_space: spaces.Space
+    per_episode_limit: int
+    tasks: np.ndarray
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = check_int("num_envs", num_envs, 1)
+
+    # --- tasks -----------------------------------------------------------------------------
+    #: How many uniforms :meth:`tasks_from_uniforms` consumes per task.
+    task_uniforms: ClassVar[int] = 1
+
+    @abc.abstractmethod
+    def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
+        """Map uniforms of shape ``(n, task_uniforms)`` to ``n`` tasks drawn from the task distribution."""
+
+    @abc.abstractmethod
+    def check_task(self, task: Any) -> np.ndarray:
+        """Return ``task`` as a valid task array or raise ``ValueError`` naming family and value."""
+
+    def invalid_task(self, task: Any, allowed: str) -> ValueError:
+        return ValueError(f"{self.family}: invalid task {task!r}; allowed: {allowed}")
+
+    # --- dynamics --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
+        """Put copies ``idx`` at the start of a new episode of their current task."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every copy one step; return ``(reward float64 (N,), episode_over bool (N,))``.
+
+        Copies whose episode is over stay as they are until the runner calls :meth:`start_episodes`.
+        Draw the same number of uniforms for every copy on every step, so that a copy's stream does
+        not depend on what the other copies do.
+        """
+
+    @abc.abstractmethod
+    def observe(self, out: np.ndarray) -> None:
+        """Write every copy's observation into ``out[:, :obs_dim]`` (float32, shape ``(N, >=obs_dim)``)."""
+
+    # --- rendering -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def render_ansi(self, i: int) -> str:
+        """A text picture of copy ``i``."""
+
+    @abc.abstractmethod
+    def render_rgb(self, i: int) -> np.ndarray:
+        """A small ``uint8`` RGB image of copy ``i``."""
+
+
+class TrialRunner:
+    """Trials of ``episodes_per_trial`` episodes over a :class:`FamilyCore`, for all copies at once."""
+
+    def __init__(self, core: FamilyCore, episodes_per_trial: int) -> None:
+        self.core = core
+        self.episodes_per_trial = check_int("episodes_per_trial", episodes_per_trial, 1)
+        self.has_flag = self.episodes_per_trial > 1
+        n = core.num_envs
+        self.rng = CounterRNG(n)
+        self.episode = np.zeros(n, dtype=np.int64)
+        self.t = np.zeros(n, dtype=np.int64)
+        self.episode_return = np.zeros(n, dtype=np.float64)
+        base = core.observation_space
+        self.obs_dim = base.shape[0] + int(self.has_flag)
+        self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        if self.has_flag:
+            low = np.append(base.low, np.float32(0.0))
+            high = np.append(base.high, np.float32(1.0))
+            self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        else:
+            self.observation_space = spaces.Box(base.low, base.high, dtype=np.float32)
+
+    @property
+    def max_trial_steps(self) -> int:
+        return self.episodes_per_trial * self.core.per_episode_limit
+
+    def start_trials(self, idx: np.ndarray, tasks: np.ndarray | None = None) -> None:
+        """Begin new trials for copies ``idx``: the given tasks, or tasks drawn from their streams."""
+        core = self.core
+        if tasks is None:
+            tasks = core.tasks_from_uniforms(self.rng.uniform(core.task_uniforms, idx))
+        core.tasks[idx] = tasks
+        self.episode[idx] = 0
+        self.t[idx] = 0
+        self.episode_return[idx] = 0.0
+        core.start_episodes(idx, self.rng)
+        if self.has_flag:
+            self._obs[idx, -1] = 0.0
+
+    def observe(self) -> np.ndarray:
+        """The current observations (a fresh array: callers may keep it)."""
+        self.core.observe(self._obs)
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
+        """Step every copy; start the next inner episode where one ended inside a trial.
+
+        Returns arrays over copies: ``obs`` (after any in-trial episode switch), ``reward``,
+        ``episode_end`` (an inner episode ended on this step), ``trial_end``, ``truncated``
+        (the trial ended by a per-episode time limit that counts as truncation), ``episode_return``
+        (of the episode that ended; valid where ``episode_end``) and ``final_episode_observation``
+        (valid where an episode ended but the trial goes on).
+        """
+        core = self.core
+        reward, over = core.step(actions, self.rng)
+        self.t += 1
+        self.episode_return += reward
+        timeout = self.t >= core.per_episode_limit
+        over = over | timeout
+        result = {"reward": reward, "episode_end": over}
+        if self.has_flag:
+            self._obs[:, -1] = 0.0
+        if over.any():
+            trial_end = over & (self.episode == self.episodes_per_trial - 1)
+            result["episode_return"] = self.episode_return.copy()
+            carry_on = over & ~trial_end
+            if carry_on.any():
+                result["final_episode_observation"] = self.observe()
+                idx = np.flatnonzero(carry_on)
+                self.episode[idx] += 1
+                self.t[idx] = 0
+                self.episode_return[idx] = 0.0
+                core.start_episodes(idx, self.rng)
+                if self.has_flag:
+                    self._obs[idx, -1] = 1.0
+            truncated = trial_end & timeout if core.limit_is_truncation else np.zeros_like(over)
+            result["trial_end"] = trial_end
+            result["truncated"] = truncated
+        else:
+            result["trial_end"] = result["truncated"] = np.zeros_like(over)
+        result["obs"] = self.observe()
+        return result
+
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Actions as an array with a leading ``N`` axis; anything outside the action space raises."""
+        space, n = self.core.action_space, self.core.num_envs
+        arr = np.asarray(actions)
+        if isinstance(space, spaces.Discrete):
+            if arr.shape == () and n == 1:
+                arr = arr.reshape(1)
+            integral = np.issubdtype(arr.dtype, np.integer) or (
+                np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))
+            )
+            if arr.shape != (n,) or not integral or arr.min() < 0 or arr.max() >= space.n:
+                raise ValueError(
+                    f"{self.core.family}: actions must be {n} integer(s) in Discrete({space.n}) = "
+                    f"[0, {space.n - 1}], got {actions!r}"
+                )
+            return arr.astype(np.int64)
+        if arr.shape == space.shape and n == 1:
+            arr = arr[None]
+        if arr.shape != (n, *space.shape) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
+        if np.any(arr < space.low) or np.any(arr > space.high):
+            raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
+        return arr.astype(space.dtype)
+
+
+def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
+    if seed is None:
+        return [np.random.default_rng(fallback.integers(0, 2**63)) for _ in range(n)]
+    seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"expected {n} seeds, got {len(seeds)}")
+    return [seeding.np_random(int(s))[0] for s in seeds]
+
+
+class MetaEnv(gym.Env):
+    """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
+
+    Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
+    kwargs plus ``episodes_per_trial`` and ``render_mode``.
+    """
+
+    core_class: ClassVar[type[FamilyCore]]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
+
+    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
+        self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
+        self.core = self.runner.core
+        self.observation_space = self.runner.observation_space
+        self.action_space = self.core.action_space
+        self.task_space = self.core.task_space
+        self.episodes_per_trial = self.runner.episodes_per_trial
+        self.metadata = dict(self.core.metadata)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._needs_key = True
+        self._idx = np.zeros(1, dtype=np.int64)
+
+    # --- task API --------------------------------------------------------------------------
+    def sample_tasks(self, n: int) -> list[np.ndarray]:
+        """``n`` tasks drawn from the task distribution with ``self.np_random``."""
+        n = check_int("n", n, 0)
+        u = self.np_random.random((n, self.core.task_uniforms))
+        return list(self.core.tasks_from_uniforms(u))
+
+    def set_task(self, task: Any) -> None:
+        """Use ``task`` for the current and following trials until a reset draws a new one."""
+        self.core.tasks[0] = self.core.check_task(task)
+
+    def get_task(self) -> np.ndarray:
+        return self.core.tasks[0].copy()
+
+    # --- Gymnasium API ---------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        limit = self.spec.max_episode_steps if self.spec is not None else None
+        if limit is not None and limit < self.runner.max_trial_steps:
+            raise ValueError(
+                f"max_episode_steps={limit} would cut trials of {self.runner.max_trial_steps} steps "
+                f"({self.episodes_per_trial} episodes x {self.core.per_episode_limit}); pass "
+                f"max_episode_steps={self.runner.max_trial_steps} to gymnasium.make"
+            )
+        if seed is not None or self._needs_key:
+            self.runner.rng.seed([self.np_random])
+            self._needs_key = False
+        task = None
+        if options and "task" in options:
+            task = self.core.check_task(options["task"])[None]
+        self.runner.start_trials(self._idx, task)
+        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "episode": 0}
+
+    def step(self, action: Any):
+        r = self.runner.step(self.runner.check_actions(action))
+        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": int(self.runner.episode[0])}
+        if r["episode_end"][0]:
+            info["episode_end"] = True
+            info["episode_return"] = float(r["episode_return"][0])
+            if "final_episode_observation" in r and not r["trial_end"][0]:
+                info["final_episode_observation"] = r["final_episode_observation"][0]
+        truncated = bool(r["truncated"][0])
+        terminated = bool(r["trial_end"][0]) and not truncated
+        return r["obs"][0], float(r["reward"][0]), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.core.render_rgb(0)
+        if self.render_mode == "ansi":
+            return self.core.render_ansi(0)
+        return None
+
+
+class MetaVectorEnv(VectorEnv):
+    """``num_envs`` copies of a family stepped in one vectorised call (SAME_STEP autoreset).
+
+    When a trial ends the copy is reset within the same ``step``: the returned observation is the
+    new trial's first one, and ``info["final_obs"]`` / ``info["final_info"]`` (with their
+    ``_final_obs`` / ``_final_info`` masks) hold the ending trial's last observation and info, as
+    Gymnasium's ``SyncVectorEnv`` does in SAME_STEP mode and as SB3 needs.
+    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``.
+    """
+
+    env_class: ClassVar[type[MetaEnv]]
+
+    def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
+                 max_episode_steps: int | None = None, **kwargs: Any):
+        self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
+        if max_episode_steps is not None and max_episode_steps < self.runner.max_trial_steps:
+            raise ValueError(
+                f"max_episode_steps={max_episode_steps} would cut trials of {self.runner.max_trial_steps} steps; "
+                f"the native vector env ends trials itself, pass max_episode_steps=None or >= {self.runner.max_trial_steps}"
+            )
+        self.core = self.runner.core
+        self.num_envs = self.core.num_envs
+        self.metadata = dict(self.core.metadata, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.autoreset_mode = AutoresetMode.SAME_STEP
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.single_observation_space = self.runner.observation_space
+        self.single_action_space = self.core.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.task_space = self.core.task_space
+        self._all = np.arange(self.num_envs)
+        self._needs_key = True
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Start new trials in every copy; copy ``i`` is seeded with ``seed + i``.
+
+        ``options={"tasks": array}`` fixes the tasks (one per copy); otherwise each copy draws its own.
+        """
+        if seed is not None or self._needs_key:
+            if isinstance(seed, (int, np.integer)):
+                self._np_random, self._np_random_seed = seeding.np_random(int(seed))
+            self.runner.rng.seed(_seed_generators(seed, self.num_envs, self.np_random))
+            self._needs_key = False
+        tasks = None
+        if options and "tasks" in options:
+            tasks = np.stack([self.core.check_task(t) for t in options["tasks"]])
+            if len(tasks) != self.num_envs:
+                raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
+        self.runner.start_trials(self._all, tasks)
+        return self.runner.observe(), {"task": self.core.tasks.copy(), "_task": np.ones(self.num_envs, dtype=bool)}
+
+    def step(self, actions: Any):
+        runner = self.runner
+        r = runner.step(runner.check_actions(actions))
+        n = self.num_envs
+        ones = np.ones(n, dtype=bool)
+        episode = runner.episode.copy()
+        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "episode": episode, "_episode": ones}
+        ended = r["episode_end"]
+        if ended.any():
+            info["episode_end"] = ended.copy()
+            info["_episode_end"] = ended.copy()
+            info["episode_return"] = np.where(ended, r["episode_return"], 0.0)
+            info["_episode_return"] = ended.copy()
+            if "final_episode_observation" in r:
+                boundary = ended & ~r["trial_end"]
+                info["final_episode_observation"] = np.where(boundary[:, None], r["final_episode_observation"], 0.0).astype(np.float32)
+                info["_final_episode_observation"] = boundary
+        trial_end = r["trial_end"]
+        terminated = trial_end & ~r["truncated"]
+        truncated = r["truncated"].copy()
+        obs = r["obs"]
+        if trial_end.any():
+            idx = np.flatnonzero(trial_end)
+            final_obs = np.full(n, None, dtype=object)
+            final_obs[idx] = list(obs[idx])
+            final_info = {key: value.copy() for key, value in info.items()}
+            final_info = {k: (np.where(trial_end, v, False) if k.startswith("_") else v) for k, v in final_info.items()}
+            runner.start_trials(idx)
+            obs = runner.observe()
+            info["task"] = self.core.tasks.copy()
+            info["episode"] = runner.episode.copy()
+            info["final_obs"] = final_obs
+            info["_final_obs"] = trial_end.copy()
+            info["final_info"] = final_info
+            info["_final_info"] = trial_end.copy()
+        return obs, r["reward"].copy(), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return tuple(self.core.render_rgb(i) for i in range(self.num_envs))
+        if self.render_mode == "ansi":
+            return tuple(self.core.render_ansi(i) for i in range(self.num_envs))
+        return None

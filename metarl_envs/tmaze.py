@@ -1,0 +1,259 @@
+"""T-maze task families: a long corridor whose end is a junction; the task is the rewarded side.
+
+## Description
+The agent starts at position 0 of a corridor of ``length`` cells; the last cell (``length - 1``)
+is a T junction. An indicator near the start shows which arm (UP or DOWN) is rewarded; the agent
+has to remember it for the whole corridor, across noise, and -- because a trial holds several
+episodes of the same task -- can also carry it from one episode to the next. Four variants:
+
+* ``MetaTMaze-v0`` (the SplAgger paper's "T-LS"): every action moves the agent right until the
+  junction, where LEFT is read as UP and RIGHT as DOWN.
+* ``MetaTMazeLongShort-v0`` (AMRL's Long-Short): no forced moves; at every corridor cell the agent
+  must answer the noise bit (UP for +1, DOWN for -1) to move on.
+* ``MetaTMazeAgreement-v0``: two independent indicators (positions 1 and 50); the correct arm is
+  DOWN when they agree and UP when they differ.
+* ``MetaTMazeLatent-v0``: no visible indicator; the noise bit is +1 with probability ``p_up`` when
+  the goal is UP and ``p_down`` when it is DOWN, so the goal has to be inferred -- and, once an
+  episode's outcome reveals it, remembered for the rest of the trial.
+
+## Action Space
+``Discrete(4)``: 0 LEFT, 1 RIGHT, 2 UP, 3 DOWN.
+
+## Observation Space
+``Box(4,)`` float32 ``[is_start, indicator, is_end, noise]`` with low ``[0, -1, 0, -1]`` and high
+``[1, 1, 1, 1]``; with ``episodes_per_trial > 1`` a trailing episode-boundary flag in ``[0, 1]``.
+``indicator`` is the goal (+1 UP, -1 DOWN) at an indicator position, else 0; ``noise`` is a fresh
++-1 draw after every step and at every episode start.
+
+## Rewards
++4 for choosing the goal arm at the junction, -3 for the other arm (either ends the episode).
+LongShort: +0.1 for each correct check. Everything else 0.
+
+## Starting State
+Position 0 with a fresh noise bit, at every episode start.
+
+## Episode End
+An inner episode ends when the agent chooses an arm, or after ``episode_limit`` (150) steps with
+reward 0. A trial ends after ``episodes_per_trial`` (4) episodes; the next inner episode of a trial
+starts in the same step with the boundary flag set (see :mod:`metarl_envs.core`).
+
+## Arguments
+``length`` (>= 3; Agreement: > ``second_indicator_pos`` + 1), ``episodes_per_trial`` (>= 1),
+``episode_limit`` (>= 1), ``indicator_pos`` (in ``[1, length - 2]``), Agreement's
+``second_indicator_pos``, Latent's ``p_up`` / ``p_down`` (in ``[0, 1]``), ``render_mode``.
+
+## Tasks
+``[goal]`` with goal +1 (UP) or -1 (DOWN), uniform. Agreement: ``[i1, i2]``, each +-1, uniform.
+
+## Optimal and chance returns (defaults)
+MetaTMaze, Agreement: optimal trial 16.0 (4 x 4); memoryless guessing 2.0 (0.5 x 4 - 0.5 x 3 per
+episode). LongShort: optimal 55.6 (4 x (99 x 0.1 + 4)). Latent: Bayes-optimal about 15.9.
+
+## Version History
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+
+from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_float, check_int
+from metarl_envs.rendering import PALETTE, canvas, upscale
+from metarl_envs.rng import CounterRNG
+
+LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
+CORRECT_REWARD, WRONG_REWARD, CHECK_REWARD = 4.0, -3.0, 0.1
+
+
+class TMazeCore(FamilyCore):
+    """The forced-right T-maze with a visible indicator (``MetaTMaze-v0``); base of the variants."""
+
+    family = "MetaTMaze"
+    forced_right: ClassVar[bool] = True
+    n_indicators: ClassVar[int] = 1
+
+    def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, episode_limit: int = 150) -> None:
+        super().__init__(num_envs)
+        self.length = check_int("length", length, 3)
+        self.indicator_pos = check_int("indicator_pos", indicator_pos, 1, self.length - 2)
+        self.per_episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.observation_space = spaces.Box(
+            np.array([0, -1, 0, -1], dtype=np.float32), np.array([1, 1, 1, 1], dtype=np.float32), dtype=np.float32
+        )
+        self.action_space = spaces.Discrete(4)
+        self.task_space = spaces.Box(-1.0, 1.0, shape=(self.n_indicators,), dtype=np.float32)
+        self.task_uniforms = self.n_indicators
+        self.tasks = np.ones((num_envs, self.n_indicators), dtype=np.float32)
+        self.pos = np.zeros(num_envs, dtype=np.int64)
+        self.noise = np.ones(num_envs, dtype=np.float32)
+
+    # --- tasks -----------------------------------------------------------------------------
+    def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
+        return np.where(u < 0.5, 1.0, -1.0).astype(np.float32)
+
+    def check_task(self, task: Any) -> np.ndarray:
+        try:
+            arr = np.asarray(task, dtype=np.float32).reshape(self.n_indicators)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or not np.all(np.abs(arr) == 1.0):
+            raise self.invalid_task(task, f"an array of {self.n_indicators} value(s), each +1 (UP) or -1 (DOWN)")
+        return arr
+
+    def target_up(self) -> np.ndarray:
+        """Whether UP is the rewarded arm, per copy."""
+        return self.tasks[:, 0] > 0
+
+    # --- dynamics --------------------------------------------------------------------------
+    def noise_from_uniforms(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        return np.where(u < 0.5, np.float32(1.0), np.float32(-1.0))
+
+    def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
+        self.pos[idx] = 0
+        self.noise[idx] = self.noise_from_uniforms(rng.uniform(1, idx)[:, 0], idx)
+
+    def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
+        at_end = self.pos == self.length - 1
+        if self.forced_right:
+            decided = at_end  # at the junction LEFT reads as UP and RIGHT as DOWN
+            chose_up = actions % 2 == 0
+            moved = ~at_end
+            reward = np.zeros(self.num_envs)
+        else:
+            answered = actions >= UP
+            decided = at_end & answered
+            chose_up = actions == UP
+            moved = ~at_end & answered & (chose_up == (self.noise > 0))
+            reward = moved * CHECK_REWARD
+        reward = reward + decided * np.where(chose_up == self.target_up(), CORRECT_REWARD, WRONG_REWARD)
+        self.pos += moved
+        self.noise = self.noise_from_uniforms(rng.uniform(1)[:, 0], slice(None))
+        return reward, decided
+
+    def indicator(self) -> np.ndarray:
+        return np.where(self.pos == self.indicator_pos, self.tasks[:, 0], np.float32(0.0))
+
+    def observe(self, out: np.ndarray) -> None:
+        out[:, 0] = self.pos == 0
+        out[:, 1] = self.indicator()
+        out[:, 2] = self.pos == self.length - 1
+        out[:, 3] = self.noise
+
+    # --- rendering -------------------------------------------------------------------------
+    def indicator_cells(self, i: int) -> dict[int, float]:
+        return {self.indicator_pos: float(self.tasks[i, 0])}
+
+    def render_ansi(self, i: int) -> str:
+        cells = ["."] * self.length
+        for p, v in self.indicator_cells(i).items():
+            cells[p] = "u" if v > 0 else "d"
+        cells[-1] = "T"
+        cells[int(self.pos[i])] = "A"
+        goal = "UP" if self.target_up()[i] else "DOWN"
+        return f"{''.join(cells)}  goal={goal} noise={int(self.noise[i]):+d}\n"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Corridor as a strip of cells, the two arms above and below the junction, agent in red."""
+        cells = canvas(5, self.length + 2)
+        cells[2, 1 : self.length + 1] = PALETTE["floor"]
+        cells[0:5, self.length] = PALETTE["floor"]
+        cells[0, self.length] = PALETTE["goal"] if self.target_up()[i] else PALETTE["wall"]
+        cells[4, self.length] = PALETTE["wall"] if self.target_up()[i] else PALETTE["goal"]
+        for p, v in self.indicator_cells(i).items():
+            cells[1, p + 1] = PALETTE["up"] if v > 0 else PALETTE["down"]
+        cells[2, 1] = PALETTE["start"] if self.pos[i] else cells[2, 1]
+        cells[2, int(self.pos[i]) + 1] = PALETTE["agent"]
+        cells[3, 1 : self.length + 1] = np.where(self.noise[i] > 0, 200, 90)
+        return upscale(cells, 4)
+
+
+class LongShortCore(TMazeCore):
+    """AMRL's Long-Short T-maze: the agent answers each noise bit to move on."""
+
+    family = "MetaTMazeLongShort"
+    forced_right = False
+
+
+class AgreementCore(TMazeCore):
+    """Two indicators; the rewarded arm is DOWN when they agree, UP when they differ."""
+
+    family = "MetaTMazeAgreement"
+    n_indicators = 2
+
+    def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, second_indicator_pos: int = 50,
+                 episode_limit: int = 150) -> None:
+        super().__init__(num_envs, length, indicator_pos, episode_limit)
+        self.second_indicator_pos = check_int(
+            "second_indicator_pos", second_indicator_pos, self.indicator_pos + 1, self.length - 2
+        )
+
+    def target_up(self) -> np.ndarray:
+        return self.tasks[:, 0] != self.tasks[:, 1]
+
+    def indicator(self) -> np.ndarray:
+        first = super().indicator()
+        return np.where(self.pos == self.second_indicator_pos, self.tasks[:, 1], first)
+
+    def indicator_cells(self, i: int) -> dict[int, float]:
+        return {self.indicator_pos: float(self.tasks[i, 0]), self.second_indicator_pos: float(self.tasks[i, 1])}
+
+
+class LatentCore(TMazeCore):
+    """No visible indicator: the goal shows only in the statistics of the noise bit."""
+
+    family = "MetaTMazeLatent"
+
+    def __init__(self, num_envs: int, length: int = 100, p_up: float = 0.7, p_down: float = 0.5,
+                 episode_limit: int = 150) -> None:
+        super().__init__(num_envs, length, 1, episode_limit)
+        self.p_up = check_float("p_up", p_up, 0.0, 1.0)
+        self.p_down = check_float("p_down", p_down, 0.0, 1.0)
+
+    def noise_from_uniforms(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        p_plus = np.where(self.tasks[idx, 0] > 0, self.p_up, self.p_down)
+        return np.where(u < p_plus, np.float32(1.0), np.float32(-1.0))
+
+    def indicator(self) -> np.ndarray:
+        return np.zeros(self.num_envs, dtype=np.float32)
+
+    def indicator_cells(self, i: int) -> dict[int, float]:
+        return {}
+
+
+class MetaTMazeEnv(MetaEnv):
+    __doc__ = __doc__
+    core_class = TMazeCore
+
+
+class MetaTMazeLongShortEnv(MetaEnv):
+    __doc__ = __doc__
+    core_class = LongShortCore
+
+
+class MetaTMazeAgreementEnv(MetaEnv):
+    __doc__ = __doc__
+    core_class = AgreementCore
+
+
+class MetaTMazeLatentEnv(MetaEnv):
+    __doc__ = __doc__
+    core_class = LatentCore
+
+
+class MetaTMazeVectorEnv(MetaVectorEnv):
+    env_class = MetaTMazeEnv
+
+
+class MetaTMazeLongShortVectorEnv(MetaVectorEnv):
+    env_class = MetaTMazeLongShortEnv
+
+
+class MetaTMazeAgreementVectorEnv(MetaVectorEnv):
+    env_class = MetaTMazeAgreementEnv
+
+
+class MetaTMazeLatentVectorEnv(MetaVectorEnv):
+    env_class = MetaTMazeLatentEnv
