@@ -69,7 +69,7 @@ class FamilyCore(abc.ABC):
     limit_is_truncation: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
-    observation_space: spaces.Box
+    observation_space: spaces.Box | spaces.Discrete
     action_space: spaces.Discrete | spaces.Box
     task_space: spaces.Space
     per_episode_limit: int
@@ -89,6 +89,10 @@ class FamilyCore(abc.ABC):
     @abc.abstractmethod
     def check_task(self, task: Any) -> np.ndarray:
         """Return ``task`` as a valid task array or raise ``ValueError`` naming family and value."""
+
+    def set_tasks(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        """Give copies ``idx`` these (valid) tasks; override to refresh per-task lookup arrays."""
+        self.tasks[idx] = tasks
 
     def invalid_task(self, task: Any, allowed: str) -> ValueError:
         return ValueError(f"{self.family}: invalid task {task!r}; allowed: {allowed}")
@@ -133,10 +137,24 @@ class TrialRunner:
         self.episode = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
         self.episode_return = np.zeros(n, dtype=np.float64)
+        # Constants as arrays: mixing Python scalars into tiny-array ops costs more than the op.
+        self._one = np.ones(n, dtype=np.int64)
+        self._limit = np.int64(core.per_episode_limit)
+        self._last_episode = np.int64(self.episodes_per_trial - 1)
+        self._none = np.zeros(n, dtype=bool)
         base = core.observation_space
-        self.obs_dim = base.shape[0] + int(self.has_flag)
+        # Families with a Discrete observation (a cell index) write the index into column 0.
+        self.discrete_obs = isinstance(base, spaces.Discrete)
+        if self.discrete_obs and self.has_flag:
+            raise ValueError(
+                f"{core.family}: a Discrete (index) observation has no room for the trial flag; "
+                f"use episodes_per_trial=1 or a Box observation, got episodes_per_trial={episodes_per_trial}"
+            )
+        self.obs_dim = 1 if self.discrete_obs else base.shape[0] + int(self.has_flag)
         self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
-        if self.has_flag:
+        if self.discrete_obs:
+            self.observation_space = spaces.Discrete(base.n)
+        elif self.has_flag:
             low = np.append(base.low, np.float32(0.0))
             high = np.append(base.high, np.float32(1.0))
             self.observation_space = spaces.Box(low, high, dtype=np.float32)
@@ -152,7 +170,7 @@ class TrialRunner:
         core = self.core
         if tasks is None:
             tasks = core.tasks_from_uniforms(self.rng.uniform(core.task_uniforms, idx))
-        core.tasks[idx] = tasks
+        core.set_tasks(idx, tasks)
         self.episode[idx] = 0
         self.t[idx] = 0
         self.episode_return[idx] = 0.0
@@ -163,6 +181,8 @@ class TrialRunner:
     def observe(self) -> np.ndarray:
         """The current observations (a fresh array: callers may keep it)."""
         self.core.observe(self._obs)
+        if self.discrete_obs:
+            return self._obs[:, 0].astype(np.int64)
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
@@ -176,18 +196,18 @@ class TrialRunner:
         """
         core = self.core
         reward, over = core.step(actions, self.rng)
-        self.t += 1
+        self.t += self._one
         self.episode_return += reward
-        timeout = self.t >= core.per_episode_limit
-        over = over | timeout
+        timeout = self.t >= self._limit
+        over |= timeout
         result = {"reward": reward, "episode_end": over}
         if self.has_flag:
             self._obs[:, -1] = 0.0
-        if over.any():
-            trial_end = over & (self.episode == self.episodes_per_trial - 1)
+        if np.count_nonzero(over):
+            trial_end = over & (self.episode == self._last_episode)
             result["episode_return"] = self.episode_return.copy()
             carry_on = over & ~trial_end
-            if carry_on.any():
+            if np.count_nonzero(carry_on):
                 result["final_episode_observation"] = self.observe()
                 idx = np.flatnonzero(carry_on)
                 self.episode[idx] += 1
@@ -196,17 +216,19 @@ class TrialRunner:
                 core.start_episodes(idx, self.rng)
                 if self.has_flag:
                     self._obs[idx, -1] = 1.0
-            truncated = trial_end & timeout if core.limit_is_truncation else np.zeros_like(over)
             result["trial_end"] = trial_end
-            result["truncated"] = truncated
+            result["truncated"] = trial_end & timeout if core.limit_is_truncation else self._none
         else:
-            result["trial_end"] = result["truncated"] = np.zeros_like(over)
+            result["trial_end"] = result["truncated"] = self._none
         result["obs"] = self.observe()
         return result
 
     def check_actions(self, actions: Any) -> np.ndarray:
         """Actions as an array with a leading ``N`` axis; anything outside the action space raises."""
         space, n = self.core.action_space, self.core.num_envs
+        if n == 1 and isinstance(actions, (int, np.integer)) and isinstance(space, spaces.Discrete):
+            if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
+                return np.array([actions], dtype=np.int64)
         arr = np.asarray(actions)
         if isinstance(space, spaces.Discrete):
             if arr.shape == () and n == 1:
@@ -242,7 +264,11 @@ class MetaEnv(gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
     Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
-    kwargs plus ``episodes_per_trial`` and ``render_mode``.
+    kwargs plus ``episodes_per_trial`` and ``render_mode``. Trials end by themselves after at most
+    ``episodes_per_trial * per-episode limit`` steps, which is what each id registers as
+    ``max_episode_steps``: when you change ``episodes_per_trial`` (or a family's episode limit) in
+    ``gymnasium.make``, pass the new product as ``max_episode_steps`` too (or ``None``), or the
+    registered ``TimeLimit`` would cut trials short.
     """
 
     core_class: ClassVar[type[FamilyCore]]
@@ -272,7 +298,7 @@ class MetaEnv(gym.Env):
 
     def set_task(self, task: Any) -> None:
         """Use ``task`` for the current and following trials until a reset draws a new one."""
-        self.core.tasks[0] = self.core.check_task(task)
+        self.core.set_tasks(self._idx, self.core.check_task(task)[None])
 
     def get_task(self) -> np.ndarray:
         return self.core.tasks[0].copy()
@@ -280,13 +306,6 @@ class MetaEnv(gym.Env):
     # --- Gymnasium API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        limit = self.spec.max_episode_steps if self.spec is not None else None
-        if limit is not None and limit < self.runner.max_trial_steps:
-            raise ValueError(
-                f"max_episode_steps={limit} would cut trials of {self.runner.max_trial_steps} steps "
-                f"({self.episodes_per_trial} episodes x {self.core.per_episode_limit}); pass "
-                f"max_episode_steps={self.runner.max_trial_steps} to gymnasium.make"
-            )
         if seed is not None or self._needs_key:
             self.runner.rng.seed([self.np_random])
             self._needs_key = False
@@ -330,12 +349,10 @@ class MetaVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
                  max_episode_steps: int | None = None, **kwargs: Any):
+        # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
+        # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
+        del max_episode_steps
         self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
-        if max_episode_steps is not None and max_episode_steps < self.runner.max_trial_steps:
-            raise ValueError(
-                f"max_episode_steps={max_episode_steps} would cut trials of {self.runner.max_trial_steps} steps; "
-                f"the native vector env ends trials itself, pass max_episode_steps=None or >= {self.runner.max_trial_steps}"
-            )
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
         self.metadata = dict(self.core.metadata, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -367,7 +384,9 @@ class MetaVectorEnv(VectorEnv):
             if len(tasks) != self.num_envs:
                 raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
         self.runner.start_trials(self._all, tasks)
-        return self.runner.observe(), {"task": self.core.tasks.copy(), "_task": np.ones(self.num_envs, dtype=bool)}
+        ones = np.ones(self.num_envs, dtype=bool)
+        info = {"task": self.core.tasks.copy(), "_task": ones, "episode": self.runner.episode.copy(), "_episode": ones.copy()}
+        return self.runner.observe(), info
 
     def step(self, actions: Any):
         runner = self.runner
@@ -384,7 +403,8 @@ class MetaVectorEnv(VectorEnv):
             info["_episode_return"] = ended.copy()
             if "final_episode_observation" in r:
                 boundary = ended & ~r["trial_end"]
-                info["final_episode_observation"] = np.where(boundary[:, None], r["final_episode_observation"], 0.0).astype(np.float32)
+                feo = r["final_episode_observation"]
+                info["final_episode_observation"] = np.where(boundary.reshape(-1, *([1] * (feo.ndim - 1))), feo, 0).astype(feo.dtype)
                 info["_final_episode_observation"] = boundary
         trial_end = r["trial_end"]
         terminated = trial_end & ~r["truncated"]

@@ -29,29 +29,64 @@ def _splitmix(z: np.ndarray) -> np.ndarray:
 
 
 class CounterRNG:
-    """``num_envs`` independent streams of uniform floats in [0, 1)."""
+    """Per-copy streams of uniform floats in [0, 1), in two kinds.
 
-    def __init__(self, num_envs: int) -> None:
+    * The *lockstep* stream (``uniform(k)``, no ``idx``): drawn by every copy on every step, so a
+      single counter serves all copies and numbers are produced in blocks of ``block`` columns --
+      the per-step cost is a column slice, which keeps a single-env step cheap.
+    * The *per-copy* stream (``uniform(k, idx)``): for resets of some copies, each copy with its
+      own counter.
+
+    A core must call ``uniform(k)`` only from ``step`` and with the same ``k`` sequence for every
+    copy; then copy ``i`` of a batch draws exactly what a single env with the same key draws.
+    """
+
+    _STEP_STREAM = np.uint64(0xD1B54A32D192ED03)
+
+    def __init__(self, num_envs: int, block: int = 64) -> None:
         self.keys = np.zeros(num_envs, dtype=np.uint64)
         self.counters = np.zeros(num_envs, dtype=np.uint64)
+        self._block = block
+        self._step_counter = 0
+        self._buffer = np.empty((num_envs, 0))
+        self._cursor = 0
 
     def seed(self, generators: list[np.random.Generator], idx: np.ndarray | None = None) -> None:
-        """Give copies ``idx`` fresh keys drawn from their own Gymnasium ``np_random`` generators."""
+        """Give copies fresh keys drawn from their own Gymnasium ``np_random`` generators.
+
+        Seeding restarts the lockstep stream of *all* copies, so seed them together (as
+        ``reset(seed=...)`` of a vector env does).
+        """
         idx = np.arange(len(self.keys)) if idx is None else idx
         self.keys[idx] = [g.integers(0, 2**63, dtype=np.int64) for g in generators]
         self.counters[idx] = 0
+        self._step_counter = 0
+        self._buffer = np.empty((len(self.keys), 0))
+        self._cursor = 0
 
-    def uniform(self, k: int, idx: np.ndarray | None = None) -> np.ndarray:
-        """``k`` numbers for each selected copy, shape ``(len(idx), k)``; advances those counters."""
-        if idx is None:
-            keys, counters = self.keys, self.counters
-            self.counters = counters + np.uint64(k)
-        else:
-            keys, counters = self.keys[idx], self.counters[idx]
-            self.counters[idx] = counters + np.uint64(k)
-        steps = counters[:, None] + np.arange(k, dtype=np.uint64)
+    @staticmethod
+    def _hash(keys: np.ndarray, first: np.ndarray, k: int) -> np.ndarray:
+        steps = first[:, None] + np.arange(k, dtype=np.uint64)
         z = _splitmix(keys[:, None] ^ (steps * _GOLDEN))
         return (z >> _S11).astype(np.float64) * _TO_UNIT
 
-    def state(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.keys.copy(), self.counters.copy()
+    def uniform(self, k: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """``k`` numbers per copy: all copies (lockstep stream) or copies ``idx`` (per-copy stream)."""
+        if idx is not None:
+            counters = self.counters[idx]
+            self.counters[idx] = counters + np.uint64(k)
+            return self._hash(self.keys[idx], counters, k)
+        if self._cursor + k > self._buffer.shape[1]:
+            self._refill(k)
+        out = self._buffer[:, self._cursor : self._cursor + k]
+        self._cursor += k
+        return out
+
+    def _refill(self, k: int) -> None:
+        n = max(self._block, k)
+        first = np.full(len(self.keys), self._step_counter, dtype=np.uint64)
+        rest = self._buffer[:, self._cursor :]
+        fresh = self._hash(_splitmix(self.keys ^ self._STEP_STREAM), first, n)
+        self._buffer = np.concatenate([rest, fresh], axis=1)
+        self._cursor = 0
+        self._step_counter += n

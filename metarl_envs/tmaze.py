@@ -66,10 +66,19 @@ from metarl_envs.rng import CounterRNG
 
 LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 CORRECT_REWARD, WRONG_REWARD, CHECK_REWARD = 4.0, -3.0, 0.1
+# Indexed by "the chosen arm is the goal arm" (False, True).
+_END_REWARD = np.array([WRONG_REWARD, CORRECT_REWARD])
+# Indexed by the noise bit (0 for +1, 1 for -1).
+_NOISE_VALUE = np.array([1.0, -1.0], dtype=np.float32)
 
 
 class TMazeCore(FamilyCore):
-    """The forced-right T-maze with a visible indicator (``MetaTMaze-v0``); base of the variants."""
+    """The forced-right T-maze with a visible indicator (``MetaTMaze-v0``); base of the variants.
+
+    Arms and noise are kept as bits (0 = UP / +1, 1 = DOWN / -1) so that a step is a handful of
+    integer array operations; the ``[is_start, indicator, is_end]`` part of the observation is
+    read from a per-task table indexed by position.
+    """
 
     family = "MetaTMaze"
     forced_right: ClassVar[bool] = True
@@ -86,9 +95,14 @@ class TMazeCore(FamilyCore):
         self.action_space = spaces.Discrete(4)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(self.n_indicators,), dtype=np.float32)
         self.task_uniforms = self.n_indicators
-        self.tasks = np.ones((num_envs, self.n_indicators), dtype=np.float32)
+        self._last = np.int64(self.length - 1)
         self.pos = np.zeros(num_envs, dtype=np.int64)
-        self.noise = np.ones(num_envs, dtype=np.float32)
+        self.noise_bit = np.zeros(num_envs, dtype=np.int64)
+        self.goal_arm = np.zeros(num_envs, dtype=np.int64)  # 0 UP, 1 DOWN
+        self.task_id = np.zeros(num_envs, dtype=np.int64)
+        self._obs_table = self._build_obs_table()
+        self.tasks = np.ones((num_envs, self.n_indicators), dtype=np.float32)
+        self.set_tasks(np.arange(num_envs), self.tasks)
 
     # --- tasks -----------------------------------------------------------------------------
     def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
@@ -103,70 +117,88 @@ class TMazeCore(FamilyCore):
             raise self.invalid_task(task, f"an array of {self.n_indicators} value(s), each +1 (UP) or -1 (DOWN)")
         return arr
 
-    def target_up(self) -> np.ndarray:
-        """Whether UP is the rewarded arm, per copy."""
-        return self.tasks[:, 0] > 0
+    def set_tasks(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        self.tasks[idx] = tasks
+        bits = (self.tasks[idx] < 0).astype(np.int64)  # per indicator: 0 UP, 1 DOWN
+        self.task_id[idx] = bits @ (1 << np.arange(self.n_indicators))
+        self.goal_arm[idx] = self.goal_arm_of(bits)
+
+    def goal_arm_of(self, bits: np.ndarray) -> np.ndarray:
+        """The rewarded arm (0 UP, 1 DOWN) from the indicator bits of each task."""
+        return bits[:, 0]
+
+    def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
+        """Indicator value shown at each indicator position for ``task``."""
+        return {self.indicator_pos: float(task[0])}
+
+    def _build_obs_table(self) -> np.ndarray:
+        """``[is_start, indicator, is_end]`` for every (task id, position)."""
+        n_tasks = 2**self.n_indicators
+        table = np.zeros((n_tasks, self.length, 3), dtype=np.float32)
+        table[:, 0, 0] = 1.0
+        table[:, -1, 2] = 1.0
+        for task_id in range(n_tasks):
+            task = np.array([-1.0 if task_id >> k & 1 else 1.0 for k in range(self.n_indicators)])
+            for pos, value in self.indicator_cells(task).items():
+                table[task_id, pos, 1] = value
+        return table
 
     # --- dynamics --------------------------------------------------------------------------
-    def noise_from_uniforms(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        return np.where(u < 0.5, np.float32(1.0), np.float32(-1.0))
+    def noise_bits(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        """Noise bits (0 for +1, 1 for -1) from uniforms; fair coins here."""
+        return (u >= 0.5).view(np.int8).astype(np.int64)
 
     def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
         self.pos[idx] = 0
-        self.noise[idx] = self.noise_from_uniforms(rng.uniform(1, idx)[:, 0], idx)
+        self.noise_bit[idx] = self.noise_bits(rng.uniform(1, idx)[:, 0], idx)
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
-        at_end = self.pos == self.length - 1
+        at_end = self.pos == self._last
         if self.forced_right:
-            decided = at_end  # at the junction LEFT reads as UP and RIGHT as DOWN
-            chose_up = actions % 2 == 0
-            moved = ~at_end
-            reward = np.zeros(self.num_envs)
+            # Every move goes right; at the junction LEFT/UP (even) read as UP, RIGHT/DOWN (odd) as DOWN.
+            decided = at_end
+            reward = _END_REWARD[((actions & 1) == self.goal_arm).view(np.int8)] * at_end
+            self.pos += ~at_end
         else:
-            answered = actions >= UP
-            decided = at_end & answered
-            chose_up = actions == UP
-            moved = ~at_end & answered & (chose_up == (self.noise > 0))
-            reward = moved * CHECK_REWARD
-        reward = reward + decided * np.where(chose_up == self.target_up(), CORRECT_REWARD, WRONG_REWARD)
-        self.pos += moved
-        self.noise = self.noise_from_uniforms(rng.uniform(1)[:, 0], slice(None))
+            answer = actions - UP  # 0 UP, 1 DOWN; negative for LEFT/RIGHT
+            moved = (answer == self.noise_bit) & ~at_end
+            decided = at_end & (answer >= 0)
+            reward = _END_REWARD[(answer == self.goal_arm).view(np.int8)] * decided + moved * CHECK_REWARD
+            self.pos += moved
+        self.noise_bit = self.noise_bits(rng.uniform(1)[:, 0], slice(None))
         return reward, decided
 
-    def indicator(self) -> np.ndarray:
-        return np.where(self.pos == self.indicator_pos, self.tasks[:, 0], np.float32(0.0))
-
     def observe(self, out: np.ndarray) -> None:
-        out[:, 0] = self.pos == 0
-        out[:, 1] = self.indicator()
-        out[:, 2] = self.pos == self.length - 1
-        out[:, 3] = self.noise
+        out[:, :3] = self._obs_table[self.task_id, self.pos]
+        out[:, 3] = _NOISE_VALUE[self.noise_bit]
 
     # --- rendering -------------------------------------------------------------------------
-    def indicator_cells(self, i: int) -> dict[int, float]:
-        return {self.indicator_pos: float(self.tasks[i, 0])}
-
     def render_ansi(self, i: int) -> str:
         cells = ["."] * self.length
-        for p, v in self.indicator_cells(i).items():
+        for p, v in self.indicator_cells(self.tasks[i]).items():
             cells[p] = "u" if v > 0 else "d"
         cells[-1] = "T"
         cells[int(self.pos[i])] = "A"
-        goal = "UP" if self.target_up()[i] else "DOWN"
-        return f"{''.join(cells)}  goal={goal} noise={int(self.noise[i]):+d}\n"
+        goal = "DOWN" if self.goal_arm[i] else "UP"
+        return f"{''.join(cells)}  goal={goal} noise={int(_NOISE_VALUE[self.noise_bit[i]]):+d}\n"
 
     def render_rgb(self, i: int) -> np.ndarray:
-        """Corridor as a strip of cells, the two arms above and below the junction, agent in red."""
+        """Corridor as a strip of cells, the two arms above and below the junction, agent in red.
+
+        Indicator cells are blue (UP) or orange (DOWN), the goal arm's tip green, and the strip under
+        the corridor shows the current noise bit (light +1, dark -1).
+        """
+        up_is_goal = self.goal_arm[i] == 0
         cells = canvas(5, self.length + 2)
         cells[2, 1 : self.length + 1] = PALETTE["floor"]
         cells[0:5, self.length] = PALETTE["floor"]
-        cells[0, self.length] = PALETTE["goal"] if self.target_up()[i] else PALETTE["wall"]
-        cells[4, self.length] = PALETTE["wall"] if self.target_up()[i] else PALETTE["goal"]
-        for p, v in self.indicator_cells(i).items():
+        cells[0, self.length] = PALETTE["goal"] if up_is_goal else PALETTE["wall"]
+        cells[4, self.length] = PALETTE["wall"] if up_is_goal else PALETTE["goal"]
+        for p, v in self.indicator_cells(self.tasks[i]).items():
             cells[1, p + 1] = PALETTE["up"] if v > 0 else PALETTE["down"]
-        cells[2, 1] = PALETTE["start"] if self.pos[i] else cells[2, 1]
+        cells[2, 1] = PALETTE["start"]
         cells[2, int(self.pos[i]) + 1] = PALETTE["agent"]
-        cells[3, 1 : self.length + 1] = np.where(self.noise[i] > 0, 200, 90)
+        cells[3, 1 : self.length + 1] = 90 if self.noise_bit[i] else 200
         return upscale(cells, 4)
 
 
@@ -185,20 +217,17 @@ class AgreementCore(TMazeCore):
 
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, second_indicator_pos: int = 50,
                  episode_limit: int = 150) -> None:
+        # Validated before the base constructor, which builds the observation table from it.
+        length = check_int("length", length, 3)
+        indicator_pos = check_int("indicator_pos", indicator_pos, 1, length - 2)
+        self.second_indicator_pos = check_int("second_indicator_pos", second_indicator_pos, indicator_pos + 1, length - 2)
         super().__init__(num_envs, length, indicator_pos, episode_limit)
-        self.second_indicator_pos = check_int(
-            "second_indicator_pos", second_indicator_pos, self.indicator_pos + 1, self.length - 2
-        )
 
-    def target_up(self) -> np.ndarray:
-        return self.tasks[:, 0] != self.tasks[:, 1]
+    def goal_arm_of(self, bits: np.ndarray) -> np.ndarray:
+        return (bits[:, 0] == bits[:, 1]).astype(np.int64)  # agree -> DOWN (1), differ -> UP (0)
 
-    def indicator(self) -> np.ndarray:
-        first = super().indicator()
-        return np.where(self.pos == self.second_indicator_pos, self.tasks[:, 1], first)
-
-    def indicator_cells(self, i: int) -> dict[int, float]:
-        return {self.indicator_pos: float(self.tasks[i, 0]), self.second_indicator_pos: float(self.tasks[i, 1])}
+    def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
+        return {self.indicator_pos: float(task[0]), self.second_indicator_pos: float(task[1])}
 
 
 class LatentCore(TMazeCore):
@@ -208,18 +237,19 @@ class LatentCore(TMazeCore):
 
     def __init__(self, num_envs: int, length: int = 100, p_up: float = 0.7, p_down: float = 0.5,
                  episode_limit: int = 150) -> None:
-        super().__init__(num_envs, length, 1, episode_limit)
         self.p_up = check_float("p_up", p_up, 0.0, 1.0)
         self.p_down = check_float("p_down", p_down, 0.0, 1.0)
+        self.p_plus = np.zeros(num_envs)
+        super().__init__(num_envs, length, 1, episode_limit)
 
-    def noise_from_uniforms(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        p_plus = np.where(self.tasks[idx, 0] > 0, self.p_up, self.p_down)
-        return np.where(u < p_plus, np.float32(1.0), np.float32(-1.0))
+    def set_tasks(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        super().set_tasks(idx, tasks)
+        self.p_plus[idx] = np.where(self.goal_arm[idx] == 0, self.p_up, self.p_down)
 
-    def indicator(self) -> np.ndarray:
-        return np.zeros(self.num_envs, dtype=np.float32)
+    def noise_bits(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        return (u >= self.p_plus[idx]).view(np.int8).astype(np.int64)
 
-    def indicator_cells(self, i: int) -> dict[int, float]:
+    def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
         return {}
 
 

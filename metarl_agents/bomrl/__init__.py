@@ -1,0 +1,22 @@
+"""BO-MRL (Xu & Zhu, NeurIPS 2024): bilevel meta-RL with universal policy adaptation.
+
+Tabular (exact, for Frozen Lake): :class:`TabularBOMRL` and the functions of
+:mod:`metarl_agents.bomrl.tabular`. Neural (a wrapper around an SB3 actor-critic policy):
+:class:`metarl_agents.bomrl.neural.BOMRL`, imported lazily so the tabular part stays light.
+"""
+
+from metarl_agents.bomrl.mdp import TabularMDP, evaluate, sampled_evaluation, value_iteration
+from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, hypergradient, maml_step, solve_lower
+
+__all__ = [
+    "BOMRL", "TabularBOMRL", "TabularMDP", "adapt", "evaluate", "hypergradient", "maml_step",
+    "sampled_evaluation", "solve_lower", "value_iteration",
+]
+
+
+def __getattr__(name: str):
+    if name == "BOMRL":
+        from metarl_agents.bomrl.neural import BOMRL
+
+        return BOMRL
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

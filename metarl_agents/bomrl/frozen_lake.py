@@ -1,0 +1,231 @@
+"""The Frozen Lake experiment of spec §3-4: meta-train, meta-test K = 0..4 rounds, baselines, bounds.
+
+    python -m metarl_agents.bomrl.frozen_lake --family hole --alg 1 --seed 0 --out runs/bomrl
+
+writes ``<out>/<family>_alg<alg>_seed<seed>.{json,md,png}`` and ``..._bounds.png``. All returns are
+exact 49-step discounted returns (gamma 0.8) of the adapted policies, computed from the env's own
+tabular model; ``--evaluation td|mc`` makes every meta-test round estimate ``Q`` and ``nu`` from 500
+sampled episodes instead (the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_agents.bomrl.bounds import alg2_multi_round_bound, one_round_bound
+from metarl_agents.bomrl.mdp import TabularMDP, value_iteration
+from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, maml_step, solve_lower
+
+GAMMA, HORIZON, ROUNDS = 0.8, 49, 4
+ENV_IDS = {"hole": "MetaFrozenLake-v0", "penalty": "MetaFrozenLakePenalty-v0"}
+LAM_TRAIN = {"hole": 5.0, "penalty": 4.0}
+#: Meta-test lambda per (family, alg). Alg1/Alg2 are the paper's; Alg3 (not in the paper's table)
+#: is ours, chosen so that its parameter-space step is comparable in size.
+LAM_TEST = {("hole", 1): 0.1, ("hole", 2): 0.2, ("hole", 3): 0.005,
+            ("penalty", 1): 0.05, ("penalty", 2): 0.1, ("penalty", 3): 0.005}
+MAML_STEP = 50.0
+#: Paper means of J after K = 0..4 rounds (spec §3), for the tables.
+PAPER = {
+    ("hole", 1): [0.418, 1.552, 1.617, 1.629, 1.634],
+    ("hole", 2): [0.338, 1.460, 1.595, 1.629, 1.636],
+    ("hole", "maml"): [0.418, 1.316, 1.577, 1.598, 1.602],
+    ("hole", "random"): [-0.242, -0.113, 0.024, 0.126, 0.200],
+    ("penalty", 1): [1.492, 1.558, 1.594, 1.607, 1.613],
+    ("penalty", 2): [1.498, 1.539, 1.570, 1.592, 1.598],
+    ("penalty", "maml"): [1.484, 1.502, 1.510, 1.517, 1.528],
+}
+
+
+def make_env(family: str) -> gym.Env:
+    if family not in ENV_IDS:
+        raise ValueError(f"family must be one of {tuple(ENV_IDS)}, got {family!r}")
+    return gym.make(ENV_IDS[family])
+
+
+def task_mdp(env: gym.Env, task: np.ndarray) -> TabularMDP:
+    """The exact model of one map, from the env itself (start cell 0, gamma 0.8, 49 steps)."""
+    P, R = env.unwrapped.transition_model(task)
+    return TabularMDP.from_arrays(P, R, None, GAMMA, HORIZON)
+
+
+def benchmark_mdps(family: str) -> list[TabularMDP]:
+    from metarl_envs.frozen_lake import benchmark_tasks
+
+    env = make_env(family)
+    return [task_mdp(env, t) for t in benchmark_tasks(family)]
+
+
+def task_sampler(family: str, seed: int):
+    """Fresh training maps from the env's task generator (seeded once)."""
+    env = make_env(family)
+    env.reset(seed=seed)
+    return lambda n: [task_mdp(env, t) for t in env.unwrapped.sample_tasks(n)]
+
+
+def meta_train(family: str, alg: int, seed: int, iterations: int = 150, tasks_per_iteration: int = 5,
+               hypergradient: str = "implicit") -> TabularBOMRL:
+    agent = TabularBOMRL(16, 4, alg=alg, lam_train=LAM_TRAIN[family], hypergradient=hypergradient)
+    agent.meta_train(task_sampler(family, seed), iterations, tasks_per_iteration)
+    return agent
+
+
+def _mean_curve(mdps, start, update) -> list[float]:
+    return np.mean([adapt(m, start, update, ROUNDS)[0] for m in mdps], axis=0).tolist()
+
+
+def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list[float]) -> dict:
+    """Measured gaps beside the spec §4 bounds, per lambda (the multi-round one runs Alg2)."""
+    optima = np.array([value_iteration(m)[0] for m in mdps])
+    one_round, multi = [], []
+    for lam in lams:
+        if alg in (1, 2):
+            gaps = optima - np.array([adapt(m, phi, lambda th, ev: solve_lower(alg, th, ev, lam), 1)[0][1]
+                                      for m in mdps])
+            bounds = np.array([one_round_bound(m, phi, alg, lam) for m in mdps])
+            one_round.append({"lam": lam, "gap_mean": float(gaps.mean()), "bound_mean": float(bounds.mean()),
+                              "gap_per_task": gaps.tolist(), "bound_per_task": bounds.tolist(),
+                              "holds": bool((gaps <= bounds).all())})
+        curves = np.array([adapt(m, phi, lambda th, ev: solve_lower(2, th, ev, lam), ROUNDS)[0] for m in mdps])
+        gaps = (optima[:, None] - curves[:, 1:]).mean(0)
+        bounds = np.array([[alg2_multi_round_bound(m, phi, lam, k) for k in range(1, ROUNDS + 1)]
+                           for m in mdps]).mean(0)
+        multi.append({"lam": lam, "K": list(range(1, ROUNDS + 1)), "gap": gaps.tolist(),
+                      "bound": bounds.tolist(), "holds": bool((gaps <= bounds).all())})
+    return {"one_round": one_round, "alg2_multi_round": multi}
+
+
+def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: str = "implicit",
+        evaluation: str = "exact") -> dict:
+    torch.manual_seed(seed)
+    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient)
+    mdps = benchmark_mdps(family)
+    lam = LAM_TEST[(family, alg)]
+    rng = np.random.default_rng(seed)
+    J = agent.meta_test(mdps, ROUNDS, lam, evaluation=evaluation, rng=rng).mean(0).tolist()
+    zeros = torch.zeros_like(agent.phi)
+    baselines = {
+        "maml_step": _mean_curve(mdps, agent.phi, lambda th, ev: maml_step(th, ev, MAML_STEP)),
+        "random_init": _mean_curve(mdps, zeros, lambda th, ev: solve_lower(alg, th, ev, 2 * lam)),
+    }
+    optima = [value_iteration(m)[0] for m in mdps]
+    lams = sorted({lam / 2, lam, 2 * lam, LAM_TRAIN[family]})
+    return {
+        "family": family, "alg": alg, "seed": seed, "lam_train": LAM_TRAIN[family], "lam_test": lam,
+        "iterations": iterations, "hypergradient": hypergradient, "evaluation": evaluation,
+        "K": list(range(ROUNDS + 1)), "J": J, "optimum": float(np.mean(optima)),
+        "optimum_per_task": optima, "baselines": baselines,
+        "meta_train_history": agent.history, "paper": {str(k[1]): v for k, v in PAPER.items() if k[0] == family},
+        "bounds": bound_report(mdps, agent.phi, alg, lams) if alg in (1, 2) else {},
+    }
+
+
+def markdown_table(result: dict) -> str:
+    family, alg = result["family"], result["alg"]
+    head = "| method | " + " | ".join(f"K={k}" for k in result["K"]) + " |"
+    rows = [head, "|---" * (len(result["K"]) + 1) + "|"]
+
+    def row(name, values):
+        rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+    row(f"BO-MRL Alg{alg} (ours)", result["J"])
+    if (family, alg) in PAPER:
+        row(f"BO-MRL Alg{alg} (paper)", PAPER[(family, alg)])
+    row("MAML-step (ours)", result["baselines"]["maml_step"])
+    if (family, "maml") in PAPER:
+        row("MAML-step (paper)", PAPER[(family, "maml")])
+    row(f"random init, Alg{alg}, 2 lambda (ours)", result["baselines"]["random_init"])
+    if (family, "random") in PAPER and alg == 1:
+        row("random init, Alg1 (paper)", PAPER[(family, "random")])
+    row("task optimum", [result["optimum"]] * len(result["K"]))
+    lines = [f"## Frozen Lake {family}, Alg{alg} (lambda_test {result['lam_test']}, seed {result['seed']})",
+             "", *rows, ""]
+    if result["bounds"]:
+        lines += ["### Bounds (mean over tasks)", "", "| bound | lambda | K | measured gap | bound | holds |",
+                  "|---|---|---|---|---|---|"]
+        for b in result["bounds"]["one_round"]:
+            lines.append(f"| one round, Alg{alg} | {b['lam']} | 1 | {b['gap_mean']:.4f} | "
+                         f"{b['bound_mean']:.4f} | {b['holds']} |")
+        for b in result["bounds"]["alg2_multi_round"]:
+            for k, gap, bound in zip(b["K"], b["gap"], b["bound"]):
+                lines.append(f"| multi-round, Alg2 | {b['lam']} | {k} | {gap:.4f} | {bound:.2f} | {gap <= bound} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    K = result["K"]
+    ax.plot(K, result["J"], "o-", label=f"BO-MRL Alg{result['alg']}")
+    ax.plot(K, result["baselines"]["maml_step"], "s--", label="MAML-step")
+    ax.plot(K, result["baselines"]["random_init"], "^:", label="random init (2 lambda)")
+    ax.axhline(result["optimum"], color="k", lw=1, label="task optimum")
+    ax.set(xlabel="adaptation rounds K", ylabel="mean discounted return J", xticks=K,
+           title=f"Frozen Lake ({result['family']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bounds(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bounds = result["bounds"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    one = bounds["one_round"]
+    lams = [b["lam"] for b in one]
+    left.plot(lams, [b["gap_mean"] for b in one], "o-", label="measured gap")
+    left.plot(lams, [b["bound_mean"] for b in one], "o--", label="one-round bound")
+    left.set(xscale="log", yscale="log", xlabel="lambda", ylabel="mean gap after one round",
+             title=f"{result['family']}: one round of Alg{result['alg']}")
+    left.legend()
+    for i, b in enumerate(bounds["alg2_multi_round"]):
+        colour = f"C{i}"
+        right.plot(b["K"], b["gap"], "o-", color=colour, label=f"gap, lambda {b['lam']}")
+        right.plot(b["K"], b["bound"], "--", color=colour, label=f"bound, lambda {b['lam']}")
+    right.set(yscale="log", xlabel="rounds K", ylabel="mean gap", title="K rounds of Alg2 (mirror descent)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", choices=tuple(ENV_IDS), default="hole")
+    parser.add_argument("--alg", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--hypergradient", choices=("implicit", "first_order"), default="implicit")
+    parser.add_argument("--evaluation", choices=("exact", "td", "mc"), default="exact")
+    parser.add_argument("--out", type=Path, default=Path("runs/bomrl"))
+    args = parser.parse_args(argv)
+    result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{args.family}_alg{args.alg}_seed{args.seed}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    table = markdown_table(result)
+    stem.with_suffix(".md").write_text(table)
+    plot(result, stem.with_suffix(".png"))
+    if result["bounds"]:
+        plot_bounds(result, Path(f"{stem}_bounds.png"))
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

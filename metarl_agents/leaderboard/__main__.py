@@ -1,0 +1,3 @@
+from metarl_agents.leaderboard.cli import main
+
+raise SystemExit(main())

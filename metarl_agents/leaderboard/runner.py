@@ -1,0 +1,380 @@
+"""Running a grid: one run (:func:`train_one`) and the local-pool and Ray backends around it.
+
+A run trains in chunks of ``eval_every`` frames. After each chunk it evaluates, writes a checkpoint
+(temp file + ``os.replace``, so a checkpoint file is always complete) and then records the evaluation
+and the checkpoint in one store transaction. Killing the process at any point therefore loses at most
+the chunk in progress, and the next ``run`` resumes from the checkpoint the store names.
+
+Training goes through a small :class:`Trainer` seam (build / resume / evaluate) whose default,
+:class:`MetaPPOTrainer`, uses only the public trainer API (``MetaPPO.from_preset``, ``learn`` with a
+callback, ``save``/``load``, ``evaluate_meta``); tests inject a fake one to exercise the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib.metadata
+import multiprocessing
+import os
+import platform
+import queue as queue_module
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from metarl_agents.leaderboard.grid import RunSpec
+from metarl_agents.leaderboard.store import ResultStore
+
+BACKENDS = ("local", "ray")
+_VERSIONED_PACKAGES = ("torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib")
+
+
+# -- the trainer seam ------------------------------------------------------------------------------
+
+
+class Model(Protocol):
+    """What the runner needs from a trained model (an SB3 algorithm satisfies it)."""
+
+    num_timesteps: int
+
+    def learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
+              progress_bar: bool = False) -> Any: ...
+
+    def save(self, path: str) -> None: ...
+
+
+class Trainer(Protocol):
+    def build(self, spec: RunSpec) -> Model:
+        """A fresh model for this run."""
+
+    def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
+        """The model saved in ``checkpoint``, ready to continue training."""
+
+    def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
+        """``evaluate_meta``'s result: needs ``meta_episode_return`` and ``episode_returns``."""
+
+
+class MetaPPOTrainer:
+    """The project's trainer, reached only through its public API."""
+
+    def build(self, spec: RunSpec) -> Model:
+        from metarl_agents.ppo import MetaPPO
+
+        extra = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
+        return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr, **extra)
+
+    def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
+        from metarl_agents.ppo import MetaPPO
+
+        # The fresh model only supplies the run's vectorised env; weights, optimiser and frame count load.
+        return MetaPPO.load(str(checkpoint), env=self.build(spec).get_env())
+
+    def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
+        from metarl_agents.evaluation import evaluate_meta
+
+        return evaluate_meta(model, spec.env_id, n_tasks=spec.n_eval_tasks, seed=spec.eval_seed,
+                             env_kwargs=dict(spec.env_kwargs) or None)
+
+
+# -- provenance ------------------------------------------------------------------------------------
+
+
+@cache
+def package_versions() -> dict[str, str]:
+    import metarl_envs
+
+    versions = {"metarl": metarl_envs.__version__, "python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@cache
+def machine_info() -> dict[str, Any]:
+    return {"hostname": platform.node(), "platform": platform.platform(), "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count()}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# -- one run ---------------------------------------------------------------------------------------
+
+
+def checkpoint_dir(db_path: str | Path) -> Path:
+    """Checkpoints live beside the database: ``<db>.checkpoints/``."""
+    db_path = Path(db_path)
+    return db_path.with_name(db_path.name + ".checkpoints")
+
+
+def _save_checkpoint(model: Model, directory: Path, run_key: str, frames: int) -> Path:
+    """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
+    checkpoint the store points at."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{run_key}.f{frames}.zip"
+    temporary = directory / f".{run_key}.f{frames}.{os.getpid()}.tmp.zip"
+    model.save(str(temporary))
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    return final
+
+
+ProgressSink = Callable[[tuple], None]
+
+
+def _progress_callback(sink: ProgressSink | None, run_key: str) -> Any:
+    """An SB3 callback that reports the frame count after every rollout (built lazily: SB3 imports torch)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Progress(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if sink is not None:
+                sink(("progress", run_key, int(self.model.num_timesteps)))
+
+    return _Progress()
+
+
+def train_one(
+    spec: RunSpec,
+    store: ResultStore | str | Path,
+    trainer: Trainer | None = None,
+    progress: ProgressSink | None = None,
+) -> str:
+    """Train (or finish) one run and record it; returns "finished" or "skipped" (already finished).
+
+    A failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes
+    from its last checkpoint next time.
+    """
+    if not isinstance(store, ResultStore):
+        with ResultStore(store) as opened:
+            return train_one(spec, opened, trainer, progress)
+    trainer = trainer or MetaPPOTrainer()
+    record = store.register_run(spec.store_fields())
+    if record.status == "finished":
+        return "skipped"
+    store.mark_running(record.id, machine_info(), package_versions())
+    started = time.perf_counter()
+    wall_time = record.wall_time_s
+    try:
+        if record.checkpoint_path:
+            checkpoint = store.path.parent / record.checkpoint_path
+            if not checkpoint.exists():
+                raise FileNotFoundError(
+                    f"run {spec.run_key} should resume from {checkpoint}, which is missing; delete the run's "
+                    "rows or restore the file"
+                )
+            model = trainer.resume(spec, checkpoint)
+        else:
+            checkpoint, model = None, trainer.build(spec)
+        if progress:
+            progress(("start", spec.run_key, int(model.num_timesteps)))
+        callback = _progress_callback(progress, spec.run_key)
+        while model.num_timesteps < spec.frames:
+            target = min((model.num_timesteps // spec.eval_every + 1) * spec.eval_every, spec.frames)
+            model.learn(target - model.num_timesteps, callback=callback, reset_num_timesteps=False,
+                        progress_bar=False)
+            frames = int(model.num_timesteps)
+            result = trainer.evaluate(model, spec)
+            saved = _save_checkpoint(model, checkpoint_dir(store.path), spec.run_key, frames)
+            wall_time = record.wall_time_s + time.perf_counter() - started
+            store.record_evaluation(
+                record.id, frames, result["meta_episode_return"], result["episode_returns"], wall_time,
+                checkpoint_path=str(saved.relative_to(store.path.parent)), finished=frames >= spec.frames,
+            )
+            if checkpoint is not None and checkpoint != saved:
+                checkpoint.unlink(missing_ok=True)
+            checkpoint = saved
+            if progress:
+                progress(("eval", spec.run_key, frames, float(result["meta_episode_return"])))
+    except BaseException as exc:
+        wall_time = record.wall_time_s + time.perf_counter() - started
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc()
+        store.mark_failed(record.id, reason, wall_time)
+        raise
+    return "finished"
+
+
+# -- backends --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepSummary:
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class _QueueSink:
+    """Picklable progress sink for worker processes: forwards events to a queue the driver drains."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def __call__(self, event: tuple) -> None:
+        self.events.put(event)
+
+
+def _limit_threads(threads: int) -> None:
+    """Give each worker its share of the cores (set before torch is imported in a fresh process)."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _run_in_worker(spec: RunSpec, db_path: str, trainer: Trainer | None, sink: ProgressSink | None,
+                   threads: int | None = None) -> tuple[str, str, str | None]:
+    """Worker entry point: never raises, so one failed run does not stop the others."""
+    if threads is not None:
+        _limit_threads(threads)
+    try:
+        return spec.run_key, train_one(spec, db_path, trainer, sink), None
+    except Exception as exc:
+        return spec.run_key, "failed", f"{type(exc).__name__}: {exc}"
+
+
+def run_grid(
+    specs: Sequence[RunSpec],
+    db_path: str | Path,
+    backend: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    trainer: Trainer | None = None,
+    show_progress: bool | None = None,
+) -> SweepSummary:
+    """Run every unfinished run of the grid and record it in the store at ``db_path``.
+
+    Runs already finished are skipped; unfinished ones resume from their last checkpoint. ``workers``
+    runs go at once in the local pool (1 = in this process); the Ray backend schedules one task per run
+    (1 CPU each) on the cluster at ``address`` (None: start a local Ray instance). ``show_progress=None``
+    shows progress bars on a terminal only.
+    """
+    from metarl_agents.leaderboard.progress import GridProgress
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    db_path = str(Path(db_path).resolve())
+    summary = SweepSummary()
+    todo = []
+    with ResultStore(db_path) as store:  # validates the file before any worker starts
+        for spec in specs:
+            record = store.register_run(spec.store_fields())
+            if record.status == "finished":
+                summary.skipped.append(spec.run_key)
+            else:
+                todo.append((spec, record.checkpoint_frames or 0))
+    with GridProgress(todo, len(specs), len(summary.skipped), enabled=show_progress) as display:
+        if backend == "ray":
+            outcomes = _run_ray(todo, db_path, address, trainer, display)
+        elif workers == 1 or len(todo) <= 1:
+            outcomes = _run_inline(todo, db_path, trainer, display)
+        else:
+            outcomes = _run_pool(todo, db_path, workers, trainer, display)
+        for key, status, error in outcomes:
+            display.run_done(key, status, error)
+            if status == "failed":
+                summary.failed[key] = error or "unknown error"
+            elif status == "skipped":
+                summary.skipped.append(key)
+            else:
+                summary.finished.append(key)
+    return summary
+
+
+def _run_inline(todo, db_path, trainer, display):
+    for spec, _ in todo:
+        try:
+            status, error = train_one(spec, db_path, trainer, display.handle), None
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        yield spec.run_key, status, error
+
+
+def _run_pool(todo, db_path, workers, trainer, display):
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with context.Manager() as manager:
+        sink = _QueueSink(manager.Queue())
+        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
+                                    initargs=(threads,)) as pool:
+            pending = {pool.submit(_run_in_worker, spec, db_path, trainer, sink): spec for spec, _ in todo}
+            try:
+                while pending:
+                    done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    _drain(sink.events, display)
+                    for future in done:
+                        spec = pending.pop(future)
+                        try:
+                            yield future.result()
+                        except cf.process.BrokenProcessPool:
+                            yield spec.run_key, "failed", (
+                                "a worker process died (killed or out of memory); re-run the same command "
+                                "to resume from the last checkpoint"
+                            )
+            finally:
+                for future in pending:
+                    future.cancel()
+            _drain(sink.events, display)
+
+
+def _run_ray(todo, db_path, address, trainer, display):
+    try:
+        import ray
+        from ray.util.queue import Queue
+    except ImportError:
+        raise ValueError("--backend ray needs Ray: pip install 'metarl[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        sink = _QueueSink(Queue())
+        task = ray.remote(num_cpus=1)(_run_in_worker)
+        pending = {task.remote(spec, db_path, trainer, sink, 1): spec for spec, _ in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            _drain(sink.events, display)
+            for ref in done:
+                spec = pending.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    yield spec.run_key, "failed", f"Ray task failed: {exc}"
+        _drain(sink.events, display)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _drain(events: Any, display: Any) -> None:
+    while True:
+        try:
+            event = events.get_nowait()
+        except (queue_module.Empty, Exception):  # Ray's queue raises its own Empty
+            return
+        display.handle(event)

@@ -1,0 +1,329 @@
+"""SQLite result store for leaderboard sweeps.
+
+One database file holds every run of a sweep (one row each) and every evaluation point of those runs.
+Several processes (a local pool, Ray workers on the same filesystem) write to it at once, so the file
+is in WAL mode with a generous busy timeout and every write is one short ``BEGIN IMMEDIATE``
+transaction. A run's checkpoint file and its newest evaluation point are recorded in the same
+transaction, which is what makes a killed sweep lose at most the evaluation in progress.
+
+The store refuses to touch a file it did not create: a non-SQLite file, a corrupted one, or an SQLite
+database with some other schema raises :class:`StoreError` before anything is written to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+APP_NAME = "metarl-leaderboard"
+# Stamped into the SQLite header (PRAGMA application_id) so the file identifies itself: "MRLB".
+APPLICATION_ID = 0x4D524C42
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+RUN_STATUSES = ("pending", "running", "finished", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    run_key TEXT NOT NULL UNIQUE,
+    env_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    lr REAL NOT NULL,
+    preset_name TEXT NOT NULL,
+    preset_hash TEXT NOT NULL,
+    frames_budget INTEGER NOT NULL,
+    paper_frames INTEGER NOT NULL,
+    reduced INTEGER NOT NULL,
+    eval_every INTEGER NOT NULL,
+    n_eval_tasks INTEGER NOT NULL,
+    env_kwargs TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
+    frames_done INTEGER NOT NULL DEFAULT 0,
+    checkpoint_path TEXT,
+    checkpoint_frames INTEGER,
+    wall_time_s REAL NOT NULL DEFAULT 0,
+    versions TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    frames INTEGER NOT NULL,
+    meta_episode_return REAL NOT NULL,
+    episode_returns TEXT NOT NULL,
+    wall_time_s REAL NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, frames)
+);
+CREATE INDEX IF NOT EXISTS runs_by_env ON runs (env_id, agent);
+"""
+_TABLES = {"schema_version", "runs", "evaluations"}
+
+
+class StoreError(RuntimeError):
+    """The database file is not a leaderboard store this version can use (it is left untouched)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``; JSON columns decoded."""
+
+    id: int
+    run_key: str
+    env_id: str
+    agent: str
+    seed: int
+    lr: float
+    preset_name: str
+    preset_hash: str
+    frames_budget: int
+    paper_frames: int
+    reduced: bool
+    eval_every: int
+    n_eval_tasks: int
+    env_kwargs: dict[str, Any]
+    status: str
+    frames_done: int
+    checkpoint_path: str | None
+    checkpoint_frames: int | None
+    wall_time_s: float
+    versions: dict[str, str]
+    machine: dict[str, Any]
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values["reduced"] = bool(values["reduced"])
+        for name in ("env_kwargs", "versions", "machine"):
+            values[name] = json.loads(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One row of ``evaluations``: the evaluation after ``frames`` training frames."""
+
+    run_id: int
+    frames: int
+    meta_episode_return: float
+    episode_returns: list[float]
+    wall_time_s: float
+
+
+class ResultStore:
+    """Connection to one leaderboard database; safe to open from many processes at once.
+
+    Open one store per process (SQLite connections must not cross ``fork``/``spawn``); pass the path
+    to workers, not the object.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 120.0) -> None:
+        self.path = Path(path)
+        _check_file_is_ours_or_absent(self.path)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open result database {self.path}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._validate_or_initialise()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path} is not a usable metarl leaderboard database: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _validate_or_initialise(self) -> None:
+        """Check an existing schema read-only; create the schema only in a file with no tables at all."""
+        problem = self._describe_foreign_content()
+        if problem is None:
+            return
+        if problem != "empty":
+            raise StoreError(problem)
+        # WAL lets readers run beside the writers. It is persistent and must be set outside a transaction,
+        # so it is set here, while the file holds no tables and nothing can be lost.
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        with self._transaction() as conn:
+            # Re-check under the write lock: another process may have created the schema meanwhile.
+            problem = self._describe_foreign_content()
+            if problem is None:
+                return
+            if problem != "empty":
+                raise StoreError(problem)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(
+                "INSERT INTO schema_version (app, version, created_at) VALUES (?, ?, ?)",
+                (APP_NAME, SCHEMA_VERSION, time.time()),
+            )
+
+    def _describe_foreign_content(self) -> str | None:
+        """None if the schema is ours, "empty" if the database has no tables, else why it is not ours."""
+        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        if not tables and app_id == 0:
+            return "empty"
+        if app_id != APPLICATION_ID or not _TABLES <= tables:
+            return (
+                f"{self.path} is an SQLite database but not a metarl leaderboard store "
+                f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path."
+            )
+        row = self._conn.execute("SELECT app, version FROM schema_version").fetchone()
+        if row is None or row[0] != APP_NAME or row[1] != SCHEMA_VERSION:
+            found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"
+            return (
+                f"{self.path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
+                "refusing to modify it."
+            )
+        return None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front, so it never fails half-way on a lock."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def register_run(self, fields: dict[str, Any]) -> RunRecord:
+        """Insert a run (status pending) unless its ``run_key`` exists; return the stored row either way.
+
+        ``fields`` holds the identity and configuration columns (``run_key`` ... ``machine``); dict values
+        are stored as JSON.
+        """
+        now = time.time()
+        row = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in fields.items()}
+        row.update(status="pending", created_at=now, updated_at=now)
+        columns = ", ".join(row)
+        marks = ", ".join(f":{name}" for name in row)
+        with self._transaction() as conn:
+            conn.execute(f"INSERT OR IGNORE INTO runs ({columns}) VALUES ({marks})", row)
+        return self.run_by_key(fields["run_key"])
+
+    def mark_running(self, run_id: int, machine: dict[str, Any], versions: dict[str, str]) -> None:
+        """Mark a run as started (again) here; the machine and versions are those of the latest session."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'running', error = NULL, machine = ?, versions = ?, updated_at = ? "
+                "WHERE id = ?",
+                (json.dumps(machine, sort_keys=True), json.dumps(versions, sort_keys=True), time.time(), run_id),
+            )
+
+    def record_evaluation(
+        self,
+        run_id: int,
+        frames: int,
+        meta_episode_return: float,
+        episode_returns: Sequence[float],
+        wall_time_s: float,
+        checkpoint_path: str | None,
+        finished: bool = False,
+    ) -> None:
+        """Store one evaluation point together with the checkpoint it was taken from, atomically.
+
+        The checkpoint file must already be on disk: if the process dies before this commits, the store
+        still points at the previous checkpoint and its evaluations, which stay consistent.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO evaluations "
+                "(run_id, frames, meta_episode_return, episode_returns, wall_time_s, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, int(frames), float(meta_episode_return),
+                 json.dumps([float(x) for x in episode_returns]), float(wall_time_s), now),
+            )
+            conn.execute(
+                "UPDATE runs SET frames_done = ?, checkpoint_path = ?, checkpoint_frames = ?, wall_time_s = ?, "
+                "status = ?, updated_at = ? WHERE id = ?",
+                (int(frames), checkpoint_path, int(frames) if checkpoint_path else None, float(wall_time_s),
+                 "finished" if finished else "running", now, run_id),
+            )
+
+    def mark_failed(self, run_id: int, error: str, wall_time_s: float | None = None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'failed', error = ?, wall_time_s = COALESCE(?, wall_time_s), "
+                "updated_at = ? WHERE id = ?",
+                (error, wall_time_s, time.time(), run_id),
+            )
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def run_by_key(self, run_key: str) -> RunRecord:
+        row = self._conn.execute("SELECT * FROM runs WHERE run_key = ?", (run_key,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run with key {run_key!r} in {self.path}")
+        return RunRecord.from_row(row)
+
+    def runs(self, env_id: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Runs in insertion order, optionally filtered by environment and status."""
+        query, args = "SELECT * FROM runs WHERE 1 = 1", []
+        if env_id is not None:
+            query, args = query + " AND env_id = ?", [*args, env_id]
+        if status is not None:
+            if status not in RUN_STATUSES:
+                raise ValueError(f"unknown run status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
+            query, args = query + " AND status = ?", [*args, status]
+        return [RunRecord.from_row(row) for row in self._conn.execute(query + " ORDER BY id", args)]
+
+    def evaluations(self, run_id: int) -> list[EvalPoint]:
+        """Evaluation points of one run, by increasing frame count."""
+        rows = self._conn.execute(
+            "SELECT run_id, frames, meta_episode_return, episode_returns, wall_time_s FROM evaluations "
+            "WHERE run_id = ? ORDER BY frames",
+            (run_id,),
+        )
+        return [
+            EvalPoint(row[0], row[1], row[2], json.loads(row[3]), row[4]) for row in rows
+        ]
+
+
+def _check_file_is_ours_or_absent(path: Path) -> None:
+    """Reject a file that is not SQLite before SQLite gets a chance to treat it as a database."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a result database file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        header = handle.read(len(_SQLITE_MAGIC))
+    if header != _SQLITE_MAGIC:
+        raise StoreError(
+            f"{path} is not an SQLite database (unexpected file header); refusing to overwrite it. "
+            "Pass another --db path."
+        )

@@ -1,0 +1,44 @@
+"""Reference training settings, one TOML file per environment id (``<env_id>.toml``).
+
+The discrete and MuJoCo values are the SplAgger paper's (spec/agents.md §5); ids the paper did not
+run document their choices in their file. Besides MetaPPO's constructor arguments a preset holds
+the run protocol: ``frames``, ``n_envs``, ``lr_grid``, ``seeds``, ``eval_freq``, ``eval_tasks``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
+    import tomli as tomllib
+
+PRESET_DIR = Path(__file__).parent
+
+#: Keys every preset defines.
+REQUIRED_KEYS = (
+    "env_id", "frames", "n_envs", "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda",
+    "ent_coef", "vf_coef", "max_grad_norm", "adam_eps", "learning_rate", "lr_grid", "lr_anneal",
+    "normalize_reward", "reward_clip", "seeds", "eval_freq", "eval_tasks",
+)
+
+
+def available_presets() -> list[str]:
+    """The env ids that ship a preset."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(env_id: str) -> dict[str, Any]:
+    """The preset of ``env_id`` as a fresh dict (callers may change it)."""
+    path = PRESET_DIR / f"{env_id}.toml"
+    if not path.is_file():
+        raise ValueError(f"no preset for env id {env_id!r}; available: {available_presets()}")
+    with path.open("rb") as f:
+        preset = tomllib.load(f)
+    missing = [k for k in REQUIRED_KEYS if k not in preset]
+    if missing:
+        raise ValueError(f"preset {path} lacks {missing}")
+    return preset

@@ -1,0 +1,111 @@
+"""One rollout chunk kept as whole env sequences, and the reward scaling MetaPPO uses.
+
+SB3's recurrent buffer cuts the chunk into fixed-length pieces; MetaPPO instead backpropagates
+through each env's whole ``n_steps`` sequence, so everything is stored time-major as ``[T, N]``
+arrays plus the memory state of every env at the chunk's start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+
+def select_states(states: RNNStates, idx: np.ndarray | th.Tensor | slice) -> RNNStates:
+    """The packed memory states of envs ``idx`` (batch is dim 1 of every tensor)."""
+    return RNNStates(tuple(s[:, idx] for s in states.pi), tuple(s[:, idx] for s in states.vf))
+
+
+def clone_states(states: RNNStates) -> RNNStates:
+    """A plain (non-inference, grad-free) copy, usable as the start of a differentiable sequence."""
+    return RNNStates(tuple(s.clone() for s in states.pi), tuple(s.clone() for s in states.vf))
+
+
+class ReturnNormalizer:
+    """Scale rewards by the running std of the discounted return; no mean subtraction, then clip.
+
+    The discounted return ``R_t = gamma R_{t-1} + r_t`` is tracked per env and restarts after a
+    trial ends; the std comes from all returns seen so far (as SB3's ``VecNormalize`` and the
+    reference PPO do). Dividing without centring keeps the sign of rewards intact.
+    """
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
+        self.return_rms = RunningMeanStd(shape=())
+        self.returns = np.zeros(n_envs)
+
+    def set_num_envs(self, n_envs: int) -> None:
+        """Keep the statistics, restart the per-env returns (after the model gets a new env)."""
+        if len(self.returns) != n_envs:
+            self.returns = np.zeros(n_envs)
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Scaled rewards for a ``[T, N]`` chunk; ``dones[t]`` marks trials that ended at step ``t``."""
+        out = np.empty(rewards.shape, dtype=np.float32)
+        for t in range(len(rewards)):
+            self.returns = self.returns * self.gamma + rewards[t]
+            self.return_rms.update(self.returns)
+            out[t] = np.clip(rewards[t] / np.sqrt(self.return_rms.var + self.epsilon), -self.clip, self.clip)
+            self.returns[dones[t]] = 0.0
+        return out
+
+
+class SequenceRolloutBuffer:
+    """A chunk of ``n_steps`` steps of ``n_envs`` envs as time-major arrays.
+
+    ``episode_starts[t]`` is 1 where a trial starts at step ``t`` (the memory is reset before that
+    step); ``bootstrap[t]`` holds ``gamma * V(terminal observation)`` where a trial was cut by a
+    time limit at step ``t``. ``initial_states`` are the memory states the chunk started from.
+    """
+
+    def __init__(self, n_steps: int, n_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: np.dtype) -> None:
+        self.n_steps, self.n_envs = n_steps, n_envs
+        shape = (n_steps, n_envs)
+        self.observations = np.zeros((*shape, *obs_shape), dtype=np.float32)
+        self.actions = np.zeros((*shape, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.bootstrap = np.zeros(shape, dtype=np.float32)
+        self.episode_starts = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        self.log_probs = np.zeros(shape, dtype=np.float32)
+        self.advantages = np.zeros(shape, dtype=np.float32)
+        self.returns = np.zeros(shape, dtype=np.float32)
+        self.initial_states: RNNStates | None = None
+        self.pos = 0
+
+    def reset(self, initial_states: RNNStates) -> None:
+        self.initial_states = initial_states
+        self.bootstrap[:] = 0.0
+        self.pos = 0
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, episode_starts: np.ndarray,
+            values: np.ndarray, log_probs: np.ndarray) -> None:
+        t = self.pos
+        self.observations[t] = obs
+        self.actions[t] = actions
+        self.rewards[t] = rewards
+        self.episode_starts[t] = episode_starts
+        self.values[t] = values
+        self.log_probs[t] = log_probs
+        self.pos += 1
+
+    def compute_returns_and_advantage(self, rewards: np.ndarray, last_values: np.ndarray, last_dones: np.ndarray,
+                                      gamma: float, gae_lambda: float) -> None:
+        """GAE(lambda) with ``rewards`` (already scaled, bootstrap included); cut only at trial ends."""
+        last_gae = np.zeros(self.n_envs, dtype=np.float32)
+        next_values = last_values
+        next_non_terminal = 1.0 - last_dones.astype(np.float32)
+        for t in reversed(range(self.n_steps)):
+            delta = rewards[t] + gamma * next_values * next_non_terminal - self.values[t]
+            last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
+            self.advantages[t] = last_gae
+            next_values = self.values[t]
+            next_non_terminal = 1.0 - self.episode_starts[t]
+        self.returns[:] = self.advantages + self.values
+
+    def trial_ends(self, last_dones: np.ndarray) -> np.ndarray:
+        """``dones[t]``: a trial ended at step ``t`` (the next step starts one)."""
+        return np.concatenate([self.episode_starts[1:], last_dones[None].astype(np.float32)]).astype(bool)

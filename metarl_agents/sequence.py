@@ -1,0 +1,155 @@
+"""Sequence primitives with resets: segments, segmented scans and a GRU that restarts at resets.
+
+A batch of sequences is ``[T, B, ...]`` (time first). ``resets[t, b]`` means the memory of copy
+``b`` is set to zeros *before* step ``t`` is processed (a trial starts at ``t``). Everything here is
+parallel over time except the GRU, whose recurrence is inherently sequential; the GRU still runs as
+one ``nn.GRU`` call (packed segments) rather than a Python loop over steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch as th
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Where the runs of steps between resets lie, computed once per sequence batch."""
+
+    resets: th.Tensor  #: bool [T, B]
+    continues: th.Tensor  #: bool [T, B]: no reset at or before t, so step t builds on the incoming state
+    start: th.Tensor  #: long [T, B]: time index where step t's segment starts
+    seg_id: th.Tensor  #: long [T, B]: number of resets at or before t
+    inner_resets: bool  #: whether any reset happens after t = 0 (the slow case for the GRU)
+
+    @classmethod
+    def from_starts(cls, episode_starts: th.Tensor) -> Segments:
+        resets = episode_starts.bool()
+        steps = th.arange(resets.shape[0], device=resets.device).unsqueeze(1)
+        start = th.cummax(th.where(resets, steps, th.zeros_like(steps)), dim=0).values
+        seg_id = th.cumsum(resets.long(), dim=0)
+        inner = bool(resets[1:].any()) if resets.shape[0] > 1 else False
+        return cls(resets, seg_id == 0, start, seg_id, inner)
+
+
+def keep_where_continues(state: th.Tensor, seg: Segments) -> th.Tensor:
+    """The incoming state ``[B, D]`` where step 0 continues it, zeros where it resets."""
+    return state * seg.continues[0].unsqueeze(-1).to(state.dtype)
+
+
+def segment_cumsum(x: th.Tensor, init: th.Tensor, seg: Segments) -> th.Tensor:
+    """Running sums ``[T, B, D]`` that restart from zero at resets and start from ``init [B, D]``.
+
+    Computed as one cumulative sum in float64 minus its value at each segment start, so that the
+    subtraction loses nothing visible in float32 (the result matches a step-by-step sum).
+    """
+    x64 = x.double()
+    x64 = th.cat([x64[:1] + keep_where_continues(init, seg).double().unsqueeze(0), x64[1:]], dim=0)
+    total = th.cumsum(x64, dim=0)
+    before = th.cat([th.zeros_like(total[:1]), total[:-1]], dim=0)
+    base = before.gather(0, seg.start.unsqueeze(-1).expand_as(total))
+    return (total - base).to(x.dtype)
+
+
+def _ordered_keys(x: th.Tensor, seg: Segments) -> th.Tensor:
+    """int64 keys ordered like ``(segment, value)``: float32 bits mapped to an order-preserving uint32."""
+    bits = x.float().view(th.int32).long()
+    keys = th.where(bits >= 0, bits + 2**31, -1 - bits)
+    return keys + (seg.seg_id.unsqueeze(-1) << 32)
+
+
+def segment_cummax(x: th.Tensor, init: th.Tensor, seg: Segments) -> th.Tensor:
+    """``m_t = max(m_{t-1}, x_t)`` with ``m_{-1} = init`` and ``m = 0`` after a reset, in parallel.
+
+    One ``cummax`` over exact integer keys finds each step's running argmax within its segment;
+    gathering ``x`` there gives ordinary max gradients (to the arg that won), as a loop would.
+    """
+    idx = th.cummax(_ordered_keys(x, seg), dim=0).indices
+    running = x.gather(0, idx)
+    floor = init.unsqueeze(0) * seg.continues.unsqueeze(-1).to(x.dtype)
+    return th.maximum(running, floor)
+
+
+def segment_reverse_cumsum(g: th.Tensor, seg: Segments) -> th.Tensor:
+    """``Σ_{s >= t, same segment} g_s`` for every ``t`` (float64 accumulation, as above)."""
+    g64 = g.double()
+    total = th.cumsum(g64, dim=0)
+    before = th.cat([th.zeros_like(total[:1]), total[:-1]], dim=0)
+    t_count = g.shape[0]
+    # index of the last step of each step's segment: one before the next segment's start
+    steps = th.arange(t_count, device=g.device).unsqueeze(1).expand_as(seg.start)
+    next_start = th.where(seg.resets, steps, th.full_like(steps, t_count))
+    next_start = th.flip(th.cummin(th.flip(next_start, [0]), dim=0).values, [0])
+    # the next reset strictly after t
+    next_after = th.cat([next_start[1:], th.full_like(next_start[:1], t_count)], dim=0)
+    end = (next_after - 1).unsqueeze(-1).expand_as(total)
+    return (total.gather(0, end) - before).to(g.dtype)
+
+
+class StraightThroughCummax(th.autograd.Function):
+    """AMRL's max: the forward of :func:`segment_cummax`; the backward passes every incoming gradient
+    unchanged to *both* arguments of each ``max``, so ``x_t`` receives the sum of the gradients of all
+    later outputs of its segment and ``init`` those of the first segment."""
+
+    @staticmethod
+    def forward(ctx, x: th.Tensor, init: th.Tensor, seg: Segments) -> th.Tensor:  # type: ignore[override]
+        ctx.seg = seg
+        with th.no_grad():
+            return segment_cummax(x, init, seg)
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor):  # type: ignore[override]
+        seg: Segments = ctx.seg
+        grad_x = segment_reverse_cumsum(grad, seg)
+        grad_init = (grad_x[0] * seg.continues[0].unsqueeze(-1).to(grad.dtype))
+        return grad_x, grad_init, None
+
+
+def _orthogonal_gru(gru: nn.GRU) -> nn.GRU:
+    for name, param in gru.named_parameters():
+        if name.startswith("weight"):
+            nn.init.orthogonal_(param)
+        else:
+            nn.init.zeros_(param)
+    return gru
+
+
+def make_gru(input_size: int, hidden_size: int) -> nn.GRU:
+    """A one-layer GRU with orthogonal weights and zero biases (the reference initialisation)."""
+    return _orthogonal_gru(nn.GRU(input_size, hidden_size))
+
+
+def gru_with_resets(gru: nn.GRU, x: th.Tensor, h0: th.Tensor, seg: Segments) -> tuple[th.Tensor, th.Tensor]:
+    """Run ``gru`` over ``x [T, B, I]`` from ``h0 [B, H]``, restarting from zeros at resets.
+
+    Without resets after step 0 this is one plain ``nn.GRU`` call. Otherwise every (copy, segment)
+    becomes its own sequence and all of them run as one packed ``nn.GRU`` call: no Python loop over
+    steps, and no wasted work on padding. A GRU's output is its hidden state, so the final state of
+    copy ``b`` is simply its output at ``T - 1``.
+    """
+    h0 = keep_where_continues(h0, seg)
+    if not seg.inner_resets:
+        out, _ = gru(x, h0.unsqueeze(0).contiguous())
+        return out, out[-1]
+    t_count, batch = seg.resets.shape
+    starts = seg.resets.clone()
+    starts[0] = True
+    local = th.cumsum(starts.long(), dim=0) - 1  # segment number within each copy
+    n_seg = local[-1] + 1
+    first = th.cumsum(n_seg, dim=0) - n_seg  # global index of each copy's first segment
+    glob = (local + first.unsqueeze(0)).reshape(-1)
+    steps = th.arange(t_count, device=x.device).unsqueeze(1)
+    pos = (steps - th.where(starts, steps, th.zeros_like(steps)).cummax(dim=0).values).reshape(-1)
+    n_total = int(n_seg.sum())
+    lengths = th.bincount(glob, minlength=n_total)
+    padded = x.new_zeros(int(lengths.max()), n_total, x.shape[-1])
+    padded = padded.index_put((pos, glob), x.reshape(t_count * batch, -1))
+    h_seg = h0.new_zeros(n_total, h0.shape[-1]).index_copy(0, first, h0)
+    packed = pack_padded_sequence(padded, lengths.cpu(), enforce_sorted=False)
+    out_packed, _ = gru(packed, h_seg.unsqueeze(0))
+    out_padded, _ = pad_packed_sequence(out_packed)
+    out = out_padded[pos, glob].reshape(t_count, batch, -1)
+    return out, out[-1]
