@@ -78,7 +78,7 @@ class SumAggregator(Aggregator):
     def __init__(self, in_dim: int) -> None:
         super().__init__(in_dim)
         self.out_dim = self.output_dim(in_dim)
-        self.state_dim = 2 * self.out_dim  # (weighted sum, weight) pairs unless a subclass says otherwise
+        self.state_dim = self.contributions(th.zeros(1, 1, in_dim)).shape[-1]
 
     def output_dim(self, in_dim: int) -> int:
         return in_dim
@@ -103,10 +103,6 @@ class MeanAggregator(SumAggregator):
     """CNP's mean: state ``(Σx, n)``; out ``Σx / n``."""
 
     name = "mean"
-
-    def __init__(self, in_dim: int) -> None:
-        super().__init__(in_dim)
-        self.state_dim = in_dim + 1  # one shared count
 
     def contributions(self, x):
         return th.cat([x, th.ones_like(x[..., :1])], dim=-1)
@@ -178,7 +174,7 @@ class GaussAggregator(SumAggregator):
     def output_dim(self, in_dim):
         if in_dim % 2:
             raise ValueError(f"gauss needs an even input size (means and precisions), got {in_dim}")
-        return in_dim // 2
+        return in_dim  # (mean, log-variance)
 
     def contributions(self, x):
         mu, rho = x.chunk(2, dim=-1)

@@ -73,6 +73,7 @@ class BatchedVecEnv(VecEnv):
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._t_start = time.time()
         self._actions: np.ndarray | None = None
+        self._reset_keys: tuple[str, ...] = ()
 
     # --- VecEnv API ------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
@@ -89,6 +90,7 @@ class BatchedVecEnv(VecEnv):
         self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
         _unbatch_info(info, self.reset_infos)
+        self._reset_keys = tuple(self.reset_infos[0])
         self._returns[:] = 0.0
         self._lengths[:] = 0
         return obs
@@ -114,8 +116,9 @@ class BatchedVecEnv(VecEnv):
             for i in ended:
                 final[i]["terminal_observation"] = info["final_obs"][i]
                 final[i]["episode"] = {"r": round(float(self._returns[i]), 6), "l": int(self._lengths[i]), "t": elapsed}
+                # The merged step info holds the new trial's reset values under the reset keys.
+                self.reset_infos[i] = {k: infos[i][k] for k in self._reset_keys if k in infos[i]}
                 infos[i] = final[i]
-                self.reset_infos[i] = {}
             self._returns[ended] = 0.0
             self._lengths[ended] = 0
         return obs, reward.astype(np.float32), dones, infos
@@ -132,18 +135,26 @@ class BatchedVecEnv(VecEnv):
     def _count(self, indices: VecEnvIndices) -> int:
         return len(list(self._get_indices(indices)))
 
+    def _owner(self, attr_name: str) -> Any:
+        """The outermost layer of the vector wrapper chain that has ``attr_name``."""
+        layer = self.venv
+        while not hasattr(layer, attr_name):
+            if not hasattr(layer, "env"):
+                raise AttributeError(f"{type(self.venv).__name__} has no attribute {attr_name!r}")
+            layer = layer.env
+        return layer
+
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        n = self._count(indices)
-        return [getattr(self.venv, attr_name)] * n if n else []
+        return [getattr(self._owner(attr_name), attr_name)] * self._count(indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         if self._count(indices) != self.num_envs:
             raise ValueError(f"set_attr({attr_name!r}) acts on the shared vector env: use indices=None, got {indices!r}")
-        setattr(self.venv, attr_name, value)
+        setattr(self._owner(attr_name), attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
         """Call ``method_name`` once on the vector env; its result is returned for every index."""
-        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        result = getattr(self._owner(method_name), method_name)(*method_args, **method_kwargs)
         return [result] * self._count(indices)
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:

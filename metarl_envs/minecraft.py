@@ -166,8 +166,9 @@ class MinecraftCore(FamilyCore):
     """``num_envs`` copies of MC-LS; a copy's state is its position along the chain.
 
     Chain positions: 0 is the indicator, ``1 + 9 r + k`` is cell ``ROOM_CELLS[k]`` of room ``r``,
-    and the last is the end cell. Per copy and episode, ``view_base[i, p]`` caches
-    ``(kind * 2 + room type) * 2`` of every position, so that a step is a handful of gathers.
+    and the last is the end cell. Everything a step needs is a row of the frame and transition
+    tables, the *view* ``(kind * 2 + room type) * 2 + task``; per episode, ``view_base`` caches
+    the task-free part for every position, so a step is a handful of gathers.
     """
 
     family = "MetaMinecraftLongShort"
@@ -179,7 +180,6 @@ class MinecraftCore(FamilyCore):
         self.observation_space = spaces.Box(-1.0, 127.0 / 128.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.tasks = np.ones((num_envs, 1), dtype=np.float32)
         cells = len(ROOM_CELLS)
         self.n_positions = 2 + cells * self.n_rooms
         self.kind_of_position = np.concatenate([[INDICATOR], np.tile(np.arange(1, cells + 1), self.n_rooms), [END]])
@@ -187,9 +187,17 @@ class MinecraftCore(FamilyCore):
         self._typed = np.isin(self.kind_of_position, [ROOM_CELLS.index(c) + 1 for c in TYPED_CELLS])
         self.room_types = np.zeros((num_envs, self.n_rooms), dtype=np.int64)
         self.view_base = np.zeros((num_envs, self.n_positions), dtype=np.int64)
-        self.pos = np.zeros(num_envs, dtype=np.int64)
         self._row_start = np.arange(num_envs) * self.n_positions
+        self.flat_pos = self._row_start.copy()  # index into view_base.ravel(): row start + position
+        self.task_bit = np.zeros(num_envs, dtype=np.int64)  # 0 UP, 1 DOWN
+        self.view = np.zeros(num_envs, dtype=np.int64)
         self._observations = _observation_table()
+        self.tasks = np.ones((num_envs, 1), dtype=np.float32)
+
+    @property
+    def pos(self) -> np.ndarray:
+        """Every copy's position along the chain."""
+        return self.flat_pos - self._row_start
 
     # --- tasks -----------------------------------------------------------------------------
     def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
@@ -204,24 +212,30 @@ class MinecraftCore(FamilyCore):
             raise self.invalid_task(task, "[+1] (UP: turn RIGHT at the end) or [-1] (DOWN: turn LEFT)")
         return arr
 
+    def set_tasks(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        self.tasks[idx] = tasks
+        self.task_bit[idx] = self.tasks[idx, 0] < 0
+        self._update_views()
+
     # --- dynamics --------------------------------------------------------------------------
+    def _update_views(self) -> None:
+        self.view = self.view_base.take(self.flat_pos) + self.task_bit
+
     def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
         types = (rng.uniform(self.n_rooms, idx) < 0.5).astype(np.int64)
         self.room_types[idx] = types
         self.view_base[idx] = (self.kind_of_position * 2 + types[:, self.room_of_position] * self._typed) * 2
-        self.pos[idx] = 0
-
-    def _views(self) -> np.ndarray:
-        """Index of every copy's current ``(kind, room type, task)`` in the frame/transition tables."""
-        return self.view_base.take(self._row_start + self.pos) + (self.tasks[:, 0] < 0)
+        self.flat_pos[idx] = self._row_start[idx]
+        self._update_views()
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
-        key = self._views() * 3 + actions
-        self.pos += _DELTA.take(key)
+        key = self.view * 3 + actions
+        self.flat_pos += _DELTA.take(key)
+        self._update_views()
         return _REWARD.take(key), _DONE.take(key)
 
     def observe(self, out: np.ndarray) -> None:
-        out[:, :OBS_DIM] = self._observations.take(self._views(), axis=0)
+        out[:, :OBS_DIM] = self._observations.take(self.view, axis=0)
 
     # --- rendering -------------------------------------------------------------------------
     def _describe(self, i: int) -> tuple[str, int, tuple[int, int] | None]:
@@ -245,7 +259,7 @@ class MinecraftCore(FamilyCore):
 
     def render_rgb(self, i: int) -> np.ndarray:
         """The current frame (x8) above a map of the chain: rooms tinted by type, agent in red."""
-        view = int(self._views()[i])
+        view = int(self.view[i])
         frame = upscale(frame_table().reshape(N_KINDS * 4, FRAME_SIZE, FRAME_SIZE, 3)[view], 8)
         width = 3 * self.n_rooms + 2
         chain = canvas(4, width)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_EVAL_POINTS = 20
+# A reduced budget still gets at least this many evaluation points (the preset's eval_freq is per run).
+MIN_EVAL_POINTS = 10
 DEFAULT_EVAL_TASKS = 16
 # Evaluation tasks come from a stream of their own so they are fresh w.r.t. the training tasks.
 EVAL_SEED_OFFSET = 1_000_003
@@ -150,19 +151,21 @@ def build_grid(
     lrs: Sequence[float] | None = None,
     frames: int | None = None,
     eval_every: int | None = None,
-    n_eval_tasks: int = DEFAULT_EVAL_TASKS,
+    n_eval_tasks: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     load_preset: Any = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
+    By default the run is evaluated every preset ``eval_freq`` frames (more often when a reduced
+    budget would give fewer than ``MIN_EVAL_POINTS`` points) on the preset's ``eval_tasks`` tasks.
     ``load_preset`` defaults to :func:`metarl_agents.presets.load_preset` (injectable for tests).
     """
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
     if not envs or not agents:
         raise ValueError("need at least one env and one agent")
-    if n_eval_tasks < 1:
+    if n_eval_tasks is not None and n_eval_tasks < 1:
         raise ValueError(f"--n-eval-tasks must be >= 1, got {n_eval_tasks}")
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"--eval-every must be >= 1 frame, got {eval_every}")
@@ -176,14 +179,15 @@ def build_grid(
         preset = load_preset(env_id)
         paper_frames = int(preset["frames"])
         budget = paper_frames if frames is None else frames
-        every = eval_every or max(1, math.ceil(budget / DEFAULT_EVAL_POINTS))
+        every = eval_every or min(int(preset["eval_freq"]), max(1, math.ceil(budget / MIN_EVAL_POINTS)))
+        tasks = n_eval_tasks or int(preset.get("eval_tasks", DEFAULT_EVAL_TASKS))
         for agent in agents:
             for seed in parse_seeds(seeds, [int(s) for s in preset["seeds"]]):
                 for lr in lrs or preset["lr_grid"]:
                     specs.append(RunSpec(
                         env_id=env_id, agent=agent, seed=seed, lr=float(lr), frames=budget,
-                        paper_frames=paper_frames, preset_name=str(preset.get("name", env_id)),
-                        preset_hash=preset_hash(preset), eval_every=every, n_eval_tasks=n_eval_tasks,
+                        paper_frames=paper_frames, preset_name=str(preset.get("env_id", env_id)),
+                        preset_hash=preset_hash(preset), eval_every=every, n_eval_tasks=tasks,
                         env_kwargs=dict(env_kwargs or {}),
                     ))
     return specs

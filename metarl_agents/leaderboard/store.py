@@ -54,8 +54,8 @@ CREATE TABLE IF NOT EXISTS runs (
     checkpoint_path TEXT,
     checkpoint_frames INTEGER,
     wall_time_s REAL NOT NULL DEFAULT 0,
-    versions TEXT NOT NULL,
-    machine TEXT NOT NULL,
+    versions TEXT NOT NULL DEFAULT '{}',
+    machine TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -223,8 +223,8 @@ class ResultStore:
     def register_run(self, fields: dict[str, Any]) -> RunRecord:
         """Insert a run (status pending) unless its ``run_key`` exists; return the stored row either way.
 
-        ``fields`` holds the identity and configuration columns (``run_key`` ... ``machine``); dict values
-        are stored as JSON.
+        ``fields`` holds the identity and configuration columns (``RunSpec.store_fields``); dict values are
+        stored as JSON. Machine and versions are filled in when the run starts.
         """
         now = time.time()
         row = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in fields.items()}
@@ -232,7 +232,7 @@ class ResultStore:
         columns = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
         with self._transaction() as conn:
-            conn.execute(f"INSERT OR IGNORE INTO runs ({columns}) VALUES ({marks})", row)
+            conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT (run_key) DO NOTHING", row)
         return self.run_by_key(fields["run_key"])
 
     def mark_running(self, run_id: int, machine: dict[str, Any], versions: dict[str, str]) -> None:

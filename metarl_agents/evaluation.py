@@ -1,0 +1,117 @@
+"""Meta-evaluation: one full trial on each of ``n_tasks`` fresh tasks (spec/agents.md §5).
+
+The reported number is the **meta-episode return**: the sum over the trial's inner episodes of
+the mean (over tasks) episode return. The per-episode means show whether the agent improves from
+episode to episode of a trial, which is what meta-learning is about.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from metarl_agents.vec_env import make_vec_env
+
+
+class Predictor(Protocol):
+    """Anything with SB3's recurrent ``predict``: a model, a policy or a scripted agent."""
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
+
+
+def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, seed: int = 0,
+                  deterministic: bool = True, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one trial per task on ``n_tasks`` copies of ``env_id`` (copy ``i`` seeded ``seed + i``).
+
+    Returns ``dict(meta_episode_return, episode_returns, per_task)``: ``per_task[i]`` lists the inner
+    episode returns of task ``i`` and ``episode_returns[k]`` is their mean over tasks for episode ``k``.
+    Pick a ``seed`` the training envs never use to get tasks the agent has not trained on.
+    """
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
+    if not callable(getattr(model_or_policy, "predict", None)):
+        raise ValueError(f"model_or_policy must have SB3's predict(obs, state, episode_start, deterministic), "
+                         f"got {type(model_or_policy).__name__}")
+    env_kwargs = dict(env_kwargs or {})
+    env = make_vec_env(env_id, n_tasks, seed, **env_kwargs)
+    # A generous cap against agents that never finish a trial (e.g. a family without a step limit).
+    max_steps = 10 * (gym.spec(env_id).max_episode_steps or 10_000)
+    try:
+        obs = env.reset()
+        state, starts = None, np.ones(n_tasks, dtype=bool)
+        per_task: list[list[float]] = [[] for _ in range(n_tasks)]
+        finished = np.zeros(n_tasks, dtype=bool)
+        for _ in range(max_steps):
+            actions, state = model_or_policy.predict(obs, state, starts, deterministic)
+            obs, _, dones, infos = env.step(actions)
+            for i in np.flatnonzero(~finished):
+                if infos[i].get("episode_end"):
+                    per_task[i].append(float(infos[i]["episode_return"]))
+            finished |= dones
+            starts = dones
+            if finished.all():
+                break
+        else:
+            raise RuntimeError(f"{env_id}: not every trial ended within {max_steps} steps")
+    finally:
+        env.close()
+    n_episodes = min(len(r) for r in per_task)
+    episode_returns = [float(np.mean([r[k] for r in per_task])) for k in range(n_episodes)]
+    return {"meta_episode_return": float(sum(episode_returns)), "episode_returns": episode_returns,
+            "per_task": per_task}
+
+
+class MetaEvalCallback(BaseCallback):
+    """Evaluate with :func:`evaluate_meta` every ``eval_freq`` frames (at rollout ends) and at the end.
+
+    Evaluation ``k`` uses the seed ``seed + k * n_tasks``, so every evaluation sees fresh tasks.
+    Each result (with ``frames`` and ``wall_time_s`` added) is appended to ``self.results``, logged
+    as ``eval/meta_episode_return`` and passed to ``on_result`` (e.g. to write it to disk).
+    """
+
+    def __init__(self, env_id: str, eval_freq: int, n_tasks: int = 16, seed: int = 1_000_000,
+                 env_kwargs: dict[str, Any] | None = None,
+                 on_result: Callable[[dict[str, Any]], None] | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if isinstance(eval_freq, bool) or not isinstance(eval_freq, (int, np.integer)) or eval_freq < 1:
+            raise ValueError(f"eval_freq must be an integer >= 1 (frames), got {eval_freq!r}")
+        self.env_id, self.eval_freq, self.n_tasks, self.seed = env_id, int(eval_freq), n_tasks, seed
+        self.env_kwargs, self.on_result = env_kwargs, on_result
+        self.results: list[dict[str, Any]] = []
+        self._next_eval = 0
+        self._t0 = time.time()
+
+    def _on_training_start(self) -> None:
+        self._t0 = time.time()
+        self._next_eval = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # Evaluate before collecting, so frame 0 (the untrained agent) is on the curve.
+        if self.num_timesteps >= self._next_eval:
+            self.evaluate()
+
+    def _on_training_end(self) -> None:
+        if not self.results or self.results[-1]["frames"] != self.num_timesteps:
+            self.evaluate()
+
+    def evaluate(self) -> dict[str, Any]:
+        seed = self.seed + len(self.results) * self.n_tasks
+        result = evaluate_meta(self.model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs)
+        result.update(frames=int(self.num_timesteps), wall_time_s=round(time.time() - self._t0, 3), seed=seed)
+        self.results.append(result)
+        self._next_eval = self.num_timesteps + self.eval_freq
+        self.logger.record("eval/meta_episode_return", result["meta_episode_return"])
+        if self.verbose:
+            print(f"frames {result['frames']}: meta-episode return {result['meta_episode_return']:.3f}")
+        if self.on_result is not None:
+            self.on_result(result)
+        return result

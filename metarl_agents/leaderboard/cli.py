@@ -1,0 +1,120 @@
+"""``metarl-bench``: run a leaderboard grid into a result store, and report on the store.
+
+    metarl-bench run --envs MetaTMaze-v0 --agents SplAgger RNN --seeds 3 --frames 1.5e6 --workers 2
+    metarl-bench report          # ./leaderboard_report/leaderboard.md + curves + CSV/JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from metarl_agents.leaderboard.grid import format_frames, parse_frames
+from metarl_agents.leaderboard.store import StoreError
+
+DEFAULT_DB = "metarl_results.db"
+DEFAULT_REPORT_DIR = "leaderboard_report"
+
+
+def _frames(text: str) -> int:
+    try:
+        return parse_frames(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _env_kwargs(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metarl-bench", description="metarl leaderboard benchmark")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="train a grid of env x agent x seed x lr into the result store",
+        description="Train every (env, agent, seed, lr) of the grid; finished runs are skipped and "
+                    "unfinished ones resume from their last checkpoint. Unset options come from each "
+                    "env's preset (metarl_agents/presets/<env>.toml).",
+    )
+    run.add_argument("--envs", nargs="+", required=True, metavar="ENV", help="environment ids")
+    run.add_argument("--agents", nargs="+", required=True, metavar="AGENT", help="agent names")
+    run.add_argument("--seeds", nargs="+", metavar="SEED",
+                     help="one number N = the first N preset seeds; several numbers (or a comma list such "
+                          "as 7,) = those seeds (default: the preset's seeds)")
+    run.add_argument("--lrs", nargs="+", type=float, metavar="LR", help="learning rates (default: preset lr_grid)")
+    run.add_argument("--frames", type=_frames,
+                     help="frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
+                          "REDUCED BUDGET in the store, the report and its file names)")
+    run.add_argument("--eval-every", type=_frames, metavar="FRAMES",
+                     help="frames between evaluations (default: preset eval_freq, at least 10 points per run)")
+    run.add_argument("--n-eval-tasks", type=int, metavar="N", help="tasks per evaluation (default: preset)")
+    run.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
+                     help='environment overrides, e.g. \'{"length": 10}\' (reported as non-paper settings)')
+    run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
+    run.add_argument("--backend", choices=("local", "ray"), default="local")
+    run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
+    run.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray instance)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = commands.add_parser("report", help="write the leaderboard from the result store")
+    report.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
+    report.add_argument("--out", default=DEFAULT_REPORT_DIR, help=f"output folder (default: ./{DEFAULT_REPORT_DIR})")
+    report.add_argument("--envs", nargs="+", metavar="ENV", help="only these environments")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from metarl_agents.leaderboard.grid import build_grid
+    from metarl_agents.leaderboard.runner import run_grid
+
+    if args.backend != "ray" and args.address:
+        raise ValueError("--address only applies to --backend ray")
+    specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, args.frames, args.eval_every,
+                       args.n_eval_tasks, args.env_kwargs)
+    budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
+    for env_id, frames, paper in budgets:
+        note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""
+        print(f"{env_id}: {format_frames(frames)} frames per run{note}")
+    print(f"{len(specs)} runs -> {args.db} ({args.backend} backend)")
+    summary = run_grid(specs, args.db, backend=args.backend, workers=args.workers, address=args.address,
+                       show_progress=False if args.no_progress else None)
+    print(f"done: {len(summary.finished)} trained, {len(summary.skipped)} already finished, "
+          f"{len(summary.failed)} failed")
+    for key, error in summary.failed.items():
+        print(f"FAILED {key}: {error}", file=sys.stderr)
+    if summary.failed:
+        print("re-run the same command to resume the failed runs from their last checkpoint", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from metarl_agents.leaderboard.report import write_report
+
+    path = write_report(args.db, args.out, args.envs)
+    print(f"leaderboard written to {path} (curves, CSV and JSON beside it)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args) if args.command == "run" else _report(args)
+    except (ValueError, StoreError, FileNotFoundError) as exc:
+        parser.exit(2, f"metarl-bench {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted; re-run the same command to resume from the last checkpoints\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

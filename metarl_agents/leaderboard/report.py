@@ -1,0 +1,290 @@
+"""Turn a result store into a leaderboard: markdown tables, learning-curve PNGs, CSV and JSON.
+
+Statistics follow the paper: per (agent, lr) the mean over seeds with a 68 % bootstrap confidence
+interval (1,000 resamples of the seeds, fixed generator seed); each agent is shown at the learning
+rate with the best mean-over-run return. Runs are grouped by environment *and* configuration (budget,
+preset, evaluation protocol, env kwargs), so a reduced-budget sweep is never ranked against a full one,
+and every group states its budget, machine and package versions above its tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl_agents.leaderboard.grid import budget_label, format_frames
+from metarl_agents.leaderboard.store import ResultStore, RunRecord
+
+N_RESAMPLES = 1000
+CONFIDENCE = 0.68
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(values: np.ndarray, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high) over axis 0 (seeds) by the percentile bootstrap of the mean.
+
+    Every column (e.g. every point of a learning curve) uses the same resampled seed sets, drawn from
+    ``numpy.random.default_rng(seed)``, so the numbers are reproducible and a curve's band is coherent.
+    """
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    means = values[picks].mean(axis=1)
+    tail = 50.0 * (1.0 - confidence)
+    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
+    return values.mean(axis=0), low, high
+
+
+@dataclass
+class Entry:
+    """One (agent, lr) of a group: its finished seeds and their statistics."""
+
+    agent: str
+    lr: float
+    seeds: list[int]
+    frames: np.ndarray  # common evaluation frames
+    curves: np.ndarray  # [seeds, points]
+
+    @cached_property
+    def final(self) -> tuple[float, float, float]:
+        """(mean, low, high) of the last evaluation's return."""
+        return tuple(float(x) for x in bootstrap_ci(self.curves[:, -1]))
+
+    @cached_property
+    def over_run(self) -> tuple[float, float, float]:
+        """(mean, low, high) of each seed's mean over all its evaluation points."""
+        return tuple(float(x) for x in bootstrap_ci(self.curves.mean(axis=1)))
+
+
+@dataclass
+class Group:
+    """All runs of one environment under one configuration."""
+
+    env_id: str
+    frames: int
+    paper_frames: int
+    eval_every: int
+    n_eval_tasks: int
+    env_kwargs: dict[str, Any]
+    runs: list[RunRecord] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    slug: str = ""
+
+    @property
+    def reduced(self) -> bool:
+        return self.frames < self.paper_frames
+
+    def best_entries(self) -> list[Entry]:
+        """Each agent at the learning rate with the highest mean-over-run return."""
+        best: dict[str, Entry] = {}
+        for entry in self.entries:
+            if entry.agent not in best or entry.over_run[0] > best[entry.agent].over_run[0]:
+                best[entry.agent] = entry
+        return list(best.values())
+
+    def ranked(self, statistic: str) -> list[Entry]:
+        return sorted(self.best_entries(), key=lambda e: -getattr(e, statistic)[0])
+
+    def budget_text(self) -> str:
+        text = f"{self.frames:,} frames per run"
+        if self.reduced:
+            text += f" — **REDUCED BUDGET** (paper: {self.paper_frames:,})"
+        elif self.frames != self.paper_frames:
+            text += f" (paper: {self.paper_frames:,})"
+        return text
+
+    def machines(self) -> list[str]:
+        return sorted({
+            f"{r.machine.get('hostname')}: {r.machine.get('cpu')}, {r.machine.get('cpu_count')} cores, "
+            f"{r.machine.get('platform')}" for r in self.runs
+        })
+
+    def versions(self) -> list[str]:
+        return sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in self.runs})
+
+
+def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[Group]:
+    """Group every run of the store; statistics use finished runs only."""
+    groups: dict[tuple, Group] = {}
+    for run in store.runs():
+        if envs and run.env_id not in envs:
+            continue
+        key = (run.env_id, run.frames_budget, run.paper_frames, run.preset_hash, run.eval_every,
+               run.n_eval_tasks, json.dumps(run.env_kwargs, sort_keys=True))
+        if key not in groups:
+            groups[key] = Group(run.env_id, run.frames_budget, run.paper_frames, run.eval_every,
+                                run.n_eval_tasks, run.env_kwargs)
+        groups[key].runs.append(run)
+    for group in groups.values():
+        curves = defaultdict(list)
+        for run in group.runs:
+            points = store.evaluations(run.id)
+            if run.status == "finished" and points:
+                curves[run.agent, run.lr].append(
+                    (run.seed, np.array([p.frames for p in points]), np.array([p.meta_episode_return for p in points]))
+                )
+        group.entries = [_entry(agent, lr, seeds) for (agent, lr), seeds in sorted(curves.items())]
+    _assign_slugs(list(groups.values()))
+    return sorted(groups.values(), key=lambda g: (g.env_id, -g.frames))
+
+
+def _entry(agent: str, lr: float, seeds: list[tuple[int, np.ndarray, np.ndarray]]) -> Entry:
+    """Align the seeds' curves on the evaluation frames of the shortest one (they normally coincide)."""
+    seeds = sorted(seeds)
+    frames = min((f for _, f, _ in seeds), key=len)
+    curves = np.stack([np.interp(frames, f, r) for _, f, r in seeds])
+    return Entry(agent, lr, [s for s, _, _ in seeds], frames, curves)
+
+
+def _assign_slugs(groups: list[Group]) -> None:
+    """Filename-safe names that carry the budget label; configurations beyond the first get a suffix."""
+    seen: dict[str, int] = defaultdict(int)
+    for group in groups:
+        base = f"{group.env_id}__{budget_label(group.frames, group.paper_frames)}"
+        seen[base] += 1
+        group.slug = base if seen[base] == 1 else f"{base}__config{seen[base]}"
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def _ci(stat: tuple[float, float, float]) -> str:
+    mean, low, high = stat
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def _group_markdown(group: Group) -> list[str]:
+    title = f"{group.env_id} — {format_frames(group.frames)} frames"
+    if group.reduced:
+        title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
+    unfinished = sum(r.status != "finished" for r in group.runs)
+    lines = [f"## {title}", ""]
+    lines.append(f"- Budget: {group.budget_text()}; evaluated every {group.eval_every:,} frames on "
+                 f"{group.n_eval_tasks} fresh tasks (deterministic), meta-episode return")
+    if group.env_kwargs:
+        lines.append(f"- Environment overrides (not the paper's setting): `{json.dumps(group.env_kwargs)}`")
+    lines += [f"- Machine: {m}" for m in group.machines()]
+    lines += [f"- Versions: {v}" for v in group.versions()]
+    lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
+    lines.append(f"- Mean over seeds with a {CONFIDENCE:.0%} bootstrap CI ({N_RESAMPLES:,} resamples, "
+                 f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run")
+    lines.append("")
+    if not group.entries:
+        return lines + ["No finished runs yet.", ""]
+    caption = f"_{group.env_id}, {group.budget_text()}; machine: {'; '.join(group.machines())}_"
+    for statistic, name in (("final", "final"), ("over_run", "mean over run")):
+        lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
+        rows = [(rank, e.agent, f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds))
+                for rank, e in enumerate(group.ranked(statistic), 1)]
+        lines += _markdown_table(["rank", "agent", "best lr", "final return", "mean over run", "seeds"], rows)
+        lines.append("")
+    best = {id(e) for e in group.best_entries()}
+    lines += ["### Every learning rate", "", caption, ""]
+    rows = [(e.agent, f"{e.lr:g}" + (" (best)" if id(e) in best else ""), _ci(e.final), _ci(e.over_run),
+             " ".join(map(str, e.seeds))) for e in group.entries]
+    lines += _markdown_table(["agent", "lr", "final return", "mean over run", "seeds"], rows)
+    lines += ["", f"![{group.env_id} learning curves]({group.slug}.png)", ""]
+    return lines
+
+
+def _plot(group: Group, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for entry in sorted(group.best_entries(), key=lambda e: e.agent):
+        mean, low, high = bootstrap_ci(entry.curves)
+        (line,) = ax.plot(entry.frames, mean, label=f"{entry.agent} (lr {entry.lr:g}, {len(entry.seeds)} seeds)")
+        ax.fill_between(entry.frames, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+    title = f"{group.env_id}, {format_frames(group.frames)} frames"
+    if group.reduced:
+        title += f" — REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
+    ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
+    rows = []
+    for group in groups:
+        best = {id(e) for e in group.best_entries()}
+        rank = {statistic: {id(e): i for i, e in enumerate(group.ranked(statistic), 1)}
+                for statistic in ("final", "over_run")}
+        for e in group.entries:
+            rows.append({
+                "env_id": group.env_id, "group": group.slug, "frames_budget": group.frames,
+                "paper_frames": group.paper_frames, "reduced_budget": group.reduced, "agent": e.agent,
+                "lr": e.lr, "best_lr": id(e) in best, "n_seeds": len(e.seeds), "seeds": e.seeds,
+                "final_mean": e.final[0], "final_ci_low": e.final[1], "final_ci_high": e.final[2],
+                "over_run_mean": e.over_run[0], "over_run_ci_low": e.over_run[1],
+                "over_run_ci_high": e.over_run[2], "rank_final": rank["final"].get(id(e)),
+                "rank_over_run": rank["over_run"].get(id(e)),
+            })
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+
+
+def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report",
+                 envs: Sequence[str] | None = None) -> Path:
+    """Write leaderboard.md, one PNG per group, leaderboard.csv/.json and evaluations.csv; return the .md."""
+    db_path, out_dir = Path(db_path), Path(out_dir)
+    if not db_path.exists():
+        raise FileNotFoundError(f"no result database at {db_path}; run `metarl-bench run` first or pass --db")
+    with ResultStore(db_path) as store:
+        groups = load_groups(store, envs)
+        evaluations = [
+            {"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,
+             "agent": r.agent, "lr": r.lr, "seed": r.seed, "status": r.status, "frames": p.frames,
+             "meta_episode_return": p.meta_episode_return, "episode_returns": json.dumps(p.episode_returns)}
+            for g in groups for r in g.runs for p in store.evaluations(r.id)
+        ]
+    if envs and not groups:
+        raise ValueError(f"no runs for {', '.join(envs)} in {db_path}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# metarl leaderboard", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from `{db_path}` by `metarl-bench report`.", ""]
+    if not groups:
+        lines.append("The store holds no runs yet.")
+    for group in groups:
+        lines += _group_markdown(group)
+        if group.entries:
+            _plot(group, out_dir / f"{group.slug}.png")
+    markdown = out_dir / "leaderboard.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    summary = _summary_rows(groups)
+    _write_csv(out_dir / "leaderboard.csv", summary, list(summary[0]) if summary else ["env_id"])
+    _write_csv(out_dir / "evaluations.csv", evaluations, list(evaluations[0]) if evaluations else ["env_id"])
+    provenance = [{"group": g.slug, "env_id": g.env_id, "frames_budget": g.frames, "paper_frames": g.paper_frames,
+                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "machines": g.machines(),
+                   "versions": g.versions()} for g in groups]
+    (out_dir / "leaderboard.json").write_text(json.dumps(
+        {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,
+         "groups": provenance, "entries": summary}, indent=2))
+    return markdown

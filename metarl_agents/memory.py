@@ -1,0 +1,140 @@
+"""One configurable memory ("sequence model") for all the agents: SplAgger, RNN, AMRL, CNP, Max, PEARL.
+
+Pipeline (spec agents.md §3)::
+
+    transition -> per-part embeddings -> encoder -> (split) -> aggregator -> concat(skip, agg) -> Linear -> latent
+
+* embeddings: Linear+ReLU per part, the state one shared by ``s_prev`` and ``s``.
+* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state) or ``"linear"``
+  (per-step ``tanh(Linear)``, no memory of its own).
+* split: the first half of the encoding skips the aggregator, the second half is aggregated.
+* aggregator: any name in :data:`metarl_agents.aggregators.AGGREGATORS`, or ``None``.
+* variational aggregators (``"gauss"``): the encoding is projected to ``latent_dim`` (means and
+  precisions), the aggregate is read as ``(mean, log-variance)`` and the latent is a sample
+  (``latent_dim / 2`` wide); the KL term comes back as the auxiliary loss.
+
+The state is one flat vector per copy, ``[GRU hidden | aggregator state]``, zeros meaning empty, so a
+reset is exact. ``forward`` takes whole sequences ``[T, B, ...]``; the step-by-step path is ``T = 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from torch import nn
+
+from metarl_agents.aggregators import make_aggregator
+from metarl_agents.sequence import Segments, gru_with_resets, make_gru
+
+ENCODERS = ("gru", "linear")
+
+
+class TransitionEmbedding(nn.Module):
+    """Per-part Linear+ReLU embeddings of the flat transition, concatenated."""
+
+    def __init__(self, layout: dict[str, Any], state_dim: int, action_dim: int, reward_dim: int) -> None:
+        super().__init__()
+        self.slices = layout["slices"]
+        self.state = nn.Sequential(nn.Linear(layout["obs_dim"], state_dim), nn.ReLU())
+        self.action = nn.Sequential(nn.Linear(layout["act_dim"], action_dim), nn.ReLU())
+        self.reward = nn.Sequential(nn.Linear(1, reward_dim), nn.ReLU())
+        self.out_dim = 2 * state_dim + action_dim + reward_dim
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        s = self.slices
+        return th.cat(
+            [
+                self.state(obs[..., s["s_prev"]]),
+                self.action(obs[..., s["a_prev"]]),
+                self.reward(obs[..., s["r_prev"]]),
+                self.state(obs[..., s["s"]]),
+            ],
+            dim=-1,
+        )
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Memory(nn.Module):
+    """The configurable memory; see the module docstring. ``state_size`` is the flat state width."""
+
+    def __init__(
+        self,
+        layout: dict[str, Any],
+        *,
+        encoder: str = "gru",
+        encoder_hidden: int = 256,
+        split: bool = True,
+        aggregator: str | None = "max",
+        aggregator_kwargs: dict[str, Any] | None = None,
+        latent_dim: int = 24,
+        state_embed: int = 32,
+        action_embed: int = 8,
+        reward_embed: int = 8,
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        if split and aggregator is None:
+            raise ValueError("split=True needs an aggregator (the split half is what gets aggregated)")
+        hidden = _positive("encoder_hidden", encoder_hidden)
+        self.latent_dim = _positive("latent_dim", latent_dim)
+        self.embed = TransitionEmbedding(
+            layout, _positive("state_embed", state_embed), _positive("action_embed", action_embed),
+            _positive("reward_embed", reward_embed),
+        )
+        self.gru = make_gru(self.embed.out_dim, hidden) if encoder == "gru" else None
+        self.per_step = None if encoder == "gru" else nn.Sequential(nn.Linear(self.embed.out_dim, hidden), nn.Tanh())
+        self.skip_dim = hidden - hidden // 2 if split else 0
+        agg_in = hidden - self.skip_dim
+        self.to_gaussian: nn.Module | None = None
+        self.aggregator = None
+        if aggregator is not None:
+            kwargs = dict(aggregator_kwargs or {})
+            probe = make_aggregator(aggregator, 2, **kwargs)
+            if probe.variational:
+                if self.latent_dim % 2:
+                    raise ValueError(f"a variational memory needs an even latent_dim (mean, log-variance), got {latent_dim}")
+                self.to_gaussian = nn.Linear(agg_in, self.latent_dim)
+                agg_in = self.latent_dim
+            self.aggregator = make_aggregator(aggregator, agg_in, **kwargs)
+        self.variational = self.to_gaussian is not None
+        features = self.skip_dim + (self.aggregator.out_dim if self.aggregator is not None else hidden)
+        self.to_latent = None if self.variational else nn.Linear(features, self.latent_dim)
+        self.output_dim = self.latent_dim // 2 if self.variational else self.latent_dim
+        self.gru_size = hidden if self.gru is not None else 0
+        self.state_size = self.gru_size + (self.aggregator.state_dim if self.aggregator is not None else 0)
+
+    def forward(
+        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Process ``obs [T, B, obs_dim]`` from ``state [B, state_size]``; reset where ``episode_starts [T, B]``.
+
+        Returns ``(latent [T, B, output_dim], final state [B, state_size], auxiliary loss)``. ``sample``
+        only matters for variational memories (``False``: the posterior mean).
+        """
+        seg = Segments.from_starts(episode_starts)
+        x = self.embed(obs)
+        gru_state, agg_state = state[:, : self.gru_size], state[:, self.gru_size :]
+        if self.gru is not None:
+            x, gru_state = gru_with_resets(self.gru, x, gru_state, seg)
+        else:
+            x = self.per_step(x)
+        aux = x.new_zeros(())
+        if self.aggregator is None:
+            return self.to_latent(x), gru_state, aux
+        skip, x = x[..., : self.skip_dim], x[..., self.skip_dim :]
+        if self.variational:
+            x = self.to_gaussian(x)
+        agg, agg_state, aux = self.aggregator(x, agg_state, seg)
+        new_state = th.cat([gru_state, agg_state], dim=-1)
+        if self.variational:
+            mean, logvar = agg.chunk(2, dim=-1)
+            latent = mean + th.exp(0.5 * logvar) * th.randn_like(mean) if sample else mean
+            return latent, new_state, aux
+        return self.to_latent(th.cat([skip, agg], dim=-1)), new_state, aux

@@ -1,0 +1,316 @@
+"""MetaPPO: PPO for memory policies with backpropagation through whole rollout chunks.
+
+An SB3 ``OnPolicyAlgorithm`` (``learn`` with callbacks and a progress bar, ``save``/``load``, the
+SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md §5):
+
+* Minibatches are sets of envs, each with its full ``n_steps`` sequence; the policy's
+  ``evaluate_sequence`` re-runs the memory with gradient from the stored state at the chunk's
+  start, so nothing is truncated (sb3-contrib's ``RecurrentPPO`` cuts sequences at minibatch
+  edges and steps its LSTM in Python wherever a sequence holds a reset).
+* The memory state carries over between chunks and resets only at trial starts.
+* Rewards are divided by the running std of the discounted return (no mean subtraction, clip
+  ±10); advantages are normalised over the chunk; the value loss is a Huber loss with the value
+  clipped at the PPO clip range; memory and head gradients are clipped separately.
+* Bootstrapping stops only at trial ends; a trial cut by a time limit bootstraps from the value
+  of its last observation. PEARL's KL term enters through the policy's ``aux_loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance
+from stable_baselines3.common.vec_env import VecEnv
+
+from metarl_agents.presets import load_preset
+from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, clone_states, select_states
+from metarl_agents.vec_env import make_vec_env
+
+SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
+
+#: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
+POLICY_API = ("initial_states", "evaluate_sequence", "memory_parameters", "head_parameters")
+#: Preset keys that are MetaPPO constructor arguments.
+PRESET_PPO_KEYS = (
+    "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda", "ent_coef", "vf_coef",
+    "max_grad_norm", "normalize_reward", "reward_clip",
+)
+
+
+class MetaPPO(OnPolicyAlgorithm):
+    """PPO for memory policies (see the module docstring).
+
+    :param policy: a policy class with MetaPPO's sequence API (the classes of
+        :mod:`metarl_agents.policies`) or its name in ``POLICY_REGISTRY`` (``"SplAgger"``, ``"RNN"``, ...)
+    :param env: an SB3 VecEnv of transition observations (:func:`metarl_agents.make_vec_env`) or an
+        env id (16 copies are made)
+    :param n_steps: steps per env per update; the memory is backpropagated through all of them
+    :param n_minibatches: minibatches per epoch, each a set of ``n_envs / n_minibatches`` whole env
+        sequences
+    :param clip_range: PPO clip of the probability ratio, also the value clip
+    :param normalize_reward: divide rewards by the running std of the discounted return
+    :param reward_clip: clip of the scaled rewards
+    Other parameters as SB3's PPO.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {}
+
+    def __init__(
+        self,
+        policy: str | type[BasePolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 700,
+        n_epochs: int = 2,
+        n_minibatches: int = 4,
+        gamma: float = 0.95,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.05,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.1,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        normalize_reward: bool = True,
+        reward_clip: float = 10.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if isinstance(env, str):
+            env = make_vec_env(env, 16, seed)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=False,
+            sde_sample_freq=-1,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        for name, value, low in (("n_steps", n_steps, 1), ("n_epochs", n_epochs, 1), ("n_minibatches", n_minibatches, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.env is not None and n_minibatches > self.n_envs:
+            raise ValueError(f"n_minibatches={n_minibatches} exceeds n_envs={self.n_envs}: a minibatch is a set of envs")
+        self.n_epochs = n_epochs
+        self.n_minibatches = n_minibatches
+        self.clip_range = clip_range
+        self.normalize_advantage = normalize_advantage
+        self.normalize_reward = normalize_reward
+        self.reward_clip = reward_clip
+        self.reward_normalizer: ReturnNormalizer | None = None
+        self._last_states: RNNStates | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    # --- construction ----------------------------------------------------------------------
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        from metarl_agents.policies import POLICY_REGISTRY
+
+        if policy_name not in POLICY_REGISTRY:
+            raise ValueError(f"unknown policy {policy_name!r}; available: {sorted(POLICY_REGISTRY)}")
+        return POLICY_REGISTRY[policy_name]
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        self.policy = self.policy.to(self.device)
+        missing = [name for name in POLICY_API if not hasattr(self.policy, name)]
+        if missing:
+            raise ValueError(
+                f"MetaPPO needs a memory policy with {list(POLICY_API)}; {self.policy_class.__name__} lacks {missing} "
+                "(use a class from metarl_agents.policies)"
+            )
+        action_shape = () if isinstance(self.action_space, spaces.Discrete) else self.action_space.shape
+        action_dtype = np.int64 if isinstance(self.action_space, spaces.Discrete) else np.float32
+        self.rollout_buffer = SequenceRolloutBuffer(  # type: ignore[assignment]
+            self.n_steps, self.n_envs, self.observation_space.shape, action_shape, action_dtype
+        )
+        if self.normalize_reward:
+            if self.reward_normalizer is None:
+                self.reward_normalizer = ReturnNormalizer(self.n_envs, self.gamma, self.reward_clip)
+            self.reward_normalizer.set_num_envs(self.n_envs)
+        self.clip_range = FloatSchedule(self.clip_range)
+        self._last_states = None
+
+    @classmethod
+    def from_preset(cls: type[SelfMetaPPO], env_id: str, policy: str | type[BasePolicy], n_envs: int = 16,
+                    seed: int = 0, env_kwargs: dict[str, Any] | None = None, **overrides: Any) -> SelfMetaPPO:
+        """A model with ``env_id``'s reference settings (:mod:`metarl_agents.presets`).
+
+        ``overrides`` replace preset values (``learning_rate``, ``n_steps``, ``adam_eps``,
+        ``lr_anneal``, ...) or pass other constructor arguments (``verbose``, ``device``,
+        ``policy_kwargs``, ``tensorboard_log``); ``env_kwargs`` go to the family.
+        """
+        preset = load_preset(env_id)
+        allowed = set(preset) | set(cls.__init__.__code__.co_varnames[: cls.__init__.__code__.co_argcount])
+        unknown = sorted(set(overrides) - allowed - {"policy", "env", "seed", "self"})
+        if unknown:
+            raise ValueError(f"unknown overrides {unknown} for MetaPPO.from_preset; allowed: {sorted(allowed)}")
+        preset.update((k, v) for k, v in overrides.items() if k in preset)
+        kwargs = {k: v for k, v in overrides.items() if k not in preset}
+        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS)
+        policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
+        policy_kwargs["optimizer_kwargs"] = {"eps": preset["adam_eps"], **policy_kwargs.get("optimizer_kwargs", {})}
+        lr = preset["learning_rate"]
+        learning_rate = LinearSchedule(lr, 0.0, 1.0) if preset["lr_anneal"] else lr
+        env = make_vec_env(env_id, n_envs, seed, **(env_kwargs or {}))
+        return cls(policy, env, learning_rate=learning_rate, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_states"]
+
+    # --- rollouts --------------------------------------------------------------------------
+    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer,
+                         n_rollout_steps: int) -> bool:
+        """Fill the buffer with ``n_rollout_steps`` steps of every env, continuing the memory state."""
+        assert self._last_obs is not None, "No previous observation was provided"
+        policy, device = self.policy, self.device
+        policy.set_training_mode(False)
+        if self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
+            self._last_states = policy.initial_states(env.num_envs)
+        rollout_buffer.reset(self._last_states)
+        box = self.action_space if isinstance(self.action_space, spaces.Box) else None
+        callback.on_rollout_start()
+
+        obs, episode_starts, states = self._last_obs, self._last_episode_starts, self._last_states
+        for _ in range(n_rollout_steps):
+            with th.inference_mode():
+                obs_tensor = th.as_tensor(obs, device=device)
+                starts_tensor = th.as_tensor(episode_starts, dtype=th.float32, device=device)
+                actions, values, log_probs, states = policy(obs_tensor, states, starts_tensor)
+            actions = actions.cpu().numpy()
+            env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
+            new_obs, rewards, dones, infos = env.step(env_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            if dones.any():
+                self._update_info_buffer(infos, dones)
+                self._store_truncation_bootstrap(rollout_buffer, infos, dones, states)
+            rollout_buffer.add(obs, actions, rewards, episode_starts, values.cpu().numpy().ravel(), log_probs.cpu().numpy())
+            obs, episode_starts = new_obs, dones
+            self._last_obs, self._last_episode_starts, self._last_states = obs, episode_starts, states
+
+        last_values = self._values(obs, states, episode_starts)
+        rewards = rollout_buffer.rewards
+        if self.reward_normalizer is not None:
+            rewards = self.reward_normalizer(rewards, rollout_buffer.trial_ends(episode_starts))
+        rollout_buffer.compute_returns_and_advantage(
+            rewards + rollout_buffer.bootstrap, last_values, episode_starts, self.gamma, self.gae_lambda
+        )
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _values(self, obs: np.ndarray, states: RNNStates, episode_starts: np.ndarray) -> np.ndarray:
+        with th.inference_mode():
+            starts = th.as_tensor(episode_starts, dtype=th.float32, device=self.device)
+            _, values, _, _ = self.policy(th.as_tensor(obs, device=self.device), states, starts, deterministic=True)
+        return values.cpu().numpy().ravel()
+
+    def _store_truncation_bootstrap(self, buffer: SequenceRolloutBuffer, infos: list[dict[str, Any]],
+                                    dones: np.ndarray, states: RNNStates) -> None:
+        """``gamma * V(last observation)`` for trials cut by a time limit, from their current memory."""
+        idx = [i for i in np.flatnonzero(dones) if infos[i].get("TimeLimit.truncated", False)
+               and infos[i].get("terminal_observation") is not None]
+        if not idx:
+            return
+        terminal = np.stack([infos[i]["terminal_observation"] for i in idx]).astype(np.float32)
+        values = self._values(terminal, select_states(states, idx), np.zeros(len(idx), dtype=np.float32))
+        buffer.bootstrap[buffer.pos, idx] = self.gamma * values
+
+    # --- update ----------------------------------------------------------------------------
+    def train(self) -> None:
+        """``n_epochs`` passes over the chunk, each in ``n_minibatches`` sets of whole env sequences."""
+        policy, buffer, device = self.policy, self.rollout_buffer, self.device
+        policy.set_training_mode(True)
+        self._update_learning_rate(policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+
+        def tensor(a: np.ndarray) -> th.Tensor:
+            return th.from_numpy(a).to(device)
+
+        obs, actions = tensor(buffer.observations), tensor(buffer.actions)
+        starts, old_values, old_log_probs = tensor(buffer.episode_starts), tensor(buffer.values), tensor(buffer.log_probs)
+        returns, advantages = tensor(buffer.returns), tensor(buffer.advantages)
+        if self.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        initial_states = clone_states(buffer.initial_states)
+        memory_params, head_params = list(policy.memory_parameters()), list(policy.head_parameters())
+
+        stats: dict[str, list[th.Tensor]] = {k: [] for k in ("pg", "value", "entropy", "aux", "clip_fraction", "kl")}
+        for _ in range(self.n_epochs):
+            for envs in th.tensor_split(th.randperm(buffer.n_envs), self.n_minibatches):
+                values, log_prob, entropy, aux_loss = policy.evaluate_sequence(
+                    obs[:, envs], actions[:, envs], starts[:, envs], select_states(initial_states, envs)
+                )
+                adv, old_v, ret = advantages[:, envs], old_values[:, envs], returns[:, envs]
+                log_ratio = log_prob - old_log_probs[:, envs]
+                ratio = th.exp(log_ratio)
+                policy_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+                values_clipped = old_v + th.clamp(values - old_v, -clip_range, clip_range)
+                value_loss = th.max(
+                    F.smooth_l1_loss(values, ret, reduction="none"), F.smooth_l1_loss(values_clipped, ret, reduction="none")
+                ).mean()
+                entropy_loss = -entropy.mean()
+                loss = policy_loss + self.vf_coef * value_loss + self.ent_coef * entropy_loss + aux_loss
+
+                policy.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(memory_params, self.max_grad_norm)
+                th.nn.utils.clip_grad_norm_(head_params, self.max_grad_norm)
+                policy.optimizer.step()
+
+                with th.no_grad():
+                    for key, value in (("pg", policy_loss), ("value", value_loss), ("entropy", entropy_loss),
+                                       ("aux", aux_loss), ("clip_fraction", ((ratio - 1).abs() > clip_range).float().mean()),
+                                       ("kl", ((ratio - 1) - log_ratio).mean())):
+                        stats[key].append(th.as_tensor(value).detach())
+            self._n_updates += 1
+
+        means = {k: th.stack(v).mean().item() for k, v in stats.items()}
+        self.logger.record("train/policy_gradient_loss", means["pg"])
+        self.logger.record("train/value_loss", means["value"])
+        self.logger.record("train/entropy_loss", means["entropy"])
+        self.logger.record("train/aux_loss", means["aux"])
+        self.logger.record("train/clip_fraction", means["clip_fraction"])
+        self.logger.record("train/approx_kl", means["kl"])
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_variance(buffer.values.ravel(), buffer.returns.ravel()))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if hasattr(policy, "log_std"):
+            self.logger.record("train/std", th.exp(policy.log_std).mean().item())
+
+    def learn(self: SelfMetaPPO, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
+              tb_log_name: str = "MetaPPO", reset_num_timesteps: bool = True, progress_bar: bool = False) -> SelfMetaPPO:
+        return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
+                             tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps, progress_bar=progress_bar)

@@ -1,0 +1,138 @@
+"""The leaderboard's SQLite store: round trip, refusal to touch foreign files, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from metarl_agents.leaderboard.grid import RunSpec
+from metarl_agents.leaderboard.store import APPLICATION_ID, SCHEMA_VERSION, ResultStore, StoreError
+
+
+def make_spec(seed: int = 73, lr: float = 1e-3, agent: str = "SplAgger", frames: int = 1000) -> RunSpec:
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=lr, frames=frames, paper_frames=1_500_000,
+                   preset_name="MetaTMaze-v0", preset_hash="abc123", eval_every=250, n_eval_tasks=16,
+                   env_kwargs={"length": 10})
+
+
+def test_round_trip(tmp_path):
+    db = tmp_path / "results.db"
+    spec = make_spec()
+    with ResultStore(db) as store:
+        run = store.register_run(spec.store_fields())
+        assert run.status == "pending" and run.frames_done == 0 and run.checkpoint_path is None
+        assert store.register_run(spec.store_fields()).id == run.id  # idempotent
+        store.mark_running(run.id, {"hostname": "h", "cpu_count": 2}, {"torch": "2"})
+        store.record_evaluation(run.id, 300, 1.5, [0.5, 1.0], 2.0, "ck/a.f300.zip")
+        store.record_evaluation(run.id, 1000, 3.25, [1.25, 2.0], 7.5, "ck/a.f1000.zip", finished=True)
+    with ResultStore(db) as store:  # reopened: everything persisted
+        (run,) = store.runs()
+        assert (run.env_id, run.agent, run.seed, run.lr) == ("MetaTMaze-v0", "SplAgger", 73, 1e-3)
+        assert (run.frames_budget, run.paper_frames, run.reduced) == (1000, 1_500_000, True)
+        assert run.env_kwargs == {"length": 10} and run.machine == {"hostname": "h", "cpu_count": 2}
+        assert run.versions == {"torch": "2"} and run.run_key == spec.run_key
+        assert (run.status, run.frames_done, run.checkpoint_frames, run.wall_time_s) == ("finished", 1000, 1000, 7.5)
+        assert run.checkpoint_path == "ck/a.f1000.zip"
+        points = store.evaluations(run.id)
+        assert [(p.frames, p.meta_episode_return, p.episode_returns) for p in points] == [
+            (300, 1.5, [0.5, 1.0]), (1000, 3.25, [1.25, 2.0])]
+        assert store.runs(status="pending") == [] and len(store.runs(env_id="MetaTMaze-v0")) == 1
+        with pytest.raises(ValueError, match="unknown run status 'done'"):
+            store.runs(status="done")
+
+
+def test_schema_version_wal_and_application_id(tmp_path):
+    db = tmp_path / "results.db"
+    ResultStore(db).close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT app, version FROM schema_version").fetchall() == [("metarl-leaderboard", SCHEMA_VERSION)]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
+
+
+def test_failure_is_recorded_and_run_keys_separate_budgets(tmp_path):
+    with ResultStore(tmp_path / "r.db") as store:
+        run = store.register_run(make_spec().store_fields())
+        store.mark_failed(run.id, "Traceback: boom", 3.0)
+        failed = store.run_by_key(run.run_key)
+        assert (failed.status, failed.error, failed.wall_time_s) == ("failed", "Traceback: boom", 3.0)
+        other = store.register_run(make_spec(frames=2000).store_fields())
+        assert other.id != run.id and "frames2k-REDUCED" in other.run_key
+
+
+def _foreign_sqlite(path):
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (name TEXT)")
+    conn.execute("INSERT INTO customers VALUES ('ada')")
+    conn.commit()
+    conn.close()
+
+
+def _corrupted_sqlite(path):
+    _foreign_sqlite(path)
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xde\xad" * ((len(data) - 100) // 2)  # valid header, garbage pages
+    path.write_bytes(bytes(data))
+
+
+def _our_store_with_other_version(path):
+    ResultStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("name,score\nada,3\n"), "not an SQLite database"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 8), "not an SQLite database"),
+    (_foreign_sqlite, r"not a metarl leaderboard store \(tables: \['customers'\]\)"),
+    (_corrupted_sqlite, "not a usable metarl leaderboard database"),
+    (_our_store_with_other_version, "schema version 99"),
+])
+def test_foreign_or_corrupted_file_is_refused_and_left_unchanged(tmp_path, make, message):
+    db = tmp_path / "results.db"
+    make(db)
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=message):
+        ResultStore(db)
+    assert db.read_bytes() == before
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        ResultStore(tmp_path)
+
+
+def _writer(db: str, worker: int, n_runs: int, n_points: int) -> None:
+    with ResultStore(db) as store:
+        for i in range(n_runs):
+            run = store.register_run(make_spec(seed=worker * 100 + i).store_fields())
+            store.mark_running(run.id, {"worker": worker}, {})
+            for k in range(1, n_points + 1):
+                store.record_evaluation(run.id, 10 * k, worker + k / 100, [float(k)], float(k), f"c{k}",
+                                        finished=k == n_points)
+
+
+def test_concurrent_writers_from_several_processes(tmp_path):
+    """Processes racing to create the schema and write lose nothing and never see 'database is locked'."""
+    db = str(tmp_path / "results.db")
+    n_workers, n_runs, n_points = 4, 3, 15
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_writer, args=(db, w, n_runs, n_points)) for w in range(n_workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * n_workers
+    with ResultStore(db) as store:
+        runs = store.runs()
+        assert sorted(r.seed for r in runs) == sorted(w * 100 + i for w in range(n_workers) for i in range(n_runs))
+        for run in runs:
+            assert run.status == "finished" and run.machine == {"worker": run.seed // 100}
+            points = store.evaluations(run.id)
+            assert [p.frames for p in points] == [10 * k for k in range(1, n_points + 1)]
+            assert [p.meta_episode_return for p in points] == [run.seed // 100 + k / 100 for k in range(1, n_points + 1)]

@@ -1,0 +1,116 @@
+"""The native batched env as an SB3 VecEnv behaves exactly like SB3's DummyVecEnv of single envs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from metarl_agents.vec_env import BatchedVecEnv, make_single_env, make_vec_env
+
+CASES = [
+    ("MetaTMaze-v0", {"length": 10}),
+    ("MetaTMazeLongShort-v0", {"length": 5, "episode_limit": 8}),
+    ("MetaPlanningGame-v0", {}),
+    ("MetaFrozenLake-v0", {}),
+]
+
+
+def _without_time(info: dict) -> dict:
+    info = dict(info)
+    if "episode" in info:
+        info["episode"] = {k: v for k, v in info["episode"].items() if k != "t"}
+    return info
+
+
+def _assert_info_equal(a: dict, b: dict) -> None:
+    a, b = _without_time(a), _without_time(b)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), CASES)
+def test_bridge_matches_dummy_vec_env(env_id, kwargs):
+    n = 3
+    batched = make_vec_env(env_id, n, seed=11, **kwargs)
+    dummy = DummyVecEnv([lambda: make_single_env(env_id, **kwargs) for _ in range(n)])
+    dummy.seed(11)
+    assert isinstance(batched, BatchedVecEnv)
+    assert batched.observation_space == dummy.observation_space
+    np.testing.assert_array_equal(batched.reset(), dummy.reset())
+    for i in range(n):
+        _assert_info_equal(batched.reset_infos[i], dummy.reset_infos[i])
+    rng = np.random.default_rng(0)
+    trial_ends = 0
+    for _ in range(300):
+        actions = rng.integers(0, batched.action_space.n, size=n)
+        obs_b, rew_b, done_b, infos_b = batched.step(actions)
+        obs_d, rew_d, done_d, infos_d = dummy.step(actions)
+        np.testing.assert_array_equal(obs_b, obs_d)
+        np.testing.assert_array_equal(rew_b, rew_d)
+        assert rew_b.dtype == rew_d.dtype
+        np.testing.assert_array_equal(done_b, done_d)
+        for i in range(n):
+            _assert_info_equal(infos_b[i], infos_d[i])
+            _assert_info_equal(batched.reset_infos[i], dummy.reset_infos[i])
+        trial_ends += int(done_b.sum())
+    assert trial_ends > 0, "the comparison must cover trial ends (terminal observations, Monitor stats)"
+
+
+def test_trial_end_infos_carry_sb3_keys():
+    env = make_vec_env("MetaTMaze-v0", 2, seed=0, length=10)
+    env.reset()
+    total, steps = np.zeros(2), 0
+    while True:
+        obs, rewards, dones, infos = env.step(np.array([2, 3]))
+        total += rewards
+        steps += 1
+        if dones.any():
+            break
+    assert dones.all() and steps == 40  # 4 episodes of 10 forced steps
+    for i in range(2):
+        assert infos[i]["episode"]["r"] == total[i] and infos[i]["episode"]["l"] == 40
+        assert infos[i]["TimeLimit.truncated"] is False
+        assert infos[i]["terminal_observation"].shape == obs[i].shape
+        assert infos[i]["inner_episode"] == 3 and infos[i]["episode_end"] is True
+    # The returned observation starts the next trial: no previous transition yet.
+    assert not obs[:, :10].any()
+
+
+def test_reset_options_fix_tasks_and_seeds_repeat():
+    env = make_vec_env("MetaTMaze-v0", 3, seed=5)
+    first = env.reset()
+    env.seed(5)
+    np.testing.assert_array_equal(env.reset(), first)
+    env.set_options([{"task": [1.0]}, {"task": [-1.0]}, {"task": [1.0]}])
+    env.reset()
+    assert [info["task"][0] for info in env.reset_infos] == [1.0, -1.0, 1.0]
+    env.set_options({"bad": 1})
+    with pytest.raises(ValueError, match="task"):
+        env.reset()
+
+
+def test_fallback_without_vector_entry_point():
+    env_id = "TestSingleOnlyTMaze-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point="metarl_envs.tmaze:MetaTMazeEnv", max_episode_steps=600,
+                     kwargs={"episodes_per_trial": 4})
+    env = make_vec_env(env_id, 2, seed=3, length=10)
+    assert isinstance(env, DummyVecEnv)
+    reference = make_vec_env("MetaTMaze-v0", 2, seed=3, length=10)
+    np.testing.assert_array_equal(env.reset(), reference.reset())
+    for _ in range(45):
+        a = np.array([0, 1])
+        np.testing.assert_array_equal(env.step(a)[0], reference.step(a)[0])
+
+
+def test_attribute_access_and_bad_input():
+    env = make_vec_env("MetaTMaze-v0", 4, seed=0)
+    assert env.get_attr("task_space") == [env.venv.task_space] * 4
+    assert env.env_is_wrapped(gym.Wrapper) == [False] * 4
+    with pytest.raises(ValueError, match="indices"):
+        env.set_attr("render_mode", None, indices=[0])
+    with pytest.raises(ValueError, match="n_envs"):
+        make_vec_env("MetaTMaze-v0", 0)
+    with pytest.raises(ValueError, match="unknown env id"):
+        make_vec_env("NoSuchEnv-v0", 2)
