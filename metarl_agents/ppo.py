@@ -231,9 +231,10 @@ class MetaPPO(OnPolicyAlgorithm):
         return True
 
     def _values(self, obs: np.ndarray, states: RNNStates, episode_starts: np.ndarray) -> np.ndarray:
+        """Values after one more memory step (``predict_values`` leaves observation statistics alone)."""
         with th.inference_mode():
             starts = th.as_tensor(episode_starts, dtype=th.float32, device=self.device)
-            _, values, _, _ = self.policy(th.as_tensor(obs, device=self.device), states, starts, deterministic=True)
+            values = self.policy.predict_values(th.as_tensor(obs, device=self.device), states.vf, starts)
         return values.cpu().numpy().ravel()
 
     def _store_truncation_bootstrap(self, buffer: SequenceRolloutBuffer, infos: list[dict[str, Any]],

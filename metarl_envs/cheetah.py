@@ -46,9 +46,12 @@ limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (
 Dir: ``[d]`` with ``d`` in ``{-1, +1}``, uniform. Vel: ``[v*]`` with ``v* ~ U(velocity_range)``.
 
 ## Rendering
-``rgb_array`` goes through Gymnasium's ``MujocoRenderer`` with HalfCheetah-v5's camera. On a
-machine without a display set ``MUJOCO_GL=egl`` (GPU or Mesa EGL) or ``MUJOCO_GL=osmesa``
-(software) before rendering.
+``rgb_array`` goes through Gymnasium's ``MujocoRenderer`` with the model's ``track`` camera, which
+follows the cheetah (as HalfCheetah-v3/v4 did; the free camera of Gymnasium 1.4's v5 stays where
+the episode started, so a running cheetah leaves the picture). Headless
+rendering needs ``MUJOCO_GL=egl`` (GPU or Mesa EGL) or ``MUJOCO_GL=osmesa`` (software); on Linux
+without ``DISPLAY`` / ``WAYLAND_DISPLAY`` the first ``render()`` sets ``MUJOCO_GL=egl`` unless
+``MUJOCO_GL`` is already set (set ``MUJOCO_GL=osmesa`` yourself where EGL is missing).
 
 ## Vectorisation
 The ids have no native vector env: ``gymnasium.make_vec`` uses Gymnasium's sync/async
@@ -67,6 +70,8 @@ Uniform random actions: Dir about -20 per trial (the control cost, 0.05 * 6 / 3 
 from __future__ import annotations
 
 import abc
+import os
+import sys
 import warnings
 from typing import Any, ClassVar
 
@@ -75,22 +80,21 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 
-from metarl_envs.core import FamilyCore, MetaEnv
+from metarl_envs.core import FamilyCore, MetaEnv, check_int
 from metarl_envs.rng import CounterRNG
 
 FRAME_SKIP = 5
 EPISODE_STEPS = 200
 CTRL_COST_WEIGHT = 0.05
 RESET_NOISE_SCALE = 0.1
-DEFAULT_CAMERA_CONFIG = {"distance": 4.0}  # HalfCheetah-v5's
 
 
 def load_half_cheetah(width: int = 480, height: int = 480) -> mujoco.MjModel:
     """Compile Gymnasium's ``half_cheetah.xml`` with an offscreen buffer of at least ``width x height``.
 
-    MuJoCo >= 3.3 flags the file's ``settotalmass`` attribute as deprecated and writes that warning
-    to ``MUJOCO_LOG.TXT`` in the working directory; the warning is swallowed here (the model is
-    still the same), any other compiler warning is re-raised as a Python ``RuntimeWarning``.
+    Recent MuJoCo releases flag the file's ``settotalmass`` attribute as deprecated and write that
+    warning to ``MUJOCO_LOG.TXT`` in the working directory; it is swallowed here (the compiled model
+    is unchanged), any other compiler warning is re-raised as a Python ``RuntimeWarning``.
     """
     messages: list[str] = []
     previous = mujoco.get_mju_user_warning()
@@ -108,15 +112,19 @@ def load_half_cheetah(width: int = 480, height: int = 480) -> mujoco.MjModel:
 
 
 class CheetahCore(FamilyCore):
-    """``num_envs`` half cheetahs, one ``MjData`` each; subclasses define the task and its reward."""
+    """``num_envs`` half cheetahs, one ``MjData`` each; subclasses define the task and its reward.
+
+    MuJoCo steps one ``MjData`` per call, so ``step``, ``start_episodes`` and ``observe`` loop over
+    copies in Python -- the one family allowed to (physics dominates the cost anyway).
+    """
 
     limit_is_truncation = True
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
 
     def __init__(self, num_envs: int, width: int = 480, height: int = 480) -> None:
         super().__init__(num_envs)
-        self.model = load_half_cheetah(width, height)
-        self.width, self.height = width, height
+        self.width, self.height = check_int("width", width, 1), check_int("height", height, 1)
+        self.model = load_half_cheetah(self.width, self.height)
         self.datas = [mujoco.MjData(self.model) for _ in range(num_envs)]
         self.init_qpos = self.datas[0].qpos.copy()
         self.init_qvel = self.datas[0].qvel.copy()
@@ -189,8 +197,12 @@ class CheetahCore(FamilyCore):
         if i not in self._renderers:
             from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
 
+            if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                # Headless: Gymnasium would try GLFW first, which only warns and then fails.
+                os.environ.setdefault("MUJOCO_GL", "egl")
+
             self._renderers[i] = MujocoRenderer(
-                self.model, self.datas[i], DEFAULT_CAMERA_CONFIG, self.width, self.height
+                self.model, self.datas[i], width=self.width, height=self.height, camera_name="track"
             )
         return self._renderers[i].render("rgb_array")
 

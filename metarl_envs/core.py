@@ -244,9 +244,9 @@ class TrialRunner:
             return arr.astype(np.int64)
         if arr.shape == space.shape and n == 1:
             arr = arr[None]
-        if arr.shape != (n, *space.shape) or not np.all(np.isfinite(arr)):
+        if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
-        if np.any(arr < space.low) or np.any(arr > space.high):
+        if (arr < space.low).any() or (arr > space.high).any():
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
 

@@ -120,14 +120,11 @@ def has_path(maps: np.ndarray) -> np.ndarray:
     ``maps`` has shape ``(..., 16)``; a flood fill over all maps at once.
     """
     free = np.asarray(maps) == FROZEN
-    reach = np.zeros(free.shape, dtype=np.int64)
-    reach[..., START] = 1
-    for _ in range(N_CELLS):
-        grown = ((reach @ _ADJACENT) > 0) & free
-        if np.array_equal(grown, reach.astype(bool)):
-            break
-        reach = grown.astype(np.int64)
-    return reach[..., GOAL] > 0
+    reach = np.zeros(free.shape, dtype=bool)
+    reach[..., START] = True
+    for _ in range(N_CELLS):  # a path never needs more moves than there are cells
+        reach |= ((reach @ _ADJACENT) > 0) & free
+    return reach[..., GOAL]
 
 
 def random_cells(kind: str) -> np.ndarray:
@@ -150,7 +147,9 @@ def map_distribution(kind: str, hole_prob: float) -> tuple[np.ndarray, np.ndarra
     cdf = np.cumsum(prob[keep])
     cdf /= cdf[-1]
     cdf[-1] = 1.0  # uniforms are < 1, so every draw lands on a map
-    return maps[keep], cdf
+    maps = maps[keep]
+    maps.flags.writeable = cdf.flags.writeable = False  # cached: shared by every caller
+    return maps, cdf
 
 
 def maps_from_uniforms(u: np.ndarray, kind: str = "hole", hole_prob: float = 0.2) -> np.ndarray:
@@ -263,7 +262,7 @@ class FrozenLakeCore(FamilyCore):
             directions = (actions + np.floor(3.0 * rng.uniform(1)[:, 0]).astype(np.int64) - 1) % 4
         stays = absorbing(self.tasks[self._rows, self.pos], self.pos, self.kind)
         self.pos = np.where(stays, self.pos, MOVES[self.pos, directions])
-        self.last_action = actions.copy()
+        self.last_action[:] = actions
         reward = cell_rewards(self.tasks[self._rows, self.pos], self.pos, self.kind)
         return reward, np.zeros(self.num_envs, dtype=bool)
 

@@ -32,10 +32,13 @@ class FakeModel:
         return None
 
     def learn(self, total_timesteps, callback=None, reset_num_timesteps=True, progress_bar=False):
+        """Like SB3's loop: rollout start (after the previous update), rollout, rollout end."""
         assert not reset_num_timesteps
+        self.hooks["log"]("learn", self.key, self.num_timesteps, total_timesteps)
         callback.init_callback(self)
         target = self.num_timesteps + total_timesteps
         while self.num_timesteps < target:
+            callback.on_rollout_start()
             self.num_timesteps += ROLLOUT
             kill_at = self.hooks.get("kill_at")
             if kill_at is not None and self.num_timesteps >= kill_at:
@@ -57,7 +60,7 @@ class FakeTrainer:
 
     def _hooks(self, key: str) -> dict:
         kill = [frames for part, frames in self.kill_at_frames.items() if part in key]
-        return {"kill_at": kill[0] if kill else None, "sleep": self.sleep}
+        return {"kill_at": kill[0] if kill else None, "sleep": self.sleep, "log": self._log}
 
     def _log(self, *fields) -> None:
         with open(self.log, "a") as handle:

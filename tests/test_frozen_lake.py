@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 from gymnasium.utils.env_checker import check_env
+from vector_equivalence import assert_vector_matches_singles
 
 import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_envs import frozen_lake as fl
@@ -311,35 +312,14 @@ def test_render_outputs():
     assert tuple(img[8, 56]) == fl.PALETTE["penalty"] and tuple(img[56, 56]) == fl.PALETTE["goal"]
 
 
-@pytest.mark.parametrize("kwargs", [{"slippery": True}, {"observation": "onehot", "episodes_per_trial": 2}])
+@pytest.mark.parametrize(
+    "kwargs", [{"slippery": True}, {"observation": "onehot", "episodes_per_trial": 2, "max_episode_steps": 98}]
+)
 @pytest.mark.parametrize("env_id", IDS.values())
 def test_vector_env_matches_single_envs_across_autoresets(env_id, kwargs):
-    n, seed = 4, 11
-    limit = {"max_episode_steps": 49 * kwargs.get("episodes_per_trial", 1)}
-    envs = gym.make_vec(env_id, num_envs=n, **kwargs, **limit)
-    singles = [gym.make(env_id, **kwargs, **limit) for _ in range(n)]
-    obs, info = envs.reset(seed=seed)
-    for i, single in enumerate(singles):
-        single_obs, single_info = single.reset(seed=seed + i)
-        np.testing.assert_array_equal(obs[i], single_obs)
-        np.testing.assert_array_equal(info["task"][i], single_info["task"])
-    rng = np.random.default_rng(0)
-    ended = 0
-    for _ in range(3 * limit["max_episode_steps"] + 5):
-        actions = rng.integers(0, 4, n)
-        obs, reward, terminated, truncated, info = envs.step(actions)
-        for i, single in enumerate(singles):
-            s_obs, s_reward, s_term, s_trunc, s_info = single.step(actions[i])
-            # gym.make's TimeLimit (max_episode_steps = trial length) also sets truncated on the
-            # trial's last step; terminated takes precedence there, as in the vector env.
-            assert (reward[i], terminated[i], truncated[i]) == (s_reward, s_term, s_trunc and not s_term)
-            if s_term or s_trunc:
-                ended += 1
-                np.testing.assert_array_equal(info["final_obs"][i], s_obs)
-                s_obs, s_info = single.reset()
-            np.testing.assert_array_equal(obs[i], s_obs)
-            np.testing.assert_array_equal(info["task"][i], s_info["task"])
-    assert ended == 3 * n
+    """make_vec(num_envs=4, seed=s) steps exactly like single envs seeded s + i, over three trials."""
+    actions = np.random.default_rng(0).integers(0, 4, size=(3 * 98 + 5, 4))
+    assert assert_vector_matches_singles(env_id, actions, seed=11, **kwargs) >= 3 * 4
 
 
 def test_same_seed_same_trajectory_and_tasks_differ_across_seeds():

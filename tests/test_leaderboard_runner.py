@@ -1,4 +1,4 @@
-"""Leaderboard runner bookkeeping with a fake trainer: chunks, checkpoints, skip, resume, backends."""
+"""Leaderboard runner bookkeeping with a fake trainer: evaluations, checkpoints, skip, resume, backends."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from metarl_agents.leaderboard.runner import checkpoint_dir, run_grid, train_one
 from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
 
 FRAMES, EVAL_EVERY = 1000, 250
-# learn() ends on whole rollouts of 100 frames, so a chunk ending at 250 stops at 300; the next chunk
-# aims at the next multiple of eval_every (500), and the last one at the budget.
+# Evaluations happen at the first rollout boundary (every 100 frames) at or past each multiple of
+# eval_every, and at the end of the run.
 EVAL_FRAMES = [300, 500, 800, 1000]
 
 
@@ -47,7 +47,7 @@ def assert_complete(db, specs) -> None:
         assert returns == [fake_return(s.seed, s.lr, f) for f in frames]
 
 
-def test_train_one_evaluates_each_chunk_and_keeps_only_the_latest_checkpoint(tmp_path):
+def test_train_one_evaluates_every_interval_and_keeps_only_the_latest_checkpoint(tmp_path):
     db, trainer, run = tmp_path / "r.db", FakeTrainer(str(tmp_path / "log")), spec()
     events = []
     assert train_one(run, db, trainer, events.append) == "finished"
@@ -63,7 +63,9 @@ def test_train_one_evaluates_each_chunk_and_keeps_only_the_latest_checkpoint(tmp
     assert [e[2] for e in events if e[0] == "progress"] == list(range(ROLLOUT, FRAMES + 1, ROLLOUT))
     assert [e[2] for e in events if e[0] == "eval"] == EVAL_FRAMES
     assert train_one(run, db, trainer) == "skipped"
-    assert [line[0] for line in trainer.lines()] == ["build"] + ["eval"] * len(EVAL_FRAMES)
+    # one learn call over the whole budget, so learning-rate schedules see the whole run
+    assert trainer.lines()[:2] == [["build", run.run_key], ["learn", run.run_key, "0", "1000"]]
+    assert [line[0] for line in trainer.lines()[2:]] == ["eval"] * len(EVAL_FRAMES)
 
 
 def test_crash_is_recorded_and_rerun_resumes_from_last_checkpoint(tmp_path):
@@ -82,7 +84,8 @@ def test_crash_is_recorded_and_rerun_resumes_from_last_checkpoint(tmp_path):
     open(log, "w").close()
     summary = run_grid(specs, db, trainer=FakeTrainer(log), show_progress=False)
     assert summary.finished == [crashed] and len(summary.skipped) == len(specs) - 1 and summary.ok
-    assert FakeTrainer(log).lines() == [["resume", crashed, "500"], ["eval", crashed, "800"], ["eval", crashed, "1000"]]
+    assert FakeTrainer(log).lines() == [["resume", crashed, "500"], ["learn", crashed, "500", "500"],
+                                        ["eval", crashed, "800"], ["eval", crashed, "1000"]]
     assert_complete(db, specs)
 
 
@@ -111,7 +114,7 @@ def test_kill_between_checkpoint_and_commit_resumes_from_the_committed_checkpoin
     assert_complete(db, [run])
 
 
-def test_killed_worker_process_loses_only_the_chunk_in_progress(tmp_path):
+def test_killed_worker_process_loses_only_the_interval_in_progress(tmp_path):
     """SIGKILL one pool worker mid-run; the re-run skips finished runs and resumes the killed one."""
     db, log = tmp_path / "r.db", str(tmp_path / "log")
     specs = grid()[:4]
@@ -120,11 +123,11 @@ def test_killed_worker_process_loses_only_the_chunk_in_progress(tmp_path):
     summary = run_grid(specs, db, workers=2, trainer=killer, show_progress=False)
     assert victim in summary.failed and "worker process died" in summary.failed[victim]
     before = stored(db)
-    assert before[victim][:2] == ("running", [300, 500])  # 600..700 of the third chunk lost
+    assert before[victim][:2] == ("running", [300, 500])  # 600..700 of the third interval lost
     finished_before = {key for key, (status, _, _) in before.items() if status == "finished"}
 
     open(log, "w").close()
-    summary = run_grid(specs, db, workers=2, trainer=FakeTrainer(log), show_progress=False)
+    summary = run_grid(specs, db, trainer=FakeTrainer(log), show_progress=False)
     assert summary.ok and set(summary.skipped) == finished_before
     lines = FakeTrainer(log).lines()
     assert ["resume", victim, "500"] in lines
@@ -158,8 +161,7 @@ def test_ray_backend_writes_the_same_store(tmp_path):
     ray.cloudpickle.register_pickle_by_value(leaderboard_fakes)
     db, log = tmp_path / "r.db", str(tmp_path / "log")
     specs = grid()[:3]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = run_grid(specs[:2], db, backend="ray", trainer=FakeTrainer(log), show_progress=False)
         assert summary.ok and sorted(summary.finished) == sorted(s.run_key for s in specs[:2])

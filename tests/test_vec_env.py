@@ -106,7 +106,7 @@ def test_fallback_without_vector_entry_point():
 
 def test_attribute_access_and_bad_input():
     env = make_vec_env("MetaTMaze-v0", 4, seed=0)
-    assert env.get_attr("task_space") == [env.venv.task_space] * 4
+    assert env.get_attr("task_space") == [env.venv.unwrapped.task_space] * 4
     assert env.env_is_wrapped(gym.Wrapper) == [False] * 4
     with pytest.raises(ValueError, match="indices"):
         env.set_attr("render_mode", None, indices=[0])

@@ -1,9 +1,10 @@
 """Running a grid: one run (:func:`train_one`) and the local-pool and Ray backends around it.
 
-A run trains in chunks of ``eval_every`` frames. After each chunk it evaluates, writes a checkpoint
-(temp file + ``os.replace``, so a checkpoint file is always complete) and then records the evaluation
-and the checkpoint in one store transaction. Killing the process at any point therefore loses at most
-the chunk in progress, and the next ``run`` resumes from the checkpoint the store names.
+A run is one ``learn`` call up to its budget. Every ``eval_every`` frames (between two PPO updates)
+and at the end it evaluates, writes a checkpoint (temp file + ``os.replace``, so a checkpoint file is
+always complete) and then records the evaluation and the checkpoint in one store transaction. Killing
+the process at any point therefore loses at most the evaluation interval in progress, and the next
+``run`` resumes from the checkpoint the store names.
 
 Training goes through a small :class:`Trainer` seam (build / resume / evaluate) whose default,
 :class:`MetaPPOTrainer`, uses only the public trainer API (``MetaPPO.from_preset``, ``learn`` with a
@@ -139,19 +140,62 @@ def _save_checkpoint(model: Model, directory: Path, run_key: str, frames: int) -
 ProgressSink = Callable[[tuple], None]
 
 
-def _progress_callback(sink: ProgressSink | None, run_key: str) -> Any:
-    """An SB3 callback that reports the frame count after every rollout (built lazily: SB3 imports torch)."""
+class _Recorder:
+    """Evaluates, checkpoints and records one run; called between PPO updates and at the end."""
+
+    def __init__(self, spec: RunSpec, store: ResultStore, run_id: int, trainer: Trainer, wall_time_s: float,
+                 checkpoint: Path | None, progress: ProgressSink | None) -> None:
+        self.spec, self.store, self.run_id, self.trainer, self.progress = spec, store, run_id, trainer, progress
+        self.wall_time_before, self.started = wall_time_s, time.perf_counter()
+        self.checkpoint = checkpoint
+
+    def wall_time(self) -> float:
+        return self.wall_time_before + time.perf_counter() - self.started
+
+    def record(self, model: Model, finished: bool = False) -> None:
+        frames = int(model.num_timesteps)
+        result = self.trainer.evaluate(model, self.spec)
+        saved = _save_checkpoint(model, checkpoint_dir(self.store.path), self.spec.run_key, frames)
+        self.store.record_evaluation(
+            self.run_id, frames, result["meta_episode_return"], result["episode_returns"], self.wall_time(),
+            checkpoint_path=str(saved.relative_to(self.store.path.parent)), finished=finished,
+        )
+        if self.checkpoint is not None and self.checkpoint != saved:
+            self.checkpoint.unlink(missing_ok=True)
+        self.checkpoint = saved
+        self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
+
+    def report(self, event: tuple) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+
+def _evaluation_callback(recorder: _Recorder, frames_done: int) -> Any:
+    """SB3 callback: evaluate + checkpoint at the first rollout start past each ``eval_every`` multiple.
+
+    A rollout start comes right after the previous update, so the checkpoint holds trained weights for
+    every frame it counts. Built lazily because SB3 imports torch.
+    """
     from stable_baselines3.common.callbacks import BaseCallback
 
-    class _Progress(BaseCallback):
+    every = recorder.spec.eval_every
+
+    class _Evaluation(BaseCallback):
+        next_at = (frames_done // every + 1) * every
+
         def _on_step(self) -> bool:
             return True
 
-        def _on_rollout_end(self) -> None:
-            if sink is not None:
-                sink(("progress", run_key, int(self.model.num_timesteps)))
+        def _on_rollout_start(self) -> None:
+            frames = self.model.num_timesteps
+            if frames >= self.next_at:
+                recorder.record(self.model)
+                self.next_at = (frames // every + 1) * every
 
-    return _Progress()
+        def _on_rollout_end(self) -> None:
+            recorder.report(("progress", recorder.spec.run_key, int(self.model.num_timesteps)))
+
+    return _Evaluation()
 
 
 def train_one(
@@ -162,8 +206,10 @@ def train_one(
 ) -> str:
     """Train (or finish) one run and record it; returns "finished" or "skipped" (already finished).
 
-    A failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes
-    from its last checkpoint next time.
+    The run is one ``learn`` call up to the budget (so learning-rate schedules see the whole run, also
+    after a resume) with an evaluation and checkpoint every ``eval_every`` frames and at the end. A
+    failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
+    its last checkpoint next time.
     """
     if not isinstance(store, ResultStore):
         with ResultStore(store) as opened:
@@ -173,43 +219,26 @@ def train_one(
     if record.status == "finished":
         return "skipped"
     store.mark_running(record.id, machine_info(), package_versions())
-    started = time.perf_counter()
-    wall_time = record.wall_time_s
+    checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
+    recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
     try:
-        if record.checkpoint_path:
-            checkpoint = store.path.parent / record.checkpoint_path
-            if not checkpoint.exists():
-                raise FileNotFoundError(
-                    f"run {spec.run_key} should resume from {checkpoint}, which is missing; delete the run's "
-                    "rows or restore the file"
-                )
+        if checkpoint is None:
+            model = trainer.build(spec)
+        elif checkpoint.exists():
             model = trainer.resume(spec, checkpoint)
         else:
-            checkpoint, model = None, trainer.build(spec)
-        if progress:
-            progress(("start", spec.run_key, int(model.num_timesteps)))
-        callback = _progress_callback(progress, spec.run_key)
-        while model.num_timesteps < spec.frames:
-            target = min((model.num_timesteps // spec.eval_every + 1) * spec.eval_every, spec.frames)
-            model.learn(target - model.num_timesteps, callback=callback, reset_num_timesteps=False,
-                        progress_bar=False)
-            frames = int(model.num_timesteps)
-            result = trainer.evaluate(model, spec)
-            saved = _save_checkpoint(model, checkpoint_dir(store.path), spec.run_key, frames)
-            wall_time = record.wall_time_s + time.perf_counter() - started
-            store.record_evaluation(
-                record.id, frames, result["meta_episode_return"], result["episode_returns"], wall_time,
-                checkpoint_path=str(saved.relative_to(store.path.parent)), finished=frames >= spec.frames,
+            raise FileNotFoundError(
+                f"run {spec.run_key} should resume from {checkpoint}, which is missing; restore the file or "
+                "use another --db"
             )
-            if checkpoint is not None and checkpoint != saved:
-                checkpoint.unlink(missing_ok=True)
-            checkpoint = saved
-            if progress:
-                progress(("eval", spec.run_key, frames, float(result["meta_episode_return"])))
+        recorder.report(("start", spec.run_key, int(model.num_timesteps)))
+        if model.num_timesteps < spec.frames:
+            model.learn(spec.frames - model.num_timesteps, reset_num_timesteps=False, progress_bar=False,
+                        callback=_evaluation_callback(recorder, int(model.num_timesteps)))
+        recorder.record(model, finished=True)
     except BaseException as exc:
-        wall_time = record.wall_time_s + time.perf_counter() - started
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc()
-        store.mark_failed(record.id, reason, wall_time)
+        store.mark_failed(record.id, reason, recorder.wall_time())
         raise
     return "finished"
 

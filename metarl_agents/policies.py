@@ -1,0 +1,354 @@
+"""SB3 recurrent policies over the memory zoo: SplAgger, RNN, AMRL, CNP, Max, PEARL and ablations.
+
+Every policy is a :class:`MetaRecurrentPolicy` -- a sb3-contrib ``RecurrentActorCriticPolicy`` -- so
+``sb3_contrib.RecurrentPPO`` trains, saves, loads and predicts with it unchanged. The named classes
+only change the defaults (their ``preset``); every setting is a constructor kwarg (see
+:class:`PolicyConfig`), so ``RecurrentPPO.load`` rebuilds the same policy from ``policy_kwargs``.
+
+Observations must be transitions (:class:`metarl_envs.wrappers.TransitionObservation`); the layout
+is read from the observation and action spaces. The memory reads whole transitions, the head reads
+the current state ``s`` and the memory's latent.
+
+Memory state in SB3's ``RNNStates``: actor and critic share one memory (the hypernetwork generates
+both from one latent), whose flat state ``[B, state_size]`` is zero-padded to ``2 * hidden_size`` and
+split into the ``(h, c)`` pair of shape ``(1, B, hidden_size)``; ``vf`` holds the same pair as ``pi``.
+Zeros are the empty memory, exactly as RecurrentPPO initialises and resets it.
+
+Observation statistics (the head's running normalisation) are updated in :meth:`forward` only --
+the rollout path of both RecurrentPPO and MetaPPO -- never by ``predict``, ``predict_values``,
+``evaluate_actions`` or :meth:`evaluate_sequence`, so evaluation and the PPO update see fixed
+statistics. Set ``policy.update_obs_norm = False`` to freeze them (e.g. when evaluating through
+``forward``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from metarl_agents.heads import HyperHead, MlpHead
+from metarl_agents.memory import Memory
+from metarl_envs.wrappers import transition_layout_from_space
+
+HEADS = ("hyper", "mlp")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Every setting of a :class:`MetaRecurrentPolicy` (the defaults are SplAgger's)."""
+
+    encoder: str = "gru"  #: "gru" or "linear" (per-step tanh(Linear), no recurrence)
+    encoder_hidden: int = 256
+    split: bool = True  #: aggregate only the second half of the encoding; the first half skips
+    aggregator: str | None = "max"  #: a name in metarl_agents.aggregators.AGGREGATORS, or None
+    aggregator_kwargs: dict[str, Any] | None = None  #: e.g. {"temperature": 0.1}
+    latent_dim: int = 24  #: memory output (variational: 2 x the sampled latent)
+    state_embed: int = 32
+    action_embed: int | None = None  #: None: 8 for Discrete actions, 16 for Box
+    reward_embed: int | None = None  #: None: 8 for Discrete actions, 16 for Box
+    head: str = "hyper"  #: "hyper" (hypernetwork, Bias-HyperInit) or "mlp"
+    net_arch: tuple[int, ...] = (256, 128)  #: hidden sizes of the actor and critic (base) networks
+    head_state_dim: int = 256  #: width of the head's state embedding tanh(Linear(obs -> .))
+    hyper_dim: int = 25  #: width of the hypernetwork input e = tanh(Linear(latent -> .))
+    obs_clip: float = 10.0  #: clip of the normalised state
+    log_std_init: float = 0.0  #: Gaussian policies: initial state-independent log-std
+    optimizer_class: type[th.optim.Optimizer] = th.optim.Adam
+    optimizer_kwargs: dict[str, Any] | None = None
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(PolicyConfig))
+
+
+class PackedStateShape(nn.Module):
+    """What RecurrentPPO reads from ``policy.lstm_actor`` to size its state buffers (no parameters)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.num_layers = 1
+        self.hidden_size = hidden_size
+
+
+def _to_time_major(x: th.Tensor, n_seq: int) -> th.Tensor:
+    """SB3's flat ``[n_seq * T, ...]`` (sequences one after another) -> ``[T, n_seq, ...]``."""
+    return x.reshape(n_seq, -1, *x.shape[1:]).transpose(0, 1)
+
+
+def _to_batch_major(x: th.Tensor) -> th.Tensor:
+    """``[T, n_seq, ...]`` -> SB3's flat ``[n_seq * T, ...]``."""
+    return x.transpose(0, 1).reshape(-1, *x.shape[2:])
+
+
+class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
+    """A memory (:class:`metarl_agents.memory.Memory`) and an actor-critic head as an SB3 policy.
+
+    Keyword arguments are the fields of :class:`PolicyConfig`; subclasses set ``preset``.
+    """
+
+    preset: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
+        use_sde: bool = False, **kwargs: Any,
+    ) -> None:
+        unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown kwargs {unknown}; allowed: {list(_CONFIG_FIELDS)}")
+        if use_sde:
+            raise ValueError(f"{type(self).__name__} does not support use_sde=True")
+        if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
+            isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
+        ):
+            raise ValueError(f"action space must be Discrete or a 1-D Box, got {action_space!r}")
+        if isinstance(observation_space, spaces.Box) and not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"observation space must be a Box, got {observation_space!r}")
+        config = {**self.preset, **kwargs}
+        if config.get("head", "hyper") not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {config['head']!r}")
+        if "net_arch" in config:
+            config["net_arch"] = tuple(config["net_arch"])
+        self.config = PolicyConfig(**config)
+        self.layout = transition_layout_from_space(observation_space, action_space)
+        self.update_obs_norm = True
+        super().__init__(
+            observation_space, action_space, lr_schedule,
+            log_std_init=self.config.log_std_init,
+            optimizer_class=self.config.optimizer_class,
+            optimizer_kwargs=self.config.optimizer_kwargs,
+            lstm_hidden_size=1,
+            enable_critic_lstm=False,
+        )
+        # Replace the LSTM machinery of the base class by our packed-state description.
+        hidden = max(1, math.ceil(self.memory.state_size / 2))
+        self.lstm_actor = PackedStateShape(hidden)
+        self.lstm_critic = None
+        self.critic = None
+        self.lstm_hidden_state_shape = (1, 1, hidden)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    # --- construction ----------------------------------------------------------------------
+    def _build(self, lr_schedule: Schedule) -> None:
+        cfg = self.config
+        discrete = isinstance(self.action_space, spaces.Discrete)
+        small = 8 if discrete else 16
+        self.memory = Memory(
+            self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, split=cfg.split,
+            aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
+            state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
+        )
+        head_class = HyperHead if cfg.head == "hyper" else MlpHead
+        extra = {"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch} if cfg.head == "hyper" else {"net_arch": cfg.net_arch}
+        self.head = head_class(
+            self.layout["obs_dim"], self.memory.output_dim, self.layout["act_dim"], discrete,
+            state_dim=cfg.head_state_dim, obs_clip=cfg.obs_clip, **extra,
+        )
+        if not discrete:
+            self.log_std = nn.Parameter(th.full((self.layout["act_dim"],), float(cfg.log_std_init)))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "lr_schedule": self._dummy_schedule,
+            **asdict(self.config),
+        }
+
+    # --- state packing ---------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.lstm_actor.hidden_size
+
+    def initial_states(self, n_envs: int) -> RNNStates:
+        """Zero (empty) memory states for ``n_envs`` copies, on the policy's device."""
+        zeros = th.zeros(1, n_envs, self.hidden_size, device=self.device)
+        return RNNStates((zeros, zeros), (zeros, zeros))
+
+    def _unpack(self, states: tuple[th.Tensor, ...]) -> th.Tensor:
+        return th.cat([states[0][0], states[1][0]], dim=-1)[:, : self.memory.state_size]
+
+    def _pack(self, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        padded = nn.functional.pad(state, (0, 2 * self.hidden_size - state.shape[-1]))
+        h, c = padded.unsqueeze(0).chunk(2, dim=-1)
+        return h.contiguous(), c.contiguous()
+
+    # --- core ------------------------------------------------------------------------------
+    def _run(
+        self, obs: th.Tensor, episode_starts: th.Tensor, states: tuple[th.Tensor, ...], sample: bool = True
+    ) -> tuple[th.Tensor, th.Tensor, tuple[th.Tensor, th.Tensor], th.Tensor]:
+        """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], packed new state, aux loss)``."""
+        obs = obs.to(th.float32)
+        latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), self._unpack(states), sample)
+        t_count, batch = obs.shape[:2]
+        s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)
+        action_out, values = self.head(s, latent.reshape(t_count * batch, -1))
+        return action_out.view(t_count, batch, -1), values.view(t_count, batch), self._pack(state), aux
+
+    def _distribution(self, action_out: th.Tensor) -> Distribution:
+        if isinstance(self.action_space, spaces.Discrete):
+            return self.action_dist.proba_distribution(action_logits=action_out)
+        return self.action_dist.proba_distribution(action_out, self.log_std)
+
+    def _sequence(self, obs: th.Tensor, episode_starts: th.Tensor, states: tuple[th.Tensor, ...], sample: bool):
+        """SB3's flat batch-major layout in and out (as ``RecurrentActorCriticPolicy._process_sequence``)."""
+        n_seq = states[0].shape[1]
+        obs = obs.reshape(obs.shape[0], -1)
+        action_out, values, new_states, _ = self._run(
+            _to_time_major(obs, n_seq), _to_time_major(episode_starts, n_seq), states, sample
+        )
+        return _to_batch_major(action_out), _to_batch_major(values), new_states
+
+    # --- SB3 API ---------------------------------------------------------------------------
+    def forward(
+        self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
+        """One rollout step for a batch of copies; updates the observation statistics (see module doc)."""
+        obs = obs.reshape(obs.shape[0], -1).to(th.float32)
+        if self.update_obs_norm:
+            self.head.state.norm.update(obs[:, self.layout["slices"]["s"]])
+        action_out, values, new_states, _ = self._run(
+            obs.unsqueeze(0), episode_starts.reshape(1, -1), lstm_states.pi, sample=not deterministic
+        )
+        distribution = self._distribution(action_out[0])
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        actions = actions.reshape((-1, *self.action_space.shape))
+        return actions, values.reshape(-1, 1), log_prob, RNNStates(new_states, new_states)
+
+    def get_distribution(
+        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
+    ) -> tuple[Distribution, tuple[th.Tensor, ...]]:
+        action_out, _, new_states = self._sequence(obs, episode_starts, lstm_states, sample=True)
+        return self._distribution(action_out), new_states
+
+    def _predict(
+        self, observation: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
+        # deterministic also means the posterior mean for variational memories
+        action_out, _, new_states = self._sequence(observation, episode_starts, lstm_states, sample=not deterministic)
+        return self._distribution(action_out).get_actions(deterministic=deterministic), new_states
+
+    def predict_values(
+        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
+    ) -> th.Tensor:
+        _, values, _ = self._sequence(obs, episode_starts, lstm_states, sample=True)
+        return values.reshape(-1, 1)
+
+    def evaluate_actions(
+        self, obs: th.Tensor, actions: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        action_out, values, _ = self._sequence(obs, episode_starts, lstm_states.pi, sample=True)
+        distribution = self._distribution(action_out)
+        return values.reshape(-1, 1), distribution.log_prob(actions), distribution.entropy()
+
+    # --- MetaPPO API -----------------------------------------------------------------------
+    def evaluate_sequence(
+        self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, states: RNNStates
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Whole sequences ``[T, B, ...]`` with full backprop: ``(values, log_prob, entropy, aux_loss)``.
+
+        ``episode_starts[t, b] = 1`` resets the memory before step ``t``; ``states`` hold the memory
+        before step 0. ``aux_loss`` is PEARL's weighted KL term (zero for the other memories).
+        """
+        t_count, batch = obs.shape[:2]
+        action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, states.pi)
+        distribution = self._distribution(action_out.reshape(t_count * batch, -1))
+        if isinstance(self.action_space, spaces.Discrete):
+            flat_actions = actions.reshape(-1).long()
+        else:
+            flat_actions = actions.reshape(t_count * batch, -1)
+        log_prob = distribution.log_prob(flat_actions).view(t_count, batch)
+        return values, log_prob, distribution.entropy().view(t_count, batch), aux
+
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """The memory's parameters (embeddings, encoder, aggregator, latent projection)."""
+        return list(self.memory.parameters())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter: the actor-critic head and, for Box actions, ``log_std``."""
+        memory = {id(p) for p in self.memory.parameters()}
+        return [p for p in self.parameters() if id(p) not in memory]
+
+
+class SplAggerPolicy(MetaRecurrentPolicy):
+    """GRU + split + max aggregation (no straight-through), hypernetwork head."""
+
+    preset: ClassVar[dict[str, Any]] = {}
+
+
+class RNNPolicy(MetaRecurrentPolicy):
+    """A GRU alone (no aggregator)."""
+
+    preset: ClassVar[dict[str, Any]] = {"split": False, "aggregator": None}
+
+
+class AMRLPolicy(MetaRecurrentPolicy):
+    """SplAgger with AMRL's straight-through max gradient."""
+
+    preset: ClassVar[dict[str, Any]] = {"aggregator": "max_st"}
+
+
+class CNPPolicy(MetaRecurrentPolicy):
+    """No recurrence: per-transition encoder and a mean over the trial."""
+
+    preset: ClassVar[dict[str, Any]] = {"encoder": "linear", "split": False, "aggregator": "mean"}
+
+
+class MaxPolicy(MetaRecurrentPolicy):
+    """No recurrence: per-transition encoder and a max over the trial (= SplAgger-noRNN)."""
+
+    preset: ClassVar[dict[str, Any]] = {"encoder": "linear", "split": False, "aggregator": "max"}
+
+
+class PEARLPolicy(MetaRecurrentPolicy):
+    """Per-transition encoder, product-of-Gaussians posterior, sampled 12-d latent, KL weight 1e-6."""
+
+    preset: ClassVar[dict[str, Any]] = {"encoder": "linear", "split": False, "aggregator": "gauss"}
+
+
+class SplAggerNoSplitPolicy(MetaRecurrentPolicy):
+    """Ablation: GRU + max over the whole encoding (no skip half)."""
+
+    preset: ClassVar[dict[str, Any]] = {"split": False}
+
+
+class SplAggerMeanPolicy(MetaRecurrentPolicy):
+    """Ablation: SplAgger with a mean aggregator."""
+
+    preset: ClassVar[dict[str, Any]] = {"aggregator": "mean"}
+
+
+class SplAggerSoftmaxPolicy(MetaRecurrentPolicy):
+    """Ablation: SplAgger with a softmax aggregator (temperature 0.1)."""
+
+    preset: ClassVar[dict[str, Any]] = {"aggregator": "softmax", "aggregator_kwargs": {"temperature": 0.1}}
+
+
+class SplAggerWSoftmaxPolicy(MetaRecurrentPolicy):
+    """Ablation: SplAgger with a weighted softmax aggregator (temperature 0.1)."""
+
+    preset: ClassVar[dict[str, Any]] = {"aggregator": "wsoftmax", "aggregator_kwargs": {"temperature": 0.1}}
+
+
+POLICY_REGISTRY: dict[str, type[MetaRecurrentPolicy]] = {
+    "SplAgger": SplAggerPolicy,
+    "RNN": RNNPolicy,
+    "AMRL": AMRLPolicy,
+    "CNP": CNPPolicy,
+    "Max": MaxPolicy,
+    "PEARL": PEARLPolicy,
+    "SplAgger-noSplit": SplAggerNoSplitPolicy,
+    "SplAgger-noRNN": MaxPolicy,
+    "SplAgger-mean": SplAggerMeanPolicy,
+    "SplAgger-softmax": SplAggerSoftmaxPolicy,
+    "SplAgger-wsoftmax": SplAggerWSoftmaxPolicy,
+}
