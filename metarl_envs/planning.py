@@ -61,7 +61,6 @@ from metarl_envs.rng import CounterRNG
 UP, DOWN, LEFT, RIGHT, COLLECT = 0, 1, 2, 3, 4
 _MOVES = {UP: (0, 1), DOWN: (0, -1), LEFT: (-1, 0), RIGHT: (1, 0), COLLECT: (0, 0)}
 OBSERVATIONS = ("labels", "at_goal")
-_CELL_PIXELS = 12
 
 
 def torus_moves(size: int) -> np.ndarray:
@@ -164,7 +163,7 @@ class PlanningCore(FamilyCore):
 
     def render_rgb(self, i: int) -> np.ndarray:
         """The torus grid with each cell's label; the goal cell is green, the agent's cell red."""
-        p = _CELL_PIXELS
+        p = max(12, 4 * len(str(self.n_cells - 1)) + 5)  # room for the widest label's 3x5 digits
         image = canvas(self.size * p, self.size * p)
         for cell in range(self.n_cells):
             y, x = divmod(cell, self.size)
