@@ -17,6 +17,7 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -169,8 +170,9 @@ class MetaPPO(OnPolicyAlgorithm):
         ``policy_kwargs``, ``tensorboard_log``); ``env_kwargs`` go to the family.
         """
         preset = load_preset(env_id)
-        allowed = set(preset) | set(cls.__init__.__code__.co_varnames[: cls.__init__.__code__.co_argcount])
-        unknown = sorted(set(overrides) - allowed - {"policy", "env", "seed", "self"})
+        constructor = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env", "seed", "learning_rate"}
+        allowed = set(preset) | constructor
+        unknown = sorted(set(overrides) - allowed)
         if unknown:
             raise ValueError(f"unknown overrides {unknown} for MetaPPO.from_preset; allowed: {sorted(allowed)}")
         preset.update((k, v) for k, v in overrides.items() if k in preset)

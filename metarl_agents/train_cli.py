@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--policy-kwarg", dest="policy_kwargs", action="append", default=[], metavar="KEY=VALUE",
                         help="policy kwarg, e.g. --policy-kwarg head=mlp (repeatable)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is fastest for batch-16 rollouts and when runs share cores")
     parser.add_argument("--progress-bar", action="store_true")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     return parser
@@ -75,6 +77,7 @@ def _write_curve(out: Path, meta: dict[str, Any], results: list[dict[str, Any]])
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch as th
     from stable_baselines3.common.logger import configure
 
     from metarl_agents.ppo import MetaPPO
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metarl-train: error: {err}", file=sys.stderr)
         return 2
 
+    th.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     model.set_logger(configure(str(args.out), ["stdout", "csv"] if args.verbose else ["csv"]))
     meta = {"env_id": args.env, "agent": args.agent, "seed": args.seed, "learning_rate": preset["learning_rate"],

@@ -34,7 +34,7 @@ def spec(agent, lr, seed, frames=1000):
 def add_run(store, run_spec, frames, returns, finished=True):
     run = store.register_run(run_spec.store_fields())
     store.mark_running(run.id, MACHINE, VERSIONS)
-    for i, (f, r) in enumerate(zip(frames, returns)):
+    for i, (f, r) in enumerate(zip(frames, returns, strict=True)):
         store.record_evaluation(run.id, f, r, [r / 4] * 4, 1.0 + i, f"c{f}",
                                 finished=finished and i == len(frames) - 1)
 

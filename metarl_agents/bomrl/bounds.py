@@ -22,25 +22,26 @@ import torch
 from metarl_agents.bomrl.mdp import TabularMDP, evaluate, value_iteration
 
 
-def near_optimal_policy(mdp: TabularMDP, temperature: float = 0.005) -> torch.Tensor:
+def near_optimal_logits(mdp: TabularMDP, temperature: float = 0.005) -> torch.Tensor:
+    """Log-probabilities of ``softmax(Q* / temperature)`` (kept in log space: they reach -1e3)."""
     _, Q_star = value_iteration(mdp.infinite())
-    return torch.softmax(Q_star / temperature, -1)
+    return torch.log_softmax(Q_star / temperature, -1)
 
 
-def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Per-state ``KL(p || q)``, ``0 log 0 = 0``."""
-    ratio = torch.where(p > 0, torch.log(p) - torch.log(q), torch.zeros_like(p))
-    return (p * ratio).sum(-1)
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Per-state ``KL(p || q)`` from log-probabilities."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
 def one_round_bound(mdp: TabularMDP, phi: torch.Tensor, alg: int, lam: float,
                     comparator: torch.Tensor | None = None) -> float:
+    """``comparator``: log-probabilities (or logits) of the comparison policy; default near-optimal."""
     if alg not in (1, 2):
         raise ValueError(f"the one-round bound is defined for alg 1 and 2, got {alg!r}")
-    pi_star = near_optimal_policy(mdp) if comparator is None else comparator
-    pi_phi = torch.softmax(phi, -1)
-    nu = evaluate(mdp, pi_phi).nu
-    div = _kl(pi_phi, pi_star) if alg == 1 else _kl(pi_star, pi_phi)
+    log_star = near_optimal_logits(mdp) if comparator is None else torch.log_softmax(comparator, -1)
+    log_phi = torch.log_softmax(phi, -1)
+    nu = evaluate(mdp, log_phi.exp()).nu
+    div = _kl(log_phi, log_star) if alg == 1 else _kl(log_star, log_phi)
     return float((1 + mdp.gamma) / (1 - mdp.gamma) * lam * (nu * div).sum())
 
 
@@ -48,9 +49,9 @@ def alg2_multi_round_bound(mdp: TabularMDP, phi: torch.Tensor, lam: float, round
                            comparator: torch.Tensor | None = None) -> float:
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1 for the multi-round bound, got {rounds!r}")
-    pi_star = near_optimal_policy(mdp) if comparator is None else comparator
-    d_star = evaluate(mdp, pi_star).nu
-    kl = float((d_star * _kl(pi_star, torch.softmax(phi, -1))).sum())
+    log_star = near_optimal_logits(mdp) if comparator is None else torch.log_softmax(comparator, -1)
+    d_star = evaluate(mdp, log_star.exp()).nu
+    kl = float((d_star * _kl(log_star, torch.log_softmax(phi, -1))).sum())
     span = float(mdp.R.max() - mdp.R.min())
     g = mdp.gamma
     return (lam * kl + span / (1 - g)) / (rounds * (1 - g))

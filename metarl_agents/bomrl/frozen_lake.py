@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.bomrl.bounds import alg2_multi_round_bound, one_round_bound
-from metarl_agents.bomrl.mdp import TabularMDP, value_iteration
-from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, maml_step, solve_lower
+from metarl_agents.bomrl.bounds import alg2_multi_round_bound, near_optimal_logits, one_round_bound
+from metarl_agents.bomrl.mdp import TabularMDP, single_threaded, value_iteration
+from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, alg_update, maml_step
 
 GAMMA, HORIZON, ROUNDS = 0.8, 49, 4
 ENV_IDS = {"hole": "MetaFrozenLake-v0", "penalty": "MetaFrozenLakePenalty-v0"}
@@ -83,21 +83,21 @@ def _mean_curve(mdps, start, update) -> list[float]:
 def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list[float]) -> dict:
     """Measured gaps beside the spec §4 bounds, per lambda (the multi-round one runs Alg2)."""
     optima = np.array([value_iteration(m)[0] for m in mdps])
+    comparators = [near_optimal_logits(m) for m in mdps]
     one_round, multi = [], []
     for lam in lams:
         if alg in (1, 2):
-            gaps = optima - np.array([adapt(m, phi, lambda th, ev: solve_lower(alg, th, ev, lam), 1)[0][1]
-                                      for m in mdps])
-            bounds = np.array([one_round_bound(m, phi, alg, lam) for m in mdps])
+            gaps = optima - np.array([adapt(m, phi, alg_update(alg, lam), 1)[0][1] for m in mdps])
+            bounds = np.array([one_round_bound(m, phi, alg, lam, c) for m, c in zip(mdps, comparators, strict=True)])
             one_round.append({"lam": lam, "gap_mean": float(gaps.mean()), "bound_mean": float(bounds.mean()),
                               "gap_per_task": gaps.tolist(), "bound_per_task": bounds.tolist(),
                               "holds": bool((gaps <= bounds).all())})
-        curves = np.array([adapt(m, phi, lambda th, ev: solve_lower(2, th, ev, lam), ROUNDS)[0] for m in mdps])
-        gaps = (optima[:, None] - curves[:, 1:]).mean(0)
-        bounds = np.array([[alg2_multi_round_bound(m, phi, lam, k) for k in range(1, ROUNDS + 1)]
-                           for m in mdps]).mean(0)
-        multi.append({"lam": lam, "K": list(range(1, ROUNDS + 1)), "gap": gaps.tolist(),
-                      "bound": bounds.tolist(), "holds": bool((gaps <= bounds).all())})
+        curves = np.array([adapt(m, phi, alg_update(2, lam), ROUNDS)[0] for m in mdps])
+        gaps = optima[:, None] - curves[:, 1:]
+        bounds = np.array([[alg2_multi_round_bound(m, phi, lam, k, c) for k in range(1, ROUNDS + 1)]
+                           for m, c in zip(mdps, comparators, strict=True)])
+        multi.append({"lam": lam, "K": list(range(1, ROUNDS + 1)), "gap": gaps.mean(0).tolist(),
+                      "bound": bounds.mean(0).tolist(), "holds": bool((gaps <= bounds).all())})
     return {"one_round": one_round, "alg2_multi_round": multi}
 
 
@@ -112,7 +112,7 @@ def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: 
     zeros = torch.zeros_like(agent.phi)
     baselines = {
         "maml_step": _mean_curve(mdps, agent.phi, lambda th, ev: maml_step(th, ev, MAML_STEP)),
-        "random_init": _mean_curve(mdps, zeros, lambda th, ev: solve_lower(alg, th, ev, 2 * lam)),
+        "random_init": _mean_curve(mdps, zeros, alg_update(alg, 2 * lam)),
     }
     optima = [value_iteration(m)[0] for m in mdps]
     lams = sorted({lam / 2, lam, 2 * lam, LAM_TRAIN[family]})
@@ -153,7 +153,7 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| one round, Alg{alg} | {b['lam']} | 1 | {b['gap_mean']:.4f} | "
                          f"{b['bound_mean']:.4f} | {b['holds']} |")
         for b in result["bounds"]["alg2_multi_round"]:
-            for k, gap, bound in zip(b["K"], b["gap"], b["bound"]):
+            for k, gap, bound in zip(b["K"], b["gap"], b["bound"], strict=True):
                 lines.append(f"| multi-round, Alg2 | {b['lam']} | {k} | {gap:.4f} | {bound:.2f} | {gap <= bound} |")
     return "\n".join(lines) + "\n"
 
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--evaluation", choices=("exact", "td", "mc"), default="exact")
     parser.add_argument("--out", type=Path, default=Path("runs/bomrl"))
     args = parser.parse_args(argv)
-    result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation)
+    with single_threaded():
+        result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{args.family}_alg{args.alg}_seed{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from metarl_agents.bomrl.mdp import DTYPE, Evaluation, TabularMDP, evaluate, sampled_evaluation, truncated_return
+from metarl_agents.bomrl.mdp import (
+    DTYPE,
+    Evaluation,
+    TabularMDP,
+    evaluate,
+    sampled_evaluation,
+    single_threaded,
+    truncated_return,
+)
 
 ALGS = (1, 2, 3)
 HYPERGRADIENTS = ("implicit", "first_order")
@@ -115,6 +123,13 @@ def solve_lower(alg: int, phi: torch.Tensor, ev: Evaluation, lam: float) -> torc
     return solve_alg3(phi, Q, nu, lam)
 
 
+def alg_update(alg: int, lam: float):
+    """The meta-test update ``logits -> Alg(pi_logits, lam)`` for :func:`adapt`."""
+    check_alg(alg)
+    check_lam(lam)
+    return lambda logits, ev: solve_lower(alg, logits, ev, lam)
+
+
 def maml_step(phi: torch.Tensor, ev: Evaluation, step: float = 50.0) -> torch.Tensor:
     """One exact policy-gradient step ``phi + step * nu * pi * A`` (the MAML-style baseline)."""
     p = torch.softmax(phi, -1)
@@ -148,7 +163,7 @@ def hypergradient(mdp: TabularMDP, phi: torch.Tensor, alg: int, lam: float,
     J = truncated_return(mdp, torch.softmax(theta, -1))
     (grad_J,) = torch.autograd.grad(J, theta)
     if mode == "first_order":
-        return float(J), grad_J
+        return float(J.detach()), grad_J
     f = lower_objective(alg, theta, phi, ev.Q, ev.nu, lam).sum()
     (g,) = torch.autograd.grad(f, theta, create_graph=True)
     A = g.shape[1]
@@ -221,12 +236,13 @@ class TabularBOMRL:
         """
         param = torch.nn.Parameter(self.phi.clone())
         optimiser = torch.optim.Adam([param], lr=self.lr)
-        for _ in range(iterations):
-            tasks = sample_tasks(tasks_per_iteration)
-            results = [hypergradient(m, param.data, self.alg, self.lam_train, self.hypergradient) for m in tasks]
-            self.history.append(float(np.mean([J for J, _ in results])))
-            param.grad = -torch.stack([g for _, g in results]).mean(0)
-            optimiser.step()
+        with single_threaded():
+            for _ in range(iterations):
+                tasks = sample_tasks(tasks_per_iteration)
+                results = [hypergradient(m, param.data, self.alg, self.lam_train, self.hypergradient) for m in tasks]
+                self.history.append(float(np.mean([J for J, _ in results])))
+                param.grad = -torch.stack([g for _, g in results]).mean(0)
+                optimiser.step()
         self.phi = param.data.clone()
         return self.history
 
@@ -234,10 +250,10 @@ class TabularBOMRL:
               evaluation: str = "exact", rng: np.random.Generator | None = None,
               logits: torch.Tensor | None = None) -> tuple[list[float], torch.Tensor]:
         """Meta-test on one task: ``rounds`` rounds of ``Alg(., lam)`` from the meta-policy."""
-        alg, lam = check_alg(self.alg if alg is None else alg), check_lam(lam)
-        start = self.phi if logits is None else logits
-        return adapt(mdp, start, lambda th, ev: solve_lower(alg, th, ev, lam), rounds, evaluation, rng)
+        update = alg_update(self.alg if alg is None else alg, lam)
+        return adapt(mdp, self.phi if logits is None else logits, update, rounds, evaluation, rng)
 
     def meta_test(self, mdps: Sequence[TabularMDP], rounds: int, lam: float, **kwargs) -> np.ndarray:
         """Exact returns, shape ``(n_tasks, rounds + 1)``."""
-        return np.array([self.adapt(m, rounds, lam, **kwargs)[0] for m in mdps])
+        with single_threaded():
+            return np.array([self.adapt(m, rounds, lam, **kwargs)[0] for m in mdps])

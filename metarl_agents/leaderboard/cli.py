@@ -36,6 +36,16 @@ def _env_kwargs(text: str) -> dict[str, Any]:
     return value
 
 
+def _override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--override expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarl-bench", description="metarl leaderboard benchmark")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-eval-tasks", type=int, metavar="N", help="tasks per evaluation (default: preset)")
     run.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
                      help='environment overrides, e.g. \'{"length": 10}\' (reported as non-paper settings)')
+    run.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                     help="replace a preset trainer setting, e.g. n_steps=350 (repeatable; reported as a "
+                          "non-paper setting)")
     run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
@@ -80,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
     specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, args.frames, args.eval_every,
-                       args.n_eval_tasks, args.env_kwargs)
+                       args.n_eval_tasks, args.env_kwargs, dict(args.override))
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""

@@ -17,6 +17,8 @@ from typing import Any
 # A reduced budget still gets at least this many evaluation points (the preset's eval_freq is per run).
 MIN_EVAL_POINTS = 10
 DEFAULT_EVAL_TASKS = 16
+# Preset keys that the grid options set (or that describe the protocol rather than the trainer).
+NOT_OVERRIDABLE = ("env_id", "frames", "learning_rate", "lr_grid", "seeds", "eval_freq", "eval_tasks")
 # Evaluation tasks come from a stream of their own so they are fresh w.r.t. the training tasks.
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -36,6 +38,7 @@ class RunSpec:
     eval_every: int
     n_eval_tasks: int = DEFAULT_EVAL_TASKS
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset values replaced for this sweep
 
     @property
     def reduced(self) -> bool:
@@ -48,7 +51,7 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Hash of every setting that changes results but is not spelled out in the key."""
-        config = [self.preset_hash, self.eval_every, self.n_eval_tasks, self.env_kwargs]
+        config = [self.preset_hash, self.eval_every, self.n_eval_tasks, self.env_kwargs, self.overrides]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -66,6 +69,7 @@ class RunSpec:
             "lr": self.lr, "preset_name": self.preset_name, "preset_hash": self.preset_hash,
             "frames_budget": self.frames, "paper_frames": self.paper_frames, "reduced": int(self.reduced),
             "eval_every": self.eval_every, "n_eval_tasks": self.n_eval_tasks, "env_kwargs": self.env_kwargs,
+            "overrides": self.overrides,
         }
 
 
@@ -153,12 +157,15 @@ def build_grid(
     eval_every: int | None = None,
     n_eval_tasks: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
     load_preset: Any = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
     By default the run is evaluated every preset ``eval_freq`` frames (more often when a reduced
     budget would give fewer than ``MIN_EVAL_POINTS`` points) on the preset's ``eval_tasks`` tasks.
+    ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``); like ``env_kwargs`` they
+    become part of each run's identity and are reported as departures from the paper's settings.
     ``load_preset`` defaults to :func:`metarl_agents.presets.load_preset` (injectable for tests).
     """
     check_choices("env", envs, registered_envs())
@@ -177,6 +184,8 @@ def build_grid(
     specs = []
     for env_id in envs:
         preset = load_preset(env_id)
+        allowed = sorted(set(preset) - set(NOT_OVERRIDABLE))
+        check_choices("preset override", list(overrides or {}), allowed)
         paper_frames = int(preset["frames"])
         budget = paper_frames if frames is None else frames
         every = eval_every or min(int(preset["eval_freq"]), max(1, math.ceil(budget / MIN_EVAL_POINTS)))
@@ -188,6 +197,6 @@ def build_grid(
                         env_id=env_id, agent=agent, seed=seed, lr=float(lr), frames=budget,
                         paper_frames=paper_frames, preset_name=str(preset.get("env_id", env_id)),
                         preset_hash=preset_hash(preset), eval_every=every, n_eval_tasks=tasks,
-                        env_kwargs=dict(env_kwargs or {}),
+                        env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
                     ))
     return specs

@@ -76,6 +76,7 @@ class Group:
     eval_every: int
     n_eval_tasks: int
     env_kwargs: dict[str, Any]
+    overrides: dict[str, Any]
     runs: list[RunRecord] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     slug: str = ""
@@ -120,10 +121,10 @@ def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[G
         if envs and run.env_id not in envs:
             continue
         key = (run.env_id, run.frames_budget, run.paper_frames, run.preset_hash, run.eval_every,
-               run.n_eval_tasks, json.dumps(run.env_kwargs, sort_keys=True))
+               run.n_eval_tasks, json.dumps(run.env_kwargs, sort_keys=True), json.dumps(run.overrides, sort_keys=True))
         if key not in groups:
             groups[key] = Group(run.env_id, run.frames_budget, run.paper_frames, run.eval_every,
-                                run.n_eval_tasks, run.env_kwargs)
+                                run.n_eval_tasks, run.env_kwargs, run.overrides)
         groups[key].runs.append(run)
     for group in groups.values():
         curves = defaultdict(list)
@@ -178,6 +179,8 @@ def _group_markdown(group: Group) -> list[str]:
                  f"{group.n_eval_tasks} fresh tasks (deterministic), meta-episode return")
     if group.env_kwargs:
         lines.append(f"- Environment overrides (not the paper's setting): `{json.dumps(group.env_kwargs)}`")
+    if group.overrides:
+        lines.append(f"- Preset overrides (not the paper's setting): `{json.dumps(group.overrides)}`")
     lines += [f"- Machine: {m}" for m in group.machines()]
     lines += [f"- Versions: {v}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
@@ -282,7 +285,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     _write_csv(out_dir / "leaderboard.csv", summary, list(summary[0]) if summary else ["env_id"])
     _write_csv(out_dir / "evaluations.csv", evaluations, list(evaluations[0]) if evaluations else ["env_id"])
     provenance = [{"group": g.slug, "env_id": g.env_id, "frames_budget": g.frames, "paper_frames": g.paper_frames,
-                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "machines": g.machines(),
+                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "overrides": g.overrides, "machines": g.machines(),
                    "versions": g.versions()} for g in groups]
     (out_dir / "leaderboard.json").write_text(json.dumps(
         {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,

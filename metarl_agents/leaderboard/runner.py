@@ -67,7 +67,8 @@ class MetaPPOTrainer:
         from metarl_agents.ppo import MetaPPO
 
         extra = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
-        return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr, **extra)
+        return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr,
+                                   **spec.overrides, **extra)
 
     def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
         from metarl_agents.ppo import MetaPPO

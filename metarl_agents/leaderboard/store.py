@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS runs (
     eval_every INTEGER NOT NULL,
     n_eval_tasks INTEGER NOT NULL,
     env_kwargs TEXT NOT NULL,
+    overrides TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
     frames_done INTEGER NOT NULL DEFAULT 0,
     checkpoint_path TEXT,
@@ -96,6 +97,7 @@ class RunRecord:
     eval_every: int
     n_eval_tasks: int
     env_kwargs: dict[str, Any]
+    overrides: dict[str, Any]
     status: str
     frames_done: int
     checkpoint_path: str | None
@@ -109,7 +111,7 @@ class RunRecord:
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         values = {name: row[name] for name in cls.__dataclass_fields__}
         values["reduced"] = bool(values["reduced"])
-        for name in ("env_kwargs", "versions", "machine"):
+        for name in ("env_kwargs", "overrides", "versions", "machine"):
             values[name] = json.loads(values[name])
         return cls(**values)
 

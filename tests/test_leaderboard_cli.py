@@ -1,0 +1,116 @@
+"""``metarl-bench``: argument errors, grid building from presets, run + report through the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from leaderboard_fakes import FakeTrainer  # noqa: E402
+
+import metarl_agents.leaderboard.runner as runner  # noqa: E402
+from metarl_agents.leaderboard.cli import main  # noqa: E402
+from metarl_agents.leaderboard.grid import build_grid, parse_frames, parse_seeds  # noqa: E402
+from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--envs", "MetaTMaze-v1", "--agents", "SplAgger"],
+     "unknown env 'MetaTMaze-v1'; allowed: MetaTMaze-v0, MetaTMazeLongShort-v0, "),
+    (["--envs", "MetaTMaze-v0", "--agents", "SplAgger", "LSTM", "GPT"],
+     "unknown agent 'LSTM', 'GPT'; allowed: SplAgger, RNN, AMRL, CNP, Max, PEARL"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--override", "n_stepz=5"],
+     "unknown preset override 'n_stepz'; allowed: adam_eps, clip_range, "),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--override", "frames=5"], "unknown preset override 'frames'"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--seeds", "two"], "--seeds expects integers, got 'two'"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "0"], "learning rates must be positive, got 0.0"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--address", "auto"], "--address only applies to --backend ray"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--frames", "lots"], "frame count 'lots' is not a number"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),
+])
+def test_run_rejects_bad_arguments_with_the_allowed_values(capsys, tmp_path, argv, message):
+    code, err = run_cli(capsys, "run", "--db", str(tmp_path / "r.db"), *argv)
+    assert code == 2 and message in err
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_foreign_database_is_refused_and_left_unchanged(capsys, tmp_path):
+    db = tmp_path / "notes.db"
+    db.write_text("my precious notes\n")
+    code, err = run_cli(capsys, "run", "--db", str(db), "--envs", "MetaTMaze-v0", "--agents", "RNN")
+    assert code == 2 and "is not an SQLite database" in err and "refusing to overwrite" in err
+    code, err = run_cli(capsys, "report", "--db", str(db))
+    assert code == 2 and "is not an SQLite database" in err
+    assert db.read_text() == "my precious notes\n"
+
+
+def test_grid_from_presets():
+    specs = build_grid(["MetaTMaze-v0"], ["SplAgger", "RNN"], ["2"], frames=200_000)
+    assert [(s.agent, s.seed, s.lr) for s in specs] == [
+        (agent, seed, lr) for agent in ("SplAgger", "RNN") for seed in (73, 20)
+        for lr in (3e-3, 1e-3, 3e-4, 1e-4, 3e-5)]
+    first = specs[0]
+    assert (first.frames, first.paper_frames, first.reduced) == (200_000, 1_500_000, True)
+    assert (first.eval_every, first.n_eval_tasks) == (20_000, 16)  # >= 10 points for a reduced budget
+    assert first.run_key.startswith("MetaTMaze-v0__SplAgger__seed73__lr0.003__frames200k-REDUCED__")
+    (full,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["73,"], [1e-3])
+    assert (full.frames, full.reduced, full.eval_every) == (1_500_000, False, 50_000)
+    assert "frames1.5M__" in full.run_key and "REDUCED" not in full.run_key
+
+
+def test_seed_and_frame_parsing():
+    preset = [73, 20, 3]
+    assert parse_seeds(None, preset) == [73, 20, 3]
+    assert parse_seeds(["2"], preset) == [73, 20]
+    assert parse_seeds(["5"], preset) == [73, 20, 3, 0, 1]
+    assert parse_seeds(["7,"], preset) == [7]
+    assert parse_seeds(["73", "99"], preset) == parse_seeds(["73,99"], preset) == [73, 99]
+    with pytest.raises(ValueError, match="--seeds count must be >= 1, got 0"):
+        parse_seeds(["0"], preset)
+    with pytest.raises(ValueError, match="lists a seed twice"):
+        parse_seeds(["3", "3"], preset)
+    assert [parse_frames(x) for x in ("200k", "1.5e6", "1.5M", 64, "2G")] == [200_000, 1_500_000, 1_500_000, 64, 2e9]
+    with pytest.raises(ValueError, match="frame count must be >= 1"):
+        parse_frames("0")
+
+
+def test_run_then_report_through_the_cli(capsys, tmp_path, monkeypatch):
+    log = str(tmp_path / "log")
+    monkeypatch.setattr(runner, "MetaPPOTrainer", lambda: FakeTrainer(log))
+    db, out = tmp_path / "r.db", tmp_path / "report"
+    argv = ["run", "--db", str(db), "--envs", "MetaTMaze-v0", "--agents", "SplAgger", "RNN", "--seeds", "2",
+            "--lrs", "1e-3", "--frames", "1k", "--eval-every", "500", "--n-eval-tasks", "3", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "MetaTMaze-v0: 1k frames per run (REDUCED BUDGET; paper: 1.5M)" in printed
+    assert "done: 4 trained, 0 already finished, 0 failed" in printed
+    with ResultStore(db) as store:
+        runs = store.runs()
+        assert {(r.agent, r.seed, r.status, r.reduced, r.frames_budget, r.n_eval_tasks) for r in runs} == {
+            (agent, seed, "finished", True, 1000, 3) for agent in ("SplAgger", "RNN") for seed in (73, 20)}
+        assert all([p.frames for p in store.evaluations(r.id)] == [500, 1000] for r in runs)
+    assert main(argv) == 0
+    assert "done: 0 trained, 4 already finished, 0 failed" in capsys.readouterr().out
+
+    assert main(["report", "--db", str(db), "--out", str(out)]) == 0
+    assert f"leaderboard written to {out / 'leaderboard.md'}" in capsys.readouterr().out
+    assert (out / "MetaTMaze-v0__frames1k-REDUCED.png").exists()
+    assert "REDUCED BUDGET" in (out / "leaderboard.md").read_text()
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "metarl_agents.leaderboard", "run", "--help"],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    assert result.returncode == 0
+    assert "--backend {local,ray}" in result.stdout and "REDUCED BUDGET" in result.stdout

@@ -1,0 +1,57 @@
+"""The leaderboard with the real trainer (MetaPPO) on a tiny T-maze: train, crash, resume, report."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from metarl_agents.leaderboard.grid import build_grid
+from metarl_agents.leaderboard.report import write_report
+from metarl_agents.leaderboard.runner import MetaPPOTrainer, checkpoint_dir, run_grid
+from metarl_agents.leaderboard.store import ResultStore
+
+# Rollouts of 4 envs x 8 steps = 32 frames; a 5-cell corridor, 2 episodes of at most 12 steps a trial.
+ENV_KWARGS = {"length": 5, "episode_limit": 12, "episodes_per_trial": 2}
+OVERRIDES = {"n_envs": 4, "n_steps": 8}
+
+
+class CrashOnSecondEvaluation(MetaPPOTrainer):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def evaluate(self, model, spec):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("simulated crash")
+        return super().evaluate(model, spec)
+
+
+def test_real_trainer_run_crash_resume_and_report(tmp_path):
+    from metarl_agents.ppo import MetaPPO
+
+    db = tmp_path / "results.db"
+    (spec,) = build_grid(["MetaTMaze-v0"], ["SplAgger"], ["1"], [1e-3], frames=64, eval_every=32, n_eval_tasks=2,
+                         env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+    summary = run_grid([spec], db, trainer=CrashOnSecondEvaluation(), show_progress=False)
+    assert "simulated crash" in summary.failed[spec.run_key]
+    with ResultStore(db) as store:
+        record = store.run_by_key(spec.run_key)
+        assert (record.status, record.checkpoint_frames) == ("failed", 32)
+
+    summary = run_grid([spec], db, show_progress=False)  # resumes through MetaPPO.load
+    assert summary.finished == [spec.run_key]
+    with ResultStore(db) as store:
+        record = store.run_by_key(spec.run_key)
+        points = store.evaluations(record.id)
+    assert record.status == "finished" and [p.frames for p in points] == [32, 64]
+    for point in points:
+        assert len(point.episode_returns) == 2 and all(math.isfinite(r) for r in point.episode_returns)
+        assert point.meta_episode_return == pytest.approx(sum(point.episode_returns))
+    model = MetaPPO.load(str(db.parent / record.checkpoint_path))
+    assert model.num_timesteps == 64 and model.learning_rate == pytest.approx(1e-3)
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{spec.run_key}.f64.zip"]
+
+    text = write_report(db, tmp_path / "report").read_text()
+    assert "64 frames per run — **REDUCED BUDGET** (paper: 1,500,000)" in text
+    assert '"n_envs": 4' in text and '"length": 5' in text

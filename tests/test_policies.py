@@ -1,0 +1,187 @@
+"""The SB3 policies: RecurrentPPO unchanged (learn, save/load, predict, evaluate_policy) and the MetaPPO API."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_agents import POLICY_REGISTRY, MetaRecurrentPolicy, PEARLPolicy, SplAggerPolicy
+from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector, transition_space
+
+SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
+
+
+class _TrialIndexAsInnerEpisode(gym.Wrapper):
+    """SB3 reserves info["episode"] for Monitor; the families use it for the inner-episode index."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["inner_episode"] = info.pop("episode", None)
+        return obs, reward, terminated, truncated, info
+
+
+def sb3_env(env_id: str = "MetaTMaze-v0", n_envs: int = 2, **kwargs) -> DummyVecEnv:
+    def make():
+        return Monitor(_TrialIndexAsInnerEpisode(TransitionObservation(gym.make(env_id, **kwargs))))
+
+    env = DummyVecEnv([make] * n_envs)
+    env.seed(0)
+    return env
+
+
+def _predict_sequence(model, env, steps: int = 12):
+    env.seed(0)
+    obs, state, start = env.reset(), None, np.ones(env.num_envs, dtype=bool)
+    actions = []
+    for _ in range(steps):
+        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        obs, _, start, _ = env.step(action)
+        actions.append(action)
+    return np.array(actions), state
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
+def test_recurrent_ppo_learns_saves_loads_and_evaluates(name, tmp_path):
+    env = sb3_env(length=10)
+    model = RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=32, batch_size=32, n_epochs=2, seed=0, policy_kwargs=SMALL)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(64)
+    assert model.num_timesteps == 64
+    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    model.save(tmp_path / "model.zip")
+    loaded = RecurrentPPO.load(tmp_path / "model.zip", env=env)
+    actions, state = _predict_sequence(model, env)
+    loaded_actions, loaded_state = _predict_sequence(loaded, env)
+    np.testing.assert_array_equal(actions, loaded_actions)
+    np.testing.assert_array_equal(state[0], loaded_state[0])
+    mean, std = evaluate_policy(loaded, env, n_eval_episodes=2)
+    assert np.isfinite(mean) and -6.0 <= mean <= 16.0  # within the T-maze's trial returns
+
+
+def test_default_sized_splagger_trains():
+    model = RecurrentPPO(SplAggerPolicy, sb3_env(length=5), n_steps=16, batch_size=32, n_epochs=1, seed=0)
+    assert model.policy.lstm_actor.hidden_size == (256 + 128) // 2
+    model.learn(32)
+    assert model.num_timesteps == 32
+
+
+@pytest.mark.parametrize("name", ["SplAgger", "PEARL"])
+def test_box_actions_with_pendulum(name, tmp_path):
+    env = sb3_env("Pendulum-v1")
+    model = RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=16, batch_size=32, n_epochs=1, seed=0, policy_kwargs=SMALL)
+    assert model.policy.log_std.shape == (1,) and th.all(model.policy.log_std == 0)
+    assert model.policy.memory.embed.action[0].out_features == 16  # Box actions: 16-wide embeddings
+    model.learn(32)
+    model.save(tmp_path / "pendulum.zip")
+    loaded = RecurrentPPO.load(tmp_path / "pendulum.zip")
+    actions, _ = _predict_sequence(loaded, env, steps=5)
+    assert actions.shape == (5, 2, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+def _rollout(policy, n_envs=3, steps=25, deterministic=False):
+    """Step-by-step rollout through policy.forward on the native vector env (trials of 3 x 3 steps)."""
+    env = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n_envs, length=3, episodes_per_trial=3))
+    obs, _ = env.reset(seed=0)
+    states, start = policy.initial_states(n_envs), th.ones(n_envs)
+    record = {k: [] for k in ("obs", "actions", "starts", "values", "log_prob")}
+    for _ in range(steps):
+        obs_t = th.as_tensor(obs)
+        with th.no_grad():
+            actions, values, log_prob, states = policy(obs_t, states, start, deterministic=deterministic)
+        for key, value in zip(record, (obs_t, actions, start, values.flatten(), log_prob)):
+            record[key].append(value)
+        obs, _, terminated, truncated, _ = env.step(actions.numpy())
+        start = th.as_tensor(terminated | truncated, dtype=th.float32)
+    return {k: th.stack(v) for k, v in record.items()}, states
+
+
+def _policy(name: str, **kwargs) -> MetaRecurrentPolicy:
+    th.manual_seed(0)
+    space = transition_space(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4))
+    return POLICY_REGISTRY[name](space, spaces.Discrete(4), lambda _: 3e-4, **{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize("name", ["SplAgger", "RNN", "AMRL", "CNP", "Max", "SplAgger-softmax"])
+@pytest.mark.parametrize("head", ["hyper", "mlp"])
+def test_evaluate_sequence_reproduces_the_rollout(name, head):
+    policy = _policy(name, head=head)
+    policy.update_obs_norm = False  # the rollout and the evaluation must see the same statistics
+    with th.no_grad():  # non-trivial statistics
+        policy.head.state.norm.mean.fill_(0.3)
+    rec, final_states = _rollout(policy)
+    assert rec["starts"][1:].sum() > 0  # trials ended inside the sequence
+    states = policy.initial_states(3)
+    values, log_prob, entropy, aux = policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], states)
+    th.testing.assert_close(values, rec["values"], rtol=1e-5, atol=1e-5)
+    th.testing.assert_close(log_prob, rec["log_prob"], rtol=1e-5, atol=1e-5)
+    assert entropy.shape == (25, 3) and float(aux) == 0.0
+    # SB3's flat, batch-major layout (what RecurrentPPO passes) gives the same numbers
+    flat = lambda x: x.transpose(0, 1).reshape(-1, *x.shape[2:])  # noqa: E731
+    sb3_values, sb3_log_prob, _ = policy.evaluate_actions(flat(rec["obs"]), flat(rec["actions"]), states, flat(rec["starts"]))
+    th.testing.assert_close(sb3_values.flatten(), flat(values), rtol=1e-5, atol=1e-5)
+    th.testing.assert_close(sb3_log_prob, flat(log_prob), rtol=1e-5, atol=1e-5)
+    with th.no_grad():
+        th.testing.assert_close(
+            policy.predict_values(flat(rec["obs"]), states.vf, flat(rec["starts"])).flatten(), flat(values), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_evaluate_sequence_backpropagates_and_pearl_has_a_kl_term():
+    policy = _policy("PEARL")
+    rec, _ = _rollout(policy, steps=10)
+    values, log_prob, entropy, aux = policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], policy.initial_states(3))
+    assert 0.0 < float(aux) < 1e-3  # weight 1e-6 times a KL of order one
+    (values.sum() + log_prob.sum() + entropy.sum() + aux).backward()
+    assert all(p.grad is not None for p in policy.memory_parameters())
+
+
+def test_api_states_and_parameter_groups():
+    policy = _policy("SplAgger")
+    states = policy.initial_states(5)
+    assert isinstance(states, RNNStates)
+    assert states.pi[0].shape == (1, 5, policy.lstm_actor.hidden_size) and not states.pi[0].any()
+    assert 2 * policy.lstm_actor.hidden_size >= policy.memory.state_size
+    memory, head = policy.memory_parameters(), policy.head_parameters()
+    ids = [id(p) for p in memory + head]
+    assert len(ids) == len(set(ids)) == len(list(policy.parameters()))
+    optimised = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
+    assert optimised == set(ids)  # the optimizer was rebuilt over the final modules
+
+
+def test_observation_statistics_update_only_in_forward():
+    policy = _policy("SplAgger")
+    rec, _ = _rollout(policy, steps=5)
+    count = float(policy.head.state.norm.count)
+    assert count == pytest.approx(15 + 1e-4)  # 5 steps x 3 copies
+    policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], policy.initial_states(3))
+    policy.predict(rec["obs"][0].numpy())
+    policy.predict_values(rec["obs"][0], policy.initial_states(3).vf, rec["starts"][0])
+    assert float(policy.head.state.norm.count) == count
+
+
+def test_policy_save_and_load_round_trip(tmp_path):
+    policy = _policy("CNP", aggregator_kwargs=None, head="mlp")
+    policy.save(tmp_path / "policy.pt")
+    loaded = MetaRecurrentPolicy.load(tmp_path / "policy.pt")
+    assert type(loaded) is type(policy) and loaded.config == policy.config
+    obs = np.random.default_rng(0).normal(size=(4, policy.observation_space.shape[0])).astype(np.float32)
+    np.testing.assert_array_equal(policy.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_bad_arguments_are_rejected():
+    space = transition_space(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4))
+    with pytest.raises(ValueError, match="unknown kwargs \\['lstm_hidden_size'\\]"):
+        SplAggerPolicy(space, spaces.Discrete(4), lambda _: 1e-3, lstm_hidden_size=8)
+    with pytest.raises(ValueError, match="head must be one of"):
+        SplAggerPolicy(space, spaces.Discrete(4), lambda _: 1e-3, head="transformer")
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        SplAggerPolicy(space, spaces.MultiDiscrete([2, 2]), lambda _: 1e-3)
+    with pytest.raises(ValueError, match="TransitionObservation"):
+        PEARLPolicy(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4), lambda _: 1e-3)

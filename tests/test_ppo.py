@@ -1,0 +1,259 @@
+"""MetaPPO: rollout bookkeeping (state carry-over, resets, bootstraps), reward scaling, GAE, save/load."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from metarl_agents.evaluation import evaluate_meta
+from metarl_agents.policies import RNNPolicy, SplAggerPolicy
+from metarl_agents.ppo import MetaPPO
+from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states
+from metarl_agents.vec_env import make_vec_env
+from metarl_envs.wrappers import TransitionObservation
+
+SMALL = {"encoder_hidden": 32, "head": "mlp", "net_arch": (32,), "head_state_dim": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models train fastest on one thread; several threads on shared cores crawl."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
+
+
+def small_model(n_steps=25, **kwargs):
+    env = make_vec_env("MetaTMaze-v0", 4, seed=0, length=10)
+    return MetaPPO(RNNPolicy, env, n_steps=n_steps, n_minibatches=2, policy_kwargs=SMALL, seed=0, device="cpu", **kwargs)
+
+
+class ChunkRecorder(BaseCallback):
+    """Copies of the rollout buffer at every rollout end, and the trial ends seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.chunks, self.dones = [], []
+
+    def _on_step(self):
+        self.dones.append(self.locals["dones"].copy())
+        return True
+
+    def _on_rollout_end(self):
+        buffer = self.model.rollout_buffer
+        self.chunks.append({
+            "obs": buffer.observations.copy(), "actions": buffer.actions.copy(), "starts": buffer.episode_starts.copy(),
+            "values": buffer.values.copy(), "log_probs": buffer.log_probs.copy(),
+            "initial": select_states(buffer.initial_states, slice(None)),
+            "last": self.model._last_states,
+        })
+
+
+def test_memory_carries_over_between_chunks_and_resets_only_at_trial_starts():
+    model = small_model(n_steps=25)  # trials are 40 steps: chunk edges fall inside trials
+    recorder = ChunkRecorder()
+    model.learn(4 * 25 * 4, callback=recorder)
+    dones = np.array(recorder.dones)  # [steps, envs]
+    starts = np.concatenate([c["starts"] for c in recorder.chunks])
+    expected = np.concatenate([np.ones((1, 4)), dones[:-1]])
+    np.testing.assert_array_equal(starts, expected)  # 1 exactly at trial starts
+    assert dones.any() and not starts[25].any()  # a chunk can start mid-trial without a reset
+
+    policy = model.policy
+    for previous, chunk in zip(recorder.chunks, recorder.chunks[1:], strict=False):
+        for a, b in zip(previous["last"].pi, chunk["initial"].pi, strict=True):
+            assert th.equal(a, b)  # the next chunk starts where the last one stopped
+    chunk = recorder.chunks[1]
+    assert chunk["initial"].pi[0].abs().sum() > 0
+    with th.no_grad():
+        args = th.from_numpy(chunk["obs"]), th.from_numpy(chunk["actions"]), th.from_numpy(chunk["starts"])
+        carried, _, _, _ = policy.evaluate_sequence(*args, chunk["initial"])
+        from_zero, _, _, _ = policy.evaluate_sequence(*args, policy.initial_states(4))
+    assert not th.allclose(carried[:5], from_zero[:5])  # the carried state matters before the next reset
+
+
+def test_rollout_values_match_the_sequence_recomputation():
+    model = small_model(n_steps=30)
+    model.policy.update_obs_norm = False  # the rollout would otherwise move the statistics under it
+    recorder = ChunkRecorder()
+
+    class StopAfterRollout(BaseCallback):
+        def _on_step(self):
+            return True
+
+        def _on_rollout_end(self):
+            chunk = recorder.chunks[-1]
+            with th.no_grad():
+                values, log_prob, _, _ = self.model.policy.evaluate_sequence(
+                    th.from_numpy(chunk["obs"]), th.from_numpy(chunk["actions"]), th.from_numpy(chunk["starts"]),
+                    chunk["initial"],
+                )
+            np.testing.assert_allclose(values.numpy(), chunk["values"], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(log_prob.numpy(), chunk["log_probs"], rtol=1e-4, atol=1e-5)
+            self.checked = True
+
+    checker = StopAfterRollout()
+    model.learn(4 * 30 * 3, callback=[recorder, checker])
+    assert checker.checked
+
+
+def test_return_normalizer_matches_direct_computation():
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(1.0, 2.0, size=(60, 4)).astype(np.float32)
+    dones = rng.random((60, 4)) < 0.1
+    gamma = 0.9
+    normalizer = ReturnNormalizer(4, gamma, clip=10.0)
+    scaled = np.concatenate([normalizer(rewards[:30], dones[:30]), normalizer(rewards[30:], dones[30:])])
+    running, seen = np.zeros(4), []
+    for t in range(60):
+        running = gamma * running + rewards[t]
+        seen.extend(running)
+        std = np.std(seen)  # population std of every discounted return so far, no centring of rewards
+        np.testing.assert_allclose(scaled[t], np.clip(rewards[t] / std, -10, 10), rtol=2e-3)
+        running[dones[t]] = 0.0
+    # After a long stream of small rewards a large one is clipped at +-10, keeping its sign.
+    rewards = np.concatenate([np.full((1000, 1), 0.01), [[100.0]], [[-1e4]]]).astype(np.float32)
+    scaled = ReturnNormalizer(1, gamma)(rewards, np.zeros((1002, 1), bool))
+    assert scaled[-2, 0] == 10.0 and scaled[-1, 0] == -10.0
+
+
+def test_gae_is_cut_only_at_trial_starts():
+    rng = np.random.default_rng(1)
+    T, N, gamma, lam = 12, 3, 0.9, 0.8
+    buffer = SequenceRolloutBuffer(T, N, (2,), (), np.int64)
+    buffer.values[:] = rng.normal(size=(T, N))
+    buffer.episode_starts[:] = rng.random((T, N)) < 0.2
+    rewards = rng.normal(size=(T, N)).astype(np.float32)
+    last_values, last_dones = rng.normal(size=N).astype(np.float32), np.array([False, True, False])
+    buffer.compute_returns_and_advantage(rewards, last_values, last_dones, gamma, lam)
+    values = np.concatenate([buffer.values, last_values[None]])
+    ends = np.concatenate([buffer.episode_starts[1:], last_dones[None]]).astype(bool)
+    for n in range(N):
+        for t in range(T):
+            advantage, discount = 0.0, 1.0
+            for k in range(t, T):
+                delta = rewards[k, n] + gamma * values[k + 1, n] * (not ends[k, n]) - values[k, n]
+                advantage += discount * delta
+                if ends[k, n]:
+                    break
+                discount *= gamma * lam
+            assert buffer.advantages[t, n] == pytest.approx(advantage, rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(buffer.returns, buffer.advantages + buffer.values)
+
+
+class Countdown(gym.Env):
+    """Observation = steps left; never terminates, so a TimeLimit truncates it."""
+
+    observation_space = spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([5.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([5.0 - self.t], np.float32), 1.0, False, False, {}
+
+
+def test_time_limit_truncation_bootstraps_from_the_value():
+    env = DummyVecEnv([lambda: Monitor(TransitionObservation(gym.wrappers.TimeLimit(Countdown(), 5))) for _ in range(2)])
+    # Learning rate 0 and frozen observation statistics keep the policy that collected the chunk.
+    model = MetaPPO(RNNPolicy, env, n_steps=12, n_minibatches=1, policy_kwargs=SMALL, seed=0, device="cpu",
+                    normalize_reward=False, learning_rate=0.0)
+    model.policy.update_obs_norm = False
+    seen = {}
+
+    class Capture(BaseCallback):
+        def _on_step(self):
+            if self.locals["dones"].any():
+                seen.setdefault("terminal", self.locals["infos"][0]["terminal_observation"])
+            return True
+
+        def _on_rollout_end(self):
+            buffer = self.model.rollout_buffer
+            seen["bootstrap"] = buffer.bootstrap.copy()
+            seen["obs"], seen["starts"] = buffer.observations.copy(), buffer.episode_starts.copy()
+            seen["initial"] = buffer.initial_states
+
+    model.learn(24, callback=Capture())
+    truncated_at = np.zeros((12, 2), bool)
+    truncated_at[[4, 9]] = True  # steps 0-4 and 5-9 are the first two 5-step trials
+    assert (seen["bootstrap"] != 0).tolist() == truncated_at.tolist()
+    # gamma * V(terminal observation), with the memory of the trial it ends: append it to the sequence.
+    obs = np.concatenate([seen["obs"][:5, :1], seen["terminal"][None, None]]).astype(np.float32)
+    starts = np.zeros((6, 1), np.float32)
+    starts[0] = 1.0
+    with th.no_grad():
+        values, _, _, _ = model.policy.evaluate_sequence(
+            th.from_numpy(obs), th.zeros(6, 1, dtype=th.long), th.from_numpy(starts), model.policy.initial_states(1)
+        )
+    assert seen["bootstrap"][4, 0] == pytest.approx(model.gamma * values[-1].item(), rel=1e-4)
+
+
+def test_save_load_predict_round_trip(tmp_path):
+    model = small_model(n_steps=20)
+    model.learn(160)
+    model.save(tmp_path / "model.zip")
+    loaded = MetaPPO.load(tmp_path / "model.zip", device="cpu")
+    assert type(loaded.policy) is RNNPolicy and loaded.num_timesteps == model.num_timesteps
+    env = make_vec_env("MetaTMaze-v0", 3, seed=9, length=10)
+    obs, state, starts = env.reset(), None, np.ones(3, bool)
+    state_loaded = None
+    for _ in range(50):
+        actions, state = model.predict(obs, state, starts, deterministic=True)
+        actions_loaded, state_loaded = loaded.predict(obs, state_loaded, starts, deterministic=True)
+        np.testing.assert_array_equal(actions, actions_loaded)
+        np.testing.assert_array_equal(state[0], state_loaded[0])
+        obs, _, starts, _ = env.step(actions)
+    # Training goes on from a loaded model with a new env.
+    loaded.set_env(make_vec_env("MetaTMaze-v0", 4, seed=1, length=10))
+    loaded.learn(80, reset_num_timesteps=False)
+    assert loaded.num_timesteps == model.num_timesteps + 80
+
+
+def test_policy_names_presets_and_bad_input():
+    env = make_vec_env("MetaTMaze-v0", 4, seed=0, length=10)
+    assert type(MetaPPO("RNN", env, n_minibatches=2, policy_kwargs=SMALL).policy) is RNNPolicy
+    with pytest.raises(ValueError, match="unknown policy 'Nope'"):
+        MetaPPO("Nope", env)
+    with pytest.raises(ValueError, match="n_minibatches"):
+        MetaPPO("RNN", env, n_minibatches=5)
+    model = MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", n_envs=4, n_steps=10, lr_anneal=True, adam_eps=1e-7,
+                                env_kwargs={"length": 10}, policy_kwargs=SMALL)
+    assert type(model.policy) is SplAggerPolicy
+    assert model.n_steps == 10 and model.clip_range(1.0) == 0.05 and model.ent_coef == 0.1
+    assert isinstance(model.learning_rate, LinearSchedule) and model.lr_schedule(0.5) == pytest.approx(5e-4)
+    assert model.policy.optimizer.defaults["eps"] == 1e-7
+    with pytest.raises(ValueError, match="unknown overrides"):
+        MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", n_envs=4, not_a_setting=1)
+
+
+def test_learns_a_short_tmaze():
+    """SplAgger (64 wide) solves a 10-cell T-maze far above chance (2.0) in 40k frames (seeds 0-2: ~18k)."""
+    width = {"encoder_hidden": 64, "head_state_dim": 64, "net_arch": (64, 64)}
+    model = MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", n_envs=16, seed=0, n_steps=80, learning_rate=3e-3,
+                                env_kwargs={"length": 10}, policy_kwargs=width, device="cpu")
+    model.learn(40_000)
+    result = evaluate_meta(model, "MetaTMaze-v0", seed=1000, env_kwargs={"length": 10})
+    assert result["meta_episode_return"] >= 10.0, result
+
+
+@pytest.mark.slow
+def test_splagger_solves_tmaze_with_the_paper_preset(tmp_path):
+    """spec/benchmarks.md §3: meta-episode return >= 15.5 of 16 within 1.5 M frames (seed 73)."""
+    from metarl_agents.train_cli import main
+
+    assert main(["--env", "MetaTMaze-v0", "--agent", "SplAgger", "--seed", "73", "--out", str(tmp_path)]) == 0
+    curve = json.loads((tmp_path / "eval.json").read_text())["curve"]
+    assert curve[-1]["frames"] >= 1_500_000
+    assert max(point["meta_episode_return"] for point in curve) >= 15.5, curve
