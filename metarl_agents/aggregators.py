@@ -202,8 +202,13 @@ class GaussAggregator(SumAggregator):
         return self.kl_weight * kl.sum(-1).mean()
 
 
-def make_aggregator(name: str, in_dim: int, **kwargs: Any) -> Aggregator:
-    """The aggregator registered as ``name`` over ``in_dim`` inputs."""
+def aggregator_class(name: str) -> type[Aggregator]:
+    """The aggregator class registered as ``name``."""
     if name not in AGGREGATORS:
         raise ValueError(f"unknown aggregator {name!r}; allowed: {sorted(AGGREGATORS)}")
-    return AGGREGATORS[name](in_dim, **kwargs)
+    return AGGREGATORS[name]
+
+
+def make_aggregator(name: str, in_dim: int, **kwargs: Any) -> Aggregator:
+    """The aggregator registered as ``name`` over ``in_dim`` inputs."""
+    return aggregator_class(name)(in_dim, **kwargs)

@@ -89,16 +89,16 @@ def base_initialisation(sizes: Sequence[int], role: str, discrete: bool) -> list
 class HyperLinear(nn.Module):
     """A linear layer whose weight and bias are linear functions of a conditioning vector ``e``.
 
-    ``weight[o, k, i]`` is ``A_k[o, i]`` for ``k < e_dim`` and ``C[o, i]`` for ``k = e_dim`` (the
-    weight-generating head's bias); likewise ``bias[k, o]``.
+    ``weight[k]`` is ``A_k`` for ``k < e_dim`` and ``C`` (the weight-generating head's bias) for
+    ``k = e_dim``; likewise ``bias[k]``. Stored ``k``-major so that both products are plain GEMMs.
     """
 
     def __init__(self, e_dim: int, base_weight: th.Tensor, base_bias: th.Tensor) -> None:
         super().__init__()
         out_features, in_features = base_weight.shape
         self.in_features, self.out_features, self.k = in_features, out_features, e_dim + 1
-        weight = th.zeros(out_features, self.k, in_features)
-        weight[:, e_dim] = base_weight
+        weight = th.zeros(self.k, out_features, in_features)
+        weight[e_dim] = base_weight
         bias = th.zeros(self.k, out_features)
         bias[e_dim] = base_bias
         self.weight = nn.Parameter(weight)
@@ -106,8 +106,8 @@ class HyperLinear(nn.Module):
 
     def forward(self, h: th.Tensor, e1: th.Tensor) -> th.Tensor:
         """``h [N, in]``, ``e1 [N, e_dim + 1]`` (``e`` with a trailing 1) → ``[N, out]``."""
-        z = (h @ self.weight.view(self.out_features * self.k, self.in_features).t()).view(-1, self.out_features, self.k)
-        return th.bmm(z, e1.unsqueeze(-1)).squeeze(-1) + e1 @ self.bias
+        z = (h @ self.weight.view(self.k * self.out_features, self.in_features).t()).view(-1, self.k, self.out_features)
+        return th.bmm(e1.unsqueeze(1), z).squeeze(1) + e1 @ self.bias
 
 
 class StateEmbedding(nn.Module):

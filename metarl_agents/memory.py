@@ -5,8 +5,8 @@ Pipeline (spec agents.md §3)::
     transition -> per-part embeddings -> encoder -> (split) -> aggregator -> concat(skip, agg) -> Linear -> latent
 
 * embeddings: Linear+ReLU per part, the state one shared by ``s_prev`` and ``s``.
-* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state) or ``"linear"``
-  (per-step ``tanh(Linear)``, no memory of its own).
+* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state) or ``"linear"`` (the spec's "none":
+  per-step ``tanh(Linear)``, no memory of its own).
 * split: the first half of the encoding skips the aggregator, the second half is aggregated.
 * aggregator: any name in :data:`metarl_agents.aggregators.AGGREGATORS`, or ``None``.
 * variational aggregators (``"gauss"``): the encoding is projected to ``latent_dim`` (means and
@@ -24,7 +24,7 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from metarl_agents.aggregators import make_aggregator
+from metarl_agents.aggregators import aggregator_class, make_aggregator
 from metarl_agents.sequence import Segments, gru_with_resets, make_gru
 
 ENCODERS = ("gru", "linear")
@@ -95,14 +95,12 @@ class Memory(nn.Module):
         self.to_gaussian: nn.Module | None = None
         self.aggregator = None
         if aggregator is not None:
-            kwargs = dict(aggregator_kwargs or {})
-            probe = make_aggregator(aggregator, 2, **kwargs)
-            if probe.variational:
+            if aggregator_class(aggregator).variational:
                 if self.latent_dim % 2:
                     raise ValueError(f"a variational memory needs an even latent_dim (mean, log-variance), got {latent_dim}")
                 self.to_gaussian = nn.Linear(agg_in, self.latent_dim)
                 agg_in = self.latent_dim
-            self.aggregator = make_aggregator(aggregator, agg_in, **kwargs)
+            self.aggregator = make_aggregator(aggregator, agg_in, **(aggregator_kwargs or {}))
         self.variational = self.to_gaussian is not None
         features = self.skip_dim + (self.aggregator.out_dim if self.aggregator is not None else hidden)
         self.to_latent = None if self.variational else nn.Linear(features, self.latent_dim)

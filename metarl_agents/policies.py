@@ -108,13 +108,14 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
         ):
             raise ValueError(f"action space must be Discrete or a 1-D Box, got {action_space!r}")
-        if isinstance(observation_space, spaces.Box) and not isinstance(observation_space, spaces.Box):
-            raise ValueError(f"observation space must be a Box, got {observation_space!r}")
         config = {**self.preset, **kwargs}
         if config.get("head", "hyper") not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {config['head']!r}")
         if "net_arch" in config:
-            config["net_arch"] = tuple(config["net_arch"])
+            arch = config["net_arch"]
+            if not isinstance(arch, (list, tuple)) or not all(isinstance(n, int) and n > 0 for n in arch):
+                raise ValueError(f"net_arch must be a list of positive layer sizes (shared by actor and critic), got {arch!r}")
+            config["net_arch"] = tuple(arch)
         self.config = PolicyConfig(**config)
         self.layout = transition_layout_from_space(observation_space, action_space)
         self.update_obs_norm = True
@@ -152,7 +153,7 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         )
         if not discrete:
             self.log_std = nn.Parameter(th.full((self.layout["act_dim"],), float(cfg.log_std_init)))
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # (the optimizer is built once all modules exist, at the end of __init__)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {

@@ -222,11 +222,12 @@ class MetaPPO(OnPolicyAlgorithm):
             self._last_obs, self._last_episode_starts, self._last_states = obs, episode_starts, states
 
         last_values = self._values(obs, states, episode_starts)
-        rewards = rollout_buffer.rewards
+        scaled_rewards = rollout_buffer.rewards
         if self.reward_normalizer is not None:
-            rewards = self.reward_normalizer(rewards, rollout_buffer.trial_ends(episode_starts))
+            scaled_rewards = self.reward_normalizer(scaled_rewards, rollout_buffer.trial_ends(episode_starts))
+        # The bootstrap is a value, already on the scale the critic learns.
         rollout_buffer.compute_returns_and_advantage(
-            rewards + rollout_buffer.bootstrap, last_values, episode_starts, self.gamma, self.gae_lambda
+            scaled_rewards + rollout_buffer.bootstrap, last_values, episode_starts, self.gamma, self.gae_lambda
         )
         callback.update_locals(locals())
         callback.on_rollout_end()

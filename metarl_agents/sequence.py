@@ -95,14 +95,13 @@ class StraightThroughCummax(th.autograd.Function):
     @staticmethod
     def forward(ctx, x: th.Tensor, init: th.Tensor, seg: Segments) -> th.Tensor:  # type: ignore[override]
         ctx.seg = seg
-        with th.no_grad():
-            return segment_cummax(x, init, seg)
+        return segment_cummax(x, init, seg)
 
     @staticmethod
     def backward(ctx, grad: th.Tensor):  # type: ignore[override]
         seg: Segments = ctx.seg
         grad_x = segment_reverse_cumsum(grad, seg)
-        grad_init = (grad_x[0] * seg.continues[0].unsqueeze(-1).to(grad.dtype))
+        grad_init = grad_x[0] * seg.continues[0].unsqueeze(-1).to(grad.dtype)
         return grad_x, grad_init, None
 
 

@@ -33,24 +33,33 @@ INNER_EPISODE_KEY = "inner_episode"
 _VECTOR_ONLY_KEYS = ("final_obs", "final_info")
 
 
-def _unbatch_info(info: dict[str, Any], infos: list[dict[str, Any]]) -> None:
-    """Scatter a Gymnasium vector info (arrays over copies plus ``_key`` masks) into per-env dicts.
+def _unbatch_info(info: dict[str, Any], n: int, time_limit: list[bool] | None = None) -> list[dict[str, Any]]:
+    """Per-env dicts from a Gymnasium vector info (arrays over copies plus ``_key`` masks).
 
-    One pass per key, not per copy and key: 1-D arrays go through ``tolist()`` once, so the dicts
-    hold plain Python scalars, as a single env's info does.
+    Keys present for every copy become columns zipped into the dicts in one comprehension; 1-D
+    arrays go through ``tolist()`` once, so the dicts hold plain Python scalars as a single env's
+    info does. ``time_limit`` adds SB3's ``TimeLimit.truncated`` to every dict.
     """
+    names, columns, partial = [], [], []
+    if time_limit is not None:
+        names.append("TimeLimit.truncated")
+        columns.append(time_limit)
     for key, values in info.items():
         if key.startswith("_") or key in _VECTOR_ONLY_KEYS:
             continue
-        mask = info.get("_" + key)
         name = INNER_EPISODE_KEY if key == "episode" else key
         rows = values.tolist() if isinstance(values, np.ndarray) and values.ndim == 1 else values
+        mask = info.get("_" + key)
         if mask is None or mask.all():
-            for d, v in zip(infos, rows, strict=True):
-                d[name] = v
-        else:
-            for i in np.flatnonzero(mask):
-                infos[i][name] = rows[i]
+            names.append(name)
+            columns.append(rows)
+        elif mask.any():
+            partial.append((name, rows, np.flatnonzero(mask)))
+    infos = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)] if columns else [{} for _ in range(n)]
+    for name, rows, idx in partial:
+        for i in idx:
+            infos[i][name] = rows[i]
+    return infos
 
 
 class BatchedVecEnv(VecEnv):
@@ -88,8 +97,7 @@ class BatchedVecEnv(VecEnv):
         obs, info = self.venv.reset(seed=seed, options=options)
         self._reset_seeds()
         self._reset_options()
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        _unbatch_info(info, self.reset_infos)
+        self.reset_infos = _unbatch_info(info, self.num_envs)
         self._reset_keys = tuple(self.reset_infos[0])
         self._returns[:] = 0.0
         self._lengths[:] = 0
@@ -104,14 +112,12 @@ class BatchedVecEnv(VecEnv):
         self._returns += reward
         self._lengths += 1
         time_limit = (truncated & ~terminated).tolist()
-        infos: list[dict[str, Any]] = [{"TimeLimit.truncated": t} for t in time_limit]
-        _unbatch_info(info, infos)
+        infos = _unbatch_info(info, self.num_envs, time_limit)
         if dones.any():
             # SB3 reports the ending trial's info on its last step (the next trial's first info
             # is a reset info), with the true last observation and Monitor's statistics.
             ended = np.flatnonzero(dones)
-            final: list[dict[str, Any]] = [{"TimeLimit.truncated": time_limit[i]} for i in range(self.num_envs)]
-            _unbatch_info(info["final_info"], final)
+            final = _unbatch_info(info["final_info"], self.num_envs, time_limit)
             elapsed = round(time.time() - self._t_start, 6)
             for i in ended:
                 final[i]["terminal_observation"] = info["final_obs"][i]

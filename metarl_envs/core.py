@@ -317,15 +317,15 @@ class MetaEnv(gym.Env):
 
     def step(self, action: Any):
         r = self.runner.step(self.runner.check_actions(action))
-        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": int(self.runner.episode[0])}
-        if r["episode_end"][0]:
+        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": self.runner.episode.item()}
+        if r["episode_end"].item():
             info["episode_end"] = True
-            info["episode_return"] = float(r["episode_return"][0])
-            if "final_episode_observation" in r and not r["trial_end"][0]:
+            info["episode_return"] = r["episode_return"].item()
+            if "final_episode_observation" in r and not r["trial_end"].item():
                 info["final_episode_observation"] = r["final_episode_observation"][0]
-        truncated = bool(r["truncated"][0])
-        terminated = bool(r["trial_end"][0]) and not truncated
-        return r["obs"][0], float(r["reward"][0]), terminated, truncated, info
+        truncated = r["truncated"].item()
+        terminated = r["trial_end"].item() and not truncated
+        return r["obs"][0], r["reward"].item(), terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":

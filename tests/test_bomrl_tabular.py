@@ -23,6 +23,7 @@ from metarl_agents.bomrl.tabular import (
     TabularBOMRL,
     adapt,
     adapted_return,
+    alg_update,
     hypergradient,
     lower_objective,
     solve_alg1,
@@ -200,6 +201,16 @@ def test_adaptation_rounds_reach_the_optimum_from_uniform(hole_mdps):
     uniform = torch.zeros(16, 4, dtype=torch.float64)
     returns, _ = adapt(hole_mdps[0], uniform, lambda th, ev: solve_lower(2, th, ev, 0.01), 6)
     assert returns[-1] == pytest.approx(value_iteration(hole_mdps[0])[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("evaluation", ["td", "mc"])
+def test_sampled_adaptation_improves_like_the_exact_one(hole_mdps, evaluation):
+    uniform = torch.zeros(16, 4, dtype=torch.float64)
+    update = alg_update(2, 0.2)
+    exact, _ = adapt(hole_mdps[0], uniform, update, 3)
+    sampled, _ = adapt(hole_mdps[0], uniform, update, 3, evaluation=evaluation, rng=np.random.default_rng(0))
+    assert sampled[0] == exact[0]
+    assert sampled[3] > exact[0] + 1.0 and sampled[3] == pytest.approx(exact[3], abs=0.3)
 
 
 @pytest.mark.parametrize("family", ["hole", "penalty"])

@@ -62,10 +62,13 @@ def test_grid_from_presets():
         for lr in (3e-3, 1e-3, 3e-4, 1e-4, 3e-5)]
     first = specs[0]
     assert (first.frames, first.paper_frames, first.reduced) == (200_000, 1_500_000, True)
-    assert (first.eval_every, first.n_eval_tasks) == (20_000, 16)  # >= 10 points for a reduced budget
+    # >= 10 points for a reduced budget, in whole rollouts of 16 envs x 700 steps
+    assert (first.eval_every, first.n_eval_tasks) == (11_200, 16)
     assert first.run_key.startswith("MetaTMaze-v0__SplAgger__seed73__lr0.003__frames200k-REDUCED__")
     (full,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["73,"], [1e-3])
-    assert (full.frames, full.reduced, full.eval_every) == (1_500_000, False, 50_000)
+    assert (full.frames, full.reduced, full.eval_every) == (1_500_000, False, 44_800)
+    (tiny,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=1000, overrides={"n_steps": 8, "n_envs": 4})
+    assert tiny.eval_every == 96 and tiny.overrides == {"n_steps": 8, "n_envs": 4}
     assert "frames1.5M__" in full.run_key and "REDUCED" not in full.run_key
 
 

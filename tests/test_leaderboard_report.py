@@ -108,12 +108,12 @@ def test_markdown_states_budget_machine_and_versions_above_the_tables(report):
     assert "Machine: bench-box: Test CPU 9000, 2 cores, Linux-test" in reduced
     assert "Versions: metarl 0.1.0, torch 2.13.0" in reduced
     assert "Runs: 12 finished, 1 unfinished (not counted)" in reduced
-    for table in ("### Ranked by final", "### Ranked by mean over run", "### Every learning rate"):
+    for table in ("### Ranked by final", "### Ranked by mean-over-run", "### Every learning rate"):
         caption = reduced[reduced.index(table):].splitlines()[2]
         assert "REDUCED BUDGET" in caption and "bench-box" in caption
-    by_final = reduced[reduced.index("### Ranked by final"):reduced.index("### Ranked by mean")]
+    by_final = reduced[reduced.index("### Ranked by final"):reduced.index("### Ranked by mean-over-run")]
     assert by_final.index("| 1 | RNN | 0.0003 |") < by_final.index("| 2 | SplAgger | 0.0003 |")
-    by_mean = reduced[reduced.index("### Ranked by mean"):reduced.index("### Every")]
+    by_mean = reduced[reduced.index("### Ranked by mean-over-run"):reduced.index("### Every")]
     assert by_mean.index("| 1 | SplAgger |") < by_mean.index("| 2 | RNN |")
     assert "| SplAgger | 0.0003 (best) | 3.067 [" in reduced
     assert "REDUCED" not in full and "1,500,000 frames per run;" in full

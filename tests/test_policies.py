@@ -18,6 +18,15 @@ from metarl_envs.wrappers import TransitionObservation, TransitionObservationVec
 SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: a second thread only adds synchronisation (and contention in CI)."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
+
+
 class _TrialIndexAsInnerEpisode(gym.Wrapper):
     """SB3 reserves info["episode"] for Monitor; the families use it for the inner-episode index."""
 
@@ -49,12 +58,12 @@ def _predict_sequence(model, env, steps: int = 12):
 
 @pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
 def test_recurrent_ppo_learns_saves_loads_and_evaluates(name, tmp_path):
-    env = sb3_env(length=10)
-    model = RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=32, batch_size=32, n_epochs=2, seed=0, policy_kwargs=SMALL)
+    env = sb3_env(length=4, episodes_per_trial=2)
+    model = RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=16, batch_size=16, n_epochs=1, seed=0, policy_kwargs=SMALL)
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(64)
     assert model.num_timesteps == 64
-    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPO.load(tmp_path / "model.zip", env=env)
     actions, state = _predict_sequence(model, env)
@@ -62,7 +71,7 @@ def test_recurrent_ppo_learns_saves_loads_and_evaluates(name, tmp_path):
     np.testing.assert_array_equal(actions, loaded_actions)
     np.testing.assert_array_equal(state[0], loaded_state[0])
     mean, std = evaluate_policy(loaded, env, n_eval_episodes=2)
-    assert np.isfinite(mean) and -6.0 <= mean <= 16.0  # within the T-maze's trial returns
+    assert np.isfinite(mean) and -6.0 <= mean <= 8.0  # within the trial returns (2 episodes of +4 / -3)
 
 
 def test_default_sized_splagger_trains():
@@ -95,7 +104,7 @@ def _rollout(policy, n_envs=3, steps=25, deterministic=False):
         obs_t = th.as_tensor(obs)
         with th.no_grad():
             actions, values, log_prob, states = policy(obs_t, states, start, deterministic=deterministic)
-        for key, value in zip(record, (obs_t, actions, start, values.flatten(), log_prob)):
+        for key, value in zip(record, (obs_t, actions, start, values.flatten(), log_prob), strict=True):
             record[key].append(value)
         obs, _, terminated, truncated, _ = env.step(actions.numpy())
         start = th.as_tensor(terminated | truncated, dtype=th.float32)
@@ -104,7 +113,7 @@ def _rollout(policy, n_envs=3, steps=25, deterministic=False):
 
 def _policy(name: str, **kwargs) -> MetaRecurrentPolicy:
     th.manual_seed(0)
-    space = transition_space(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4))
+    space = transition_space(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(4))  # T-maze + trial flag
     return POLICY_REGISTRY[name](space, spaces.Discrete(4), lambda _: 3e-4, **{**SMALL, **kwargs})
 
 
@@ -137,7 +146,7 @@ def test_evaluate_sequence_backpropagates_and_pearl_has_a_kl_term():
     policy = _policy("PEARL")
     rec, _ = _rollout(policy, steps=10)
     values, log_prob, entropy, aux = policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], policy.initial_states(3))
-    assert 0.0 < float(aux) < 1e-3  # weight 1e-6 times a KL of order one
+    assert 0.0 < aux.item() < 1e-3  # weight 1e-6 times a KL of order one
     (values.sum() + log_prob.sum() + entropy.sum() + aux).backward()
     assert all(p.grad is not None for p in policy.memory_parameters())
 
@@ -169,8 +178,8 @@ def test_observation_statistics_update_only_in_forward():
 def test_policy_save_and_load_round_trip(tmp_path):
     policy = _policy("CNP", aggregator_kwargs=None, head="mlp")
     policy.save(tmp_path / "policy.pt")
-    loaded = MetaRecurrentPolicy.load(tmp_path / "policy.pt")
-    assert type(loaded) is type(policy) and loaded.config == policy.config
+    loaded = type(policy).load(tmp_path / "policy.pt")
+    assert loaded.config == policy.config
     obs = np.random.default_rng(0).normal(size=(4, policy.observation_space.shape[0])).astype(np.float32)
     np.testing.assert_array_equal(policy.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
@@ -179,9 +188,25 @@ def test_bad_arguments_are_rejected():
     space = transition_space(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4))
     with pytest.raises(ValueError, match="unknown kwargs \\['lstm_hidden_size'\\]"):
         SplAggerPolicy(space, spaces.Discrete(4), lambda _: 1e-3, lstm_hidden_size=8)
+    with pytest.raises(ValueError, match="net_arch must be a list"):
+        SplAggerPolicy(space, spaces.Discrete(4), lambda _: 1e-3, net_arch={"pi": [8], "vf": [8]})
     with pytest.raises(ValueError, match="head must be one of"):
         SplAggerPolicy(space, spaces.Discrete(4), lambda _: 1e-3, head="transformer")
     with pytest.raises(ValueError, match="MultiDiscrete"):
         SplAggerPolicy(space, spaces.MultiDiscrete([2, 2]), lambda _: 1e-3)
     with pytest.raises(ValueError, match="TransitionObservation"):
         PEARLPolicy(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(4), lambda _: 1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SplAgger", "Max"])
+def test_recurrent_ppo_learns_the_short_tmaze(name):
+    """Plain RecurrentPPO with a default-sized policy solves a short T-maze (optimal 16, guessing 2)."""
+    env = sb3_env(length=4, n_envs=8)
+    model = RecurrentPPO(
+        POLICY_REGISTRY[name], env, n_steps=64, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.95,
+        ent_coef=0.01, seed=0, policy_kwargs={"optimizer_kwargs": {"eps": 1e-5}},
+    )
+    model.learn(40_000)
+    mean, _ = evaluate_policy(model, env, n_eval_episodes=16)
+    assert mean > 12.0, mean

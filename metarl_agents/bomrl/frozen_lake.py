@@ -197,7 +197,8 @@ def plot_bounds(result: dict, path: Path) -> None:
         colour = f"C{i}"
         right.plot(b["K"], b["gap"], "o-", color=colour, label=f"gap, lambda {b['lam']}")
         right.plot(b["K"], b["bound"], "--", color=colour, label=f"bound, lambda {b['lam']}")
-    right.set(yscale="log", xlabel="rounds K", ylabel="mean gap", title="K rounds of Alg2 (mirror descent)")
+    right.set(yscale="log", xlabel="rounds K", ylabel="mean gap", xticks=bounds["alg2_multi_round"][0]["K"],
+              title="K rounds of Alg2 (mirror descent)")
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

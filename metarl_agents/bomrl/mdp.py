@@ -91,15 +91,14 @@ class Evaluation:
 
 
 def truncated_return(mdp: TabularMDP, pi: torch.Tensor) -> torch.Tensor:
-    """``J(pi)`` under the MDP's horizon (or infinite when it has none)."""
-    P_pi = torch.einsum("sa,sat->st", pi, mdp.P)
-    r_pi = (pi * mdp.R).sum(-1)
-    if mdp.horizon is None:
-        eye = torch.eye(mdp.n_states, dtype=DTYPE)
-        return mdp.rho @ torch.linalg.solve(eye - mdp.gamma * P_pi, r_pi)
-    v = torch.zeros_like(r_pi)
-    for _ in range(mdp.horizon):
-        v = r_pi + mdp.gamma * P_pi @ v
+    """``J(pi)`` under the MDP's horizon (or infinite when it has none).
+
+    ``sum_{t<H} M^t = (I - M^H)(I - M)^-1`` with ``M = gamma P_pi``: one solve and a matrix power.
+    """
+    M = mdp.gamma * torch.einsum("sa,sat->st", pi, mdp.P)
+    v = torch.linalg.solve(torch.eye(mdp.n_states, dtype=DTYPE) - M, (pi * mdp.R).sum(-1))
+    if mdp.horizon is not None:
+        v = v - torch.linalg.matrix_power(M, mdp.horizon) @ v
     return mdp.rho @ v
 
 

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
                           "REDUCED BUDGET in the store, the report and its file names)")
     run.add_argument("--eval-every", type=_frames, metavar="FRAMES",
-                     help="frames between evaluations (default: preset eval_freq, at least 10 points per run)")
+                     help="frames between evaluations (default: preset eval_freq, at least 10 points per run, "
+                          "in whole rollouts)")
     run.add_argument("--n-eval-tasks", type=int, metavar="N", help="tasks per evaluation (default: preset)")
     run.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
                      help='environment overrides, e.g. \'{"length": 10}\' (reported as non-paper settings)')

@@ -50,8 +50,9 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """Hash of every setting that changes results but is not spelled out in the key."""
-        config = [self.preset_hash, self.eval_every, self.n_eval_tasks, self.env_kwargs, self.overrides]
+        """Hash of every setting that changes results and is not spelled out exactly in the key."""
+        config = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks, self.env_kwargs,
+                  self.overrides]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -98,7 +99,6 @@ def registered_envs() -> tuple[str, ...]:
 
 
 def registered_agents() -> tuple[str, ...]:
-    # Imported lazily: the policies pull in torch, which the report and the CLI's help do not need.
     from metarl_agents.policies import POLICY_REGISTRY
 
     return tuple(POLICY_REGISTRY)
@@ -148,6 +148,15 @@ def _parse_int(option: str, text: str) -> int:
         raise ValueError(f"{option} expects integers, got {text!r}") from None
 
 
+def _default_eval_every(preset: dict[str, Any], budget: int, overrides: dict[str, Any]) -> int:
+    """The preset's eval_freq (at most budget / MIN_EVAL_POINTS), rounded down to whole rollouts (at
+    least one): the trainer can only stop between updates, so this keeps evaluation points evenly spaced."""
+    settings = {**preset, **overrides}
+    rollout = int(settings["n_envs"]) * int(settings["n_steps"])
+    wanted = min(int(preset["eval_freq"]), math.ceil(budget / MIN_EVAL_POINTS))
+    return max(1, wanted // rollout) * rollout
+
+
 def build_grid(
     envs: Sequence[str],
     agents: Sequence[str],
@@ -158,20 +167,22 @@ def build_grid(
     n_eval_tasks: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
-    load_preset: Any = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
-    By default the run is evaluated every preset ``eval_freq`` frames (more often when a reduced
-    budget would give fewer than ``MIN_EVAL_POINTS`` points) on the preset's ``eval_tasks`` tasks.
+    By default a run is evaluated about every preset ``eval_freq`` frames (see ``_default_eval_every``)
+    on the preset's ``eval_tasks`` tasks.
     ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``); like ``env_kwargs`` they
     become part of each run's identity and are reported as departures from the paper's settings.
-    ``load_preset`` defaults to :func:`metarl_agents.presets.load_preset` (injectable for tests).
     """
+    from metarl_agents.presets import load_preset
+
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
     if not envs or not agents:
         raise ValueError("need at least one env and one agent")
+    if frames is not None and frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
     if n_eval_tasks is not None and n_eval_tasks < 1:
         raise ValueError(f"--n-eval-tasks must be >= 1, got {n_eval_tasks}")
     if eval_every is not None and eval_every < 1:
@@ -179,8 +190,6 @@ def build_grid(
     for lr in lrs or ():
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"learning rates must be positive, got {lr}")
-    if load_preset is None:
-        from metarl_agents.presets import load_preset
     specs = []
     for env_id in envs:
         preset = load_preset(env_id)
@@ -188,7 +197,7 @@ def build_grid(
         check_choices("preset override", list(overrides or {}), allowed)
         paper_frames = int(preset["frames"])
         budget = paper_frames if frames is None else frames
-        every = eval_every or min(int(preset["eval_freq"]), max(1, math.ceil(budget / MIN_EVAL_POINTS)))
+        every = eval_every or _default_eval_every(preset, budget, overrides or {})
         tasks = n_eval_tasks or int(preset.get("eval_tasks", DEFAULT_EVAL_TASKS))
         for agent in agents:
             for seed in parse_seeds(seeds, [int(s) for s in preset["seeds"]]):

@@ -175,8 +175,9 @@ def _group_markdown(group: Group) -> list[str]:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
     unfinished = sum(r.status != "finished" for r in group.runs)
     lines = [f"## {title}", ""]
-    lines.append(f"- Budget: {group.budget_text()}; evaluated every {group.eval_every:,} frames on "
-                 f"{group.n_eval_tasks} fresh tasks (deterministic), meta-episode return")
+    lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
+                 f"{group.eval_every:,} frames and at the end, on {group.n_eval_tasks} fresh tasks (deterministic "
+                 "actions, one trial each), meta-episode return")
     if group.env_kwargs:
         lines.append(f"- Environment overrides (not the paper's setting): `{json.dumps(group.env_kwargs)}`")
     if group.overrides:
@@ -190,7 +191,7 @@ def _group_markdown(group: Group) -> list[str]:
     if not group.entries:
         return lines + ["No finished runs yet.", ""]
     caption = f"_{group.env_id}, {group.budget_text()}; machine: {'; '.join(group.machines())}_"
-    for statistic, name in (("final", "final"), ("over_run", "mean over run")):
+    for statistic, name in (("final", "final"), ("over_run", "mean-over-run")):
         lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
         rows = [(rank, e.agent, f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds))
                 for rank, e in enumerate(group.ranked(statistic), 1)]

@@ -102,7 +102,15 @@ def package_versions() -> dict[str, str]:
 @cache
 def machine_info() -> dict[str, Any]:
     return {"hostname": platform.node(), "platform": platform.platform(), "cpu": _cpu_name(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": _usable_cpus()}
+
+
+def _usable_cpus() -> int:
+    """Cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _cpu_name() -> str:
@@ -348,7 +356,7 @@ def _run_inline(todo, db_path, trainer, display):
 
 def _run_pool(todo, db_path, workers, trainer, display):
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _usable_cpus() // workers)
     with context.Manager() as manager:
         sink = _QueueSink(manager.Queue())
         with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
@@ -405,6 +413,6 @@ def _drain(events: Any, display: Any) -> None:
     while True:
         try:
             event = events.get_nowait()
-        except (queue_module.Empty, Exception):  # Ray's queue raises its own Empty
+        except queue_module.Empty:  # Ray's queue raises a subclass
             return
         display.handle(event)

@@ -1,0 +1,436 @@
+"""BO-MRL as a wrapper around a Stable-Baselines3 actor-critic policy (spec §5).
+
+The meta-parameters ``phi`` are the *actor* parameters of an SB3 ``ActorCriticPolicy`` with a
+diagonal-Gaussian action distribution (the paper: MLP 128-128 tanh). Any parameter set is evaluated
+with ``torch.func.functional_call``, so the lower level, the Hessian-vector products and the
+hypergradient never copy modules.
+
+Per task (one meta-training step):
+
+1. ``N`` trajectories with ``pi_phi``; advantages ``A`` = discounted return-to-go centred by the
+   batch mean at each time step (and, by default, scaled to unit standard deviation, which fixes the
+   balance between the surrogate and ``lam * D`` whatever the reward scale).
+2. Lower level: ``theta <- phi``, ``inner_steps`` Adam steps on
+   ``L(theta, phi) = -mean(A * 2 sigmoid(2 r - 2)) / lam + D(phi, theta)``, ``r = pi_theta / pi_phi``
+   (behaviour probabilities fixed), stopping before ``D`` exceeds ``max_divergence``.
+3. ``5N`` trajectories with ``pi_theta'`` give the outer policy gradient ``g = grad_theta J(theta')``.
+4. Implicit hypergradient: ``x = (H + damping I)^-1 g`` by conjugate gradient with Hessian-vector
+   products of ``L`` at ``theta'``; then ``grad_phi J = -grad_phi <grad_theta D(phi, theta)|theta', x>``
+   (``theta'`` and ``x`` fixed; the surrogate term of ``L`` does not depend on ``phi``).
+
+Divergences: ``alg=1`` ``KL(pi_phi || pi_theta)``, ``alg=2`` ``KL(pi_theta || pi_phi)`` (closed-form
+Gaussian KL averaged over the visited states), ``alg=3`` ``||theta - phi||^2``.
+
+Observations are normalised by running statistics that are updated only on meta-training's
+pre-adaptation data and are frozen during every adaptation; :meth:`BOMRL.adapt` folds them into the
+first layer of the returned policy, so SB3's ``predict`` on raw observations is exact.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from torch import nn
+from torch.func import functional_call
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class BOMRLConfig:
+    alg: int = 1
+    lam: float = 0.5
+    n_trajectories: int = 20
+    post_trajectories: int = 100
+    gamma: float = 0.995
+    inner_steps: int = 50
+    inner_lr: float = 1e-3
+    max_divergence: float = 3.0
+    cg_iterations: int = 10
+    cg_damping: float = 1e-2
+    meta_optimizer: str = "adam"
+    meta_lr: float = 1e-3
+    max_kl: float = 0.01
+    normalize_observations: bool = True
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        if self.alg not in (1, 2, 3):
+            raise ValueError(f"alg must be 1, 2 or 3, got {self.alg!r}")
+        for name in ("lam", "inner_lr", "meta_lr", "max_divergence", "max_kl"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("n_trajectories", "post_trajectories", "cg_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.meta_optimizer not in ("adam", "trpo"):
+            raise ValueError(f"meta_optimizer must be 'adam' or 'trpo', got {self.meta_optimizer!r}")
+        if self.inner_steps < 0 or self.cg_damping < 0 or not 0 <= self.gamma <= 1:
+            raise ValueError("inner_steps and cg_damping must be >= 0 and gamma in [0, 1]")
+
+
+@dataclass
+class Batch:
+    """Trajectories of one task: flat over (trajectory, time); ``obs`` already normalised."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+    log_prob: torch.Tensor  # under the behaviour policy, fixed
+    episode_returns: np.ndarray
+
+
+class _Actor(nn.Module):
+    """``obs -> (mean, log_std)`` of an SB3 policy, so ``functional_call`` can swap its parameters."""
+
+    def __init__(self, policy: ActorCriticPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.policy
+        features = p.extract_features(obs, p.pi_features_extractor) if not p.share_features_extractor \
+            else p.extract_features(obs, p.features_extractor)
+        mean = p.action_net(p.mlp_extractor.forward_actor(features))
+        return mean, p.log_std.expand_as(mean)
+
+
+def _gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    """``KL(N_p || N_q)`` of diagonal Gaussians, summed over action dimensions."""
+    var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
+    kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
+    return kl.sum(-1)
+
+
+def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b, strict=True))
+
+
+def conjugate_gradient(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], b: list[torch.Tensor],
+                       iterations: int, damping: float = 0.0) -> list[torch.Tensor]:
+    """Approximately solve ``(H + damping I) x = b`` from Hessian-vector products."""
+    x = [torch.zeros_like(t) for t in b]
+    r = [t.clone() for t in b]
+    p = [t.clone() for t in b]
+    rr = _dot(r, r)
+    for _ in range(iterations):
+        if float(rr) < 1e-20:
+            break
+        Hp = [h + damping * q for h, q in zip(hvp(p), p, strict=True)]
+        alpha = rr / _dot(p, Hp)
+        x = [xi + alpha * pi for xi, pi in zip(x, p, strict=True)]
+        r = [ri - alpha * hi for ri, hi in zip(r, Hp, strict=True)]
+        rr_new = _dot(r, r)
+        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p, strict=True)]
+        rr = rr_new
+    return x
+
+
+class BOMRL:
+    """Bilevel meta-RL around an SB3 ``ActorCriticPolicy`` (or a model with ``.policy``, e.g. PPO)."""
+
+    def __init__(self, policy_or_model, config: BOMRLConfig | None = None, seed: int = 0, **overrides) -> None:
+        policy = getattr(policy_or_model, "policy", policy_or_model)
+        if not isinstance(policy, ActorCriticPolicy) or not isinstance(policy.action_dist, DiagGaussianDistribution):
+            raise ValueError("BOMRL needs an SB3 ActorCriticPolicy with a diagonal-Gaussian action "
+                             f"distribution (Box actions, use_sde=False), got {type(policy).__name__}")
+        if config is not None and overrides:
+            raise ValueError("pass either config or keyword overrides, not both")
+        self.policy = policy
+        self.config = config or BOMRLConfig(**overrides)
+        self._actor = _Actor(policy)
+        actor_prefixes = ("policy.mlp_extractor.policy_net", "policy.action_net", "policy.log_std",
+                          "policy.pi_features_extractor")
+        if policy.share_features_extractor:
+            actor_prefixes += ("policy.features_extractor",)
+        self.actor_names = [n for n, _ in self._actor.named_parameters() if n.startswith(actor_prefixes)]
+        obs_dim = int(np.prod(policy.observation_space.shape))
+        self.obs_rms = RunningMeanStd(shape=(obs_dim,))
+        self.meta_optimizer = torch.optim.Adam(self._phi_parameters(), lr=self.config.meta_lr)
+        self.rng = np.random.default_rng(seed)
+        self.history: list[dict[str, float]] = []
+
+    # --- parameters and distributions --------------------------------------------------------
+    def _phi_parameters(self) -> list[nn.Parameter]:
+        named = dict(self._actor.named_parameters())
+        return [named[n] for n in self.actor_names]
+
+    def phi(self) -> Params:
+        return {n: p.detach().clone() for n, p in zip(self.actor_names, self._phi_parameters(), strict=True)}
+
+    def distribution(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return functional_call(self._actor, params, (obs,))
+
+    def log_prob(self, params: Params, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.distribution(params, obs)
+        return torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        if not self.config.normalize_observations:
+            return obs.astype(np.float32)
+        return ((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)).astype(np.float32)
+
+    # --- data ---------------------------------------------------------------------------------
+    def collect(self, envs: Sequence[gym.Env], params: Params, n_trajectories: int, task=None,
+                deterministic: bool = False) -> tuple[Batch, np.ndarray]:
+        """``n_trajectories`` episodes of ``task`` with the policy ``params`` (envs in lockstep).
+
+        Returns the batch and the raw observations (for the normaliser).
+        """
+        obs_l, act_l, rew_l, raw_l, returns = [], [], [], [], []
+        while len(returns) < n_trajectories:
+            chunk = envs[: n_trajectories - len(returns)]
+            seeds = self.rng.integers(2**31, size=len(chunk))
+            obs = np.stack([e.reset(seed=int(s), options=None if task is None else {"task": task})[0]
+                            for e, s in zip(chunk, seeds, strict=True)])
+            alive = np.ones(len(chunk), dtype=bool)
+            traj_obs, traj_act, traj_rew, traj_raw = [], [], [], []
+            while alive.any():
+                norm = self.normalize(obs)
+                with torch.no_grad():
+                    mean, log_std = self.distribution(params, torch.as_tensor(norm))
+                    act = mean if deterministic else mean + log_std.exp() * torch.randn(mean.shape)
+                act = act.numpy()
+                rewards = np.zeros(len(chunk))
+                next_obs = obs.copy()
+                for i, env in enumerate(chunk):
+                    if alive[i]:
+                        low, high = env.action_space.low, env.action_space.high
+                        o, r, term, trunc, _ = env.step(np.clip(act[i], low, high))
+                        next_obs[i], rewards[i] = o, r
+                        alive[i] = not (term or trunc)
+                traj_obs.append(norm)
+                traj_raw.append(obs)
+                traj_act.append(act)
+                traj_rew.append(np.where(np.isnan(rewards), 0.0, rewards))
+                obs = next_obs
+            # Episodes of one task share the horizon here (all copies run to the same limit).
+            obs_l.append(np.stack(traj_obs, 1))
+            raw_l.append(np.stack(traj_raw, 1))
+            act_l.append(np.stack(traj_act, 1))
+            rew_l.append(np.stack(traj_rew, 1))
+            returns.extend(np.stack(traj_rew, 1).sum(1).tolist())
+        obs_a, act_a, rew_a = (np.concatenate(x, 0) for x in (obs_l, act_l, rew_l))
+        to_go = np.zeros_like(rew_a)
+        acc = np.zeros(rew_a.shape[0])
+        for t in reversed(range(rew_a.shape[1])):
+            acc = rew_a[:, t] + self.config.gamma * acc
+            to_go[:, t] = acc
+        # Centre per time step (the batch mean over trajectories at that step): a single mean over
+        # all steps would penalise early actions just for having more (negative) reward still to come.
+        adv = to_go - to_go.mean(0, keepdims=True)
+        if self.config.normalize_advantages:
+            adv = adv / (adv.std() + 1e-8)
+        obs_t = torch.as_tensor(obs_a.reshape(-1, obs_a.shape[-1]))
+        act_t = torch.as_tensor(act_a.reshape(-1, act_a.shape[-1]), dtype=torch.float32)
+        with torch.no_grad():
+            logp = self.log_prob(params, obs_t, act_t)
+        batch = Batch(obs_t, act_t, torch.as_tensor(adv.reshape(-1), dtype=torch.float32), logp, np.array(returns))
+        return batch, np.concatenate(raw_l, 0).reshape(-1, obs_a.shape[-1])
+
+    # --- lower level --------------------------------------------------------------------------
+    def divergence(self, theta: Params, phi: Params, obs: torch.Tensor) -> torch.Tensor:
+        if self.config.alg == 3:
+            return sum(((theta[n] - phi[n]) ** 2).sum() for n in self.actor_names)
+        m_t, s_t = self.distribution(theta, obs)
+        m_p, s_p = self.distribution(phi, obs)
+        kl = _gaussian_kl(m_p, s_p, m_t, s_t) if self.config.alg == 1 else _gaussian_kl(m_t, s_t, m_p, s_p)
+        return kl.mean()
+
+    def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
+        ratio = (self.log_prob(theta, batch.obs, batch.actions) - batch.log_prob).exp()
+        surrogate = (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
+        return -surrogate / self.config.lam + self.divergence(theta, phi, batch.obs)
+
+    def solve_lower(self, phi: Params, batch: Batch) -> Params:
+        """``inner_steps`` Adam steps from ``phi``; stops before the divergence leaves the trust region."""
+        theta = {n: t.clone().requires_grad_(True) for n, t in phi.items()}
+        optimiser = torch.optim.Adam(theta.values(), lr=self.config.inner_lr)
+        for _ in range(self.config.inner_steps):
+            previous = {n: t.detach().clone() for n, t in theta.items()}
+            optimiser.zero_grad()
+            self.lower_loss(theta, phi, batch).backward()
+            optimiser.step()
+            with torch.no_grad():
+                if float(self.divergence(theta, phi, batch.obs)) > self.config.max_divergence:
+                    theta = {n: t.requires_grad_(True) for n, t in previous.items()}
+                    break
+        return {n: t.detach() for n, t in theta.items()}
+
+    # --- upper level --------------------------------------------------------------------------
+    def policy_gradient(self, theta: Params, batch: Batch) -> list[torch.Tensor]:
+        """REINFORCE estimate of ``grad_theta J`` (centred return-to-go) at ``theta``."""
+        params = {n: t.detach().clone().requires_grad_(True) for n, t in theta.items()}
+        objective = (self.log_prob(params, batch.obs, batch.actions) * batch.advantages).mean()
+        return list(torch.autograd.grad(objective, [params[n] for n in self.actor_names]))
+
+    def hypergradient(self, phi: Params, theta: Params, batch: Batch, g: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``grad_phi J(theta'(phi))`` by implicit differentiation, CG for the Hessian solve."""
+        names = self.actor_names
+        th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
+        ph = {n: phi[n].detach() for n in names}
+        grad_L = torch.autograd.grad(self.lower_loss(th, ph, batch), [th[n] for n in names], create_graph=True)
+
+        def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            return list(torch.autograd.grad(grad_L, [th[n] for n in names], v, retain_graph=True))
+
+        x = conjugate_gradient(hvp, [t.detach() for t in g], self.config.cg_iterations, self.config.cg_damping)
+        return self.cross_term(theta, phi, batch, x)
+
+    def cross_term(self, theta: Params, phi: Params, batch: Batch, x: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``-grad_phi <grad_theta D(phi, theta)|theta', x>`` (the spec's task meta-objective)."""
+        names = self.actor_names
+        th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
+        ph = {n: phi[n].detach().clone().requires_grad_(True) for n in names}
+        grad_D = torch.autograd.grad(self.divergence(th, ph, batch.obs), [th[n] for n in names], create_graph=True)
+        meta_objective = -_dot(grad_D, x)
+        return list(torch.autograd.grad(meta_objective, [ph[n] for n in names], allow_unused=True))
+
+    def meta_step(self, envs: Sequence[gym.Env], tasks: Sequence) -> dict[str, float]:
+        """One meta-iteration over ``tasks``: returns pre/post-adaptation mean episode returns."""
+        phi = self.phi()
+        total = [torch.zeros_like(t) for t in phi.values()]
+        pre, post, states = [], [], []
+        for task in tasks:
+            batch, raw = self.collect(envs, phi, self.config.n_trajectories, task)
+            states.append(batch.obs)
+            theta = self.solve_lower(phi, batch)
+            post_batch, _ = self.collect(envs, theta, self.config.post_trajectories, task)
+            g = self.policy_gradient(theta, post_batch)
+            for acc, h in zip(total, self.hypergradient(phi, theta, batch, g), strict=True):
+                acc += h if h is not None else 0.0
+            pre.append(batch.episode_returns.mean())
+            post.append(post_batch.episode_returns.mean())
+            if self.config.normalize_observations:
+                self.obs_rms.update(raw)
+        direction = [h / len(tasks) for h in total]
+        if self.config.meta_optimizer == "trpo":
+            self._trpo_step(phi, direction, torch.cat(states))
+        else:
+            self.meta_optimizer.zero_grad()
+            for p, h in zip(self._phi_parameters(), direction, strict=True):
+                p.grad = -h  # ascent on J
+            self.meta_optimizer.step()
+        return {"pre_adaptation_return": float(np.mean(pre)), "post_adaptation_return": float(np.mean(post))}
+
+    def _trpo_step(self, phi: Params, gradient: list[torch.Tensor], obs: torch.Tensor) -> None:
+        """Natural-gradient step of mean ``KL(pi_phi_old || pi_phi) = max_kl`` on the meta-batch
+        states, halved until the measured KL respects the bound."""
+        names = self.actor_names
+        mean_old, log_std_old = (t.detach() for t in self.distribution(phi, obs))
+
+        def kl(params: Params) -> torch.Tensor:
+            return _gaussian_kl(mean_old, log_std_old, *self.distribution(params, obs)).mean()
+
+        ph = {n: phi[n].clone().requires_grad_(True) for n in names}
+        grad_kl = torch.autograd.grad(kl(ph), [ph[n] for n in names], create_graph=True)
+
+        def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            return list(torch.autograd.grad(grad_kl, [ph[n] for n in names], v, retain_graph=True))
+
+        step = conjugate_gradient(fvp, gradient, self.config.cg_iterations, self.config.cg_damping)
+        curvature = float(_dot(step, fvp(step)))
+        scale = (2 * self.config.max_kl / max(curvature, 1e-12)) ** 0.5
+        for _ in range(10):
+            candidate = {n: phi[n] + scale * s for n, s in zip(names, step, strict=True)}
+            with torch.no_grad():
+                if float(kl(candidate)) <= self.config.max_kl:
+                    break
+            scale /= 2
+        else:
+            return
+        with torch.no_grad():
+            for p, n in zip(self._phi_parameters(), names, strict=True):
+                p.copy_(candidate[n])
+
+    def meta_train(self, env_id: str, iterations: int, tasks_per_iteration: int = 10,
+                   env_kwargs: dict | None = None, seed: int = 0, callback=None) -> list[dict[str, float]]:
+        """Meta-train on tasks drawn from ``env_id``'s task generator; ``history`` per iteration."""
+        envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(self.config.n_trajectories)]
+        envs[0].reset(seed=seed)
+        for it in range(iterations):
+            tasks = envs[0].unwrapped.sample_tasks(tasks_per_iteration)
+            self.history.append({"iteration": it, **self.meta_step(envs, tasks)})
+            if callback is not None:
+                callback(self, self.history[-1])
+        for env in envs:
+            env.close()
+        return self.history
+
+    # --- meta-test ----------------------------------------------------------------------------
+    def adapted_policy(self, params: Params) -> ActorCriticPolicy:
+        """A plain SB3 policy acting like ``params`` on *raw* observations (normaliser folded in)."""
+        policy = copy.deepcopy(self.policy)
+        actor = _Actor(policy)
+        with torch.no_grad():
+            named = dict(actor.named_parameters())
+            for n in self.actor_names:
+                named[n].copy_(params[n])
+            if self.config.normalize_observations:
+                first = policy.mlp_extractor.policy_net[0]
+                if not isinstance(first, nn.Linear) or policy.features_dim != first.in_features:
+                    raise ValueError("observation normalisation can only be folded into a first Linear layer "
+                                     "of an MLP policy; use normalize_observations=False")
+                std = torch.as_tensor(np.sqrt(self.obs_rms.var + 1e-8), dtype=first.weight.dtype)
+                mean = torch.as_tensor(self.obs_rms.mean, dtype=first.weight.dtype)
+                first.weight.div_(std)
+                first.bias.sub_(first.weight @ mean)
+        return policy
+
+    def adapt(self, env: str | gym.Env, rounds: int = 3, task=None, n_trajectories: int | None = None,
+              eval_episodes: int = 2, env_kwargs: dict | None = None) -> tuple[ActorCriticPolicy, list[float]]:
+        """K rounds of (collect with the current policy -> lower level with it as prior) on one task.
+
+        ``env`` is an id (``n_trajectories`` copies run in lockstep) or one env (episodes run one
+        after another). Returns the adapted SB3 policy and the deterministic return after 0..rounds
+        rounds (mean of ``eval_episodes``). The normaliser stays frozen.
+        """
+        if rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {rounds!r}")
+        n = n_trajectories or self.config.n_trajectories
+        envs = [gym.make(env, **(env_kwargs or {})) for _ in range(n)] if isinstance(env, str) else [env]
+        if task is None:
+            envs[0].reset(seed=int(self.rng.integers(2**31)))
+            task = envs[0].unwrapped.sample_tasks(1)[0]
+        params = self.phi()
+        returns = []
+        for k in range(rounds + 1):
+            evaluation, _ = self.collect(envs[:eval_episodes], params, eval_episodes, task, deterministic=True)
+            returns.append(float(evaluation.episode_returns.mean()))
+            if k < rounds:
+                batch, _ = self.collect(envs, params, n, task)
+                params = self.solve_lower(params, batch)
+        return self.adapted_policy(params), returns
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        cls = type(self.policy)
+        torch.save({
+            "policy_class": f"{cls.__module__}:{cls.__qualname__}",
+            "policy_data": self.policy._get_constructor_parameters(),
+            "policy_state": self.policy.state_dict(),
+            "config": asdict(self.config),
+            "obs_rms": (self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count),
+            "history": self.history,
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BOMRL:
+        data = torch.load(path, weights_only=False)
+        module, name = data["policy_class"].split(":")
+        policy = getattr(importlib.import_module(module), name)(**data["policy_data"])
+        policy.load_state_dict(data["policy_state"])
+        agent = cls(policy, BOMRLConfig(**data["config"]))
+        agent.obs_rms.mean, agent.obs_rms.var, agent.obs_rms.count = data["obs_rms"]
+        agent.history = data["history"]
+        return agent
