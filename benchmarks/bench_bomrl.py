@@ -18,7 +18,7 @@ def task():
 def test_bench_hypergradient(benchmark, task, alg):
     phi = torch.full((16, 4), 0.1, dtype=torch.float64)
     with single_threaded():
-        benchmark(hypergradient, task, phi, alg, fl.LAM_TRAIN["hole"])
+        benchmark(hypergradient, task, phi, alg, fl.LAM_TRAIN[("hole", alg)])
 
 
 def test_bench_exact_evaluation(benchmark, task):

@@ -6,13 +6,17 @@ time), and returns its final state. Zero is every aggregator's empty state, so r
 is multiplying its state by zero, and the step-by-step path is the same code at ``T = 1``.
 
 Adding an aggregator is one small class: subclass :class:`Aggregator` (or :class:`SumAggregator`,
-for the "running sums, then a read-out" kind) and give it a ``name``; it is then available as
-``MetaRecurrentPolicy(aggregator=name)``::
+for the "running sums, then a read-out" kind, which gets the parallel scan, resets and state for
+free) and give it a ``name``; it is then available as ``MetaRecurrentPolicy(aggregator=name)``::
 
-    class RunningRms(SumAggregator):
-        name = "rms"
-        def contributions(self, x): return x * x
-        def readout(self, sums, count): return sums.clamp_min(0).sqrt()
+    class RunningSum(SumAggregator):
+        name = "sum"
+
+        def contributions(self, x):  # what each step adds to the running sums
+            return x
+
+        def readout(self, sums):  # the aggregate, from the sums (zeros = empty)
+            return sums
 """
 
 from __future__ import annotations

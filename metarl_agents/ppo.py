@@ -6,7 +6,10 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
 * Minibatches are sets of envs, each with its full ``n_steps`` sequence; the policy's
   ``evaluate_sequence`` re-runs the memory with gradient from the stored state at the chunk's
   start, so nothing is truncated (sb3-contrib's ``RecurrentPPO`` cuts sequences at minibatch
-  edges and steps its LSTM in Python wherever a sequence holds a reset).
+  edges and steps its LSTM in Python wherever a sequence holds a reset). The sequences are
+  re-laid as their trial segments side by side: exact, since no gradient crosses a memory reset,
+  and the GRU then takes as many sequential steps as the longest segment, not ``n_steps``
+  (only an auxiliary loss that averages over steps, PEARL's 1e-6-weighted KL, also sees padding).
 * The memory state carries over between chunks and resets only at trial starts.
 * Rewards are divided by the running std of the discounted return (no mean subtraction, clip
   Â±10); advantages are normalised over the chunk; the value loss is a Huber loss with the value
@@ -33,7 +36,13 @@ from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explai
 from stable_baselines3.common.vec_env import VecEnv
 
 from metarl_agents.presets import load_preset
-from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, clone_states, select_states
+from metarl_agents.rollout import (
+    ReturnNormalizer,
+    SequenceRolloutBuffer,
+    clone_states,
+    select_states,
+    trial_segments,
+)
 from metarl_agents.vec_env import make_vec_env
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
@@ -259,25 +268,28 @@ class MetaPPO(OnPolicyAlgorithm):
         self._update_learning_rate(policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)
 
-        def tensor(a: np.ndarray) -> th.Tensor:
-            return th.from_numpy(a).to(device)
-
-        obs, actions = tensor(buffer.observations), tensor(buffer.actions)
-        starts, old_values, old_log_probs = tensor(buffer.episode_starts), tensor(buffer.values), tensor(buffer.log_probs)
-        returns, advantages = tensor(buffer.returns), tensor(buffer.advantages)
+        data = {
+            "obs": buffer.observations, "actions": buffer.actions, "starts": buffer.episode_starts,
+            "old_values": buffer.values, "old_log_probs": buffer.log_probs, "returns": buffer.returns,
+            "advantages": buffer.advantages,
+        }
+        data = {key: th.from_numpy(value).to(device) for key, value in data.items()}
         if self.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = data["advantages"]
+            data["advantages"] = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         initial_states = clone_states(buffer.initial_states)
         memory_params, head_params = list(policy.memory_parameters()), list(policy.head_parameters())
 
         stats: dict[str, list[th.Tensor]] = {k: [] for k in ("pg", "value", "entropy", "aux", "clip_fraction", "kl")}
         for _ in range(self.n_epochs):
-            for envs in th.tensor_split(th.randperm(buffer.n_envs), self.n_minibatches):
+            for envs in np.array_split(th.randperm(buffer.n_envs).numpy(), self.n_minibatches):
+                batch, states, valid = self._minibatch(data, initial_states, envs)
                 values, log_prob, entropy, aux_loss = policy.evaluate_sequence(
-                    obs[:, envs], actions[:, envs], starts[:, envs], select_states(initial_states, envs)
+                    batch["obs"], batch["actions"], batch["starts"], states
                 )
-                adv, old_v, ret = advantages[:, envs], old_values[:, envs], returns[:, envs]
-                log_ratio = log_prob - old_log_probs[:, envs]
+                values, log_prob, entropy = values[valid], log_prob[valid], entropy[valid]
+                adv, old_v, ret = (batch[k][valid] for k in ("advantages", "old_values", "returns"))
+                log_ratio = log_prob - batch["old_log_probs"][valid]
                 ratio = th.exp(log_ratio)
                 policy_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
                 values_clipped = old_v + th.clamp(values - old_v, -clip_range, clip_range)
@@ -313,6 +325,19 @@ class MetaPPO(OnPolicyAlgorithm):
         self.logger.record("train/clip_range", clip_range)
         if hasattr(policy, "log_std"):
             self.logger.record("train/std", th.exp(policy.log_std).mean().item())
+
+    def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
+                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor]:
+        """The whole sequences of ``envs``, re-laid as trial segments side by side (exact, see
+        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask."""
+        time_index, segment_env, valid = trial_segments(self.rollout_buffer.episode_starts[:, envs])
+        rows = th.from_numpy(time_index).to(self.device)
+        columns = th.from_numpy(envs[segment_env]).to(self.device)
+        valid_t = th.from_numpy(valid).to(self.device)
+        batch = {key: value[rows, columns] for key, value in data.items()}
+        batch["starts"] = batch["starts"] * valid_t  # padding continues its segment, never resets
+        # A segment after an env's first starts with a reset, so its env's chunk-start state is dropped.
+        return batch, select_states(initial_states, columns), valid_t
 
     def learn(self: SelfMetaPPO, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
               tb_log_name: str = "MetaPPO", reset_num_timesteps: bool = True, progress_bar: bool = False) -> SelfMetaPPO:

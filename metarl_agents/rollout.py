@@ -23,6 +23,27 @@ def clone_states(states: RNNStates) -> RNNStates:
     return RNNStates(tuple(s.clone() for s in states.pi), tuple(s.clone() for s in states.vf))
 
 
+def trial_segments(episode_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``[T, B]`` sequences at trial starts into segments laid side by side, padded at the end.
+
+    The memory is zeroed at a trial start, so no gradient crosses it: running the segments as a
+    batch of ``S`` shorter sequences gives exactly the values and gradients of the ``B`` long ones,
+    with far fewer sequential GRU steps. Returns ``time_index [L, S]``, ``env_index [S]`` (into
+    ``B``) and ``valid [L, S]``; entry ``(l, s)`` is step ``time_index[l, s]`` of env
+    ``env_index[s]`` where ``valid``, and padding (to be masked out) elsewhere.
+    """
+    n_steps = episode_starts.shape[0]
+    cuts = episode_starts.astype(bool)
+    cuts[0] = True  # every env's sequence begins a segment
+    env_index, begin = np.nonzero(cuts.T)  # ordered by env, then time
+    same_env_next = np.append(env_index[1:] == env_index[:-1], False)
+    end = np.where(same_env_next, np.append(begin[1:], n_steps), n_steps)
+    steps = np.arange((end - begin).max())[:, None]
+    valid = steps < (end - begin)[None]
+    time_index = np.minimum(begin[None] + steps, n_steps - 1)
+    return time_index, env_index, valid
+
+
 class ReturnNormalizer:
     """Scale rewards by the running std of the discounted return; no mean subtraction, then clip.
 

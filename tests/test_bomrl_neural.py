@@ -79,6 +79,30 @@ def unflat(vector, like):
     return out
 
 
+class ShortPointTask(PointTask):
+    """Episodes of random length 3..20 (terminates early), to exercise padding and masks."""
+
+    def reset(self, *, seed=None, options=None):
+        out = super().reset(seed=seed, options=options)
+        self.length = int(self.np_random.integers(3, 21))
+        return out
+
+    def step(self, action):
+        self.steps_taken = getattr(self, "steps_taken", 0) + 1
+        obs, r, _, _, info = super().step(action)
+        return obs, r, self.t >= self.length, False, info
+
+
+def test_collect_handles_episodes_of_different_lengths():
+    agent = BOMRL(tiny_policy(), n_trajectories=5, normalize_observations=False)
+    envs = [ShortPointTask() for _ in range(3)]
+    batch, raw = agent.collect(envs, agent.phi(), 7, np.array([0.3]))
+    assert len(batch.episode_returns) == 7
+    # Exactly the steps the envs took: no padding rows.
+    assert len(raw) == len(batch.obs) == len(batch.advantages) == sum(e.steps_taken for e in envs)
+    assert np.all(batch.episode_returns < 0)
+
+
 def test_conjugate_gradient_solves_a_spd_system():
     A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]], dtype=torch.float64)
     b = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)

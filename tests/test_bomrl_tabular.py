@@ -221,11 +221,11 @@ def test_bounds_hold_on_benchmark_tasks(family):
     it tends to 0 while one greedy step leaves a gap -- so it is reported, not asserted.)
     """
     mdps = fl.benchmark_mdps(family)
-    agent = TabularBOMRL(16, 4, alg=1, lam_train=fl.LAM_TRAIN[family])
+    agent = TabularBOMRL(16, 4, alg=1, lam_train=fl.LAM_TRAIN[(family, 1)])
     agent.meta_train(fl.task_sampler(family, seed=1), iterations=5)
     for phi in (torch.zeros(16, 4, dtype=torch.float64), agent.phi):
         lam = fl.LAM_TEST[(family, 1)]
-        report = fl.bound_report(mdps, phi, 1, [lam / 2, lam, 2 * lam, fl.LAM_TRAIN[family]])
+        report = fl.bound_report(mdps, phi, 1, [lam / 2, lam, 2 * lam, fl.LAM_TRAIN[(family, 1)]])
         assert all(b["holds"] for b in report["one_round"])
         assert all(b["holds"] for b in report["alg2_multi_round"])
 

@@ -4,7 +4,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from metarl_agents.aggregators import AGGREGATORS, Aggregator, make_aggregator
+from metarl_agents.aggregators import AGGREGATORS, SumAggregator, make_aggregator
 from metarl_agents.memory import Memory
 from metarl_agents.policies import POLICY_REGISTRY
 from metarl_agents.sequence import (
@@ -211,18 +211,26 @@ def test_gauss_kl_against_closed_form_and_gradients():
 
 
 def test_a_new_aggregator_is_one_small_class():
-    class LastValue(Aggregator):
-        name = "test_last"
+    class RunningSum(SumAggregator):
+        name = "test_sum"
 
-        def forward(self, x, state, seg):
-            return x, x[-1], x.new_zeros(())
+        def contributions(self, x):
+            return x
+
+        def readout(self, sums):
+            return sums
 
     try:
-        mem = Memory(LAYOUT, encoder_hidden=8, aggregator="test_last")
-        latent, state, _ = mem(th.randn(4, 2, LAYOUT["dim"]), th.zeros(4, 2), th.zeros(2, mem.state_size))
-        assert latent.shape == (4, 2, 24) and state.shape == (2, 8 + 4)
+        mem = Memory(LAYOUT, encoder_hidden=8, aggregator="test_sum").double()
+        obs, episode_starts = transitions(6, 2), starts(6, 2, [(3, 1)])
+        latent, state, _ = mem(obs, episode_starts, th.zeros(2, mem.state_size, dtype=th.float64))
+        assert latent.shape == (6, 2, 24) and state.shape == (2, 8 + 4)
+        step_state = th.zeros(2, mem.state_size, dtype=th.float64)
+        for t in range(6):
+            _, step_state, _ = mem(obs[t : t + 1], episode_starts[t : t + 1], step_state)
+        th.testing.assert_close(state, step_state)
     finally:
-        AGGREGATORS.pop("test_last")
+        AGGREGATORS.pop("test_sum")
 
 
 def test_bad_configuration_is_rejected():

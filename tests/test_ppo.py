@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from metarl_agents.evaluation import evaluate_meta
 from metarl_agents.policies import POLICY_REGISTRY, RNNPolicy, SplAggerPolicy
 from metarl_agents.ppo import MetaPPO
-from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states
+from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states, trial_segments
 from metarl_agents.vec_env import make_vec_env
 from metarl_envs.wrappers import TransitionObservation
 
@@ -103,6 +103,41 @@ def test_rollout_values_match_the_sequence_recomputation():
     checker = StopAfterRollout()
     model.learn(4 * 30 * 3, callback=[recorder, checker])
     assert checker.checked
+
+
+def test_trial_segments_give_the_gradients_of_whole_sequences():
+    """Training cuts env sequences at trial starts: exact, because the memory is zeroed there."""
+    starts = np.zeros((12, 3), np.float32)
+    starts[[0, 5], 0] = 1.0
+    starts[[3, 4, 9], 2] = 1.0
+    time_index, env_index, valid = trial_segments(starts)
+    assert env_index.tolist() == [0, 0, 1, 2, 2, 2, 2]
+    assert valid.sum(axis=0).tolist() == [5, 7, 12, 3, 1, 5, 3] and valid.shape == (12, 7)
+    assert [time_index[0, s] for s in range(7)] == [0, 5, 0, 0, 3, 4, 9]
+
+    model = small_model(n_steps=12)
+    model.learn(4 * 12)
+    policy, buffer = model.policy, model.rollout_buffer
+    buffer.episode_starts[:, :3] = starts  # any reset pattern works, the data need not be consistent
+    envs = np.array([2, 0, 1])
+    data = {"obs": th.from_numpy(buffer.observations), "actions": th.from_numpy(buffer.actions),
+            "starts": th.from_numpy(buffer.episode_starts)}
+    states = buffer.initial_states
+
+    def gradients(values):
+        policy.zero_grad()
+        values.square().sum().backward()
+        return [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+
+    full, _, _, _ = policy.evaluate_sequence(data["obs"][:, envs], data["actions"][:, envs], data["starts"][:, envs],
+                                             select_states(states, envs))
+    batch, segment_states, mask = model._minibatch(data, states, envs)
+    assert batch["obs"].shape[1] == 7 and batch["obs"].shape[0] == 12
+    segmented, _, _, _ = policy.evaluate_sequence(batch["obs"], batch["actions"], batch["starts"], segment_states)
+    rows, columns, _ = trial_segments(buffer.episode_starts[:, envs])
+    th.testing.assert_close(segmented[mask], full[rows, columns][mask], rtol=1e-5, atol=1e-6)
+    for a, b in zip(gradients(full), gradients(segmented[mask]), strict=True):
+        th.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_return_normalizer_matches_direct_computation():
@@ -212,6 +247,7 @@ def test_every_registered_policy_trains(name):
     assert any(changed[: len(memory)]) and any(changed[len(memory):])  # the memory is trained end to end
 
 
+@pytest.mark.filterwarnings("ignore:rich is experimental")
 def test_save_load_predict_round_trip(tmp_path):
     model = small_model(n_steps=20)
     model.learn(160, progress_bar=True)

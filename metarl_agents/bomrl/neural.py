@@ -183,60 +183,56 @@ class BOMRL:
     # --- data ---------------------------------------------------------------------------------
     def collect(self, envs: Sequence[gym.Env], params: Params, n_trajectories: int, task=None,
                 deterministic: bool = False) -> tuple[Batch, np.ndarray]:
-        """``n_trajectories`` episodes of ``task`` with the policy ``params`` (envs in lockstep).
+        """``n_trajectories`` episodes of ``task`` with the policy ``params`` (``envs`` in lockstep).
 
-        Returns the batch and the raw observations (for the normaliser).
+        Returns the batch and the raw observations it saw (for the normaliser).
         """
-        obs_l, act_l, rew_l, raw_l, returns = [], [], [], [], []
-        while len(returns) < n_trajectories:
-            chunk = envs[: n_trajectories - len(returns)]
-            seeds = self.rng.integers(2**31, size=len(chunk))
-            obs = np.stack([e.reset(seed=int(s), options=None if task is None else {"task": task})[0]
-                            for e, s in zip(chunk, seeds, strict=True)])
+        episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # obs, raw, act, rew
+        while len(episodes) < n_trajectories:
+            chunk = envs[: n_trajectories - len(episodes)]
+            options = None if task is None else {"task": task}
+            obs = np.stack([e.reset(seed=int(self.rng.integers(2**31)), options=options)[0] for e in chunk])
             alive = np.ones(len(chunk), dtype=bool)
-            traj_obs, traj_act, traj_rew, traj_raw = [], [], [], []
+            steps = []  # (alive mask, normalised obs, raw obs, actions, rewards) per time step
             while alive.any():
                 norm = self.normalize(obs)
                 with torch.no_grad():
                     mean, log_std = self.distribution(params, torch.as_tensor(norm))
-                    act = mean if deterministic else mean + log_std.exp() * torch.randn(mean.shape)
-                act = act.numpy()
-                rewards = np.zeros(len(chunk))
-                next_obs = obs.copy()
-                for i, env in enumerate(chunk):
-                    if alive[i]:
-                        low, high = env.action_space.low, env.action_space.high
-                        o, r, term, trunc, _ = env.step(np.clip(act[i], low, high))
-                        next_obs[i], rewards[i] = o, r
-                        alive[i] = not (term or trunc)
-                traj_obs.append(norm)
-                traj_raw.append(obs)
-                traj_act.append(act)
-                traj_rew.append(np.where(np.isnan(rewards), 0.0, rewards))
+                    act = (mean if deterministic else mean + log_std.exp() * torch.randn(mean.shape)).numpy()
+                rewards, next_obs, was_alive = np.zeros(len(chunk)), obs.copy(), alive.copy()
+                for i in np.flatnonzero(alive):
+                    space = chunk[i].action_space
+                    next_obs[i], rewards[i], term, trunc, _ = chunk[i].step(np.clip(act[i], space.low, space.high))
+                    alive[i] = not (term or trunc)
+                steps.append((was_alive, norm, obs, act, rewards))
                 obs = next_obs
-            # Episodes of one task share the horizon here (all copies run to the same limit).
-            obs_l.append(np.stack(traj_obs, 1))
-            raw_l.append(np.stack(traj_raw, 1))
-            act_l.append(np.stack(traj_act, 1))
-            rew_l.append(np.stack(traj_rew, 1))
-            returns.extend(np.stack(traj_rew, 1).sum(1).tolist())
-        obs_a, act_a, rew_a = (np.concatenate(x, 0) for x in (obs_l, act_l, rew_l))
-        to_go = np.zeros_like(rew_a)
-        acc = np.zeros(rew_a.shape[0])
-        for t in reversed(range(rew_a.shape[1])):
-            acc = rew_a[:, t] + self.config.gamma * acc
+            for i in range(len(chunk)):
+                rows = [step for step in steps if step[0][i]]
+                episodes.append(tuple(np.stack([step[k][i] for step in rows]) for k in range(1, 5)))
+        # Pad to the longest episode; the mask keeps padding out of the batch.
+        T = max(len(e[3]) for e in episodes)
+        mask = np.array([[t < len(e[3]) for t in range(T)] for e in episodes])
+        rewards = np.zeros((len(episodes), T))
+        for j, e in enumerate(episodes):
+            rewards[j, : len(e[3])] = e[3]
+        to_go = np.zeros_like(rewards)
+        acc = np.zeros(len(episodes))
+        for t in reversed(range(T)):
+            acc = rewards[:, t] + self.config.gamma * acc
             to_go[:, t] = acc
-        # Centre per time step (the batch mean over trajectories at that step): a single mean over
-        # all steps would penalise early actions just for having more (negative) reward still to come.
-        adv = to_go - to_go.mean(0, keepdims=True)
+        # Centre per time step (the batch mean over the trajectories still running then): one mean
+        # over all steps would penalise early actions just for having more reward still to come.
+        counts = mask.sum(0)
+        adv = np.where(mask, to_go - (to_go * mask).sum(0) / counts, 0.0)[mask]
         if self.config.normalize_advantages:
             adv = adv / (adv.std() + 1e-8)
-        obs_t = torch.as_tensor(obs_a.reshape(-1, obs_a.shape[-1]))
-        act_t = torch.as_tensor(act_a.reshape(-1, act_a.shape[-1]), dtype=torch.float32)
+        obs_t = torch.as_tensor(np.concatenate([e[0] for e in episodes]))
+        act_t = torch.as_tensor(np.concatenate([e[2] for e in episodes]), dtype=torch.float32)
         with torch.no_grad():
             logp = self.log_prob(params, obs_t, act_t)
-        batch = Batch(obs_t, act_t, torch.as_tensor(adv.reshape(-1), dtype=torch.float32), logp, np.array(returns))
-        return batch, np.concatenate(raw_l, 0).reshape(-1, obs_a.shape[-1])
+        returns = np.array([e[3].sum() for e in episodes])
+        batch = Batch(obs_t, act_t, torch.as_tensor(adv, dtype=torch.float32), logp, returns)
+        return batch, np.concatenate([e[1] for e in episodes])
 
     # --- lower level --------------------------------------------------------------------------
     def divergence(self, theta: Params, phi: Params, obs: torch.Tensor) -> torch.Tensor:
@@ -294,7 +290,8 @@ class BOMRL:
         ph = {n: phi[n].detach().clone().requires_grad_(True) for n in names}
         grad_D = torch.autograd.grad(self.divergence(th, ph, batch.obs), [th[n] for n in names], create_graph=True)
         meta_objective = -_dot(grad_D, x)
-        return list(torch.autograd.grad(meta_objective, [ph[n] for n in names], allow_unused=True))
+        grads = torch.autograd.grad(meta_objective, [ph[n] for n in names], allow_unused=True)
+        return [torch.zeros_like(ph[n]) if g is None else g for n, g in zip(names, grads, strict=True)]
 
     def meta_step(self, envs: Sequence[gym.Env], tasks: Sequence) -> dict[str, float]:
         """One meta-iteration over ``tasks``: returns pre/post-adaptation mean episode returns."""
@@ -308,7 +305,7 @@ class BOMRL:
             post_batch, _ = self.collect(envs, theta, self.config.post_trajectories, task)
             g = self.policy_gradient(theta, post_batch)
             for acc, h in zip(total, self.hypergradient(phi, theta, batch, g), strict=True):
-                acc += h if h is not None else 0.0
+                acc += h
             pre.append(batch.episode_returns.mean())
             post.append(post_batch.episode_returns.mean())
             if self.config.normalize_observations:

@@ -123,7 +123,7 @@ def solve_lower(alg: int, phi: torch.Tensor, ev: Evaluation, lam: float) -> torc
     return solve_alg3(phi, Q, nu, lam)
 
 
-def alg_update(alg: int, lam: float):
+def alg_update(alg: int, lam: float) -> Update:
     """The meta-test update ``logits -> Alg(pi_logits, lam)`` for :func:`adapt`."""
     check_alg(alg)
     check_lam(lam)
