@@ -20,7 +20,7 @@ test-slow: install
 	$(PYTHON) -m pytest -q -m slow
 
 bench: install
-	$(PYTHON) -m pytest benchmarks -q --benchmark-columns=median,ops,rounds
+	$(PYTHON) -m pytest benchmarks -q -o python_files='bench_*.py' --benchmark-columns=median,ops,rounds
 
 lint:
 	$(PYTHON) -m ruff check metarl_envs metarl_agents tests benchmarks

@@ -6,11 +6,13 @@
 (b) SplAgger with its hypernetwork head against SplAgger with a plain head (same 256-128 base
     sizes) on MetaTMaze-v0. Target >= 0.5x.
 
-    python benchmarks/trainer_speed.py                 # both, 2 timed updates per variant
-    python benchmarks/trainer_speed.py --updates 4 --threads 1 --n-steps 700
+    python benchmarks/trainer_speed.py                 # both comparisons, 3 rounds
+    python benchmarks/trainer_speed.py --rounds 5 --threads 1 --n-steps 700
 
-Every variant first runs one untimed update (allocations, first-call costs), then ``--updates``
-timed ones; frames/s counts environment frames (``n_envs * n_steps`` per update).
+All models are built and warmed up (one untimed update) first; then every round times one update
+(rollout + training, ``n_envs * n_steps`` frames) of each variant in turn, and each variant's best
+round is reported. Interleaving and taking the best keep the ratios fair on a shared machine whose
+load changes during the run.
 """
 
 from __future__ import annotations
@@ -60,28 +62,32 @@ def variants(env_ids: list[str], n_steps: int) -> dict[str, Callable[[], BaseAlg
     return out
 
 
-def frames_per_second(make: Callable[[], BaseAlgorithm], updates: int) -> float:
-    model = make()
-    frames = model.n_envs * model.n_steps
-    model.learn(frames)  # warm-up update
-    start = time.perf_counter()
-    model.learn(updates * frames, reset_num_timesteps=False)
-    return updates * frames / (time.perf_counter() - start)
+def measure(models: dict[str, BaseAlgorithm], rounds: int) -> dict[str, float]:
+    """Best frames/s of one update per model over ``rounds`` interleaved rounds."""
+    best = dict.fromkeys(models, 0.0)
+    for model in models.values():
+        model.learn(model.n_envs * model.n_steps)  # warm-up update
+    for _ in range(rounds):
+        for name, model in models.items():
+            frames = model.n_envs * model.n_steps
+            start = time.perf_counter()
+            model.learn(frames, reset_num_timesteps=False)
+            best[name] = max(best[name], frames / (time.perf_counter() - start))
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=["MetaTMaze-v0", "MetaPlanningGame-v0"])
     parser.add_argument("--n-steps", type=int, default=700)
-    parser.add_argument("--updates", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these batch sizes)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    fps = {}
-    for name, make in variants(args.envs, args.n_steps).items():
-        fps[name] = frames_per_second(make, args.updates)
-        print(f"{name:45s} {fps[name]:9.0f} frames/s", flush=True)
-    print(f"\nratios (n_envs {N_ENVS}, n_steps {args.n_steps}, {args.updates} timed updates, {args.threads} thread(s))")
+    fps = measure({name: make() for name, make in variants(args.envs, args.n_steps).items()}, args.rounds)
+    for name, value in fps.items():
+        print(f"{name:45s} {value:9.0f} frames/s")
+    print(f"\nratios (n_envs {N_ENVS}, n_steps {args.n_steps}, best of {args.rounds} rounds, {args.threads} thread(s))")
     for env_id in args.envs:
         ratio = fps[f"{env_id} MetaPPO RNN"] / fps[f"{env_id} RecurrentPPO LSTM"]
         print(f"  {env_id}: MetaPPO / RecurrentPPO = {ratio:.2f}x (target >= 1.5x)")

@@ -72,18 +72,21 @@ class MetaEvalCallback(BaseCallback):
 
     Evaluation ``k`` uses the seed ``seed + k * n_tasks``, so every evaluation sees fresh tasks.
     Each result (with ``frames`` and ``wall_time_s`` added) is appended to ``self.results``, logged
-    as ``eval/meta_episode_return`` and passed to ``on_result`` (e.g. to write it to disk).
+    as ``eval/meta_episode_return`` and passed to ``on_result`` (e.g. to write it to disk). With
+    ``stop_at_return`` training stops once an evaluation reaches it.
     """
 
     def __init__(self, env_id: str, eval_freq: int, n_tasks: int = 16, seed: int = 1_000_000,
                  env_kwargs: dict[str, Any] | None = None,
-                 on_result: Callable[[dict[str, Any]], None] | None = None, verbose: int = 0) -> None:
+                 on_result: Callable[[dict[str, Any]], None] | None = None, stop_at_return: float | None = None,
+                 verbose: int = 0) -> None:
         super().__init__(verbose)
         if isinstance(eval_freq, bool) or not isinstance(eval_freq, (int, np.integer)) or eval_freq < 1:
             raise ValueError(f"eval_freq must be an integer >= 1 (frames), got {eval_freq!r}")
         self.env_id, self.eval_freq, self.n_tasks, self.seed = env_id, int(eval_freq), n_tasks, seed
-        self.env_kwargs, self.on_result = env_kwargs, on_result
+        self.env_kwargs, self.on_result, self.stop_at_return = env_kwargs, on_result, stop_at_return
         self.results: list[dict[str, Any]] = []
+        self.solved = False  #: the last evaluation reached ``stop_at_return``
         self._next_eval = 0
         self._t0 = time.time()
 
@@ -92,7 +95,7 @@ class MetaEvalCallback(BaseCallback):
         self._next_eval = self.num_timesteps
 
     def _on_step(self) -> bool:
-        return True
+        return not self.solved
 
     def _on_rollout_start(self) -> None:
         # Evaluate before collecting, so frame 0 (the untrained agent) is on the curve.
@@ -100,7 +103,7 @@ class MetaEvalCallback(BaseCallback):
             self.evaluate()
 
     def _on_training_end(self) -> None:
-        if not self.results or self.results[-1]["frames"] != self.num_timesteps:
+        if not self.solved and (not self.results or self.results[-1]["frames"] != self.num_timesteps):
             self.evaluate()
 
     def evaluate(self) -> dict[str, Any]:
@@ -109,6 +112,7 @@ class MetaEvalCallback(BaseCallback):
         result.update(frames=int(self.num_timesteps), wall_time_s=round(time.time() - self._t0, 3), seed=seed)
         self.results.append(result)
         self._next_eval = self.num_timesteps + self.eval_freq
+        self.solved = self.stop_at_return is not None and result["meta_episode_return"] >= self.stop_at_return
         self.logger.record("eval/meta_episode_return", result["meta_episode_return"])
         if self.verbose:
             print(f"frames {result['frames']}: meta-episode return {result['meta_episode_return']:.3f}")

@@ -1,8 +1,8 @@
 """One rollout chunk kept as whole env sequences, and the reward scaling MetaPPO uses.
 
-SB3's recurrent buffer cuts the chunk into fixed-length pieces; MetaPPO instead backpropagates
-through each env's whole ``n_steps`` sequence, so everything is stored time-major as ``[T, N]``
-arrays plus the memory state of every env at the chunk's start.
+sb3-contrib's recurrent buffer cuts the chunk into sequences at minibatch edges; MetaPPO instead
+backpropagates through each env's whole ``n_steps`` sequence, so everything is stored time-major
+as ``[T, N]`` arrays plus the memory state of every env at the chunk's start.
 """
 
 from __future__ import annotations

@@ -125,9 +125,9 @@ def gru_with_resets(gru: nn.GRU, x: th.Tensor, h0: th.Tensor, seg: Segments) -> 
 
     Time is cut at every step where some copy resets; each piece is one ``nn.GRU`` call over the
     whole batch, entered with the hidden state zeroed for the copies that reset there. Without
-    resets after step 0 that is a single call. (Measured on CPU, 700 steps x 16 copies with two
-    resets per copy: this is within 25 % of the reset-free call, while packing every segment as its
-    own sequence costs 3x in the backward pass and a Python loop over steps 2x.)
+    resets after step 0 that is a single call. (CPU, 700 steps x 16 copies, two resets per copy,
+    forward + backward: 0.9 s, the same as one reset-free call; a Python loop over steps takes 1.4 s
+    and packing every segment as its own sequence 18 s, its backward being slow.)
     """
     starts = th.nonzero(seg.resets[1:].any(dim=1)).flatten().add(1).tolist() if seg.inner_resets else []
     bounds = [0, *starts, x.shape[0]]

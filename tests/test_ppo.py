@@ -1,7 +1,5 @@
 """MetaPPO: rollout bookkeeping (state carry-over, resets, bootstraps), reward scaling, GAE, save/load."""
 
-import json
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl_agents.evaluation import evaluate_meta
+from metarl_agents.evaluation import MetaEvalCallback, evaluate_meta
 from metarl_agents.policies import POLICY_REGISTRY, RNNPolicy, SplAggerPolicy
 from metarl_agents.ppo import MetaPPO
 from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states, trial_segments
@@ -235,6 +233,17 @@ def test_time_limit_truncation_bootstraps_from_the_value():
     assert seen["bootstrap"][4, 0] == pytest.approx(model.gamma * values[-1].item(), rel=1e-4)
 
 
+def test_eval_callback_curve_and_early_stop():
+    model = small_model(n_steps=10)
+    callback = MetaEvalCallback("MetaTMaze-v0", eval_freq=80, n_tasks=2, env_kwargs={"length": 10})
+    model.learn(200, callback=callback)
+    assert [r["frames"] for r in callback.results] == [0, 80, 160, 200]
+    assert len({r["seed"] for r in callback.results}) == 4  # fresh tasks at every evaluation
+    stopper = MetaEvalCallback("MetaTMaze-v0", eval_freq=80, n_tasks=2, env_kwargs={"length": 10}, stop_at_return=-1e9)
+    model.learn(10_000, callback=stopper)
+    assert stopper.solved and len(stopper.results) == 1 and model.num_timesteps == 4
+
+
 @pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
 def test_every_registered_policy_trains(name):
     env = make_vec_env("MetaTMaze-v0", 4, seed=0, length=10)
@@ -245,6 +254,17 @@ def test_every_registered_policy_trains(name):
     assert model.num_timesteps == 40
     changed = [not th.equal(a, b) for a, b in zip(before, memory + head, strict=True)]
     assert any(changed[: len(memory)]) and any(changed[len(memory):])  # the memory is trained end to end
+
+
+def test_continuous_actions_and_cheetah_time_limit():
+    """MuJoCo ids go through DummyVecEnv; their 200-step trials are time-limit cuts that bootstrap."""
+    env = make_vec_env("MetaCheetahVel-v0", 2, seed=0)
+    model = MetaPPO("SplAgger", env, n_steps=210, n_minibatches=2, policy_kwargs=SMALL, device="cpu")
+    model.learn(420)
+    buffer = model.rollout_buffer
+    assert buffer.actions.shape == (210, 2, 6) and buffer.actions.dtype == np.float32
+    assert np.argwhere(buffer.bootstrap != 0).tolist() == [[199, 0], [199, 1]]
+    assert np.argwhere(buffer.episode_starts).tolist() == [[0, 0], [0, 1], [200, 0], [200, 1]]
 
 
 @pytest.mark.filterwarnings("ignore:rich is experimental")
@@ -297,11 +317,10 @@ def test_learns_a_short_tmaze():
 
 
 @pytest.mark.slow
-def test_splagger_solves_tmaze_with_the_paper_preset(tmp_path):
-    """spec/benchmarks.md §3: meta-episode return >= 15.5 of 16 within 1.5 M frames (seed 73)."""
-    from metarl_agents.train_cli import main
-
-    assert main(["--env", "MetaTMaze-v0", "--agent", "SplAgger", "--seed", "73", "--out", str(tmp_path)]) == 0
-    curve = json.loads((tmp_path / "eval.json").read_text())["curve"]
-    assert curve[-1]["frames"] >= 1_500_000
-    assert max(point["meta_episode_return"] for point in curve) >= 15.5, curve
+def test_splagger_solves_tmaze_with_the_paper_preset():
+    """spec/benchmarks.md §3: meta-episode return >= 15.5 of 16 within 1.5 M frames (seed 73, lr 1e-3)."""
+    model = MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", seed=73, device="cpu")
+    callback = MetaEvalCallback("MetaTMaze-v0", eval_freq=50_000, seed=1_000_073, stop_at_return=15.5, verbose=1)
+    model.learn(1_500_000, callback=callback)
+    curve = [(r["frames"], r["meta_episode_return"]) for r in callback.results]
+    assert callback.solved and curve[-1][0] <= 1_500_000, curve

@@ -104,6 +104,13 @@ def test_fallback_without_vector_entry_point():
         np.testing.assert_array_equal(env.step(a)[0], reference.step(a)[0])
 
 
+def test_mujoco_ids_fall_back_to_dummy_vec_env():
+    env = make_vec_env("MetaCheetahDir-v0", 2, seed=0)
+    assert isinstance(env, DummyVecEnv)
+    assert env.reset().shape == (2, 20 + 6 + 1 + 20)  # concat(s_prev, a_prev, r_prev, s)
+    assert "inner_episode" in env.reset_infos[0] and "episode" not in env.reset_infos[0]
+
+
 def test_attribute_access_and_bad_input():
     env = make_vec_env("MetaTMaze-v0", 4, seed=0)
     assert env.get_attr("task_space") == [env.venv.unwrapped.task_space] * 4
