@@ -142,6 +142,7 @@ class TrialRunner:
         self._limit = np.int64(core.per_episode_limit)
         self._last_episode = np.int64(self.episodes_per_trial - 1)
         self._none = np.zeros(n, dtype=bool)
+        self._flag_set = False  # whether some copy shows the boundary flag (cleared on the next step)
         base = core.observation_space
         # Families with a Discrete observation (a cell index) write the index into column 0.
         self.discrete_obs = isinstance(base, spaces.Discrete)
@@ -196,13 +197,15 @@ class TrialRunner:
         """
         core = self.core
         reward, over = core.step(actions, self.rng)
-        self.t += self._one
-        self.episode_return += reward
+        # Out-of-place arithmetic: on tiny arrays numpy's in-place path costs twice as much.
+        self.t = self.t + self._one
+        self.episode_return = self.episode_return + reward
         timeout = self.t >= self._limit
-        over |= timeout
+        over = over | timeout
         result = {"reward": reward, "episode_end": over}
-        if self.has_flag:
+        if self._flag_set:
             self._obs[:, -1] = 0.0
+            self._flag_set = False
         if np.count_nonzero(over):
             trial_end = over & (self.episode == self._last_episode)
             result["episode_return"] = self.episode_return.copy()
@@ -216,6 +219,7 @@ class TrialRunner:
                 core.start_episodes(idx, self.rng)
                 if self.has_flag:
                     self._obs[idx, -1] = 1.0
+                    self._flag_set = True
             result["trial_end"] = trial_end
             result["truncated"] = trial_end & timeout if core.limit_is_truncation else self._none
         else:

@@ -226,6 +226,11 @@ class FrozenLakeCore(FamilyCore):
         self.pos = np.zeros(num_envs, dtype=np.int64)
         self.last_action = np.full(num_envs, -1, dtype=np.int64)
         self._rows = np.arange(num_envs)
+        self._never = np.zeros(num_envs, dtype=bool)
+        # Per-copy lookup tables, refreshed when tasks change: a step is then two gathers.
+        self._next_cell = np.zeros((num_envs, N_CELLS, 4), dtype=np.int64)
+        self._cell_reward = np.zeros((num_envs, N_CELLS))
+        self.set_tasks(self._rows, self.tasks)
 
     # --- tasks -----------------------------------------------------------------------------
     def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
@@ -251,6 +256,14 @@ class FrozenLakeCore(FamilyCore):
     def transition_model(self, task: Any) -> tuple[np.ndarray, np.ndarray]:
         return transition_model(self.check_task(task), self.kind, self.slippery)
 
+    def set_tasks(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        self.tasks[idx] = tasks
+        cells = np.arange(N_CELLS)
+        codes = self.tasks[idx]
+        stays = absorbing(codes, cells, self.kind)  # (n, 16)
+        self._next_cell[idx] = np.where(stays[:, :, None], cells[None, :, None], MOVES[None])
+        self._cell_reward[idx] = cell_rewards(codes, cells, self.kind)
+
     # --- dynamics --------------------------------------------------------------------------
     def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
         self.pos[idx] = START
@@ -260,11 +273,9 @@ class FrozenLakeCore(FamilyCore):
         directions = actions
         if self.slippery:
             directions = (actions + np.floor(3.0 * rng.uniform(1)[:, 0]).astype(np.int64) - 1) % 4
-        stays = absorbing(self.tasks[self._rows, self.pos], self.pos, self.kind)
-        self.pos = np.where(stays, self.pos, MOVES[self.pos, directions])
-        self.last_action[:] = actions
-        reward = cell_rewards(self.tasks[self._rows, self.pos], self.pos, self.kind)
-        return reward, np.zeros(self.num_envs, dtype=bool)
+        self.pos = self._next_cell[self._rows, self.pos, directions]
+        self.last_action = actions
+        return self._cell_reward[self._rows, self.pos], self._never
 
     def observe(self, out: np.ndarray) -> None:
         if self.observation == "index":

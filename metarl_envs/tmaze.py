@@ -72,6 +72,27 @@ _END_REWARD = np.array([WRONG_REWARD, CORRECT_REWARD])
 _NOISE_VALUE = np.array([1.0, -1.0], dtype=np.float32)
 
 
+def _longshort_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long-Short outcomes indexed by ``((at_end * 4 + action) * 2 + noise_bit) * 2 + goal_arm``."""
+    reward, moved, decided = np.zeros(32), np.zeros(32, dtype=np.int64), np.zeros(32, dtype=bool)
+    for at_end in (0, 1):
+        for action in range(4):
+            for noise_bit in (0, 1):
+                for goal_arm in (0, 1):
+                    code = ((at_end * 4 + action) * 2 + noise_bit) * 2 + goal_arm
+                    answer = action - UP  # 0 UP, 1 DOWN; negative for LEFT/RIGHT (no-ops)
+                    if at_end and answer >= 0:
+                        decided[code] = True
+                        reward[code] = CORRECT_REWARD if answer == goal_arm else WRONG_REWARD
+                    elif not at_end and answer == noise_bit:
+                        moved[code] = 1
+                        reward[code] = CHECK_REWARD
+    return reward, moved, decided
+
+
+_LONGSHORT_REWARD, _LONGSHORT_MOVE, _LONGSHORT_DECIDED = _longshort_tables()
+
+
 class TMazeCore(FamilyCore):
     """The forced-right T-maze with a visible indicator (``MetaTMaze-v0``); base of the variants.
 
@@ -127,6 +148,7 @@ class TMazeCore(FamilyCore):
         """The rewarded arm (0 UP, 1 DOWN) from the indicator bits of each task."""
         return bits[:, 0]
 
+
     def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
         """Indicator value shown at each indicator position for ``task``."""
         return {self.indicator_pos: float(task[0])}
@@ -158,13 +180,12 @@ class TMazeCore(FamilyCore):
             # Every move goes right; at the junction LEFT/UP (even) read as UP, RIGHT/DOWN (odd) as DOWN.
             decided = at_end
             reward = _END_REWARD[((actions & 1) == self.goal_arm).view(np.int8)] * at_end
-            self.pos += ~at_end
+            self.pos = self.pos + ~at_end
         else:
-            answer = actions - UP  # 0 UP, 1 DOWN; negative for LEFT/RIGHT
-            moved = (answer == self.noise_bit) & ~at_end
-            decided = at_end & (answer >= 0)
-            reward = _END_REWARD[(answer == self.goal_arm).view(np.int8)] * decided + moved * CHECK_REWARD
-            self.pos += moved
+            # One gather from a table over (at the junction, action, noise bit, goal arm).
+            code = ((at_end.view(np.int8) * 4 + actions) * 2 + self.noise_bit) * 2 + self.goal_arm
+            reward, moved, decided = _LONGSHORT_REWARD[code], _LONGSHORT_MOVE[code], _LONGSHORT_DECIDED[code]
+            self.pos = self.pos + moved
         self.noise_bit = self.noise_bits(rng.uniform(1)[:, 0], slice(None))
         return reward, decided
 
