@@ -122,9 +122,9 @@ class MetaPPO(OnPolicyAlgorithm):
             _init_setup_model=False,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        for name, value, low in (("n_steps", n_steps, 1), ("n_epochs", n_epochs, 1), ("n_minibatches", n_minibatches, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name, value in (("n_steps", n_steps), ("n_epochs", n_epochs), ("n_minibatches", n_minibatches)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.env is not None and n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches={n_minibatches} exceeds n_envs={self.n_envs}: a minibatch is a set of envs")
         self.n_epochs = n_epochs
