@@ -9,15 +9,6 @@ import torch as th
 from metarl_agents.heads import HyperHead, HyperLinear, MlpHead, RunningNorm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second thread only adds synchronisation (and contention in CI)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("discrete", [True, False])
 def test_bias_hyperinit_generated_networks_ignore_the_latent(discrete):
     th.manual_seed(0)

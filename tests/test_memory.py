@@ -23,15 +23,6 @@ MEMORY_KEYS = ("encoder", "split", "aggregator", "aggregator_kwargs")
 MODELS = {name: {k: v for k, v in cls.preset.items() if k in MEMORY_KEYS} for name, cls in POLICY_REGISTRY.items()}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second thread only adds synchronisation (and contention in CI)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
 def memory(name: str, hidden: int = 16, seed: int = 0) -> Memory:
     th.manual_seed(seed)
     return Memory(LAYOUT, encoder_hidden=hidden, **MODELS[name]).double()

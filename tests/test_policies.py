@@ -18,15 +18,6 @@ from metarl_envs.wrappers import TransitionObservation, TransitionObservationVec
 SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: a second thread only adds synchronisation (and contention in CI)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
 class _TrialIndexAsInnerEpisode(gym.Wrapper):
     """SB3 reserves info["episode"] for Monitor; the families use it for the inner-episode index."""
 

@@ -20,15 +20,6 @@ from metarl_envs.wrappers import TransitionObservation
 SMALL = {"encoder_hidden": 32, "head": "mlp", "net_arch": (32,), "head_state_dim": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train fastest on one thread; several threads on shared cores crawl."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
-
-
 def small_model(n_steps=25, **kwargs):
     env = make_vec_env("MetaTMaze-v0", 4, seed=0, length=10)
     return MetaPPO(RNNPolicy, env, n_steps=n_steps, n_minibatches=2, policy_kwargs=SMALL, seed=0, device="cpu", **kwargs)
