@@ -43,6 +43,13 @@ def test_round_trip(tmp_path):
             store.runs(status="done")
 
 
+def test_new_store_creates_its_folder(tmp_path):
+    db = tmp_path / "new" / "nested" / "results.db"
+    with ResultStore(db) as store:
+        assert store.runs() == []
+    assert db.is_file()
+
+
 def test_schema_version_wal_and_application_id(tmp_path):
     db = tmp_path / "results.db"
     ResultStore(db).close()

@@ -138,8 +138,9 @@ class ResultStore:
         self.path = Path(path)
         _check_file_is_ours_or_absent(self.path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a new store may name a new folder
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open result database {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         try:
