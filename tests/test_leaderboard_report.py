@@ -49,6 +49,8 @@ def report(tmp_path_factory):
                 add_run(store, spec(agent, lr, seed), FRAMES, [v + offset for v in curve])
         # unfinished: must not count anywhere
         add_run(store, spec("SplAgger", 3e-3, 73), FRAMES[:2], [100.0, 100.0], finished=False)
+        # registered but never started: no machine or versions to report
+        store.register_run(spec("SplAgger", 3e-3, 20).store_fields())
         # the paper's budget is another group, never mixed with the reduced one
         add_run(store, spec("SplAgger", 1e-3, 73, frames=1_500_000), [750_000, 1_500_000], [10.0, 16.0])
     markdown = write_report(db, tmp_path / "out")
@@ -107,7 +109,8 @@ def test_markdown_states_budget_machine_and_versions_above_the_tables(report):
     assert "1,000 frames per run — **REDUCED BUDGET** (paper: 1,500,000)" in reduced
     assert "Machine: bench-box: Test CPU 9000, 2 cores, Linux-test" in reduced
     assert "Versions: metarl 0.1.0, torch 2.13.0" in reduced
-    assert "Runs: 12 finished, 1 unfinished (not counted)" in reduced
+    assert "Runs: 12 finished, 2 unfinished (not counted)" in reduced
+    assert "None" not in reduced  # the run that never started adds no empty machine line
     for table in ("### Ranked by final", "### Ranked by mean-over-run", "### Every learning rate"):
         caption = reduced[reduced.index(table):].splitlines()[2]
         assert "REDUCED BUDGET" in caption and "bench-box" in caption

@@ -105,13 +105,14 @@ class Group:
         return text
 
     def machines(self) -> list[str]:
+        """The machines the group's runs trained on (runs not started yet have none)."""
         return sorted({
             f"{r.machine.get('hostname')}: {r.machine.get('cpu')}, {r.machine.get('cpu_count')} cores, "
-            f"{r.machine.get('platform')}" for r in self.runs
+            f"{r.machine.get('platform')}" for r in self.runs if r.machine
         })
 
     def versions(self) -> list[str]:
-        return sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in self.runs})
+        return sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in self.runs if r.versions})
 
 
 def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[Group]:
