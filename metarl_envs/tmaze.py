@@ -148,7 +148,6 @@ class TMazeCore(FamilyCore):
         """The rewarded arm (0 UP, 1 DOWN) from the indicator bits of each task."""
         return bits[:, 0]
 
-
     def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
         """Indicator value shown at each indicator position for ``task``."""
         return {self.indicator_pos: float(task[0])}
@@ -168,7 +167,7 @@ class TMazeCore(FamilyCore):
     # --- dynamics --------------------------------------------------------------------------
     def noise_bits(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
         """Noise bits (0 for +1, 1 for -1) from uniforms; fair coins here."""
-        return (u >= 0.5).view(np.int8).astype(np.int64)
+        return (u >= 0.5).astype(np.int64)
 
     def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
         self.pos[idx] = 0
@@ -268,7 +267,7 @@ class LatentCore(TMazeCore):
         self.p_plus[idx] = np.where(self.goal_arm[idx] == 0, self.p_up, self.p_down)
 
     def noise_bits(self, u: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        return (u >= self.p_plus[idx]).view(np.int8).astype(np.int64)
+        return (u >= self.p_plus[idx]).astype(np.int64)
 
     def indicator_cells(self, task: np.ndarray) -> dict[int, float]:
         return {}
