@@ -3,7 +3,8 @@
 Each aggregator turns ``x [T, B, in_dim]`` into ``out [T, B, out_dim]`` given its state at ``t = 0``
 and the reset positions, over the whole sequence at once (segmented cumulative max / sum along
 time), and returns its final state. Zero is every aggregator's empty state, so resetting a memory
-is multiplying its state by zero, and the step-by-step path is the same code at ``T = 1``.
+is multiplying its state by zero. :meth:`Aggregator.step` is the one-step update of the rollout
+(the scan at ``T = 1`` without building segments); it gives the same numbers.
 
 Adding an aggregator is one small class: subclass :class:`Aggregator` (or :class:`SumAggregator`,
 for the "running sums, then a read-out" kind, which gets the parallel scan, resets and state for
@@ -55,6 +56,16 @@ class Aggregator(nn.Module):
         """Return ``(out [T, B, out_dim], final state [B, state_dim], auxiliary loss (scalar))``."""
         raise NotImplementedError
 
+    def step(self, x: th.Tensor, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """One step without resets: ``x [B, in_dim]``, ``state [B, state_dim]`` -> ``(out, new state)``.
+
+        Subclasses override this with their direct update; this fallback runs :meth:`forward` at
+        ``T = 1``.
+        """
+        no_reset = Segments.from_starts(x.new_zeros(1, x.shape[0]))
+        out, new_state, _ = self(x.unsqueeze(0), state, no_reset)
+        return out[0], new_state
+
 
 class MaxAggregator(Aggregator):
     """``m_t = max(m_{t-1}, x_t)``, ``m = 0`` initially (not ``-inf``), ordinary max gradients."""
@@ -64,6 +75,10 @@ class MaxAggregator(Aggregator):
     def forward(self, x, state, seg):
         out = segment_cummax(x, state, seg)
         return out, out[-1], x.new_zeros(())
+
+    def step(self, x, state):
+        out = th.maximum(state, x)
+        return out, out
 
 
 class StraightThroughMaxAggregator(MaxAggregator):
@@ -98,6 +113,10 @@ class SumAggregator(Aggregator):
     def forward(self, x, state, seg):
         sums = segment_cumsum(self.contributions(x), state, seg)
         return self.readout(sums), sums[-1], self.auxiliary_loss(sums, state, seg)
+
+    def step(self, x, state):
+        sums = state + self.contributions(x)
+        return self.readout(sums), sums
 
     def auxiliary_loss(self, sums: th.Tensor, state: th.Tensor, seg: Segments) -> th.Tensor:
         return sums.new_zeros(())

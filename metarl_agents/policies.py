@@ -14,11 +14,11 @@ both from one latent), whose flat state ``[B, state_size]`` is zero-padded to ``
 split into the ``(h, c)`` pair of shape ``(1, B, hidden_size)``; ``vf`` holds the same pair as ``pi``.
 Zeros are the empty memory, exactly as RecurrentPPO initialises and resets it.
 
-Observation statistics (the head's running normalisation) are updated in :meth:`forward` only --
-the rollout path of both RecurrentPPO and MetaPPO -- never by ``predict``, ``predict_values``,
-``evaluate_actions`` or :meth:`evaluate_sequence`, so evaluation and the PPO update see fixed
-statistics. Set ``policy.update_obs_norm = False`` to freeze them (e.g. when evaluating through
-``forward``).
+Observation statistics (the head's running normalisation) change only through
+:meth:`~MetaRecurrentPolicy.update_obs_statistics`: :meth:`forward` (RecurrentPPO's rollout step)
+calls it every step, MetaPPO once per chunk after the update (its rollouts use :meth:`step`, which
+leaves them alone); ``predict``, ``predict_values``, ``evaluate_actions`` and :meth:`evaluate_sequence`
+never do, so evaluation sees fixed statistics. Set ``policy.update_obs_norm = False`` to freeze them.
 """
 
 from __future__ import annotations
@@ -211,18 +211,44 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
     def forward(
         self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
-        """One rollout step for a batch of copies; updates the observation statistics (see module doc)."""
+        """One rollout step of sb3-contrib's RecurrentPPO: updates the observation statistics (see the
+        module docstring), then :meth:`step`."""
+        self.update_obs_statistics(obs)
+        return self.step(obs, lstm_states, episode_starts, deterministic)
+
+    def step(
+        self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
+        """One step for a batch of copies: ``(actions, values [B, 1], log_prob, new states)``.
+
+        :meth:`forward` without the statistics update. Rollouts are a loop over single steps at small
+        batch, where per-call overhead outweighs arithmetic, so this path skips the sequence machinery
+        (:meth:`Memory.step`) and, for Discrete actions, SB3's distribution objects.
+        """
         obs = obs.reshape(obs.shape[0], -1).to(th.float32)
-        if self.update_obs_norm:
-            self.head.state.norm.update(obs[:, self.layout["slices"]["s"]])
-        action_out, values, new_states, _ = self._run(
-            obs.unsqueeze(0), episode_starts.reshape(1, -1), lstm_states.pi, sample=not deterministic
-        )
-        distribution = self._distribution(action_out[0])
-        actions = distribution.get_actions(deterministic=deterministic)
-        log_prob = distribution.log_prob(actions)
-        actions = actions.reshape((-1, *self.action_space.shape))
-        return actions, values.reshape(-1, 1), log_prob, RNNStates(new_states, new_states)
+        keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
+        latent, state = self.memory.step(obs, self._unpack(lstm_states.pi) * keep, sample=not deterministic)
+        action_out, values = self.head(obs[:, self.layout["slices"]["s"]], latent)
+        if isinstance(self.action_space, spaces.Discrete):
+            log_probs = th.log_softmax(action_out, dim=-1)
+            # Gumbel-max: argmax(log p - log E), E ~ Exp(1), is a sample of p (cheaper than multinomial)
+            noise = 0.0 if deterministic else th.empty_like(log_probs).exponential_().log()
+            actions = (log_probs - noise).argmax(-1)
+            log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        else:
+            distribution = self._distribution(action_out)
+            actions = distribution.get_actions(deterministic=deterministic)
+            log_prob = distribution.log_prob(actions)
+        packed = self._pack(state)
+        return actions.reshape((-1, *self.action_space.shape)), values.reshape(-1, 1), log_prob, RNNStates(packed, packed)
+
+    def update_obs_statistics(self, obs: th.Tensor) -> None:
+        """Add transition observations ``[..., dim]`` to the running statistics of the head's state input
+        (nothing while ``update_obs_norm`` is False)."""
+        if not self.update_obs_norm:
+            return
+        obs = th.as_tensor(obs, device=self.device).reshape(-1, self.layout["dim"])
+        self.head.state.norm.update(obs[:, self.layout["slices"]["s"]])
 
     def get_distribution(
         self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor

@@ -14,6 +14,8 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
 * Rewards are divided by the running std of the discounted return (no mean subtraction, clip
   Â±10); advantages are normalised over the chunk; the value loss is a Huber loss with the value
   clipped at the PPO clip range; memory and head gradients are clipped separately.
+* The head's observation statistics are updated once per chunk, after its update (the rollout
+  and the update of a chunk see the same statistics; RecurrentPPO updates them every step).
 * Bootstrapping stops only at trial ends; a trial cut by a time limit bootstraps from the value
   of its last observation. PEARL's KL term enters through the policy's ``aux_loss``.
 """
@@ -48,7 +50,8 @@ from metarl_agents.vec_env import make_vec_env
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 
 #: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
-POLICY_API = ("initial_states", "evaluate_sequence", "memory_parameters", "head_parameters")
+POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statistics", "memory_parameters",
+              "head_parameters")
 #: Preset keys that are MetaPPO constructor arguments.
 PRESET_PPO_KEYS = (
     "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda", "ent_coef", "vf_coef",
@@ -215,7 +218,7 @@ class MetaPPO(OnPolicyAlgorithm):
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
                 starts_tensor = th.as_tensor(episode_starts, dtype=th.float32, device=device)
-                actions, values, log_probs, states = policy(obs_tensor, states, starts_tensor)
+                actions, values, log_probs, states = policy.step(obs_tensor, states, starts_tensor)
             actions = actions.cpu().numpy()
             env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
             new_obs, rewards, dones, infos = env.step(env_actions)
@@ -311,6 +314,9 @@ class MetaPPO(OnPolicyAlgorithm):
                                        ("kl", ((ratio - 1) - log_ratio).mean())):
                         stats[key].append(th.as_tensor(value).detach())
             self._n_updates += 1
+        # Once per chunk, after the update: the rollout and the update of a chunk see the same
+        # observation statistics, so the probability ratio starts at exactly 1.
+        policy.update_obs_statistics(data["obs"])
 
         means = {k: th.stack(v).mean().item() for k, v in stats.items()}
         self.logger.record("train/policy_gradient_loss", means["pg"])

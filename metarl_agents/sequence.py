@@ -139,3 +139,12 @@ def gru_with_resets(gru: nn.GRU, x: th.Tensor, h0: th.Tensor, seg: Segments) -> 
         outputs.append(out)
     out = outputs[0] if len(outputs) == 1 else th.cat(outputs, dim=0)
     return out, h[0]
+
+
+def gru_step(gru: nn.GRU, x: th.Tensor, h: th.Tensor) -> th.Tensor:
+    """One step of ``gru`` for a batch, ``x [B, I]``, ``h [B, H]`` -> ``[B, H]``: the rollout's path.
+
+    ``torch.gru_cell`` on the GRU's own weights gives the numbers of a ``T = 1`` call, without the
+    sequence machinery around it (which dominates at batch 16).
+    """
+    return th.gru_cell(x, h, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)

@@ -4,7 +4,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from metarl_agents.aggregators import AGGREGATORS, SumAggregator, make_aggregator
+from metarl_agents.aggregators import AGGREGATORS, Aggregator, SumAggregator, make_aggregator
 from metarl_agents.memory import Memory
 from metarl_agents.policies import POLICY_REGISTRY
 from metarl_agents.sequence import (
@@ -55,6 +55,36 @@ def test_sequence_path_equals_step_by_step(name):
     th.testing.assert_close(latent, th.cat(outs), rtol=1e-9, atol=1e-9)
     th.testing.assert_close(final, step_state, rtol=1e-9, atol=1e-9)
     th.testing.assert_close(aux, th.stack(auxes).mean(), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rollout_step_equals_the_sequence_path(name):
+    """Memory.step (block-diagonal embedding, gru_cell, Aggregator.step) is the same function."""
+    mem = memory(name)
+    t_count, batch = 15, 3
+    obs = transitions(t_count, batch)
+    episode_starts = starts(t_count, batch, [(4, 0), (9, 1), (10, 1), (14, 2)])
+    state = th.rand(batch, mem.state_size, dtype=th.float64)
+    latent, final, _ = mem(obs, episode_starts, state, sample=False)
+    step_state, outs = state, []
+    for t in range(t_count):
+        out, step_state = mem.step(obs[t], step_state * (1 - episode_starts[t]).unsqueeze(-1), sample=False)
+        outs.append(out)
+    th.testing.assert_close(th.stack(outs), latent, rtol=1e-9, atol=1e-9)
+    th.testing.assert_close(step_state, final, rtol=1e-9, atol=1e-9)
+
+
+def test_aggregator_without_a_step_of_its_own_falls_back_to_its_scan():
+    class ForwardOnlyMax(Aggregator):  # no name: not registered
+        def forward(self, x, state, seg):
+            out = segment_cummax(x, state, seg)
+            return out, out[-1], x.new_zeros(())
+
+    agg, x = ForwardOnlyMax(4), th.randn(2, 4, dtype=th.float64)
+    state = th.randn(2, 4, dtype=th.float64)
+    out, new_state = agg.step(x, state)
+    th.testing.assert_close(out, th.maximum(x, state), rtol=0, atol=0)
+    th.testing.assert_close(new_state, out, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

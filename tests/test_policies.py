@@ -133,6 +133,24 @@ def test_evaluate_sequence_reproduces_the_rollout(name, head):
         )
 
 
+def test_rollout_step_samples_the_policy_distribution():
+    policy = _policy("RNN", head="mlp")
+    probs = th.tensor([0.1, 0.2, 0.3, 0.4])
+    with th.no_grad():  # logits independent of the input
+        policy.head.actor[-1].weight.zero_()
+        policy.head.actor[-1].bias.copy_(probs.log())
+    n = 40_000
+    obs = th.zeros(n, policy.layout["dim"])
+    th.manual_seed(0)
+    with th.no_grad():
+        actions, _, log_prob, _ = policy.step(obs, policy.initial_states(n), th.ones(n))
+        greedy, _, _, _ = policy.step(obs[:3], policy.initial_states(3), th.ones(3), deterministic=True)
+    frequencies = th.bincount(actions, minlength=4) / n
+    assert th.allclose(frequencies, probs, atol=0.01), frequencies  # 4 standard errors at most
+    th.testing.assert_close(log_prob, probs.log()[actions])
+    assert greedy.tolist() == [3, 3, 3]
+
+
 def test_evaluate_sequence_backpropagates_and_pearl_has_a_kl_term():
     policy = _policy("PEARL")
     rec, _ = _rollout(policy, steps=10)

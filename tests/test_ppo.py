@@ -94,6 +94,17 @@ def test_rollout_values_match_the_sequence_recomputation():
     assert checker.checked
 
 
+def test_observation_statistics_update_once_per_chunk_so_the_first_ratio_is_one():
+    model = small_model(n_steps=25, n_epochs=1, learning_rate=0.0)
+    model.n_minibatches = 1  # one minibatch: the whole chunk is scored before any optimizer step
+    norm = model.policy.head.state.norm
+    model.learn(100)
+    assert float(norm.count) == pytest.approx(100 + 1e-4)  # every observation, once
+    logged = model.logger.name_to_value
+    assert logged["train/clip_fraction"] == 0.0
+    assert abs(logged["train/approx_kl"]) < 1e-10  # rollout and update saw the same statistics
+
+
 def test_trial_segments_give_the_gradients_of_whole_sequences():
     """Training cuts env sequences at trial starts: exact, because the memory is zeroed there."""
     starts = np.zeros((12, 3), np.float32)
