@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the preset's)")
     parser.add_argument("--eval-freq", type=float, default=None, help="frames between evaluations (default: preset)")
     parser.add_argument("--eval-tasks", type=int, default=None, help="tasks per evaluation (default: preset)")
+    parser.add_argument("--stop-at-return", type=float, default=None, metavar="R",
+                        help="stop once an evaluation's meta-episode return reaches R (e.g. 15.5 on MetaTMaze-v0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset value, e.g. --set n_steps=350 (repeatable)")
     parser.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
@@ -110,17 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     model.set_logger(configure(str(args.out), ["stdout", "csv"] if args.verbose else ["csv"]))
     meta = {"env_id": args.env, "agent": args.agent, "seed": args.seed, "learning_rate": preset["learning_rate"],
             "frames": frames, "reduced_budget": frames < load_preset(args.env)["frames"], "n_envs": n_envs,
-            "env_kwargs": env_kwargs, "policy_kwargs": policy_kwargs, "overrides": overrides}
+            "env_kwargs": env_kwargs, "policy_kwargs": policy_kwargs, "overrides": overrides,
+            "stop_at_return": args.stop_at_return}
     callback = MetaEvalCallback(
         args.env, eval_freq, eval_tasks, seed=args.seed + EVAL_SEED_OFFSET, env_kwargs=env_kwargs,
-        on_result=lambda _: _write_curve(args.out, meta, callback.results), verbose=args.verbose,
+        on_result=lambda _: _write_curve(args.out, meta, callback.results), stop_at_return=args.stop_at_return,
+        verbose=args.verbose,
     )
     start = time.time()
     model.learn(frames, callback=callback, progress_bar=args.progress_bar)
     model.save(args.out / "model.zip")
     final = callback.results[-1]
+    solved = f" (reached {args.stop_at_return}, stopped)" if callback.solved else ""
     print(f"{args.env} {args.agent} seed {args.seed}: {model.num_timesteps} frames in {time.time() - start:.0f} s, "
-          f"final meta-episode return {final['meta_episode_return']:.3f} -> {args.out}")
+          f"final meta-episode return {final['meta_episode_return']:.3f}{solved} -> {args.out}")
     return 0
 
 

@@ -27,6 +27,17 @@ def test_tiny_run_writes_model_and_curve(tmp_path, capsys):
     assert (tmp_path / "progress.csv").exists()
 
 
+def test_stop_at_return_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path, capsys):
+    argv = ["--env", "MetaTMaze-v0", "--agent", "CNP", "--frames", "6400", "--out", str(tmp_path), "--n-envs", "4",
+            "--eval-freq", "320", "--eval-tasks", "2", "--set", "n_steps=40", "--env-kwarg", "length=10",
+            "--policy-kwarg", "head=mlp", "--stop-at-return", "-100"]
+    assert main(argv) == 0
+    assert "stopped" in capsys.readouterr().out
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert [p["frames"] for p in data["curve"]] == [0] and data["stop_at_return"] == -100
+    assert MetaPPO.load(tmp_path / "model.zip").num_timesteps == 4  # stopped at the next step of the 4 envs
+
+
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--set", "no_equals", "KEY=VALUE"),
     ("--set", "bogus_key=1", "unknown overrides"),
