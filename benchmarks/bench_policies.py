@@ -1,6 +1,6 @@
 """Policy speed (pytest-benchmark): one rollout step and one PPO-style pass per model.
 
-* rollout step: ``policy.forward`` for 16 copies (what every env step of training costs);
+* rollout step: ``policy.step`` for 16 copies (what every env step of MetaPPO training costs);
 * update: forward + backward of ``evaluate_sequence`` over a whole 700-step chunk of 16 copies with
   two trial starts per copy (what one epoch over a T-maze rollout costs, minibatches together).
 
@@ -39,7 +39,7 @@ def test_rollout_step(benchmark, name, head):
 
     @th.no_grad()
     def step():
-        _, _, _, state["s"] = policy(obs, state["s"], starts)
+        _, _, _, state["s"] = policy.step(obs, state["s"], starts)
 
     benchmark(step)
 

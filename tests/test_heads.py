@@ -25,21 +25,21 @@ def test_bias_hyperinit_values():
     th.manual_seed(0)
     head = HyperHead(obs_dim=5, latent_dim=24, action_dim=4, discrete=True)
     for layer in [*head.actor, *head.critic]:
-        assert th.all(layer.weight[:-1] == 0) and th.all(layer.bias[:-1] == 0)  # the heads' W = 0
+        assert th.all(layer.matrices[:-1] == 0) and th.all(layer.bias[:-1] == 0)  # the heads' W = 0
     for net in (head.actor, head.critic):
         for hidden in net[:-1]:  # hidden base layers: rows of norm 5/3, zero bias
-            th.testing.assert_close(hidden.weight[-1].norm(dim=1), th.full((hidden.out_features,), 5 / 3))
+            th.testing.assert_close(hidden.matrices[-1].norm(dim=1), th.full((hidden.out_features,), 5 / 3))
             assert th.all(hidden.bias[-1] == 0)
-    actor_out = head.actor[-1].weight[-1]  # orthogonal, gain 0.01 (rows orthonormal x 0.01)
+    actor_out = head.actor[-1].matrices[-1]  # orthogonal, gain 0.01 (rows orthonormal x 0.01)
     th.testing.assert_close(actor_out @ actor_out.t(), 1e-4 * th.eye(4), atol=1e-9, rtol=0)
     critic_bias = head.critic[-1].bias[-1]
     assert critic_bias.abs().max() <= 1 / math.sqrt(128) and critic_bias.abs().max() > 0
     gaussian = HyperHead(obs_dim=5, latent_dim=24, action_dim=2, discrete=False)
-    th.testing.assert_close(gaussian.actor[-1].weight[-1].norm(dim=1), th.ones(2))
+    th.testing.assert_close(gaussian.actor[-1].matrices[-1].norm(dim=1), th.ones(2))
 
 
 def _materialised(layer: HyperLinear, h: th.Tensor, e1: th.Tensor) -> th.Tensor:
-    weights = th.einsum("koi,nk->noi", layer.weight, e1)  # per-sample W(e)
+    weights = th.einsum("koi,nk->noi", layer.matrices, e1)  # per-sample W(e)
     return th.einsum("noi,ni->no", weights, h) + e1 @ layer.bias
 
 
@@ -61,7 +61,7 @@ def test_hypernetwork_depends_on_latent_after_training_step():
     s, latent = th.randn(16, 3), th.randn(16, 4)
     loss = head(s, latent)[0].pow(2).sum() + head(s, latent)[1].pow(2).sum()
     loss.backward()
-    assert head.actor[0].weight.grad[:-1].abs().sum() > 0  # the hypernetwork heads do learn
+    assert head.actor[0].weight.grad[:, :-1].abs().sum() > 0  # the hypernetwork heads do learn
     with th.no_grad():
         for p in head.parameters():
             p.add_(0.1 * th.randn_like(p))
