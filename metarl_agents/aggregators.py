@@ -59,8 +59,9 @@ class Aggregator(nn.Module):
     def step(self, x: th.Tensor, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """One step without resets: ``x [B, in_dim]``, ``state [B, state_dim]`` -> ``(out, new state)``.
 
-        Subclasses override this with their direct update; this fallback runs :meth:`forward` at
-        ``T = 1``.
+        Rollouts use it, training differentiates :meth:`forward` (so a straight-through backward
+        needs no counterpart here). Subclasses override it with their direct update; this fallback
+        runs :meth:`forward` at ``T = 1``.
         """
         no_reset = Segments.from_starts(x.new_zeros(1, x.shape[0]))
         out, new_state, _ = self(x.unsqueeze(0), state, no_reset)

@@ -181,6 +181,8 @@ def test_observation_statistics_update_only_in_forward():
     policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], policy.initial_states(3))
     policy.predict(rec["obs"][0].numpy())
     policy.predict_values(rec["obs"][0], policy.initial_states(3).vf, rec["starts"][0])
+    with th.no_grad():
+        policy.step(rec["obs"][0], policy.initial_states(3), rec["starts"][0])  # MetaPPO's rollout step
     assert float(policy.head.state.norm.count) == count
 
 
