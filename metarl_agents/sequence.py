@@ -34,11 +34,6 @@ class Segments:
         return cls(resets, seg_id == 0, start, seg_id, inner)
 
 
-def keep_where_continues(state: th.Tensor, seg: Segments) -> th.Tensor:
-    """The incoming state ``[B, D]`` where step 0 continues it, zeros where it resets."""
-    return state * seg.continues[0].unsqueeze(-1).to(state.dtype)
-
-
 def segment_cumsum(x: th.Tensor, init: th.Tensor, seg: Segments) -> th.Tensor:
     """Running sums ``[T, B, D]`` that restart from zero at resets and start from ``init [B, D]``.
 
