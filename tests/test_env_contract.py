@@ -150,7 +150,11 @@ def test_batched_env_matches_single_envs(env_id):
     # step where a trial of all-timed-out episodes terminates by itself; the cores are what must agree.
     singles = [_make(env_id).unwrapped for _ in range(n)]
     rng = np.random.default_rng(0)
-    actions = rng.integers(0, vec.single_action_space.n, size=(steps, n))
+    space = vec.single_action_space
+    if isinstance(space, gym.spaces.Box):
+        actions = rng.uniform(space.low, space.high, size=(steps, n, *space.shape)).astype(space.dtype)
+    else:
+        actions = rng.integers(0, space.n, size=(steps, n))
     obs, info = vec.reset(seed=seed)
     single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
     np.testing.assert_array_equal(obs, np.stack(single_obs))
