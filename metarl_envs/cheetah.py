@@ -33,7 +33,7 @@ per coordinate. The numbers come from the env's per-copy counter stream (keyed f
 ``np_random``), the normals by the Box-Muller transform, so a seed fixes the whole trajectory.
 
 ## Episode End
-The cheetah never terminates. An episode is 200 steps and ends with ``truncated=True`` -- a time
+The cheetah never terminates. An episode is ``episode_steps`` (200) steps and ends with ``truncated=True`` -- a time
 limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (1) episodes.
 
 ## Arguments
@@ -41,7 +41,9 @@ limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (
 ``gymnasium.make``), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
 ``(0.0, 3.0)``, BO-MRL uses ``(0.0, 2.0)``), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
 ``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (MuJoCo rollout threads, 0 = the
-calling thread; default: 0 below 64 copies, else up to 8 by the CPU count).
+calling thread; default: 0 below 64 copies, else up to 8 by the CPU count), ``episode_steps`` (200;
+e.g. 400 to roll a trajectory on past its horizon, as BO-MRL's continuation returns do -- pass
+``max_episode_steps`` to ``gymnasium.make`` to match).
 
 ## Tasks
 Dir: ``[d]`` with ``d`` in ``{-1, +1}``, uniform. Vel: ``[v*]`` with ``v* ~ U(velocity_range)``.
@@ -132,7 +134,8 @@ class CheetahCore(FamilyCore):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
     state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
-    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None) -> None:
+    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
+                 episode_steps: int = EPISODE_STEPS) -> None:
         super().__init__(num_envs)
         self.width, self.height = check_int("width", width, 1), check_int("height", height, 1)
         self.nthread = default_threads(num_envs) if nthread is None else check_int("nthread", nthread, 0, 256)
@@ -145,7 +148,7 @@ class CheetahCore(FamilyCore):
         self.torso = self.model.body("torso").id
         self._torso_origin, self._torso_axes, self._torso_joint_qpos = self._torso_kinematics()
         self.torso_position = np.zeros((num_envs, 3))
-        self.per_episode_limit = EPISODE_STEPS
+        self.per_episode_limit = check_int("episode_steps", episode_steps, 1, 100_000)
         obs_dim = self.model.nq - 1 + self.model.nv + 3
         limit = np.finfo(np.float32).max  # unbounded in practice; finite so that check_env does not warn
         self.observation_space = spaces.Box(-limit, limit, shape=(obs_dim,), dtype=np.float32)
@@ -286,8 +289,9 @@ class CheetahDirCore(CheetahCore):
 
     family = "MetaCheetahDir"
 
-    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None) -> None:
-        super().__init__(num_envs, width, height, nthread)
+    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
+                 episode_steps: int = EPISODE_STEPS) -> None:
+        super().__init__(num_envs, width, height, nthread, episode_steps)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float64)
 
     def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
@@ -312,8 +316,8 @@ class CheetahVelCore(CheetahCore):
     family = "MetaCheetahVel"
 
     def __init__(self, num_envs: int, velocity_range: tuple[float, float] = (0.0, 3.0), width: int = 480,
-                 height: int = 480, nthread: int | None = None) -> None:
-        super().__init__(num_envs, width, height, nthread)
+                 height: int = 480, nthread: int | None = None, episode_steps: int = EPISODE_STEPS) -> None:
+        super().__init__(num_envs, width, height, nthread, episode_steps)
         bounds = list(velocity_range) if isinstance(velocity_range, (tuple, list, np.ndarray)) else []
         numbers = len(bounds) == 2 and all(
             isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in bounds

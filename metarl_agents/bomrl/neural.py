@@ -37,11 +37,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 from torch.func import functional_call
+
+from metarl_agents.bomrl import checkpoint
 
 Params = dict[str, torch.Tensor]
 
@@ -411,23 +414,75 @@ class BOMRL:
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """Write the agent to a checksummed file that :meth:`load` reads without unpickling code."""
         cls = type(self.policy)
-        torch.save({
-            "policy_class": f"{cls.__module__}:{cls.__qualname__}",
-            "policy_data": self.policy._get_constructor_parameters(),
+        constructor = {k: v for k, v in self.policy._get_constructor_parameters().items() if k != "lr_schedule"}
+        checkpoint.save({
+            "policy_class": _class_name(cls),
+            "policy_data": _encode(constructor),
             "policy_state": self.policy.state_dict(),
             "config": asdict(self.config),
-            "obs_rms": (self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count),
+            "obs_rms": [torch.as_tensor(self.obs_rms.mean), torch.as_tensor(self.obs_rms.var), float(self.obs_rms.count)],
             "history": self.history,
         }, path)
 
     @classmethod
     def load(cls, path: str | Path) -> BOMRL:
-        data = torch.load(path, weights_only=False)
-        module, name = data["policy_class"].split(":")
-        policy = getattr(importlib.import_module(module), name)(**data["policy_data"])
+        """Read a file written by :meth:`save` (``weights_only`` unpickling, checksum verified)."""
+        data = checkpoint.load(path)
+        policy_class = _import_class(data["policy_class"])
+        policy = policy_class(**_decode(data["policy_data"]), lr_schedule=lambda _: 0.0)
         policy.load_state_dict(data["policy_state"])
         agent = cls(policy, BOMRLConfig(**data["config"]))
-        agent.obs_rms.mean, agent.obs_rms.var, agent.obs_rms.count = data["obs_rms"]
+        mean, var, count = data["obs_rms"]
+        agent.obs_rms.mean, agent.obs_rms.var, agent.obs_rms.count = mean.numpy(), var.numpy(), count
         agent.history = data["history"]
         return agent
+
+
+# Classes a saved policy may name: only these packages are imported on load.
+_TRUSTED_MODULES = ("torch.", "stable_baselines3.", "metarl_agents.", "metarl_envs.")
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import_class(name: str) -> type:
+    module, _, qualname = name.partition(":")
+    if not module.startswith(_TRUSTED_MODULES) or not qualname:
+        raise ValueError(f"refusing to load class {name!r}: only classes from {_TRUSTED_MODULES} are allowed")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ValueError(f"{name!r} is not a class")
+    return obj
+
+
+def _encode(value):
+    """SB3 constructor arguments as tensors, strings, numbers, lists and dicts (``weights_only``-safe)."""
+    if isinstance(value, spaces.Box):
+        return {"__box__": [torch.as_tensor(value.low), torch.as_tensor(value.high), str(value.dtype)]}
+    if isinstance(value, type):
+        return {"__class__": _class_name(value)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save a policy constructor argument of type {type(value).__name__}: {value!r}")
+
+
+def _decode(value):
+    if isinstance(value, dict) and "__box__" in value:
+        low, high, dtype = value["__box__"]
+        return spaces.Box(low.numpy(), high.numpy(), dtype=np.dtype(dtype))
+    if isinstance(value, dict) and "__class__" in value:
+        return _import_class(value["__class__"])
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
