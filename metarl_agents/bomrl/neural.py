@@ -238,32 +238,52 @@ class BOMRL:
         return batch, np.concatenate([e[1] for e in episodes])
 
     # --- lower level --------------------------------------------------------------------------
-    def divergence(self, theta: Params, phi: Params, obs: torch.Tensor) -> torch.Tensor:
+    def divergence(self, theta: Params, phi: Params, obs: torch.Tensor,
+                   theta_dist: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   phi_dist: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``D(phi, theta)`` on ``obs``; pass either policy's ``(mean, log_std)`` there if already computed."""
         if self.config.alg == 3:
             return sum(((theta[n] - phi[n]) ** 2).sum() for n in self.actor_names)
-        m_t, s_t = self.distribution(theta, obs)
-        m_p, s_p = self.distribution(phi, obs)
+        m_t, s_t = theta_dist if theta_dist is not None else self.distribution(theta, obs)
+        m_p, s_p = phi_dist if phi_dist is not None else self.distribution(phi, obs)
         kl = _gaussian_kl(m_p, s_p, m_t, s_t) if self.config.alg == 1 else _gaussian_kl(m_t, s_t, m_p, s_p)
         return kl.mean()
 
-    def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
-        ratio = (self.log_prob(theta, batch.obs, batch.actions) - batch.log_prob).exp()
+    def _lower_terms(self, theta: Params, phi: Params, batch: Batch,
+                     phi_dist: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lower-level loss and its divergence term from one forward pass of ``theta``."""
+        mean, log_std = self.distribution(theta, batch.obs)
+        log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(batch.actions).sum(-1)
+        ratio = (log_prob - batch.log_prob).exp()
         surrogate = (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
-        return -surrogate / self.config.lam + self.divergence(theta, phi, batch.obs)
+        divergence = self.divergence(theta, phi, batch.obs, (mean, log_std), phi_dist)
+        return -surrogate / self.config.lam + divergence, divergence
+
+    def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
+        return self._lower_terms(theta, phi, batch)[0]
 
     def solve_lower(self, phi: Params, batch: Batch) -> Params:
-        """``inner_steps`` Adam steps from ``phi``; stops before the divergence leaves the trust region."""
+        """``inner_steps`` Adam steps from ``phi``; stops before the divergence leaves the trust region.
+
+        Each step's forward pass also checks the previous step's divergence, so a step costs one
+        forward and one backward of ``theta`` (``phi``'s distribution is computed once).
+        """
         theta = {n: t.clone().requires_grad_(True) for n, t in phi.items()}
         optimiser = torch.optim.Adam(theta.values(), lr=self.config.inner_lr)
-        for _ in range(self.config.inner_steps):
+        with torch.no_grad():
+            phi_dist = None if self.config.alg == 3 else self.distribution(phi, batch.obs)
+        previous = None
+        for step in range(self.config.inner_steps + 1):
+            loss, divergence = self._lower_terms(theta, phi, batch, phi_dist)
+            if previous is not None and divergence.item() > self.config.max_divergence:
+                theta = previous
+                break
+            if step == self.config.inner_steps:
+                break
             previous = {n: t.detach().clone() for n, t in theta.items()}
             optimiser.zero_grad()
-            self.lower_loss(theta, phi, batch).backward()
+            loss.backward()
             optimiser.step()
-            with torch.no_grad():
-                if float(self.divergence(theta, phi, batch.obs)) > self.config.max_divergence:
-                    theta = {n: t.requires_grad_(True) for n, t in previous.items()}
-                    break
         return {n: t.detach() for n, t in theta.items()}
 
     # --- upper level --------------------------------------------------------------------------
