@@ -146,7 +146,7 @@ class CheetahCore(FamilyCore):
         self.state = np.zeros((num_envs, mujoco.mj_stateSize(self.model, self.state_spec)))
         self.dt = self.model.opt.timestep * FRAME_SKIP
         self.torso = self.model.body("torso").id
-        self._torso_origin, self._torso_axes, self._torso_joint_qpos = self._torso_kinematics()
+        self._torso_selector, self._torso_origin = self._torso_kinematics()
         self.torso_position = np.zeros((num_envs, 3))
         self.per_episode_limit = check_int("episode_steps", episode_steps, 1, 100_000)
         obs_dim = self.model.nq - 1 + self.model.nv + 3
@@ -175,21 +175,23 @@ class CheetahCore(FamilyCore):
         self._substates = np.zeros((n, FRAME_SKIP, self.state.shape[1]))
         self._sensordata = np.zeros((n, FRAME_SKIP, model.nsensordata))
 
-    def _torso_kinematics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _torso_kinematics(self) -> tuple[np.ndarray, np.ndarray]:
         """The torso frame's position is its body offset moved by the root slide joints (the root hinge
-        turns about the body origin), so it is computed from ``qpos`` without MuJoCo's kinematics."""
+        turns about the body origin), so it is an affine map of the physics state: ``state @ M + origin``."""
         model = self.model
         joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == self.torso]
         if model.body_parentid[self.torso] != 0 or any(
             model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE and np.any(model.jnt_pos[j]) for j in joints
         ):
             raise ValueError("the torso must be a child of the world whose hinges turn about its origin")
-        slides = [j for j in joints if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE]
-        return model.body_pos[self.torso].copy(), model.jnt_axis[slides].copy(), model.jnt_qposadr[slides]
+        selector = np.zeros((self.state.shape[1], 3))
+        for j in joints:
+            if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
+                selector[1 + model.jnt_qposadr[j]] = model.jnt_axis[j]  # state = [time, qpos, qvel]
+        return selector, model.body_pos[self.torso].copy()
 
     def _torso_from(self, state: np.ndarray) -> np.ndarray:
-        qpos = state[:, 1 : 1 + self.model.nq]
-        return self._torso_origin + qpos[:, self._torso_joint_qpos] @ self._torso_axes
+        return state @ self._torso_selector + self._torso_origin
 
     @property
     def qpos(self) -> np.ndarray:
