@@ -221,12 +221,13 @@ class CheetahCore(FamilyCore):
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
         self._controls[:] = actions[:, None, :]
-        self._pool.rollout(self._models, self._thread_datas, self.state, self._controls, skip_checks=True, nstep=FRAME_SKIP, initial_warmstart=self._cold_start,
-                           state=self._substates, sensordata=self._sensordata)
+        self._pool.rollout(self._models, self._thread_datas, self.state, self._controls, skip_checks=True,
+                           nstep=FRAME_SKIP, initial_warmstart=self._cold_start, state=self._substates,
+                           sensordata=self._sensordata)
         self.state = self._substates[:, -1].copy()
         # Like ``data.xpos`` after ``mj_step``, the torso position is that of the last substep's start.
         self.torso_position = self._torso_from(self._substates[:, -2])
-        x_position = self.state[:, 1]
+        x_position = self.state[:, 1].copy()
         self.x_velocity = (x_position - self.x_position) / self.dt
         self.x_position = x_position
         self.reward_forward = self.velocity_reward(self.x_velocity)
@@ -273,6 +274,7 @@ class CheetahCore(FamilyCore):
         for _, renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+        self._pool.close()
 
     def __getstate__(self) -> dict[str, Any]:
         # OpenGL contexts and the thread pool do not pickle; they are rebuilt on demand / on load.
@@ -400,7 +402,6 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.core.close()
-        self.core._pool.close()
 
 
 class MetaCheetahDirVectorEnv(MetaCheetahVectorEnv):
