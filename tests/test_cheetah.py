@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from vector_equivalence import assert_vector_matches_singles
 
 import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_envs import cheetah
-from vector_equivalence import assert_vector_matches_singles
 
 DT = 0.05
 

@@ -32,7 +32,15 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.func import functional_call, vmap
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params, _dot, _gaussian_kl, conjugate_gradient
+from metarl_agents.bomrl.neural import (
+    BOMRL,
+    Batch,
+    BOMRLConfig,
+    Params,
+    _dot,
+    _gaussian_kl,
+    conjugate_gradient,
+)
 
 TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0"}
 METHODS = ("alg1", "alg2", "alg3", "maml")
