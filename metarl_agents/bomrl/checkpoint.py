@@ -35,6 +35,7 @@ def save(payload: dict[str, Any], path: str | Path) -> None:
             f.write(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make checkpoints unreadable to collaborators
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
