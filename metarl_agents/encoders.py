@@ -43,26 +43,30 @@ SCAN_ENCODERS: dict[str, type[ScanEncoder]] = {}
 # --- the scan ------------------------------------------------------------------------------------
 
 
-def _scan(a: th.Tensor, b: th.Tensor) -> th.Tensor:
-    """``h_t = a_t h_{t-1} + b_t`` along dim 0 from ``h_{-1} = 0`` (``a`` broadcasts against ``b``).
+def _scan(a: th.Tensor, b: th.Tensor, out: th.Tensor, h0: th.Tensor | None = None, reverse: bool = False) -> th.Tensor:
+    """Write ``h_t = a_t h_{t-1} + b_t`` along dim 0 into ``out``, from ``h_{-1} = h0`` (zeros when
+    ``None``); ``reverse`` runs time backwards (``h_t = a_t h_{t+1} + b_t``). ``a`` broadcasts against ``b``.
 
-    Recursive doubling: combine the pairs ``(2k, 2k+1)`` into one step, scan the half-length
-    sequence (the odd steps' states), then fill in the even steps with one step each. ``O(T)`` work,
-    ``log2(T)`` levels, every level a handful of vectorised tensor operations.
+    Recursive doubling: combine the pairs of consecutive steps into one step each, scan that
+    half-length sequence straight into the later steps' slots of ``out`` (the same ``h0`` enters its
+    first step), then fill in each remaining step from its predecessor. ``O(T)`` work in
+    ``log2(T)`` levels of a few vectorised tensor operations; slices are views, so nothing is copied
+    beyond the level's own products.
     """
     t_count = b.shape[0]
-    if t_count == 1:
-        return b
-    a = a.expand_as(b) if a.shape[0] != t_count else a
     half = t_count // 2
-    a_even, a_odd = a[0 : 2 * half : 2], a[1 : 2 * half : 2]
-    odd = _scan(a_odd * a_even, th.addcmul(b[1 : 2 * half : 2], a_odd, b[0 : 2 * half : 2]))
-    h = th.empty_like(b)
-    h[1::2] = odd
-    h[0] = b[0]
-    n_even = (t_count + 1) // 2 - 1  # even steps after step 0
-    h[2::2] = th.addcmul(b[2::2], a[2::2], odd[:n_even])
-    return h
+    if reverse:  # storage order is the reverse of time order
+        first, early, late = t_count - 1, slice(t_count - 2 * half + 1, t_count, 2), slice(t_count - 2 * half, t_count - 1, 2)
+        rest, rest_prev = slice((t_count - 1) % 2, t_count - 1, 2), slice((t_count - 1) % 2 + 1, t_count, 2)
+    else:
+        first, early, late = 0, slice(0, 2 * half, 2), slice(1, 2 * half, 2)
+        rest, rest_prev = slice(2, t_count, 2), slice(1, t_count - 1, 2)
+    if half:
+        a_late = a[late]
+        _scan(a_late * a[early], th.addcmul(b[late], a_late, b[early]), out[late], h0, reverse)
+        th.addcmul(b[rest], a[rest], out[rest_prev], out=out[rest])
+    out[first] = b[first] if h0 is None else th.addcmul(b[first], a[first], h0)
+    return out
 
 
 def _reduce_to(grad: th.Tensor, shape: th.Size) -> th.Tensor:
@@ -80,20 +84,23 @@ class LinearScan(th.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: th.Tensor, b: th.Tensor, h0: th.Tensor) -> th.Tensor:  # type: ignore[override]
-        b_first = th.addcmul(b[:1], a[:1], h0.unsqueeze(0))
-        h = _scan(a, th.cat([b_first, b[1:]], dim=0))
+        h = _scan(a, b, th.empty_like(b), h0)
         ctx.save_for_backward(a, h0, h)
         return h
 
     @staticmethod
     def backward(ctx, grad: th.Tensor):  # type: ignore[override]
         a, h0, h = ctx.saved_tensors
-        a_next = th.cat([a[1:], th.zeros_like(a[:1])], dim=0).conj()
-        g = th.flip(_scan(th.flip(a_next, [0]), th.flip(grad, [0])), [0])
+        g = th.empty_like(grad)
+        g[-1] = grad[-1]
+        if grad.shape[0] > 1:
+            _scan(a[1:].conj(), grad[:-1], g[:-1], grad[-1], reverse=True)
         grad_a = grad_h0 = None
         if ctx.needs_input_grad[0]:
-            h_prev = th.cat([h0.unsqueeze(0).expand_as(h[:1]), h[:-1]], dim=0)
-            grad_a = _reduce_to(g * h_prev.conj(), a.shape)
+            grad_a = th.empty_like(g)
+            th.mul(g[1:], h[:-1].conj(), out=grad_a[1:])
+            grad_a[0] = g[0] * h0.conj()
+            grad_a = _reduce_to(grad_a, a.shape)
         if ctx.needs_input_grad[2]:
             grad_h0 = _reduce_to(g[0] * a[0].conj(), h0.shape)
         return grad_a, g, grad_h0
