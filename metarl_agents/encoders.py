@@ -330,25 +330,68 @@ class S6(ScanEncoder):
         return th.tanh(self.out_proj(y * F.silu(z)))
 
 
+def chunked_gated_attention(
+    q: th.Tensor, k: th.Tensor, v: th.Tensor, log_decay: th.Tensor, resets: th.Tensor, h0: th.Tensor, chunk: int
+) -> tuple[th.Tensor, th.Tensor]:
+    """Outputs ``o_t = q_t S_t`` of ``S_t = diag(exp(log_decay_t)) S_{t-1} + k_tᵀ v_t``, chunk by chunk.
+
+    ``q, k, log_decay [T, B, H, dk]`` (``log_decay <= 0``), ``v [T, B, H, dv]``, ``resets [T, B]``,
+    ``h0 [B, H, dk, dv]`` -> ``(o [T, B, H, dv], S_{T-1} [B, H, dk, dv])``. Inside a chunk the outputs
+    are an attention ``o_t = Σ_{s <= t} (q_t · (k_s ⊙ exp(Λ_t - Λ_s))) v_s`` over the cumulative
+    log-decays ``Λ`` (every factor ``exp(·) <= 1``, so nothing overflows; pairs split by a reset are
+    masked out); the states at chunk ends come from :func:`linear_scan` over chunks. This never
+    forms the ``dk x dv`` state of every step, which is what makes it fast: the work is matrix products.
+    """
+    t_count, batch, heads, dk = k.shape
+    n_chunks = -(-t_count // chunk)
+    pad = n_chunks * chunk - t_count  # padded steps add nothing and keep the state (k = v = 0, decay 1)
+
+    def chunks(y):  # [T, B, ...] -> [n, B, H, C, ...]
+        y = F.pad(y, (0, 0) * (y.dim() - 2) + (0, 0, 0, pad)) if pad else y
+        y = y.reshape(n_chunks, chunk, *y.shape[1:])
+        return y.permute(0, 2, 3, 1, *range(4, y.dim())) if y.dim() > 3 else y.transpose(1, 2)
+
+    q, k, v, log_decay = chunks(q), chunks(k), chunks(v), chunks(log_decay)
+    segment = th.cumsum(chunks(resets.long()), dim=-1).unsqueeze(2)  # [n, B, 1, C]: resets so far in the chunk
+    cum = th.cumsum(log_decay, dim=3)  # Λ, [n, B, H, C, dk]
+    steps = th.arange(chunk, device=q.device)
+    same = (segment.unsqueeze(-1) == segment.unsqueeze(-2)) & (steps.unsqueeze(1) >= steps)  # [n, B, 1, C(t), C(s)]
+    gaps = th.where(same.unsqueeze(-1), cum.unsqueeze(4) - cum.unsqueeze(3), -math.inf)  # Λ_t - Λ_s
+    scores = (q.unsqueeze(4) * k.unsqueeze(3) * gaps.exp()).sum(-1)  # [n, B, H, C, C]
+    intra = scores @ v
+    untouched = (segment == 0).unsqueeze(-1)  # no reset yet in the chunk: the incoming state still counts
+    last = cum[:, :, :, -1:]
+    to_end = th.where(segment[..., -1:].unsqueeze(-1) == segment.unsqueeze(-1), (last - cum).exp(), 0.0)
+    local = (k * to_end).transpose(-1, -2) @ v  # [n, B, H, dk, dv]: the chunk's own contribution to its end state
+    carry = th.where(untouched[:, :, :, -1], last[:, :, :, 0].exp(), 0.0)  # decay of the incoming state over the chunk
+    ends = linear_scan(carry.unsqueeze(-1), local, h0)
+    incoming = th.cat([h0.unsqueeze(0), ends[:-1]], dim=0)
+    inter = (q * th.where(untouched, cum.exp(), 0.0)) @ incoming
+    o = (intra + inter).permute(0, 3, 1, 2, 4).reshape(n_chunks * chunk, batch, heads, -1)
+    return o[:t_count], ends[-1]
+
+
 class GatedLinearAttention(ScanEncoder):
     """Gated linear attention (Yang et al. 2024; RetNet's decaying outer-product memory with a
     data-dependent decay), per head: ``S_t = diag(α_t) S_{t-1} + k_tᵀ v_t``, ``o_t = q_t S_t``.
 
     ``α_t = σ(W_α x_t)^{1/τ}`` (low-rank ``W_α``, ``τ = 16``: decays near 1 at init), computed in log
     space; ``q, k, v`` linear in ``x`` (``k`` scaled by ``key_dim^-1/2``); out
-    ``tanh(W_o (GroupNorm(o) ⊙ SiLU(W_r x)))``. State: ``heads * key_dim * (hidden / heads)`` floats
-    (default 4 x 8 x 64: 2048).
+    ``tanh(W_o (GroupNorm(o) ⊙ SiLU(W_r x)))``. Sequences run in the chunked form
+    (:func:`chunked_gated_attention`, ``chunk`` steps per chunk), the rollout step as the recurrence.
+    State: ``heads * key_dim * (hidden / heads)`` floats (default 4 x 8 x 64: 2048).
     """
 
     name = "gla"
 
     def __init__(self, in_dim: int, hidden: int, heads: int = 4, key_dim: int = 8, gate_rank: int = 16,
-                 temperature: float = 16.0) -> None:
+                 temperature: float = 16.0, chunk: int = 16) -> None:
         super().__init__(in_dim, hidden)
         if hidden % heads:
             raise ValueError(f"gla: hidden ({hidden}) must be divisible by heads ({heads})")
         self.heads, self.key_dim, self.value_dim = heads, key_dim, hidden // heads
         self.temperature = float(temperature)
+        self.chunk = chunk
         self.state_shape = (heads, key_dim, self.value_dim)
         self.qk = nn.Linear(in_dim, 2 * heads * key_dim, bias=False)
         self.v = nn.Linear(in_dim, hidden, bias=False)
@@ -356,21 +399,28 @@ class GatedLinearAttention(ScanEncoder):
         self.r = nn.Linear(in_dim, hidden)
         self.o = nn.Linear(hidden, hidden)
 
-    def _split_heads(self, y, dim):
-        return y.reshape(*y.shape[:-1], self.heads, dim)
+    def _projections(self, x):
+        q, k = self.qk(x).reshape(*x.shape[:-1], self.heads, 2 * self.key_dim).chunk(2, dim=-1)
+        v = self.v(x).reshape(*x.shape[:-1], self.heads, self.value_dim)
+        log_alpha = F.logsigmoid(self.gate(x).reshape(*x.shape[:-1], self.heads, self.key_dim)) / self.temperature
+        return q, k * self.key_dim**-0.5, v, log_alpha
+
+    def _output(self, o, x):
+        o = F.layer_norm(o, o.shape[-1:]).flatten(-2)  # group norm: one group per head
+        return th.tanh(self.o(o * F.silu(self.r(x))))
 
     def coefficients(self, x):
-        _, k = self._split_heads(self.qk(x), 2 * self.key_dim).chunk(2, dim=-1)
-        v = self._split_heads(self.v(x), self.value_dim)
-        log_alpha = F.logsigmoid(self._split_heads(self.gate(x), self.key_dim)) / self.temperature
-        k = k * self.key_dim**-0.5
+        _, k, v, log_alpha = self._projections(x)
         return th.exp(log_alpha).unsqueeze(-1), k.unsqueeze(-1) * v.unsqueeze(-2)
 
     def readout(self, h, x):
-        q, _ = self._split_heads(self.qk(x), 2 * self.key_dim).chunk(2, dim=-1)
-        o = (q.unsqueeze(-2) @ h).squeeze(-2)  # [..., heads, value_dim]
-        o = F.layer_norm(o, o.shape[-1:]).flatten(-2)  # group norm: one group per head
-        return th.tanh(self.o(o * F.silu(self.r(x))))
+        q = self._projections(x)[0]
+        return self._output((q.unsqueeze(-2) @ h).squeeze(-2), x)
+
+    def forward(self, x, state, seg):
+        q, k, v, log_alpha = self._projections(x)
+        o, final = chunked_gated_attention(q, k, v, log_alpha, seg.resets, self.unpack(state), self.chunk)
+        return self._output(o, x), self.pack(final)
 
 
 def make_scan_encoder(name: str, in_dim: int, hidden: int, **kwargs: Any) -> ScanEncoder:

@@ -21,7 +21,7 @@ LAYOUT = transition_layout(spaces.Box(-1, 1, (3,)), spaces.Discrete(4))
 MODELS = [f"{prefix}{label}" for label in SCAN_MODEL_NAMES.values() for prefix in ("", "SplAgger-")]
 TINY = {  # the smallest sizes that exercise every shape: several heads, states, channels
     "mingru": {}, "lru": {"state_dim": 3}, "ffm": {"memory_size": 2, "context_size": 2},
-    "s6": {"state_dim": 2}, "gla": {"heads": 2, "key_dim": 2, "gate_rank": 2},
+    "s6": {"state_dim": 2}, "gla": {"heads": 2, "key_dim": 2, "gate_rank": 2, "chunk": 4},
 }
 
 
