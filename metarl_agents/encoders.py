@@ -240,11 +240,15 @@ class LRU(ScanEncoder):
 
     def coefficients(self, x):
         lam = th.exp(th.complex(-th.exp(self.nu_log), th.exp(self.theta_log)))
-        bx = th.complex(F.linear(x, self.B[0]), F.linear(x, self.B[1]))
+        n = self.state_shape[0]
+        interleaved = self.B.permute(1, 0, 2).reshape(2 * n, -1)  # rows (re_0, im_0, re_1, ...)
+        bx = th.view_as_complex(F.linear(x, interleaved).unflatten(-1, (n, 2)))
         return lam.to(bx.dtype), bx * th.exp(self.gamma_log)
 
     def readout(self, h, x):
-        return th.tanh(F.linear(h.real, self.C[0]) - F.linear(h.imag, self.C[1]) + self.D(x))
+        # Re(C h) = C_re h_re - C_im h_im, as one product over the interleaved (re, im) pairs of h
+        c = th.stack([self.C[0], -self.C[1]], dim=-1).flatten(-2)
+        return th.tanh(F.linear(th.view_as_real(h).flatten(-2), c) + self.D(x))
 
 
 class FFM(ScanEncoder):
@@ -279,7 +283,7 @@ class FFM(ScanEncoder):
         return gamma.to(b.dtype), b
 
     def readout(self, h, x):
-        z = self.mix(th.cat([h.real, h.imag], dim=-1).flatten(-2))
+        z = self.mix(th.view_as_real(h).flatten(-3))  # (re, im) pairs, contiguous
         gate = th.sigmoid(self.gate_out(x))
         return th.tanh(F.layer_norm(z * gate, z.shape[-1:]) + self.skip(x) * (1 - gate))
 
