@@ -5,7 +5,9 @@ All five are *linear* recurrences in their state, ``h_t = a_t ⊙ h_{t-1} + b_t`
 ``a_t`` and the input ``b_t`` depend on the input ``x_t`` only (never on ``h``). That makes the
 recurrence associative -- ``(a, b) ∘ (a', b') = (a a', a' b + b')`` -- so a whole sequence is
 computed by :func:`linear_scan` in ``O(log T)`` vectorised steps (no Python loop over time), and a
-reset at a trial start is exact: the carry-in decay ``a_t`` is set to zero there.
+reset at a trial start is exact: the carry-in decay ``a_t`` is set to zero there. (GLA runs whole
+sequences in the equivalent chunked form, :func:`chunked_gated_attention`, whose work is matrix
+products; its rollout step is the recurrence.)
 
 =========  ====================================================  ==================================
 encoder    recurrence (per state element)                         state size (floats per copy)

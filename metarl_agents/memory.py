@@ -129,7 +129,7 @@ class Memory(nn.Module):
         features = self.skip_dim + (self.aggregator.out_dim if self.aggregator is not None else hidden)
         self.to_latent = None if self.variational else nn.Linear(features, self.latent_dim)
         self.output_dim = self.latent_dim // 2 if self.variational else self.latent_dim
-        self.encoder_state_size = hidden if self.gru is not None else self.scan.state_size if self.scan is not None else 0
+        self.encoder_state_size = self.scan.state_size if self.scan is not None else hidden if self.gru is not None else 0
         self.state_size = self.encoder_state_size + (self.aggregator.state_dim if self.aggregator is not None else 0)
 
     def forward(
