@@ -122,3 +122,22 @@ def test_bad_encoder_configuration_is_rejected():
         make_scan_encoder("lru", 3, 4, r_min=0.9, r_max=0.5)
     with pytest.raises(ValueError, match="divisible by heads"):
         make_scan_encoder("gla", 3, 6, heads=4)
+
+
+@pytest.mark.parametrize("name", ["lru", "s6"])
+def test_blocks_of_time_give_the_same_values_and_gradients(name, monkeypatch):
+    th.manual_seed(0)
+    enc = make_scan_encoder(name, 3, 4, **TINY[name]).double()
+    x = th.randn(11, 2, 3, dtype=th.float64, requires_grad=True)
+    state = th.randn(2, enc.state_size, dtype=th.float64)
+    resets = th.zeros(11, 2, dtype=th.bool)
+    resets[4, 0] = resets[6, 1] = True
+    seg = Segments.from_starts(resets)
+    whole, whole_final = enc(x, state, seg)
+    (grad_whole,) = th.autograd.grad(whole.sum() + whole_final.sum(), x)
+    monkeypatch.setattr(type(enc), "max_block_elements", 3 * 2 * enc.state_size)  # blocks of 3 steps
+    blocks, blocks_final = enc(x, state, seg)
+    (grad_blocks,) = th.autograd.grad(blocks.sum() + blocks_final.sum(), x)
+    th.testing.assert_close(blocks, whole, rtol=1e-12, atol=1e-12)
+    th.testing.assert_close(blocks_final, whole_final, rtol=1e-12, atol=1e-12)
+    th.testing.assert_close(grad_blocks, grad_whole, rtol=1e-12, atol=1e-12)
