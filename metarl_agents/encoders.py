@@ -258,9 +258,10 @@ class LRU(ScanEncoder):
     def coefficients(self, x):
         lam = th.exp(th.complex(-th.exp(self.nu_log), th.exp(self.theta_log)))
         n = self.state_shape[0]
-        interleaved = self.B.permute(1, 0, 2).reshape(2 * n, -1)  # rows (re_0, im_0, re_1, ...)
-        bx = th.view_as_complex(F.linear(x, interleaved).unflatten(-1, (n, 2)))
-        return lam.to(bx.dtype), bx * th.exp(self.gamma_log)
+        # γ ⊙ (B x) as (diag(γ) B) x, the rows interleaved (re_0, im_0, re_1, ...) to read as complex
+        weight = (self.B * th.exp(self.gamma_log).unsqueeze(-1)).permute(1, 0, 2).reshape(2 * n, -1)
+        bx = th.view_as_complex(F.linear(x, weight).unflatten(-1, (n, 2)))
+        return lam.to(bx.dtype), bx
 
     def readout(self, h, x):
         # Re(C h) = C_re h_re - C_im h_im, as one product over the interleaved (re, im) pairs of h
@@ -285,24 +286,24 @@ class FFM(ScanEncoder):
                  min_period: float = 1.0, max_period: float = 1024.0) -> None:
         super().__init__(in_dim, hidden)
         self.state_shape = (memory_size, context_size)
-        self.pre = nn.Linear(in_dim, memory_size)
-        self.gate_in = nn.Linear(in_dim, memory_size)
+        self.pre_and_gate = nn.Linear(in_dim, 2 * memory_size)  # W_pre and W_in
         self.decay = nn.Parameter(th.linspace(1e-6, math.e, memory_size))
         self.frequency = nn.Parameter(2 * math.pi / th.linspace(min_period, max_period, context_size))
         self.mix = nn.Linear(2 * memory_size * context_size, hidden)
-        self.gate_out = nn.Linear(in_dim, hidden)
-        self.skip = nn.Linear(in_dim, hidden)
+        self.gate_and_skip = nn.Linear(in_dim, 2 * hidden)  # W_out and W_skip
 
     def coefficients(self, x):
         gamma = th.exp(th.complex(-self.decay.abs().unsqueeze(1) - 1e-6, self.frequency.expand(len(self.decay), -1)))
-        traces = self.pre(x) * th.sigmoid(self.gate_in(x))
+        pre, gate = self.pre_and_gate(x).chunk(2, dim=-1)
+        traces = pre * th.sigmoid(gate)
         b = th.complex(traces, th.zeros_like(traces)).unsqueeze(-1).expand(*traces.shape, self.state_shape[1])
         return gamma.to(b.dtype), b
 
     def readout(self, h, x):
         z = self.mix(th.view_as_real(h).flatten(-3))  # (re, im) pairs, contiguous
-        gate = th.sigmoid(self.gate_out(x))
-        return th.tanh(F.layer_norm(z * gate, z.shape[-1:]) + self.skip(x) * (1 - gate))
+        gate, skip = self.gate_and_skip(x).chunk(2, dim=-1)
+        gate = th.sigmoid(gate)
+        return th.tanh(F.layer_norm(z * gate, z.shape[-1:]) + skip * (1 - gate))
 
 
 class S6(ScanEncoder):
