@@ -317,11 +317,11 @@ class MetaEnv(gym.Env):
         if options and "task" in options:
             task = self.core.check_task(options["task"])[None]
         self.runner.start_trials(self._idx, task)
-        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "episode": 0}
+        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "inner_episode": 0}
 
     def step(self, action: Any):
         r = self.runner.step(self.runner.check_actions(action))
-        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": self.runner.episode.item()}
+        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "inner_episode": self.runner.episode.item()}
         if r["episode_end"].item():
             info["episode_end"] = True
             info["episode_return"] = r["episode_return"].item()
@@ -389,7 +389,7 @@ class MetaVectorEnv(VectorEnv):
                 raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
         self.runner.start_trials(self._all, tasks)
         ones = np.ones(self.num_envs, dtype=bool)
-        info = {"task": self.core.tasks.copy(), "_task": ones, "episode": self.runner.episode.copy(), "_episode": ones.copy()}
+        info = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": self.runner.episode.copy(), "_inner_episode": ones.copy()}
         return self.runner.observe(), info
 
     def step(self, actions: Any):
@@ -398,7 +398,7 @@ class MetaVectorEnv(VectorEnv):
         n = self.num_envs
         ones = np.ones(n, dtype=bool)
         episode = runner.episode.copy()
-        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "episode": episode, "_episode": ones}
+        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": episode, "_inner_episode": ones}
         ended = r["episode_end"]
         if ended.any():
             info["episode_end"] = ended.copy()
@@ -423,7 +423,7 @@ class MetaVectorEnv(VectorEnv):
             runner.start_trials(idx)
             obs = runner.observe()
             info["task"] = self.core.tasks.copy()
-            info["episode"] = runner.episode.copy()
+            info["inner_episode"] = runner.episode.copy()
             info["final_obs"] = final_obs
             info["_final_obs"] = trial_end.copy()
             info["final_info"] = final_info

@@ -25,13 +25,13 @@ def _make(env_id: str, **kwargs) -> gym.Env:
 def _rollout(env: gym.Env, actions, seed: int):
     """Step through ``actions``, resetting (without seed) whenever a trial ends."""
     obs, info = env.reset(seed=seed)
-    trace = [(np.asarray(obs).copy(), 0.0, False, False, info["episode"])]
+    trace = [(np.asarray(obs).copy(), 0.0, False, False, info["inner_episode"])]
     for a in actions:
         obs, reward, terminated, truncated, info = env.step(a)
-        trace.append((np.asarray(obs).copy(), reward, terminated, truncated, info["episode"]))
+        trace.append((np.asarray(obs).copy(), reward, terminated, truncated, info["inner_episode"]))
         if terminated or truncated:
             obs, info = env.reset()
-            trace.append((np.asarray(obs).copy(), 0.0, False, False, info["episode"]))
+            trace.append((np.asarray(obs).copy(), 0.0, False, False, info["inner_episode"]))
     return trace
 
 
@@ -164,10 +164,10 @@ def test_batched_env_matches_single_envs(env_id):
             if te or tr:  # SAME_STEP: the step's info is the new trial's; the ended one is in final_info
                 trial_ends += 1
                 np.testing.assert_array_equal(o, info["final_obs"][i])
-                assert inf["episode"] == info["final_info"]["episode"][i]
+                assert inf["inner_episode"] == info["final_info"]["inner_episode"][i]
                 assert inf["episode_return"] == info["final_info"]["episode_return"][i]
                 o, inf = env.reset()
-            assert inf["episode"] == info["episode"][i]
+            assert inf["inner_episode"] == info["inner_episode"][i]
             np.testing.assert_array_equal(o, obs[i])
     assert trial_ends >= n, "the rollout must cross trial boundaries"
 
@@ -176,7 +176,7 @@ def test_batched_env_matches_single_envs(env_id):
 def test_trial_flag_and_episode_info(env_id):
     env = _make(env_id)
     obs, info = env.reset(seed=2)
-    assert obs[-1] == 0.0 and info["episode"] == 0
+    assert obs[-1] == 0.0 and info["inner_episode"] == 0
     episodes_per_trial = env.unwrapped.episodes_per_trial
     boundaries, done = 0, False
     while not done:
@@ -186,7 +186,7 @@ def test_trial_flag_and_episode_info(env_id):
             boundaries += 1
             assert obs[-1] == 1.0 and "final_episode_observation" in info
             assert info["final_episode_observation"][-1] == 0.0
-            assert info["episode"] == boundaries
+            assert info["inner_episode"] == boundaries
         else:
             assert obs[-1] == 0.0
     assert boundaries == episodes_per_trial - 1 and info.get("episode_end") is True

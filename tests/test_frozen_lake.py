@@ -291,7 +291,7 @@ def test_observation_variants():
     np.testing.assert_array_equal(obs, np.eye(17, dtype=np.float32)[4])
     for _ in range(HORIZON - 1):
         obs, _, terminated, _, info = env.step(fl.DOWN)
-    assert not terminated and info["episode"] == 1 and info["episode_end"]
+    assert not terminated and info["inner_episode"] == 1 and info["episode_end"]
     assert obs[0] == 1.0 and obs[16] == 1.0 and obs.sum() == 2.0  # next episode at the start, flag set
     np.testing.assert_array_equal(info["final_episode_observation"], np.eye(17, dtype=np.float32)[12])
     assert gym.make(IDS["hole"]).observation_space == gym.spaces.Discrete(16)

@@ -18,18 +18,9 @@ from metarl_envs.wrappers import TransitionObservation, TransitionObservationVec
 SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
 
 
-class _TrialIndexAsInnerEpisode(gym.Wrapper):
-    """SB3 reserves info["episode"] for Monitor; the families use it for the inner-episode index."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        info["inner_episode"] = info.pop("episode", None)
-        return obs, reward, terminated, truncated, info
-
-
 def sb3_env(env_id: str = "MetaTMaze-v0", n_envs: int = 2, **kwargs) -> DummyVecEnv:
     def make():
-        return Monitor(_TrialIndexAsInnerEpisode(TransitionObservation(gym.make(env_id, **kwargs))))
+        return Monitor(TransitionObservation(gym.make(env_id, **kwargs)))
 
     env = DummyVecEnv([make] * n_envs)
     env.seed(0)

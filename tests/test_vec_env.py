@@ -1,11 +1,16 @@
 """The native batched env as an SB3 VecEnv behaves exactly like SB3's DummyVecEnv of single envs."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from metarl_agents.vec_env import BatchedVecEnv, make_single_env, make_vec_env
+from metarl_envs.wrappers import TransitionObservation
 
 CASES = [
     ("MetaTMaze-v0", {"length": 10}),
@@ -114,10 +119,37 @@ def test_mujoco_ids_fall_back_to_dummy_vec_env():
 def test_attribute_access_and_bad_input():
     env = make_vec_env("MetaTMaze-v0", 4, seed=0)
     assert env.get_attr("task_space") == [env.venv.unwrapped.task_space] * 4
-    assert env.env_is_wrapped(gym.Wrapper) == [False] * 4
+    assert env.env_is_wrapped(Monitor) == [True] * 4
+    assert env.env_is_wrapped(TransitionObservation) == [True] * 4
+    assert env.env_is_wrapped(gym.wrappers.TimeLimit) == [False] * 4
     with pytest.raises(ValueError, match="indices"):
         env.set_attr("render_mode", None, indices=[0])
     with pytest.raises(ValueError, match="n_envs"):
         make_vec_env("MetaTMaze-v0", 0)
     with pytest.raises(ValueError, match="unknown env id"):
         make_vec_env("NoSuchEnv-v0", 2)
+
+
+class _Constant:
+    """A scripted agent: the same action at every step (UP on the T-maze, zero torque on the cheetah)."""
+
+    def __init__(self, action):
+        self.action = np.asarray(action)
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        return np.stack([self.action] * len(obs)), state
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [("MetaTMaze-v0", {"length": 5}), ("MetaCheetahDir-v0", {})])
+def test_evaluate_policy_trusts_monitor_on_both_paths(env_id, kwargs):
+    """Both bridge paths say they are Monitor-wrapped and report Monitor's trial returns."""
+    env = make_vec_env(env_id, 2, seed=0, **kwargs)
+    assert env.env_is_wrapped(Monitor) == [True, True]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Evaluation environment is not wrapped with a Monitor"
+        agent = _Constant(2 if env_id == "MetaTMaze-v0" else np.zeros(6, np.float32))
+        returns, lengths = evaluate_policy(agent, env, n_eval_episodes=2, return_episode_rewards=True)
+    trial = gym.spec(env_id).max_episode_steps if not kwargs else 4 * 5
+    assert lengths == [trial, trial]
+    if env_id == "MetaTMaze-v0":  # forced right, then UP: +4 per episode on UP tasks, -3 on DOWN tasks
+        assert all(r in {16.0, 9.0, 2.0, -5.0, -12.0} for r in returns)
