@@ -67,6 +67,8 @@ class FamilyCore(abc.ABC):
     #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
     #: rather than the natural end of the episode.
     limit_is_truncation: ClassVar[bool] = False
+    #: Bounds of one step's reward (what ``TransitionObservation`` uses for its ``r_prev`` slot).
+    reward_range: tuple[float, float] = (-float("inf"), float("inf"))
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
     observation_space: spaces.Box | spaces.Discrete
@@ -285,6 +287,7 @@ class MetaEnv(gym.Env):
         self.observation_space = self.runner.observation_space
         self.action_space = self.core.action_space
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self.episodes_per_trial = self.runner.episodes_per_trial
         self.metadata = dict(self.core.metadata)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -369,6 +372,7 @@ class MetaVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self._all = np.arange(self.num_envs)
         self._needs_key = True
 

@@ -212,3 +212,13 @@ def test_recurrent_ppo_learns_the_short_tmaze(name):
     model.learn(40_000)
     mean, _ = evaluate_policy(model, env, n_eval_episodes=16)
     assert mean > 12.0, mean
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
+def test_unwrapped_box_envs_of_a_fitting_size_are_refused(name):
+    """Acrobot-v1's 6 observations could be a 1-state transition for 3 actions; only the marked space passes."""
+    env = gym.make("Acrobot-v1")
+    assert env.observation_space.shape == (2 * 1 + 3 + 1,)
+    with pytest.raises(ValueError, match="metarl_envs.wrappers.TransitionObservation"):
+        RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=16, batch_size=16, policy_kwargs=SMALL)
+    RecurrentPPO(POLICY_REGISTRY[name], TransitionObservation(env), n_steps=16, batch_size=16, policy_kwargs=SMALL)

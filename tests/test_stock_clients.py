@@ -21,7 +21,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 
 import metarl_envs
 from metarl_agents import SplAggerPolicy
-from metarl_envs.wrappers import TransitionObservation
+from metarl_envs.wrappers import TransitionBox, TransitionObservation
 
 ALL_IDS = list(metarl_envs.REGISTERED_IDS)
 DISCRETE_IDS = [i for i in ALL_IDS if "Cheetah" not in i]
@@ -140,7 +140,7 @@ def test_splagger_on_sb3_make_vec_env_with_transition_wrapper(env_id, tmp_path):
     assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPO.load(tmp_path / "model.zip", env=env)
-    assert loaded.observation_space == model.observation_space
+    assert isinstance(loaded.observation_space, TransitionBox) and loaded.observation_space == model.observation_space
     np.testing.assert_array_equal(_predictions(model, env), _predictions(loaded, env))
     returns, lengths = evaluate_policy(loaded, env, n_eval_episodes=2, return_episode_rewards=True)
     assert len(returns) == 2 and all(np.isfinite(returns))
