@@ -376,24 +376,53 @@ class MetaVectorEnv(VectorEnv):
         self._all = np.arange(self.num_envs)
         self._needs_key = True
 
+    #: The ``reset`` options a vector env understands.
+    reset_options: ClassVar[tuple[str, ...]] = ("tasks", "reset_mask")
+
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Start new trials in every copy; copy ``i`` is seeded with ``seed + i``.
 
         ``options={"tasks": array}`` fixes the tasks (one per copy); otherwise each copy draws its own.
+        ``options={"reset_mask": bool array}`` (Gymnasium 1.x) starts new trials only in the masked
+        copies; the others keep their state and their current observation is returned. Seeding
+        restarts every copy's random streams, so ``seed`` needs a mask that covers every copy.
+        Unknown option keys raise ``ValueError``.
         """
+        options = options or {}
+        unknown = sorted(set(options) - set(self.reset_options))
+        if unknown:
+            raise ValueError(f"{self.core.family}: unknown reset option(s) {unknown}; allowed: {list(self.reset_options)}")
+        idx = self._all
+        if "reset_mask" in options:
+            mask = options["reset_mask"]
+            if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
+                raise ValueError(
+                    f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}"
+                )
+            if not mask.any():
+                raise ValueError(f"options['reset_mask'] must select at least one copy, got {mask!r}")
+            if seed is not None and not mask.all():
+                raise ValueError(
+                    f"reset(seed=...) restarts every copy's random streams: pass a reset_mask that selects every "
+                    f"copy, or no seed, got seed={seed!r} and reset_mask={mask!r}"
+                )
+            idx = np.flatnonzero(mask)
         if seed is not None or self._needs_key:
             if isinstance(seed, (int, np.integer)):
                 self._np_random, self._np_random_seed = seeding.np_random(int(seed))
             self.runner.rng.seed(_seed_generators(seed, self.num_envs, self.np_random))
             self._needs_key = False
         tasks = None
-        if options and "tasks" in options:
+        if "tasks" in options:
             tasks = np.stack([self.core.check_task(t) for t in options["tasks"]])
             if len(tasks) != self.num_envs:
                 raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
-        self.runner.start_trials(self._all, tasks)
-        ones = np.ones(self.num_envs, dtype=bool)
-        info = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": self.runner.episode.copy(), "_inner_episode": ones.copy()}
+            tasks = tasks[idx]
+        self.runner.start_trials(idx, tasks)
+        selected = np.zeros(self.num_envs, dtype=bool)
+        selected[idx] = True
+        info = {"task": self.core.tasks.copy(), "_task": selected, "inner_episode": self.runner.episode.copy(),
+                "_inner_episode": selected.copy()}
         return self.runner.observe(), info
 
     def step(self, actions: Any):

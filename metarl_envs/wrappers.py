@@ -235,12 +235,21 @@ class TransitionObservationVector(VectorWrapper):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._s = np.zeros((self.num_envs, self._enc.obs_dim), np.float32)
         self._restarting = np.zeros(self.num_envs, dtype=bool)
+        self._last = np.zeros((self.num_envs, self.layout["dim"]), np.float32)  # the last observation returned
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Reset; with Gymnasium's ``options["reset_mask"]`` only the masked copies restart from zeros."""
+        mask = None if options is None else options.get("reset_mask")
         obs, info = self.env.reset(seed=seed, options=options)
-        self._s = self._enc.state(obs, self.num_envs)
-        self._restarting[:] = False
-        return self._enc.first(self._s), info
+        s = self._enc.state(obs, self.num_envs)
+        if mask is None:
+            self._s, self._restarting[:] = s, False
+            self._last = self._enc.first(s)
+        else:
+            mask = np.asarray(mask, dtype=bool)
+            self._s[mask], self._restarting[mask] = s[mask], False
+            self._last[mask] = self._enc.first(s[mask])
+        return self._last.copy(), info
 
     def step(self, actions: Any):
         obs, reward, terminated, truncated, info = self.env.step(actions)
@@ -265,5 +274,5 @@ class TransitionObservationVector(VectorWrapper):
                 info["final_obs"] = final
         if restart.any():
             out[restart] = enc.first(s[restart])
-        self._s = s
+        self._s, self._last = s, out  # read (never written) by a masked reset
         return out, reward, terminated, truncated, info

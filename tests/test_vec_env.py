@@ -10,7 +10,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from metarl_agents.vec_env import BatchedVecEnv, make_single_env, make_vec_env
-from metarl_envs.wrappers import TransitionObservation
+from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
 CASES = [
     ("MetaTMaze-v0", {"length": 10}),
@@ -153,3 +153,50 @@ def test_evaluate_policy_trusts_monitor_on_both_paths(env_id, kwargs):
     assert lengths == [trial, trial]
     if env_id == "MetaTMaze-v0":  # forced right, then UP: +4 per episode on UP tasks, -3 on DOWN tasks
         assert all(r in {16.0, 9.0, 2.0, -5.0, -12.0} for r in returns)
+
+
+def test_vector_reset_rejects_unknown_options():
+    env = gym.make_vec("MetaTMaze-v0", num_envs=2)
+    with pytest.raises(ValueError, match="'task'"):  # the single env's key, misspelt for a vector env
+        env.reset(seed=0, options={"task": [1.0]})
+    with pytest.raises(ValueError, match="reset_mask"):
+        env.reset(options={"reset_mask": [True, False]})  # a list, not a bool array
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        env.reset(seed=1, options={"reset_mask": np.array([True, False])})
+
+
+def test_vector_reset_mask_restarts_only_masked_copies():
+    """Gymnasium 1.x's reset_mask: masked copies start a new trial, the others go on untouched."""
+    n, length = 3, 5
+    env = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n, length=length))
+    reference = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n, length=length))
+    obs, _ = env.reset(seed=7)
+    reference.reset(seed=7)
+    for _ in range(3):
+        obs, *_ = env.step(np.array([1, 1, 1]))
+        ref_obs, *_ = reference.step(np.array([1, 1, 1]))
+    mask = np.array([False, True, False])
+    options = {"reset_mask": mask, "tasks": [[1.0], [-1.0], [1.0]]}
+    new_obs, info = env.reset(options=options)
+    assert "reset_mask" in options  # the caller's options are left alone
+    np.testing.assert_array_equal(new_obs[~mask], obs[~mask])  # untouched copies: same observation
+    assert not new_obs[1, : length + 4 + 1].any() and new_obs[1, length + 4 + 1] == 1.0  # zeros, then is_start
+    np.testing.assert_array_equal(info["_task"], mask)
+    assert info["task"][1, 0] == -1.0 and info["inner_episode"][1] == 0
+    # The untouched copies continue exactly like copies that were never reset.
+    for _ in range(4 * length):
+        obs, reward, *_ = env.step(np.array([1, 1, 1]))
+        ref_obs, ref_reward, *_ = reference.step(np.array([1, 1, 1]))
+        np.testing.assert_array_equal(obs[~mask], ref_obs[~mask])
+        np.testing.assert_array_equal(reward[~mask], ref_reward[~mask])
+
+
+def test_reset_mask_with_gymnasium_record_episode_statistics():
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(gym.make_vec("MetaTMaze-v0", num_envs=2, length=4))
+    env.reset(seed=0)
+    env.step(np.array([1, 1]))
+    env.reset(options={"reset_mask": np.array([True, False])})
+    assert list(env.episode_lengths) == [0, 1]
