@@ -28,7 +28,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from metarl_envs.rendering import upscale
 from metarl_envs.rng import CounterRNG
+
+#: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
+#: least this many pixels, unless a ``render_scale`` is given.
+MIN_FRAME_SIDE = 256
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -51,6 +56,17 @@ def check_float(name: str, value: Any, low: float, high: float, *, open_low: boo
         bracket = "(" if open_low else "["
         raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
     return value
+
+
+def check_render_scale(render_scale: Any) -> int | None:
+    """``None`` (enlarge to a long side of at least ``MIN_FRAME_SIDE`` pixels) or an integer factor >= 1."""
+    return None if render_scale is None else check_int("render_scale", render_scale, 1)
+
+
+def scale_frame(frame: np.ndarray, render_scale: int | None) -> np.ndarray:
+    """``frame`` enlarged by ``render_scale``, or by the least factor that reaches ``MIN_FRAME_SIDE``."""
+    scale = render_scale if render_scale is not None else max(1, -(-MIN_FRAME_SIDE // max(frame.shape[:2])))
+    return frame if scale == 1 else upscale(frame, scale)
 
 
 class FamilyCore(abc.ABC):
@@ -270,7 +286,9 @@ class MetaEnv(gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
     Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
-    kwargs plus ``episodes_per_trial`` and ``render_mode``. Trials end by themselves after at most
+    kwargs plus ``episodes_per_trial``, ``render_mode`` and ``render_scale`` (the integer enlargement
+    of ``rgb_array`` frames; ``None``: the least that gives a long side of at least 256 pixels,
+    ``MIN_FRAME_SIDE``; the ANSI render is unaffected). Trials end by themselves after at most
     ``episodes_per_trial * per-episode limit`` steps, which is what each id registers as
     ``max_episode_steps``: when you change ``episodes_per_trial`` (or a family's episode limit) in
     ``gymnasium.make``, pass the new product as ``max_episode_steps`` too (or ``None``), or the
@@ -280,7 +298,9 @@ class MetaEnv(gym.Env):
     core_class: ClassVar[type[FamilyCore]]
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
-    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
+                 **kwargs: Any) -> None:
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
         self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
         self.core = self.runner.core
@@ -336,7 +356,7 @@ class MetaEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return self.core.render_rgb(0)
+            return scale_frame(self.core.render_rgb(0), self.render_scale)
         if self.render_mode == "ansi":
             return self.core.render_ansi(0)
         return None
@@ -355,10 +375,11 @@ class MetaVectorEnv(VectorEnv):
     env_class: ClassVar[type[MetaEnv]]
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
-                 max_episode_steps: int | None = None, **kwargs: Any):
+                 max_episode_steps: int | None = None, render_scale: int | None = None, **kwargs: Any):
         # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
         # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
         del max_episode_steps
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
@@ -465,7 +486,7 @@ class MetaVectorEnv(VectorEnv):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return tuple(self.core.render_rgb(i) for i in range(self.num_envs))
+            return tuple(scale_frame(self.core.render_rgb(i), self.render_scale) for i in range(self.num_envs))
         if self.render_mode == "ansi":
             return tuple(self.core.render_ansi(i) for i in range(self.num_envs))
         return None

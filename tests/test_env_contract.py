@@ -128,17 +128,39 @@ def test_bad_kwargs_raise(env_id):
         gym.make(env_id, no_such_option=3)
 
 
+def _render_ansi(env_id: str, **kwargs) -> str:
+    env = _make(env_id, render_mode="ansi", **kwargs)
+    env.reset(seed=0)
+    return env.render()
+
+
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_renders(env_id):
     env = _make(env_id, render_mode="ansi")
     env.reset(seed=0)
     assert isinstance(env.render(), str) and env.render()
+    assert _render_ansi(env_id, render_scale=3) == env.render()  # render_scale leaves ANSI alone
+    for bad in (0, 1.5, "big"):
+        with pytest.raises(ValueError, match="render_scale"):
+            _make(env_id, render_scale=bad)
     if "Cheetah" in env_id:
         return  # MuJoCo rendering needs GL; covered (and skipped without it) in test_cheetah.py
     env = _make(env_id, render_mode="rgb_array")
     env.reset(seed=0)
     frame = env.render()
     assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 and min(frame.shape[:2]) >= 8
+    assert max(frame.shape[:2]) >= 256, "frames a person can read"
+    base = _make(env_id, render_mode="rgb_array", render_scale=1)
+    base.reset(seed=0)
+    small = base.render()
+    assert max(small.shape[:2]) < 256 or frame.shape == small.shape
+    twice = _make(env_id, render_mode="rgb_array", render_scale=2)
+    twice.reset(seed=0)
+    np.testing.assert_array_equal(twice.render(), small.repeat(2, axis=0).repeat(2, axis=1))
+    if env_id in BATCHED_IDS:  # the native vector env renders each copy the same way
+        vec = gym.make_vec(env_id, num_envs=2, render_mode="rgb_array")
+        vec.reset(seed=0)
+        np.testing.assert_array_equal(vec.render()[0], frame)
 
 
 @pytest.mark.parametrize("env_id", BATCHED_IDS)

@@ -304,7 +304,7 @@ def test_render_outputs():
     assert env.render() == "\n\x1b[41mS\x1b[0mFFH\nFFFF\nFFFF\nFFFG\n"
     env.step(fl.RIGHT)
     assert env.render() == "  (Right)\nS\x1b[41mF\x1b[0mFH\nFFFF\nFFFF\nFFFG\n"
-    env = gym.make(IDS["penalty"], render_mode="rgb_array")
+    env = gym.make(IDS["penalty"], render_mode="rgb_array", render_scale=1)
     env.reset(seed=0, options={"task": task})
     img = env.render()
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
