@@ -273,6 +273,11 @@ class TrialRunner:
         return arr.astype(space.dtype)
 
 
+def _masked_rows(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` where ``mask`` (rows), zeros of the same dtype elsewhere; and the mask."""
+    return np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0).astype(values.dtype), mask.copy()
+
+
 def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
     if seed is None:
         return [np.random.default_rng(fallback.integers(0, 2**63)) for _ in range(n)]
@@ -369,7 +374,9 @@ class MetaVectorEnv(VectorEnv):
     new trial's first one, and ``info["final_obs"]`` / ``info["final_info"]`` (with their
     ``_final_obs`` / ``_final_info`` masks) hold the ending trial's last observation and info, as
     Gymnasium's ``SyncVectorEnv`` does in SAME_STEP mode and as SB3 needs.
-    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``.
+    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``. Every
+    step -- observations, rewards, flags and infos, dtypes included -- equals that of a SAME_STEP
+    ``SyncVectorEnv`` over the unwrapped single envs with the same seed.
     """
 
     env_class: ClassVar[type[MetaEnv]]
@@ -397,6 +404,8 @@ class MetaVectorEnv(VectorEnv):
         self._all = np.arange(self.num_envs)
         self._needs_key = True
 
+    #: The keys of a reset info (a new trial's first info).
+    _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")
     #: The ``reset`` options a vector env understands.
     reset_options: ClassVar[tuple[str, ...]] = ("tasks", "reset_mask")
 
@@ -472,8 +481,19 @@ class MetaVectorEnv(VectorEnv):
             idx = np.flatnonzero(trial_end)
             final_obs = np.full(n, None, dtype=object)
             final_obs[idx] = list(obs[idx])
-            final_info = {key: value.copy() for key, value in info.items()}
-            final_info = {k: (np.where(trial_end, v, False) if k.startswith("_") else v) for k, v in final_info.items()}
+            # As Gymnasium's SyncVectorEnv in SAME_STEP mode: ``final_info`` holds the ending trials'
+            # step info (zeros and False masks elsewhere), and their step info is the new trial's
+            # reset info, so the step-only keys are masked out for them.
+            final_info: dict[str, Any] = {}
+            going_on = ~trial_end
+            for key in [k for k in info if not k.startswith("_")]:
+                values, mask = info[key], info["_" + key]
+                if (mask & trial_end).any():
+                    final_info[key], final_info["_" + key] = _masked_rows(values, mask & trial_end)
+                if key not in self._RESET_INFO_KEYS:
+                    del info[key], info["_" + key]
+                    if (mask & going_on).any():
+                        info[key], info["_" + key] = _masked_rows(values, mask & going_on)
             runner.start_trials(idx)
             obs = runner.observe()
             info["task"] = self.core.tasks.copy()
