@@ -56,7 +56,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def hole_mdps():
-    return fl.benchmark_mdps("hole")
+    return fl.benchmark_mdps("hole", "generated")  # our harder seeded set (the paper's is the default)
 
 
 # --- exact evaluation -----------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def test_exact_evaluation_matches_monte_carlo():
 
 def test_exact_return_equals_env_rollouts():
     env = gym.make("MetaFrozenLake-v0")
-    task = benchmark_tasks("hole")[0]
+    task = benchmark_tasks("hole", "generated")[0]
     mdp = fl.task_mdp(env, task)
     pi = torch.softmax(random_logits((16, 4), 0), -1).numpy()
     rng = np.random.default_rng(0)
@@ -190,7 +190,7 @@ def test_first_order_mode_is_the_gradient_at_the_adapted_policy():
 def test_short_meta_training_improves_the_adapted_return(hole_mdps):
     agent = TabularBOMRL(16, 4, alg=1, lam_train=5.0)
     before = agent.meta_test(hole_mdps, 1, 5.0)[:, 1].mean()
-    agent.meta_train(fl.task_sampler("hole", seed=0), iterations=25)
+    agent.meta_train(fl.task_sampler("hole", seed=0, tasks="generated"), iterations=25)
     after = agent.meta_test(hole_mdps, 1, 5.0)[:, 1].mean()
     assert after > before + 0.2
     rounds = agent.meta_test(hole_mdps, 4, 0.1).mean(0)
@@ -244,9 +244,25 @@ def test_multi_round_bound_is_a_theorem_on_random_mdps():
         assert one_round_bound(mdp, phi, 2, 1.0, comparator) > 0
 
 
-def test_experiment_command_writes_json_table_and_plots(tmp_path):
-    fl.main(["--family", "penalty", "--alg", "2", "--iterations", "3", "--out", str(tmp_path)])
+def test_task_sets_paper_and_generated():
+    """``paper`` meta-trains on the authors' maps, the meta-test set; ``generated`` draws fresh maps."""
+    paper = {m.P.numpy().tobytes() for m in fl.benchmark_mdps("hole")}  # 8 distinct maps among the 10
+    sampler = fl.task_sampler("hole", seed=0)
+    drawn = [m for _ in range(6) for m in sampler(5)]
+    assert {m.P.numpy().tobytes() for m in drawn} == paper
+    assert len({id(m) for m in fl.task_sampler("hole", seed=0)(10)}) == 10  # no repeats within a call
+    generated = fl.task_sampler("hole", seed=0, tasks="generated")(25)
+    assert {m.P.numpy().tobytes() for m in generated} - paper  # maps the authors' set lacks
+    assert len(fl.benchmark_mdps("penalty", "generated")) == 20
+    with pytest.raises(ValueError, match="source must be one of"):
+        fl.task_sampler("hole", seed=0, tasks="random")
+
+
+@pytest.mark.parametrize("tasks", ["paper", "generated"])
+def test_experiment_command_writes_json_table_and_plots(tmp_path, tasks):
+    fl.main(["--family", "penalty", "--alg", "2", "--iterations", "3", "--tasks", tasks, "--out", str(tmp_path)])
     result = json.loads((tmp_path / "penalty_alg2_seed0.json").read_text())
+    assert result["tasks"] == tasks and len(result["optimum_per_task"]) == 20
     assert result["K"] == [0, 1, 2, 3, 4] and len(result["J"]) == 5
     assert set(result["baselines"]) == {"maml_step", "random_init"}
     assert result["optimum"] == pytest.approx(np.mean(result["optimum_per_task"]))
