@@ -37,12 +37,15 @@ way). At the end cell: +4 for the correct turn, -3 for the wrong one.
 The indicator cell, at every episode start; room types are drawn afresh.
 
 ## Episode End
-An inner episode ends with the turn at the end cell, or after ``episode_limit`` (200) steps with
-reward 0. A trial ends after ``episodes_per_trial`` (2) episodes; the next inner episode of a trial
+An inner episode ends with the turn at the end cell, or by the timeout: as in the reference
+experiments, after ``episode_limit`` (199) ordinary steps comes one *timeout step* that ignores the
+action (the agent does not move), pays 0 and ends the episode, so a timed-out episode is
+``episode_limit + 1`` (200) steps long. A trial ends after ``episodes_per_trial`` (2) episodes; the next inner episode of a trial
 starts in the same step with the boundary flag set (see :mod:`metarl_envs.core`).
 
 ## Arguments
-``n_rooms`` (>= 1, default 16), ``episode_limit`` (>= 1, default 200), ``episodes_per_trial``
+``n_rooms`` (>= 1, default 16), ``episode_limit`` (ordinary steps before the timeout step, >= 1,
+default 199), ``episodes_per_trial``
 (>= 1; the registered id uses 2), ``render_mode`` (``"rgb_array"``: the frame enlarged above a map of the chain;
 ``"ansi"``: one line).
 
@@ -54,7 +57,8 @@ Optimal episode: 98 steps, 0.1 + 16 x 0.6 + 4 = 13.7; optimal trial 27.4. Walkin
 perfectly but guessing the end: 2 x (9.7 + 0.5) = 20.4.
 
 ## Version History
-* v0: initial release.
+* v0: initial release; the timeout step (199 ordinary steps, then the step that ends the episode)
+  as in the reference experiments.
 """
 
 from __future__ import annotations
@@ -173,10 +177,12 @@ class MinecraftCore(FamilyCore):
 
     family = "MetaMinecraftLongShort"
 
-    def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 200) -> None:
+    def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 199) -> None:
         super().__init__(num_envs)
         self.n_rooms = check_int("n_rooms", n_rooms, 1)
-        self.per_episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode
         self.observation_space = spaces.Box(-1.0, 127.0 / 128.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -226,10 +232,17 @@ class MinecraftCore(FamilyCore):
         self.room_types[idx] = types
         self.view_base[idx] = (self.kind_of_position * 2 + types[:, self.room_of_position] * self._typed) * 2
         self.flat_pos[idx] = self._row_start[idx]
+        self.steps[idx] = 0
         self._update_views()
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
         key = self.view * 3 + actions
+        timeout = self.steps == self.episode_limit
+        self.steps = self.steps + 1
+        if np.count_nonzero(timeout):  # the timeout step ignores the action, pays 0 and ends the episode
+            self.flat_pos += np.where(timeout, 0, _DELTA.take(key))
+            self._update_views()
+            return np.where(timeout, 0.0, _REWARD.take(key)), timeout | _DONE.take(key)
         self.flat_pos += _DELTA.take(key)
         self._update_views()
         return _REWARD.take(key), _DONE.take(key)

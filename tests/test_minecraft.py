@@ -138,6 +138,34 @@ def test_blocked_actions_wrong_checks_and_end_rewards():
     np.testing.assert_array_equal(info["final_episode_observation"][:OBS_DIM], frame_table()[-1, 0, 0].ravel() / 128.0 - 1.0)
 
 
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectorised):
+    """The reference's limit: 199 ordinary steps, then a 200th step that does nothing but end the episode."""
+    if vectorised:
+        env = gym.make_vec(ENV_ID, num_envs=1)
+    else:
+        env = gym.make(ENV_ID)
+    obs0, _ = env.reset(seed=2)
+
+    def step(action):
+        obs, reward, terminated, truncated, info = env.step(np.array([action]) if vectorised else action)
+        if vectorised:
+            obs, reward, terminated, truncated = obs[0], reward[0], terminated[0], truncated[0]
+            info = {k: v[0] for k, v in info.items() if k in ("episode_end", "final_episode_observation")}
+        return obs, reward, terminated, truncated, info
+
+    for _ in range(199):  # FORWARD is a no-op at the indicator cell
+        obs, reward, terminated, truncated, info = step(FORWARD)
+        assert reward == 0.0 and not info.get("episode_end", False)
+    obs, reward, terminated, truncated, info = step(RIGHT)  # would move on (+0.1) on an ordinary step
+    assert reward == 0.0 and info["episode_end"] and not (terminated or truncated)
+    np.testing.assert_array_equal(info["final_episode_observation"], np.reshape(obs0, -1))  # still the indicator
+    assert obs[-1] == 1.0
+    obs, reward, *_ = step(RIGHT)  # the next episode: RIGHT moves on again
+    assert reward == pytest.approx(0.1)
+    assert gym.make(ENV_ID, episode_limit=9).unwrapped.core.per_episode_limit == 10
+
+
 def test_observation_layout_and_render():
     env = gym.make(ENV_ID, render_mode="rgb_array")
     obs, info = env.reset(seed=0)
