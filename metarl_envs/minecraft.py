@@ -14,11 +14,18 @@ RIGHT if the indicator was green, LEFT if it was red. Each room is a small loop 
                 ^
               (0,0)
 
-Each room's type (0 or 1) is redrawn every episode and shows as a colour cast (blue for type 0,
-amber for type 1) in the frames of ``(0,0)``, ``(0,1)`` and ``(+-1,1)``: the short-term memory
-part. The indicator, seen about 100 steps before the end, is the long-term part. Frames are
+Each room's type (0 or 1) is redrawn every episode and shows as a faint colour cast (cooler for
+type 0, warmer for type 1) in the frames of ``(0,0)``, ``(0,1)`` and ``(+-1,1)``: the short-term
+memory part. The indicator, seen about 100 steps before the end, is the long-term part. Frames are
 10x10 textures generated once per process from a fixed seed (:func:`frame_table`); every cell
 position has its own texture, identical in every room.
+
+The cues are calibrated to the reference's Minecraft images, measured as the mean absolute pixel
+difference (0-255 scale, over all pixels and channels) between the two versions of a frame:
+
+* room type: 18.0 at each of the four typed cells (the reference: 6 to 28), a shift of
+  ``ROOM_TYPE_CASTS`` on top of textures that vary by about +-45 -- present, but easy to miss;
+* goal indicator: 101.7 between the UP and DOWN frames (the reference: about 100), clearly visible.
 
 ## Action Space
 ``Discrete(3)``: 0 LEFT, 1 FORWARD, 2 RIGHT.
@@ -57,7 +64,8 @@ Optimal episode: 98 steps, 0.1 + 16 x 0.6 + 4 = 13.7; optimal trial 27.4. Walkin
 perfectly but guessing the end: 2 x (9.7 + 0.5) = 20.4.
 
 ## Version History
-* v0: initial release; the timeout step (199 ordinary steps, then the step that ends the episode)
+* v0: initial release; the faint room-type cue (it was 106-113, far stronger than the
+  reference's); the timeout step (199 ordinary steps, then the step that ends the episode)
   as in the reference experiments.
 """
 
@@ -99,6 +107,9 @@ _ROOM_MOVES: dict[tuple[tuple[int, int], int], tuple[int, int] | None] = {
 INDICATOR, END = 0, len(ROOM_CELLS) + 1
 N_KINDS = len(ROOM_CELLS) + 2
 _TEXTURE_SEED = 20_240_305
+#: Per-channel (R, G, B) shifts of the typed cells' frames: a faint cool (type 0) or warm (type 1)
+#: cast. The two types' frames differ by (22 + 7 + 25) / 3 = 18 on average (see the module doc).
+ROOM_TYPE_CASTS = ((-11.0, -2.0, 13.0), (11.0, 5.0, -12.0))
 
 
 # --- frames ----------------------------------------------------------------------------------
@@ -124,8 +135,8 @@ def frame_table() -> np.ndarray:
         frame = base + texture(int(rng.choice([1, 2, 5])))[..., None]
         table[kind] = frame
         if cell in TYPED_CELLS:
-            table[kind, 0] = frame * (0.55, 0.75, 1.0) + (0, 10, 80)  # cool blue cast
-            table[kind, 1] = frame * (1.0, 0.8, 0.5) + (80, 35, 0)  # warm amber cast
+            table[kind, 0] = frame + ROOM_TYPE_CASTS[0]
+            table[kind, 1] = frame + ROOM_TYPE_CASTS[1]
     grain = texture(2)[..., None]
     table[INDICATOR, :, 0] = (50, 190, 60) + grain  # UP: green-dominant
     table[INDICATOR, :, 1] = (200, 50, 45) + grain  # DOWN: red-dominant
