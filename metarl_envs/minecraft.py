@@ -194,6 +194,7 @@ class MinecraftCore(FamilyCore):
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
         self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode
+        self._timeout_at = np.int64(self.episode_limit)  # an array scalar: cheaper to compare against
         self.observation_space = spaces.Box(-1.0, 127.0 / 128.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -248,7 +249,7 @@ class MinecraftCore(FamilyCore):
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
         key = self.view * 3 + actions
-        timeout = self.steps == self.episode_limit
+        timeout = self.steps == self._timeout_at
         self.steps = self.steps + 1
         if np.count_nonzero(timeout):  # the timeout step ignores the action, pays 0 and ends the episode
             self.flat_pos += np.where(timeout, 0, _DELTA.take(key))

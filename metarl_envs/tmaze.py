@@ -42,8 +42,8 @@ next inner episode of a trial starts in the same step with the boundary flag set
 
 ## Arguments
 ``length`` (>= 3; Agreement: > ``second_indicator_pos`` + 1), ``episodes_per_trial`` (>= 1),
-``episode_limit`` (ordinary steps before the timeout step, >= 1), ``indicator_pos`` (in ``[1, length - 2]``), Agreement's
-``second_indicator_pos``, Latent's ``p_up`` / ``p_down`` (in ``[0, 1]``), ``render_mode``.
+``episode_limit`` (ordinary steps before the timeout step, >= 1), ``indicator_pos`` (in
+``[1, length - 2]``), Agreement's ``second_indicator_pos``, Latent's ``p_up`` / ``p_down`` (in ``[0, 1]``), ``render_mode``.
 
 ## Tasks
 ``[goal]`` with goal +1 (UP) or -1 (DOWN), uniform. Agreement: ``[i1, i2]``, each +-1, uniform.
@@ -122,6 +122,7 @@ class TMazeCore(FamilyCore):
         self.task_space = spaces.Box(-1.0, 1.0, shape=(self.n_indicators,), dtype=np.float32)
         self.task_uniforms = self.n_indicators
         self._last = np.int64(self.length - 1)
+        self._timeout_at = np.int64(self.episode_limit)  # an array scalar: cheaper to compare against
         self.pos = np.zeros(num_envs, dtype=np.int64)
         self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode
         self.noise_bit = np.zeros(num_envs, dtype=np.int64)
@@ -181,7 +182,7 @@ class TMazeCore(FamilyCore):
         self.noise_bit[idx] = self.noise_bits(rng.uniform(1, idx)[:, 0], idx)
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
-        timeout = self.steps == self.episode_limit
+        timeout = self.steps == self._timeout_at
         self.steps = self.steps + 1
         if np.count_nonzero(timeout):
             before = self.pos
