@@ -47,13 +47,13 @@ The indicator cell, at every episode start; room types are drawn afresh.
 An inner episode ends with the turn at the end cell, or by the timeout: as in the reference
 experiments, after ``episode_limit`` (199) ordinary steps comes one *timeout step* that ignores the
 action (the agent does not move), pays 0 and ends the episode, so a timed-out episode is
-``episode_limit + 1`` (200) steps long. A trial ends after ``episodes_per_trial`` (2) episodes; the next inner episode of a trial
-starts in the same step with the boundary flag set (see :mod:`metarl_envs.core`).
+``episode_limit + 1`` (200) steps long. A trial ends after ``episodes_per_trial`` (2) episodes;
+the next inner episode of a trial starts in the same step with the boundary flag set (see
+:mod:`metarl_envs.core`).
 
 ## Arguments
 ``n_rooms`` (>= 1, default 16), ``episode_limit`` (ordinary steps before the timeout step, >= 1,
-default 199), ``episodes_per_trial``
-(>= 1; the registered id uses 2), ``render_mode`` (``"rgb_array"``: the frame enlarged above a map of the chain;
+default 199), ``episodes_per_trial`` (>= 1; the registered id uses 2), ``render_mode`` (``"rgb_array"``: the frame enlarged above a map of the chain;
 ``"ansi"``: one line).
 
 ## Tasks

@@ -94,7 +94,8 @@ def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectoris
     else:
         env = gym.make("MetaTMazeLongShort-v0")
         obs, _ = env.reset(seed=1)
-    answer = lambda obs, correct: (UP if obs[NOISE] > 0 else DOWN) if correct else (DOWN if obs[NOISE] > 0 else UP)  # noqa: E731
+    def answer(obs, correct):
+        return (UP if obs[NOISE] > 0 else DOWN) if correct else (DOWN if obs[NOISE] > 0 else UP)
 
     def step(action):
         obs, reward, terminated, truncated, info = env.step(np.array([action]) if vectorised else action)
@@ -103,7 +104,7 @@ def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectoris
             info = {k: v[0] for k, v in info.items() if k in ("episode_end", "final_episode_observation")}
         return obs, reward, terminated, truncated, info
 
-    for t in range(150):
+    for _ in range(150):
         obs, reward, terminated, truncated, info = step(answer(obs, correct=False))
         assert reward == 0.0 and obs[IS_START] == 1.0 and not info.get("episode_end", False)
     obs, reward, terminated, truncated, info = step(answer(obs, correct=True))
