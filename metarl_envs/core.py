@@ -85,6 +85,9 @@ class FamilyCore(abc.ABC):
     limit_is_truncation: ClassVar[bool] = False
     #: Bounds of one step's reward (what ``TransitionObservation`` uses for its ``r_prev`` slot).
     reward_range: tuple[float, float] = (-float("inf"), float("inf"))
+    #: Whether finite Box actions outside the action space are accepted (the dynamics clamp them
+    #: themselves, as MuJoCo does for ``ctrllimited`` actuators) instead of raising ``ValueError``.
+    accepts_unclipped_actions: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
     observation_space: spaces.Box | spaces.Discrete
@@ -268,7 +271,7 @@ class TrialRunner:
             arr = arr[None]
         if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
-        if (arr < space.low).any() or (arr > space.high).any():
+        if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
 
