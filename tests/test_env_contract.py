@@ -166,38 +166,6 @@ def test_renders(env_id):
         np.testing.assert_array_equal(vec.render()[0], frame)
 
 
-@pytest.mark.parametrize("env_id", BATCHED_IDS)
-def test_batched_env_matches_single_envs(env_id):
-    """Copy i of make_vec(seed=s) == a single env seeded s+i, across trial ends and autoresets."""
-    n, seed, steps = 4, 21, ROLLOUT[env_id]
-    vec = gym.make_vec(env_id, num_envs=n)
-    # Unwrapped: the registered TimeLimit (= the longest possible trial) may add truncated=True on the
-    # step where a trial of all-timed-out episodes terminates by itself; the cores are what must agree.
-    singles = [_make(env_id).unwrapped for _ in range(n)]
-    rng = np.random.default_rng(0)
-    actions = rng.integers(0, vec.single_action_space.n, size=(steps, n))
-    obs, info = vec.reset(seed=seed)
-    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
-    np.testing.assert_array_equal(obs, np.stack(single_obs))
-    trial_ends = 0
-    for t in range(steps):
-        obs, reward, terminated, truncated, info = vec.step(actions[t])
-        for i, env in enumerate(singles):
-            o, r, te, tr, inf = env.step(actions[t, i])
-            assert (r, te, tr) == (reward[i], terminated[i], truncated[i]), (t, i)
-            ended_info = info["final_info"] if (te or tr) else info  # SAME_STEP: the ended trial's info
-            assert inf.get("episode_end", False) == bool(ended_info.get("episode_end", np.zeros(n))[i])
-            if te or tr:  # SAME_STEP: the step's info is the new trial's; the ended one is in final_info
-                trial_ends += 1
-                np.testing.assert_array_equal(o, info["final_obs"][i])
-                assert inf["inner_episode"] == info["final_info"]["inner_episode"][i]
-                assert inf["episode_return"] == info["final_info"]["episode_return"][i]
-                o, inf = env.reset()
-            assert inf["inner_episode"] == info["inner_episode"][i]
-            np.testing.assert_array_equal(o, obs[i])
-    assert trial_ends >= n, "the rollout must cross trial boundaries"
-
-
 @pytest.mark.parametrize("env_id", [i for i in BATCHED_IDS if gym.spec(i).kwargs.get("episodes_per_trial", 1) > 1])
 def test_trial_flag_and_episode_info(env_id):
     env = _make(env_id)
@@ -335,6 +303,9 @@ def _check_vector_info(info: dict, n: int, space: gym.Space) -> None:
 @pytest.mark.parametrize("env_id", BATCHED_IDS)
 def test_gymnasium_native_vector_env_equals_sync_vector_env(env_id):
     """The native batched env steps exactly like Gymnasium's SAME_STEP SyncVectorEnv of single envs.
+
+    So copy ``i`` of ``make_vec(seed=s)`` is the single env seeded ``s + i``, across trial ends and
+    autoresets (the spec's single == batched requirement).
 
     Observations, rewards, termination and truncation flags and whole infos (``final_obs``,
     ``final_info`` and every mask, dtypes included) must be equal. The single envs are unwrapped:

@@ -112,8 +112,8 @@ def test_ppo_mlp_on_sb3_make_vec_env(env_id):
 
 @pytest.mark.parametrize("env_id", DISCRETE_IDS)
 def test_recurrent_ppo_mlp_lstm(env_id):
-    env = make_vec_env(env_id, n_envs=2, seed=0)
-    n_steps, total = _budget(env_id, 2)
+    env = make_vec_env(env_id, n_envs=1, seed=0)
+    n_steps, total = _budget(env_id, 1)
     model = RecurrentPPO("MlpLstmPolicy", env, n_steps=n_steps, batch_size=n_steps, n_epochs=1, seed=0,
                          policy_kwargs={"lstm_hidden_size": 8, "net_arch": [8]})
     _learn_and_check_logs(model, total)

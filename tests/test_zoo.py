@@ -51,15 +51,15 @@ def _zoo(*args: str, cwd: Path) -> str:
 
 
 def _train_and_enjoy(config: str, env_id: str, overrides: list[str], tmp_path: Path) -> list[float]:
-    steps = gym.spec(env_id).max_episode_steps  # one trial per copy and update
+    steps = gym.spec(env_id).max_episode_steps  # one update of one trial per copy; enjoy one trial
     train = _zoo("rl_zoo3.train", "--algo", "ppo_lstm", "--env", env_id, "--gym-packages", "metarl_envs",
-                 "--conf-file", f"metarl_agents.zoo.{config}", "-n", str(4 * steps), "-f", "logs", "--seed", "0",
+                 "--conf-file", f"metarl_agents.zoo.{config}", "-n", str(2 * steps), "-f", "logs", "--seed", "0",
                  "--eval-freq", "-1", "--hyperparams", "n_envs:2", f"n_steps:{steps}", f"batch_size:{steps}",
                  *overrides, cwd=tmp_path)
     assert re.search(r"ep_rew_mean\s*\|\s*-?[\d.]+", train), train[-2000:]
     assert (tmp_path / "logs" / "ppo_lstm" / f"{env_id}_1" / f"{env_id}.zip").is_file()
     enjoy = _zoo("rl_zoo3.enjoy", "--algo", "ppo_lstm", "--env", env_id, "--gym-packages", "metarl_envs",
-                 "-f", "logs", "--no-render", "-n", str(2 * steps), cwd=tmp_path)
+                 "-f", "logs", "--no-render", "-n", str(steps), cwd=tmp_path)
     returns = [float(r) for r in re.findall(r"Episode Reward: (-?[\d.]+)", enjoy)]
     assert len(returns) >= 1, enjoy[-2000:]
     lengths = [int(n) for n in re.findall(r"Episode Length (\d+)", enjoy)]
