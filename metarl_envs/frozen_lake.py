@@ -238,6 +238,10 @@ class FrozenLakeCore(FamilyCore):
     kind: ClassVar[str] = "hole"
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        return (MARKED_REWARD[self.kind], GOAL_REWARD)
+
     def __init__(self, num_envs: int, slippery: bool = False, horizon: int = 49, observation: str = "index",
                  hole_prob: float = 0.2) -> None:
         super().__init__(num_envs)

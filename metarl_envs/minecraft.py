@@ -187,6 +187,7 @@ class MinecraftCore(FamilyCore):
     """
 
     family = "MetaMinecraftLongShort"
+    reward_range = (WRONG_REWARD, CORRECT_REWARD)
 
     def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 199) -> None:
         super().__init__(num_envs)

@@ -106,6 +106,7 @@ class TMazeCore(FamilyCore):
     """
 
     family = "MetaTMaze"
+    reward_range = (WRONG_REWARD, CORRECT_REWARD)
     forced_right: ClassVar[bool] = True
     n_indicators: ClassVar[int] = 1
 

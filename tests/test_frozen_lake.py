@@ -337,7 +337,7 @@ def test_observation_variants():
     np.testing.assert_array_equal(obs, np.eye(17, dtype=np.float32)[4])
     for _ in range(HORIZON - 1):
         obs, _, terminated, _, info = env.step(fl.DOWN)
-    assert not terminated and info["episode"] == 1 and info["episode_end"]
+    assert not terminated and info["inner_episode"] == 1 and info["episode_end"]
     assert obs[0] == 1.0 and obs[16] == 1.0 and obs.sum() == 2.0  # next episode at the start, flag set
     np.testing.assert_array_equal(info["final_episode_observation"], np.eye(17, dtype=np.float32)[12])
     assert gym.make(IDS["hole"]).observation_space == gym.spaces.Discrete(16)
@@ -350,7 +350,7 @@ def test_render_outputs():
     assert env.render() == "\n\x1b[41mS\x1b[0mFFH\nFFFF\nFFFF\nFFFG\n"
     env.step(fl.RIGHT)
     assert env.render() == "  (Right)\nS\x1b[41mF\x1b[0mFH\nFFFF\nFFFF\nFFFG\n"
-    env = gym.make(IDS["penalty"], render_mode="rgb_array")
+    env = gym.make(IDS["penalty"], render_mode="rgb_array", render_scale=1)
     env.reset(seed=0, options={"task": task})
     img = env.render()
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8

@@ -182,7 +182,7 @@ def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectoris
 
 
 def test_observation_layout_and_render():
-    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env = gym.make(ENV_ID, render_mode="rgb_array", render_scale=1)
     obs, info = env.reset(seed=0)
     assert obs.shape == (301,) and obs.dtype == np.float32 and obs[-1] == 0.0
     assert env.observation_space.contains(obs)
