@@ -28,7 +28,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from metarl_envs.rendering import upscale
 from metarl_envs.rng import CounterRNG
+
+#: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
+#: least this many pixels, unless a ``render_scale`` is given.
+MIN_FRAME_SIDE = 256
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -53,6 +58,17 @@ def check_float(name: str, value: Any, low: float, high: float, *, open_low: boo
     return value
 
 
+def check_render_scale(render_scale: Any) -> int | None:
+    """``None`` (enlarge to a long side of at least ``MIN_FRAME_SIDE`` pixels) or an integer factor >= 1."""
+    return None if render_scale is None else check_int("render_scale", render_scale, 1)
+
+
+def scale_frame(frame: np.ndarray, render_scale: int | None) -> np.ndarray:
+    """``frame`` enlarged by ``render_scale``, or by the least factor that reaches ``MIN_FRAME_SIDE``."""
+    scale = render_scale if render_scale is not None else max(1, -(-MIN_FRAME_SIDE // max(frame.shape[:2])))
+    return frame if scale == 1 else upscale(frame, scale)
+
+
 class FamilyCore(abc.ABC):
     """Dynamics of ``num_envs`` copies of one task family.
 
@@ -67,6 +83,11 @@ class FamilyCore(abc.ABC):
     #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
     #: rather than the natural end of the episode.
     limit_is_truncation: ClassVar[bool] = False
+    #: Bounds of one step's reward (what ``TransitionObservation`` uses for its ``r_prev`` slot).
+    reward_range: tuple[float, float] = (-float("inf"), float("inf"))
+    #: Whether finite Box actions outside the action space are accepted (the dynamics clamp them
+    #: themselves, as MuJoCo does for ``ctrllimited`` actuators) instead of raising ``ValueError``.
+    accepts_unclipped_actions: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
     observation_space: spaces.Box | spaces.Discrete
@@ -250,9 +271,14 @@ class TrialRunner:
             arr = arr[None]
         if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
-        if (arr < space.low).any() or (arr > space.high).any():
+        if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
+
+
+def _masked_rows(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` where ``mask`` (rows), zeros of the same dtype elsewhere; and the mask."""
+    return np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0).astype(values.dtype), mask.copy()
 
 
 def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
@@ -268,7 +294,9 @@ class MetaEnv(gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
     Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
-    kwargs plus ``episodes_per_trial`` and ``render_mode``. Trials end by themselves after at most
+    kwargs plus ``episodes_per_trial``, ``render_mode`` and ``render_scale`` (the integer enlargement
+    of ``rgb_array`` frames; ``None``: the least that gives a long side of at least 256 pixels,
+    ``MIN_FRAME_SIDE``; the ANSI render is unaffected). Trials end by themselves after at most
     ``episodes_per_trial * per-episode limit`` steps, which is what each id registers as
     ``max_episode_steps``: when you change ``episodes_per_trial`` (or a family's episode limit) in
     ``gymnasium.make``, pass the new product as ``max_episode_steps`` too (or ``None``), or the
@@ -278,13 +306,16 @@ class MetaEnv(gym.Env):
     core_class: ClassVar[type[FamilyCore]]
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
-    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
+                 **kwargs: Any) -> None:
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
         self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
         self.core = self.runner.core
         self.observation_space = self.runner.observation_space
         self.action_space = self.core.action_space
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self.episodes_per_trial = self.runner.episodes_per_trial
         self.metadata = dict(self.core.metadata)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -317,11 +348,11 @@ class MetaEnv(gym.Env):
         if options and "task" in options:
             task = self.core.check_task(options["task"])[None]
         self.runner.start_trials(self._idx, task)
-        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "episode": 0}
+        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "inner_episode": 0}
 
     def step(self, action: Any):
         r = self.runner.step(self.runner.check_actions(action))
-        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": self.runner.episode.item()}
+        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "inner_episode": self.runner.episode.item()}
         if r["episode_end"].item():
             info["episode_end"] = True
             info["episode_return"] = r["episode_return"].item()
@@ -333,7 +364,7 @@ class MetaEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return self.core.render_rgb(0)
+            return scale_frame(self.core.render_rgb(0), self.render_scale)
         if self.render_mode == "ansi":
             return self.core.render_ansi(0)
         return None
@@ -346,16 +377,19 @@ class MetaVectorEnv(VectorEnv):
     new trial's first one, and ``info["final_obs"]`` / ``info["final_info"]`` (with their
     ``_final_obs`` / ``_final_info`` masks) hold the ending trial's last observation and info, as
     Gymnasium's ``SyncVectorEnv`` does in SAME_STEP mode and as SB3 needs.
-    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``.
+    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``. Every
+    step -- observations, rewards, flags and infos, dtypes included -- equals that of a SAME_STEP
+    ``SyncVectorEnv`` over the unwrapped single envs with the same seed.
     """
 
     env_class: ClassVar[type[MetaEnv]]
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
-                 max_episode_steps: int | None = None, **kwargs: Any):
+                 max_episode_steps: int | None = None, render_scale: int | None = None, **kwargs: Any):
         # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
         # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
         del max_episode_steps
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
@@ -369,27 +403,59 @@ class MetaVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self._all = np.arange(self.num_envs)
         self._needs_key = True
+
+    #: The keys of a reset info (a new trial's first info).
+    _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")
+    #: The ``reset`` options a vector env understands.
+    reset_options: ClassVar[tuple[str, ...]] = ("tasks", "reset_mask")
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Start new trials in every copy; copy ``i`` is seeded with ``seed + i``.
 
         ``options={"tasks": array}`` fixes the tasks (one per copy); otherwise each copy draws its own.
+        ``options={"reset_mask": bool array}`` (Gymnasium 1.x) starts new trials only in the masked
+        copies; the others keep their state and their current observation is returned. Seeding
+        restarts every copy's random streams, so ``seed`` needs a mask that covers every copy.
+        Unknown option keys raise ``ValueError``.
         """
+        options = options or {}
+        unknown = sorted(set(options) - set(self.reset_options))
+        if unknown:
+            raise ValueError(f"{self.core.family}: unknown reset option(s) {unknown}; allowed: {list(self.reset_options)}")
+        idx = self._all
+        if "reset_mask" in options:
+            mask = options["reset_mask"]
+            if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
+                raise ValueError(
+                    f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}"
+                )
+            if not mask.any():
+                raise ValueError(f"options['reset_mask'] must select at least one copy, got {mask!r}")
+            if seed is not None and not mask.all():
+                raise ValueError(
+                    f"reset(seed=...) restarts every copy's random streams: pass a reset_mask that selects every "
+                    f"copy, or no seed, got seed={seed!r} and reset_mask={mask!r}"
+                )
+            idx = np.flatnonzero(mask)
         if seed is not None or self._needs_key:
             if isinstance(seed, (int, np.integer)):
                 self._np_random, self._np_random_seed = seeding.np_random(int(seed))
             self.runner.rng.seed(_seed_generators(seed, self.num_envs, self.np_random))
             self._needs_key = False
         tasks = None
-        if options and "tasks" in options:
+        if "tasks" in options:
             tasks = np.stack([self.core.check_task(t) for t in options["tasks"]])
             if len(tasks) != self.num_envs:
                 raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
-        self.runner.start_trials(self._all, tasks)
-        ones = np.ones(self.num_envs, dtype=bool)
-        info = {"task": self.core.tasks.copy(), "_task": ones, "episode": self.runner.episode.copy(), "_episode": ones.copy()}
+            tasks = tasks[idx]
+        self.runner.start_trials(idx, tasks)
+        selected = np.zeros(self.num_envs, dtype=bool)
+        selected[idx] = True
+        info = {"task": self.core.tasks.copy(), "_task": selected, "inner_episode": self.runner.episode.copy(),
+                "_inner_episode": selected.copy()}
         return self.runner.observe(), info
 
     def step(self, actions: Any):
@@ -398,7 +464,7 @@ class MetaVectorEnv(VectorEnv):
         n = self.num_envs
         ones = np.ones(n, dtype=bool)
         episode = runner.episode.copy()
-        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "episode": episode, "_episode": ones}
+        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": episode, "_inner_episode": ones}
         ended = r["episode_end"]
         if ended.any():
             info["episode_end"] = ended.copy()
@@ -418,12 +484,23 @@ class MetaVectorEnv(VectorEnv):
             idx = np.flatnonzero(trial_end)
             final_obs = np.full(n, None, dtype=object)
             final_obs[idx] = list(obs[idx])
-            final_info = {key: value.copy() for key, value in info.items()}
-            final_info = {k: (np.where(trial_end, v, False) if k.startswith("_") else v) for k, v in final_info.items()}
+            # As Gymnasium's SyncVectorEnv in SAME_STEP mode: ``final_info`` holds the ending trials'
+            # step info (zeros and False masks elsewhere), and their step info is the new trial's
+            # reset info, so the step-only keys are masked out for them.
+            final_info: dict[str, Any] = {}
+            going_on = ~trial_end
+            for key in [k for k in info if not k.startswith("_")]:
+                values, mask = info[key], info["_" + key]
+                if (mask & trial_end).any():
+                    final_info[key], final_info["_" + key] = _masked_rows(values, mask & trial_end)
+                if key not in self._RESET_INFO_KEYS:
+                    del info[key], info["_" + key]
+                    if (mask & going_on).any():
+                        info[key], info["_" + key] = _masked_rows(values, mask & going_on)
             runner.start_trials(idx)
             obs = runner.observe()
             info["task"] = self.core.tasks.copy()
-            info["episode"] = runner.episode.copy()
+            info["inner_episode"] = runner.episode.copy()
             info["final_obs"] = final_obs
             info["_final_obs"] = trial_end.copy()
             info["final_info"] = final_info
@@ -432,7 +509,7 @@ class MetaVectorEnv(VectorEnv):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return tuple(self.core.render_rgb(i) for i in range(self.num_envs))
+            return tuple(scale_frame(self.core.render_rgb(i), self.render_scale) for i in range(self.num_envs))
         if self.render_mode == "ansi":
             return tuple(self.core.render_ansi(i) for i in range(self.num_envs))
         return None

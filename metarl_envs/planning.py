@@ -74,6 +74,7 @@ class PlanningCore(FamilyCore):
     """``num_envs`` copies of the Planning Game; state is the agent's and the goal's cell."""
 
     family = "MetaPlanningGame"
+    reward_range = (0.0, 1.0)
 
     def __init__(self, num_envs: int, size: int = 3, observation: str = "labels", episode_steps: int = 100) -> None:
         super().__init__(num_envs)
