@@ -56,9 +56,9 @@ def test_train_one_evaluates_every_interval_and_keeps_only_the_latest_checkpoint
         record = store.run_by_key(run.run_key)
         assert record.checkpoint_frames == FRAMES and record.wall_time_s > 0
         assert record.machine["cpu_count"] >= 1 and "torch" in record.versions
-        assert record.checkpoint_path == f"r.db.checkpoints/{run.run_key}.f{FRAMES}.zip"
+        assert record.checkpoint_path == f"r.db.checkpoints/{run.run_key}.f{FRAMES}.pt"
         assert [p.episode_returns for p in store.evaluations(record.id)][-1] == [fake_return(73, 1e-3, 1000) / 2] * 2
-    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.zip"]
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.pt"]
     assert events[0] == ("start", run.run_key, 0)
     assert [e[2] for e in events if e[0] == "progress"] == list(range(ROLLOUT, FRAMES + 1, ROLLOUT))
     assert [e[2] for e in events if e[0] == "eval"] == EVAL_FRAMES
@@ -106,7 +106,7 @@ def test_kill_between_checkpoint_and_commit_resumes_from_the_committed_checkpoin
         train_one(run, db, FakeTrainer(log))
     monkeypatch.setattr(ResultStore, "record_evaluation", original)
     assert sorted(p.name for p in checkpoint_dir(db).iterdir()) == [
-        f"{run.run_key}.f500.zip", f"{run.run_key}.f800.zip"]
+        f"{run.run_key}.f500.pt", f"{run.run_key}.f800.pt"]
     assert stored(db)[run.run_key] == ("failed", [300, 500], [fake_return(73, 1e-3, f) for f in (300, 500)])
 
     assert train_one(run, db, FakeTrainer(log)) == "finished"

@@ -286,6 +286,16 @@ class ResultStore:
                 (error, wall_time_s, time.time(), run_id),
             )
 
+    def restart_run(self, run_id: int) -> None:
+        """Forget a run's progress (points, checkpoint, frames, wall time) so that it trains from scratch."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM evaluations WHERE run_id = ?", (run_id,))
+            conn.execute(
+                "UPDATE runs SET status = 'pending', frames_done = 0, checkpoint_path = NULL, checkpoint_frames = NULL, "
+                "wall_time_s = 0, error = NULL, updated_at = ? WHERE id = ?",
+                (time.time(), run_id),
+            )
+
     # -- reads -----------------------------------------------------------------------------------
 
     def run_by_key(self, run_key: str) -> RunRecord:
