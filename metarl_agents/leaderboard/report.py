@@ -262,7 +262,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     db_path, out_dir = Path(db_path), Path(out_dir)
     if not db_path.exists():
         raise FileNotFoundError(f"no result database at {db_path}; run `metarl-bench run` first or pass --db")
-    with ResultStore(db_path) as store:
+    with ResultStore(db_path, readonly=True) as store:
         groups = load_groups(store, envs)
         evaluations = [
             {"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,

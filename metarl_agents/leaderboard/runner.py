@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from metarl_agents.leaderboard.checkpoint import CheckpointError
 from metarl_agents.leaderboard.grid import RunSpec
 from metarl_agents.leaderboard.lock import SweepLock
-from metarl_agents.leaderboard.store import ResultStore, StoreError
+from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
 
 BACKENDS = ("local", "ray")
 RESTART_HINT = "run again with --restart-failed to discard its checkpoint and points and train it from scratch"
@@ -383,6 +383,7 @@ def run_grid(
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     db_path = str(Path(db_path).resolve())
+    check_store_file(Path(db_path))  # refuse a foreign file before anything (the lock file) is written beside it
     with SweepLock(db_path):
         return _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed)
 
