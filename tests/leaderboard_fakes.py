@@ -68,7 +68,7 @@ class FakeTrainer:
         self._log("build", spec.run_key)
         return FakeModel(spec.run_key, spec.seed, spec.lr, **self._hooks(spec.run_key))
 
-    def save(self, model, spec, path) -> None:
+    def save(self, model, spec, path, final=False) -> None:
         Path(path).write_text(json.dumps({"key": spec.run_key, "frames": model.num_timesteps}))
 
     def resume(self, spec, checkpoint):

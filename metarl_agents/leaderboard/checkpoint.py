@@ -176,8 +176,14 @@ def _states_to_lists(states: Any) -> dict[str, list[th.Tensor]]:
     return {"pi": [s.clone() for s in states.pi], "vf": [s.clone() for s in states.vf]}
 
 
-def training_state(model: Any) -> dict[str, Any]:
-    """Everything a :class:`~metarl_agents.ppo.MetaPPO` needs to continue exactly where it is."""
+def training_state(model: Any, final: bool = False) -> dict[str, Any]:
+    """Everything a :class:`~metarl_agents.ppo.MetaPPO` needs to continue exactly where it is.
+
+    ``final``: the run is over, so only the trained policy is kept (a third of the size: no optimiser state).
+    """
+    if final:
+        return {"num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates), "final": True,
+                "policy": model.policy.state_dict()}
     normalizer = model.reward_normalizer
     numpy_rng = np.random.get_state()
     return {
@@ -203,10 +209,17 @@ def training_state(model: Any) -> dict[str, Any]:
 
 
 def restore_training_state(model: Any, state: dict[str, Any]) -> None:
+    """Load ``state`` (from :func:`training_state`) into a model freshly built with the run's settings."""
     from sb3_contrib.common.recurrent.type_aliases import RNNStates
 
-    model.policy.load_state_dict(state["policy"])
-    model.policy.optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.policy.load_state_dict(state["policy"])
+        if state.get("final"):
+            model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
+            return
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint does not fit this run's model ({str(exc).splitlines()[0]})") from exc
     model.num_timesteps = state["num_timesteps"]
     model._n_updates = state["n_updates"]
     model._last_obs = _decode_plain(state["last_obs"])

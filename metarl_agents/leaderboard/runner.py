@@ -55,8 +55,9 @@ class Trainer(Protocol):
     def build(self, spec: RunSpec) -> Model:
         """A fresh model for this run."""
 
-    def save(self, model: Model, spec: RunSpec, path: Path) -> None:
-        """Write everything needed to continue ``model`` exactly; raise ``CheckpointError`` if it can't."""
+    def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
+        """Write everything needed to continue ``model`` exactly (``final``: only what is needed to use the
+        trained model, the run being over)."""
 
     def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
         """The model saved in ``checkpoint``, ready to continue training; ``CheckpointError`` if the file is
@@ -67,24 +68,37 @@ class Trainer(Protocol):
 
 
 class MetaPPOTrainer:
-    """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`)."""
+    """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`).
+
+    ``policy_kwargs`` change the agents' architecture (e.g. a small network for a smoke test); they are part
+    of every checkpoint's identity, so a checkpoint of another architecture is refused.
+    """
+
+    def __init__(self, policy_kwargs: dict[str, Any] | None = None) -> None:
+        self.policy_kwargs = dict(policy_kwargs or {})
 
     def build(self, spec: RunSpec) -> Model:
         from metarl_agents.ppo import MetaPPO
 
-        extra = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
+        extra: dict[str, Any] = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
+        if self.policy_kwargs:
+            extra["policy_kwargs"] = dict(self.policy_kwargs)
         return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr,
                                    **spec.overrides, **extra)
 
-    def save(self, model: Model, spec: RunSpec, path: Path) -> None:
+    def identity(self, spec: RunSpec) -> dict[str, Any]:
+        """What a checkpoint must have been written for: the run's identity and settings, and the architecture."""
+        return {**spec.store_fields(), "policy_kwargs": repr(sorted(self.policy_kwargs.items()))}
+
+    def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
         from metarl_agents.leaderboard.checkpoint import training_state, write_checkpoint
 
-        write_checkpoint(path, spec.store_fields(), training_state(model))
+        write_checkpoint(path, self.identity(spec), training_state(model, final=final))
 
     def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
         from metarl_agents.leaderboard.checkpoint import read_checkpoint, restore_training_state
 
-        state = read_checkpoint(checkpoint, spec.store_fields())  # refuses another run's file before building
+        state = read_checkpoint(checkpoint, self.identity(spec))  # refuses another run's file before building
         model = self.build(spec)
         restore_training_state(model, state)
         return model
@@ -150,21 +164,22 @@ def _checkpoint_name(run_key: str, frames: int) -> str:
     return f"{run_key}.f{frames}.pt"
 
 
-def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: Path, frames: int) -> Path:
+def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: Path, frames: int,
+                     final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
     checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
     from metarl_agents.leaderboard.checkpoint import CheckpointError
 
-    final = directory / _checkpoint_name(spec.run_key, frames)
+    path = directory / _checkpoint_name(spec.run_key, frames)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        trainer.save(model, spec, final)
+        trainer.save(model, spec, path, final=final)
     except OSError as exc:
         raise CheckpointError(
             f"could not write the checkpoint of {spec.run_key} at {frames} frames to {directory}: "
             f"{exc.strerror or exc}"
         ) from exc
-    return final
+    return path
 
 
 def _remove_stale_files(directory: Path, run_key: str, keep: Path | None) -> None:
@@ -196,7 +211,7 @@ class _Recorder:
     def record(self, model: Model, finished: bool = False) -> None:
         frames = int(model.num_timesteps)
         result = self.trainer.evaluate(model, self.spec)
-        saved = _save_checkpoint(self.trainer, model, self.spec, checkpoint_dir(self.store.path), frames)
+        saved = _save_checkpoint(self.trainer, model, self.spec, checkpoint_dir(self.store.path), frames, finished)
         self.store.record_evaluation(
             self.run_id, frames, result["meta_episode_return"], result["episode_returns"], self.wall_time(),
             checkpoint_path=str(saved.relative_to(self.store.path.parent)), finished=finished,
