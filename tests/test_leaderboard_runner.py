@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -286,3 +287,21 @@ def test_failed_checkpoint_write_marks_the_run_failed_and_leaves_no_temporary_fi
     assert record.status == "failed" and "No space left on device" in record.error
     assert run_grid([run], db, trainer=FakeTrainer(log), show_progress=False).ok  # resumes, cleans up
     assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.pt"]
+
+
+def test_ray_address_that_does_not_answer_fails_fast_and_clearly():
+    from metarl_agents.leaderboard.runner import check_ray_address
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=rf"Ray cluster at --address 127.0.0.1:{port} does not answer"):
+        check_ray_address(f"127.0.0.1:{port}")  # nothing listens: refused at once
+    with socket.socket() as silent:  # accepts connections (backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ValueError, match="does not answer .no answer within 1 s"):
+            check_ray_address("127.0.0.1:%d" % silent.getsockname()[1], timeout=1.0)
+    assert time.monotonic() - started < 10
+    check_ray_address("auto")  # left to Ray

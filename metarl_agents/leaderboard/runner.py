@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import platform
 import queue as queue_module
+import socket
 import sys
 import threading
 import time
@@ -479,7 +480,43 @@ def _run_pool(todo, db_path, workers, trainer, display):
         events.close()
 
 
+RAY_CONNECT_TIMEOUT_S = 30.0
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within about ``timeout`` with a clear message if no Ray head answers at ``host:port``.
+
+    ``ray.init`` waits for an unreachable head indefinitely. A Ray head (and a Ray client server) speaks
+    gRPC, so it answers an HTTP/2 connection preface with a SETTINGS frame; a closed port, a silent host or
+    a proxy that accepts anything does not. ``auto`` and addresses without a port are left to Ray.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            reply = connection.recv(9)
+        problem = None if len(reply) == 9 and reply[3] == 4 else "it is not a gRPC server"
+    except TimeoutError:
+        problem = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise ValueError(
+            f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
+            "on the head node) or leave --address out to start a local Ray instance"
+        )
+
+
 def _run_ray(todo, db_path, address, trainer, display):
+    check_ray_address(address)
     try:
         import ray
         from ray.util.queue import Queue
