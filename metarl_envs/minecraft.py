@@ -69,6 +69,9 @@ from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
 
+#: Most rooms (each copy holds a view per position of every room).
+MAX_ROOMS = 10**4
+
 LEFT, FORWARD, RIGHT = 0, 1, 2
 MOVE_REWARD, CORRECT_REWARD, WRONG_REWARD = 0.1, 4.0, -3.0
 FRAME_SIZE = 10
@@ -175,7 +178,7 @@ class MinecraftCore(FamilyCore):
 
     def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 200) -> None:
         super().__init__(num_envs)
-        self.n_rooms = check_int("n_rooms", n_rooms, 1)
+        self.n_rooms = check_int("n_rooms", n_rooms, 1, MAX_ROOMS)
         self.per_episode_limit = check_int("episode_limit", episode_limit, 1)
         self.observation_space = spaces.Box(-1.0, 127.0 / 128.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)

@@ -302,6 +302,6 @@ def test_ray_address_that_does_not_answer_fails_fast_and_clearly():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         with pytest.raises(ValueError, match="does not answer .no answer within 1 s"):
-            check_ray_address("127.0.0.1:%d" % silent.getsockname()[1], timeout=1.0)
+            check_ray_address(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1.0)
     assert time.monotonic() - started < 10
     check_ray_address("auto")  # left to Ray
