@@ -60,3 +60,21 @@ def test_real_trainer_run_crash_resume_and_report(tmp_path):
     text = write_report(db, tmp_path / "report").read_text()
     assert "64 frames per run — **REDUCED BUDGET** (paper: 1,500,000)" in text
     assert '"n_envs": 4' in text and '"length": 5' in text
+
+
+class DivergesAfterFirstEvaluation(MetaPPOTrainer):
+    """The learning rate becomes infinite once the first checkpoint exists."""
+
+    def save(self, model, spec, path, final=False):
+        super().save(model, spec, path, final)
+        model.lr_schedule = lambda _: float("inf")
+
+
+def test_divergence_is_recorded_with_the_last_finite_checkpoint(tmp_path):
+    db = tmp_path / "results.db"
+    (spec,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=96, eval_every=32, n_eval_tasks=2,
+                         env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+    summary = run_grid([spec], db, trainer=DivergesAfterFirstEvaluation(), show_progress=False)
+    error = summary.failed[spec.run_key]
+    assert "training diverged at update" in error and "a parameter became non-finite" in error
+    assert error.endswith(f"Last finite checkpoint: {spec.run_key}.f32.pt (32 frames)")

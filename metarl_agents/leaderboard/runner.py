@@ -205,6 +205,7 @@ class _Recorder:
         self.spec, self.store, self.run_id, self.trainer, self.progress = spec, store, run_id, trainer, progress
         self.wall_time_before, self.started = wall_time_s, time.perf_counter()
         self.checkpoint = checkpoint
+        self.checkpoint_frames = 0
 
     def wall_time(self) -> float:
         return self.wall_time_before + time.perf_counter() - self.started
@@ -219,7 +220,7 @@ class _Recorder:
         )
         if self.checkpoint is not None and self.checkpoint != saved:
             self.checkpoint.unlink(missing_ok=True)
-        self.checkpoint = saved
+        self.checkpoint, self.checkpoint_frames = saved, frames
         self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
 
     def report(self, event: tuple) -> None:
@@ -279,6 +280,7 @@ def train_one(
     checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
     _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
+    recorder.checkpoint_frames = record.checkpoint_frames or 0
     try:
         if checkpoint is None:
             model = trainer.build(spec)
@@ -296,6 +298,11 @@ def train_one(
             reason = "interrupted"
         elif isinstance(exc, CheckpointError):
             reason = f"{exc}; {RESTART_HINT}"
+            exc.args = (reason,)
+        elif type(exc).__name__ == "TrainingDivergedError":
+            last = (f"{recorder.checkpoint.name} ({recorder.checkpoint_frames} frames)" if recorder.checkpoint
+                    else "none (it diverged before the first evaluation)")
+            reason = f"{exc}. Last finite checkpoint: {last}"
             exc.args = (reason,)
         else:
             reason = traceback.format_exc()
