@@ -30,7 +30,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from metarl_agents.leaderboard.checkpoint import CheckpointError
 from metarl_agents.leaderboard.grid import RunSpec
 from metarl_agents.leaderboard.lock import SweepLock
 from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
@@ -169,8 +168,7 @@ def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: P
                      final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
     checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
-
+    
     path = directory / _checkpoint_name(spec.run_key, frames)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -269,6 +267,8 @@ def train_one(
     failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
     its last checkpoint next time.
     """
+    from metarl_agents.leaderboard.checkpoint import CheckpointError  # imports torch: in the worker, not before
+
     if not isinstance(store, ResultStore):
         with ResultStore(store) as opened:
             return train_one(spec, opened, trainer, progress)
