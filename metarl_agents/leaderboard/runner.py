@@ -168,7 +168,7 @@ def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: P
                      final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
     checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
-    
+
     path = directory / _checkpoint_name(spec.run_key, frames)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,9 @@ def train_one(
     failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
     its last checkpoint next time.
     """
-    from metarl_agents.leaderboard.checkpoint import CheckpointError  # imports torch: in the worker, not before
+    from metarl_agents.leaderboard.checkpoint import (
+        CheckpointError,  # imports torch: in the worker, not before
+    )
 
     if not isinstance(store, ResultStore):
         with ResultStore(store) as opened:
