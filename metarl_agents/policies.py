@@ -1,4 +1,4 @@
-"""SB3 recurrent policies over the memory zoo: SplAgger, RNN, AMRL, CNP, Max, PEARL and ablations.
+"""SB3 recurrent policies over the memory zoo: SplAgger, RNN, AMRL, CNP, Max, PEARL, PEARL-GRU and ablations.
 
 Every policy is a :class:`MetaRecurrentPolicy` -- a sb3-contrib ``RecurrentActorCriticPolicy`` -- so
 ``sb3_contrib.RecurrentPPO`` trains, saves, loads and predicts with it unchanged. The named classes
@@ -337,9 +337,27 @@ class MaxPolicy(MetaRecurrentPolicy):
 
 
 class PEARLPolicy(MetaRecurrentPolicy):
-    """Per-transition encoder, product-of-Gaussians posterior, sampled 12-d latent, KL weight 1e-6."""
+    """Per-transition encoder, product-of-Gaussians posterior, sampled 12-d latent, KL weight 1e-6.
+
+    The PEARL paper's encoder (Rakelly et al. 2019: each transition encoded on its own, so the
+    posterior is permutation invariant). For the baseline as the SplAgger reference ran it, see
+    :class:`PEARLGRUPolicy`.
+    """
 
     preset: ClassVar[dict[str, Any]] = {"encoder": "linear", "split": False, "aggregator": "gauss"}
+
+
+class PEARLGRUPolicy(MetaRecurrentPolicy):
+    """PEARL as the SplAgger paper's reference code ran it: GRU(256) -> Linear(256 -> 24) -> product of Gaussians.
+
+    The transitions go through a GRU first, so unlike :class:`PEARLPolicy` the posterior depends on
+    their order. This is the "PEARL" of the SplAgger paper's figures. With the 80-wide transition
+    embedding of discrete-action envs the GRU (259,584) and the projection (6,168) hold 265,752
+    parameters, the embedding layers come on top; the memory state is 256 (GRU) + 24 (the running
+    sums of the 12 means and precisions) = 280.
+    """
+
+    preset: ClassVar[dict[str, Any]] = {"encoder": "gru", "split": False, "aggregator": "gauss"}
 
 
 class SplAggerNoSplitPolicy(MetaRecurrentPolicy):
@@ -373,6 +391,7 @@ POLICY_REGISTRY: dict[str, type[MetaRecurrentPolicy]] = {
     "CNP": CNPPolicy,
     "Max": MaxPolicy,
     "PEARL": PEARLPolicy,
+    "PEARL-GRU": PEARLGRUPolicy,
     "SplAgger-noSplit": SplAggerNoSplitPolicy,
     "SplAgger-noRNN": MaxPolicy,
     "SplAgger-mean": SplAggerMeanPolicy,

@@ -59,7 +59,7 @@ POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statist
 #: Preset keys that are MetaPPO constructor arguments.
 PRESET_PPO_KEYS = (
     "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda", "ent_coef", "vf_coef",
-    "max_grad_norm", "normalize_reward", "reward_clip",
+    "max_grad_norm", "normalize_reward", "reward_clip", "clip_actions",
 )
 
 
@@ -76,6 +76,10 @@ class MetaPPO(OnPolicyAlgorithm):
     :param clip_range: PPO clip of the probability ratio, also the value clip
     :param normalize_reward: divide rewards by the running std of the discounted return
     :param reward_clip: clip of the scaled rewards
+    :param clip_actions: Box actions only: clip the sampled action to the action space before stepping
+        the env (True, as SB3 does), or step the raw Gaussian sample (False, as the SplAgger reference
+        did on Cheetah; the env must accept it, e.g. MuJoCo clamps the control itself). The buffer
+        keeps the raw sample either way, so log-probabilities are those of the sampled action.
     Other parameters as SB3's PPO.
     """
 
@@ -98,6 +102,7 @@ class MetaPPO(OnPolicyAlgorithm):
         max_grad_norm: float = 0.5,
         normalize_reward: bool = True,
         reward_clip: float = 10.0,
+        clip_actions: bool = True,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -140,6 +145,9 @@ class MetaPPO(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.normalize_reward = normalize_reward
         self.reward_clip = reward_clip
+        if not isinstance(clip_actions, (bool, np.bool_)):
+            raise ValueError(f"clip_actions must be True or False, got {clip_actions!r}")
+        self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
         self._last_states: RNNStates | None = None
         if _init_setup_model:
@@ -193,7 +201,7 @@ class MetaPPO(OnPolicyAlgorithm):
             raise ValueError(f"unknown overrides {unknown} for MetaPPO.from_preset; allowed: {sorted(allowed)}")
         preset.update((k, v) for k, v in overrides.items() if k in preset)
         kwargs = {k: v for k, v in overrides.items() if k not in preset}
-        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS)
+        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS if k in preset)  # clip_actions is optional
         policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
         policy_kwargs["optimizer_kwargs"] = {"eps": preset["adam_eps"], **policy_kwargs.get("optimizer_kwargs", {})}
         lr = preset["learning_rate"]
@@ -214,7 +222,7 @@ class MetaPPO(OnPolicyAlgorithm):
         if self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
             self._last_states = policy.initial_states(env.num_envs)
         rollout_buffer.reset(self._last_states)
-        box = self.action_space if isinstance(self.action_space, spaces.Box) else None
+        box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
         callback.on_rollout_start()
 
         obs, episode_starts, states = self._last_obs, self._last_episode_starts, self._last_states

@@ -9,7 +9,10 @@ one step is ``dt = 0.05`` s). The task is not observed; the agent has to infer i
 
 ## Action Space
 ``Box(-1, 1, (6,), float32)``: torques of the back thigh, shin, foot and front thigh, shin, foot.
-Actions outside the box raise ``ValueError`` (SB3 clips Box actions before stepping).
+Finite actions outside the box are accepted, as ``HalfCheetah-v5`` accepts them: MuJoCo clamps the
+control to ``[-1, 1]`` itself (the model's actuators are ``ctrllimited``), while the control cost is
+computed on the action as given. That is what the reference experiments stepped: the raw Gaussian
+sample (SB3 and, by default, MetaPPO clip before stepping; MetaPPO's ``clip_actions=False`` does not).
 
 ## Observation Space
 ``Box(-f32max, f32max, (20,), float32)`` (the whole finite float32 range): ``qpos[1:]`` (8: root z, root angle, six joint angles),
@@ -122,6 +125,7 @@ class CheetahCore(FamilyCore):
     """
 
     limit_is_truncation = True
+    accepts_unclipped_actions = True  # MuJoCo clamps ctrl; the control cost sees the raw action
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
 
     def __init__(self, num_envs: int, width: int = 480, height: int = 480) -> None:

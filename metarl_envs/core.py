@@ -77,6 +77,9 @@ class FamilyCore(abc.ABC):
     #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
     #: rather than the natural end of the episode.
     limit_is_truncation: ClassVar[bool] = False
+    #: Whether finite Box actions outside the action space are accepted (the dynamics clamp them
+    #: themselves, as MuJoCo does for ``ctrllimited`` actuators) instead of raising ``ValueError``.
+    accepts_unclipped_actions: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
     observation_space: spaces.Box | spaces.Discrete
@@ -276,7 +279,7 @@ class TrialRunner:
                              f"{(n, *space.shape)}, got {actions!r}")
         if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
-        if (arr < space.low).any() or (arr > space.high).any():
+        if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
 

@@ -269,6 +269,43 @@ def test_continuous_actions_and_cheetah_time_limit():
     assert np.argwhere(buffer.episode_starts).tolist() == [[0, 0], [0, 1], [200, 0], [200, 1]]
 
 
+class ActionRecorder(VecEnvWrapper):
+    """Records the actions the trainer hands to the env."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.actions = []
+
+    def step_async(self, actions):
+        self.actions.append(np.array(actions))
+        self.venv.step_async(actions)
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+
+@pytest.mark.parametrize("clip_actions", [True, False])
+def test_clip_actions_decides_whether_the_raw_gaussian_sample_reaches_the_env(clip_actions):
+    """With clip_actions=False the env gets exactly the sampled actions the buffer keeps (beyond [-1, 1]
+    with std e^1); with True (SB3's behaviour, the default) their clipped copies."""
+    env = ActionRecorder(make_vec_env("MetaCheetahDir-v0", 2, seed=0))
+    model = MetaPPO("RNN", env, n_steps=8, n_minibatches=1, clip_actions=clip_actions, device="cpu",
+                    policy_kwargs={**SMALL, "log_std_init": 1.0})
+    model.learn(16)
+    sent = np.stack(env.actions[-8:])
+    sampled = model.rollout_buffer.actions
+    assert np.abs(sampled).max() > 1.0
+    np.testing.assert_array_equal(sent, sampled if not clip_actions else np.clip(sampled, -1.0, 1.0))
+    assert MetaPPO("RNN", make_vec_env("MetaTMaze-v0", 4, seed=0, length=10), policy_kwargs=SMALL).clip_actions
+    cheetah = MetaPPO.from_preset("MetaCheetahVel-v0", "RNN", n_envs=4, n_steps=8, policy_kwargs=SMALL)
+    assert cheetah.clip_actions is False  # the Cheetah presets step raw samples, as the reference did
+    with pytest.raises(ValueError, match="clip_actions must be True or False, got 'no'"):
+        MetaPPO("RNN", env, n_minibatches=1, clip_actions="no")
+
+
 @pytest.mark.filterwarnings("ignore:rich is experimental")
 def test_save_load_predict_round_trip(tmp_path):
     model = small_model(n_steps=20)

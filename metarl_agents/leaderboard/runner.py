@@ -168,6 +168,7 @@ def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: P
                      final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
     checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
 
     path = directory / _checkpoint_name(spec.run_key, frames)
     try:
