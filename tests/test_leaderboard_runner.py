@@ -130,7 +130,7 @@ def test_killed_worker_process_loses_only_the_interval_in_progress(tmp_path):
     summary = run_grid(specs, db, workers=2, trainer=killer, show_progress=False)
     assert victim in summary.failed and "worker process died" in summary.failed[victim]
     before = stored(db)
-    assert before[victim][:2] == ("running", [300, 500])  # 600..700 of the third interval lost
+    assert before[victim][:2] == ("failed", [300, 500])  # 600..700 of the third interval lost
     finished_before = {key for key, (status, _, _) in before.items() if status == "finished"}
 
     open(log, "w").close()

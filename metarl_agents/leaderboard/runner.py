@@ -445,11 +445,23 @@ def _run_locked(specs, db_path, backend, workers, address, trainer, show_progres
             display.run_done(key, status, error)
             if status == "failed":
                 summary.failed[key] = error or "unknown error"
+                _record_lost_run(db_path, key, summary.failed[key])
             elif status == "skipped":
                 summary.skipped.append(key)
             else:
                 summary.finished.append(key)
     return summary
+
+
+def _record_lost_run(db_path: str, run_key: str, error: str) -> None:
+    """Mark a run failed that could not say so itself (its worker process died) and is still 'running'."""
+    try:
+        with ResultStore(db_path) as store:
+            record = store.run_by_key(run_key)
+            if record.status == "running":
+                store.mark_failed(record.id, error)
+    except (StoreError, KeyError):
+        pass  # the next sweep marks it (it holds the store, so a 'running' run is a lost one)
 
 
 def _run_inline(todo, db_path, trainer, display):
