@@ -268,9 +268,7 @@ def train_one(
     failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
     its last checkpoint next time.
     """
-    from metarl_agents.leaderboard.checkpoint import (
-        CheckpointError,  # imports torch: in the worker, not before
-    )
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
 
     if not isinstance(store, ResultStore):
         with ResultStore(store) as opened:
@@ -283,7 +281,7 @@ def train_one(
     checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
     _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
-    recorder.checkpoint_frames = record.checkpoint_frames or 0
+    recorder.checkpoint_frames = record.checkpoint_frames or 0  # named if training diverges before the next
     try:
         if checkpoint is None:
             model = trainer.build(spec)
