@@ -86,6 +86,9 @@ from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 from metarl_envs.core import FamilyCore, MetaEnv, check_int
 from metarl_envs.rng import CounterRNG
 
+#: Largest rendered image side (MuJoCo's offscreen buffer is allocated at this size).
+MAX_IMAGE_SIDE = 8192
+
 FRAME_SKIP = 5
 EPISODE_STEPS = 200
 CTRL_COST_WEIGHT = 0.05
@@ -127,7 +130,8 @@ class CheetahCore(FamilyCore):
 
     def __init__(self, num_envs: int, width: int = 480, height: int = 480) -> None:
         super().__init__(num_envs)
-        self.width, self.height = check_int("width", width, 1), check_int("height", height, 1)
+        self.width = check_int("width", width, 1, MAX_IMAGE_SIDE)
+        self.height = check_int("height", height, 1, MAX_IMAGE_SIDE)
         self.model = load_half_cheetah(self.width, self.height)
         self.datas = [mujoco.MjData(self.model) for _ in range(num_envs)]
         self.init_qpos = self.datas[0].qpos.copy()

@@ -34,11 +34,20 @@ from metarl_envs.rng import CounterRNG
 #: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
 #: least this many pixels, unless a ``render_scale`` is given.
 MIN_FRAME_SIDE = 256
+#: Upper bound of integer kwargs without a tighter one of their own: far above any useful setting, and
+#: low enough that step counters and array sizes cannot overflow int64 or exhaust memory at construction.
+MAX_INT_KWARG = 10**9
+#: Upper bound of ``num_envs`` (checked before anything is allocated).
+MAX_NUM_ENVS = 2**24
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """Validate an integer kwarg, naming it and the allowed range in the error."""
     allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if high is None:
+        high = MAX_INT_KWARG
+        if isinstance(value, (int, np.integer)) and value > high:
+            allowed = f"in [{low}, {high}] (an upper bound that keeps sizes and step counters far from overflow)"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     if value < low or (high is not None and value > high):
@@ -97,7 +106,7 @@ class FamilyCore(abc.ABC):
     tasks: np.ndarray
 
     def __init__(self, num_envs: int) -> None:
-        self.num_envs = check_int("num_envs", num_envs, 1)
+        self.num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
 
     # --- tasks -----------------------------------------------------------------------------
     #: How many uniforms :meth:`tasks_from_uniforms` consumes per task.
@@ -117,6 +126,18 @@ class FamilyCore(abc.ABC):
 
     def invalid_task(self, task: Any, allowed: str) -> ValueError:
         return ValueError(f"{self.family}: invalid task {task!r}; allowed: {allowed}")
+
+    def checked_task(self, task: Any) -> np.ndarray:
+        """:meth:`check_task` after refusing what numpy would cast silently (strings, booleans, complex)."""
+        try:
+            kind = np.asarray(task).dtype.kind
+        except (TypeError, ValueError):  # ragged
+            kind = "O"
+        if task is None or kind not in "iuf":
+            self.check_task(task)  # the family's own message (naming the allowed tasks) where it refuses
+            raise ValueError(f"{self.family}: invalid task {task!r}; a task is a number or an array of numbers "
+                             f"(not a string, boolean, complex or None) in {self.task_space}")
+        return self.check_task(task)
 
     # --- dynamics --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -251,7 +272,8 @@ class TrialRunner:
     def check_actions(self, actions: Any) -> np.ndarray:
         """Actions as an array with a leading ``N`` axis; anything outside the action space raises."""
         space, n = self.core.action_space, self.core.num_envs
-        if n == 1 and isinstance(actions, (int, np.integer)) and isinstance(space, spaces.Discrete):
+        if n == 1 and isinstance(actions, (int, np.integer)) and not isinstance(actions, bool) \
+                and isinstance(space, spaces.Discrete):
             if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
                 return np.array([actions], dtype=np.int64)
         arr = np.asarray(actions)
@@ -269,6 +291,9 @@ class TrialRunner:
             return arr.astype(np.int64)
         if arr.shape == space.shape and n == 1:
             arr = arr[None]
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"{self.core.family}: actions must be real numbers (not {arr.dtype} values) with shape "
+                             f"{(n, *space.shape)}, got {actions!r}")
         if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
         if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
@@ -281,13 +306,27 @@ def _masked_rows(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0).astype(values.dtype), mask.copy()
 
 
+def check_seed(seed: Any) -> int | None:
+    """A seed as Gymnasium takes it: None or an integer >= 0 (numpy integers too; not booleans)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
 def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
     if seed is None:
         return [np.random.default_rng(fallback.integers(0, 2**63)) for _ in range(n)]
-    seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seeds = [check_seed(seed) + i for i in range(n)]
+    elif isinstance(seed, (list, tuple, np.ndarray)):
+        seeds = [check_seed(s) for s in seed]
+    else:
+        raise ValueError(f"seed must be None, an integer >= 0 or a list of {n} of them, got {seed!r}")
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds, got {len(seeds)}")
-    return [seeding.np_random(int(s))[0] for s in seeds]
+    return [seeding.np_random(s)[0] for s in seeds]
 
 
 class MetaEnv(gym.Env):
@@ -322,6 +361,7 @@ class MetaEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self._needs_key = True
+        self._trial_over = True  # until the first reset
         self._idx = np.zeros(1, dtype=np.int64)
 
     # --- task API --------------------------------------------------------------------------
@@ -333,24 +373,31 @@ class MetaEnv(gym.Env):
 
     def set_task(self, task: Any) -> None:
         """Use ``task`` for the current and following trials until a reset draws a new one."""
-        self.core.set_tasks(self._idx, self.core.check_task(task)[None])
+        self.core.set_tasks(self._idx, self.core.checked_task(task)[None])
 
     def get_task(self) -> np.ndarray:
         return self.core.tasks[0].copy()
 
     # --- Gymnasium API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_seed(seed)
+        task = None
+        if options and "task" in options:
+            task = self.core.checked_task(options["task"])[None]
         super().reset(seed=seed)
         if seed is not None or self._needs_key:
             self.runner.rng.seed([self.np_random])
             self._needs_key = False
-        task = None
-        if options and "task" in options:
-            task = self.core.check_task(options["task"])[None]
         self.runner.start_trials(self._idx, task)
+        self._trial_over = False
         return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "inner_episode": 0}
 
     def step(self, action: Any):
+        if self._trial_over:
+            raise gym.error.ResetNeeded(
+                f"{self.core.family}: call reset() before step(): "
+                + ("the env was never reset" if self._needs_key else "the trial has ended (terminated or truncated)")
+            )
         r = self.runner.step(self.runner.check_actions(action))
         info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "inner_episode": self.runner.episode.item()}
         if r["episode_end"].item():
@@ -360,6 +407,7 @@ class MetaEnv(gym.Env):
                 info["final_episode_observation"] = r["final_episode_observation"][0]
         truncated = r["truncated"].item()
         terminated = r["trial_end"].item() and not truncated
+        self._trial_over = terminated or truncated
         return r["obs"][0], r["reward"].item(), terminated, truncated, info
 
     def render(self):
@@ -389,6 +437,7 @@ class MetaVectorEnv(VectorEnv):
         # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
         # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
         del max_episode_steps
+        num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)  # before any family allocates copies
         self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
@@ -440,17 +489,18 @@ class MetaVectorEnv(VectorEnv):
                     f"copy, or no seed, got seed={seed!r} and reset_mask={mask!r}"
                 )
             idx = np.flatnonzero(mask)
-        if seed is not None or self._needs_key:
-            if isinstance(seed, (int, np.integer)):
-                self._np_random, self._np_random_seed = seeding.np_random(int(seed))
-            self.runner.rng.seed(_seed_generators(seed, self.num_envs, self.np_random))
-            self._needs_key = False
         tasks = None
         if "tasks" in options:
-            tasks = np.stack([self.core.check_task(t) for t in options["tasks"]])
-            if len(tasks) != self.num_envs:
-                raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
-            tasks = tasks[idx]
+            given = options["tasks"]
+            if isinstance(given, (str, bytes)) or not hasattr(given, "__len__") or len(given) != self.num_envs:
+                raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks (one per copy), got {given!r}")
+            tasks = np.stack([self.core.checked_task(t) for t in given])[idx]
+        if seed is not None or self._needs_key:
+            generators = _seed_generators(seed, self.num_envs, self.np_random)
+            if isinstance(seed, (int, np.integer)):
+                self._np_random, self._np_random_seed = seeding.np_random(int(seed))
+            self.runner.rng.seed(generators)
+            self._needs_key = False
         self.runner.start_trials(idx, tasks)
         selected = np.zeros(self.num_envs, dtype=bool)
         selected[idx] = True
@@ -459,6 +509,8 @@ class MetaVectorEnv(VectorEnv):
         return self.runner.observe(), info
 
     def step(self, actions: Any):
+        if self._needs_key:
+            raise gym.error.ResetNeeded(f"{self.core.family}: call reset() before the first step() of a vector env")
         runner = self.runner
         r = runner.step(runner.check_actions(actions))
         n = self.num_envs

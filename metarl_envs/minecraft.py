@@ -81,6 +81,9 @@ from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
 
+#: Most rooms (each copy holds a view per position of every room).
+MAX_ROOMS = 10**4
+
 LEFT, FORWARD, RIGHT = 0, 1, 2
 MOVE_REWARD, CORRECT_REWARD, WRONG_REWARD = 0.1, 4.0, -3.0
 FRAME_SIZE = 10
@@ -191,7 +194,7 @@ class MinecraftCore(FamilyCore):
 
     def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 199) -> None:
         super().__init__(num_envs)
-        self.n_rooms = check_int("n_rooms", n_rooms, 1)
+        self.n_rooms = check_int("n_rooms", n_rooms, 1, MAX_ROOMS)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
         self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode

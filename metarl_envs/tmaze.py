@@ -68,6 +68,9 @@ from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_float, ch
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
 
+#: Longest corridor (the observation table has a row per cell).
+MAX_LENGTH = 10**6
+
 LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 CORRECT_REWARD, WRONG_REWARD, CHECK_REWARD = 4.0, -3.0, 0.1
 # Indexed by "the chosen arm is the goal arm" (False, True).
@@ -112,7 +115,7 @@ class TMazeCore(FamilyCore):
 
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, episode_limit: int = 150) -> None:
         super().__init__(num_envs)
-        self.length = check_int("length", length, 3)
+        self.length = check_int("length", length, 3, MAX_LENGTH)
         self.indicator_pos = check_int("indicator_pos", indicator_pos, 1, self.length - 2)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
@@ -260,7 +263,7 @@ class AgreementCore(TMazeCore):
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, second_indicator_pos: int = 50,
                  episode_limit: int = 150) -> None:
         # Validated before the base constructor, which builds the observation table from it.
-        length = check_int("length", length, 3)
+        length = check_int("length", length, 3, MAX_LENGTH)
         indicator_pos = check_int("indicator_pos", indicator_pos, 1, length - 2)
         self.second_indicator_pos = check_int("second_indicator_pos", second_indicator_pos, indicator_pos + 1, length - 2)
         super().__init__(num_envs, length, indicator_pos, episode_limit)

@@ -284,6 +284,37 @@ def test_bad_input_raises_clear_errors():
         adapt(mdp, torch.zeros(3, 2, dtype=torch.float64), lambda th, ev: th, 1, evaluation="guess")
 
 
+@pytest.mark.parametrize("lam", [float("inf"), float("nan"), -1.0, 0, True, "1"])
+def test_lambda_must_be_finite_and_positive(lam):
+    with pytest.raises(ValueError, match=r"lam \(the regularisation weight lambda\) must be a finite number > 0"):
+        TabularBOMRL(4, 2, lam_train=lam)
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        TabularBOMRL(4, 2).adapt(random_mdp(4, 2, seed=0), 1, lam=lam)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("R", np.array([[np.nan, 0.0], [0.0, 0.0]]), "R must hold finite rewards"),
+    ("R", np.array([[np.inf, 0.0], [0.0, 0.0]]), "R must hold finite rewards"),
+    ("rho", np.array([np.nan, 1.0]), "rho must be a distribution"),
+    ("rho", np.array([2.0, -1.0]), "rho must be a distribution"),
+    ("P", np.full((2, 2, 2), np.nan), "P must hold probabilities"),
+    ("horizon", 2.5, "horizon must be a positive integer"),
+    ("horizon", True, "horizon must be a positive integer"),
+    ("gamma", float("nan"), "gamma must be a number in"),
+])
+def test_tabular_mdp_refuses_non_finite_or_non_integer_inputs(field, value, message):
+    arrays = {"P": np.full((2, 2, 2), 0.5), "R": np.zeros((2, 2)), "rho": np.array([0.5, 0.5]), "gamma": 0.8,
+              "horizon": None, field: value}
+    with pytest.raises(ValueError, match=message):
+        TabularMDP.from_arrays(**arrays)
+
+
+@pytest.mark.parametrize("rounds", [-1, 1.5, True])
+def test_rounds_must_be_a_non_negative_integer(rounds):
+    with pytest.raises(ValueError, match=f"rounds must be an integer >= 0, got {rounds!r}"):
+        TabularBOMRL(2, 2).adapt(random_mdp(2, 2, seed=0), rounds, lam=1.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("alg", [1, 2])
 def test_full_protocol_on_hole_tasks_matches_the_paper_late_rounds(alg):

@@ -12,7 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 
 from metarl_agents.evaluation import MetaEvalCallback, evaluate_meta
 from metarl_agents.policies import POLICY_REGISTRY, RNNPolicy, SplAggerPolicy
-from metarl_agents.ppo import MetaPPO
+from metarl_agents.ppo import MetaPPO, TrainingDivergedError
 from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states, trial_segments
 from metarl_agents.vec_env import make_vec_env
 from metarl_envs.wrappers import TransitionObservation
@@ -363,3 +363,32 @@ def test_splagger_solves_tmaze_with_the_paper_preset():
     model.learn(1_500_000, callback=callback)
     curve = [(r["frames"], r["meta_episode_return"]) for r in callback.results]
     assert callback.solved and curve[-1][0] <= 1_500_000, curve
+
+
+class RewardsBecomeNaN(VecEnvWrapper):
+    """A stock SB3 VecEnv wrapper whose rewards turn NaN after ``after`` steps (a broken reward function)."""
+
+    def __init__(self, venv, after):
+        super().__init__(venv)
+        self.steps, self.after = 0, after
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.steps += 1
+        return obs, rewards * (np.nan if self.steps > self.after else 1.0), dones, infos
+
+
+def test_divergence_is_reported_with_the_update_and_the_quantity():
+    env = RewardsBecomeNaN(make_vec_env("MetaTMaze-v0", 4, seed=0, length=10), after=60)
+    model = MetaPPO(RNNPolicy, env, n_steps=25, n_minibatches=2, policy_kwargs=SMALL, seed=0, device="cpu")
+    with pytest.raises(TrainingDivergedError, match=r"diverged at update 5 \(after 300 frames\): a loss became "
+                                                    r"non-finite \(policy loss, value loss\).*last finite update"):
+        model.learn(1000)
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())  # the last finite weights are kept
+
+    model = small_model(learning_rate=float("inf"))
+    with pytest.raises(TrainingDivergedError, match=r"update 1 .* a parameter became non-finite \(memory\..+\)"):
+        model.learn(200)
