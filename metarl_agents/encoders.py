@@ -30,6 +30,7 @@ Adding an encoder is one class: subclass :class:`ScanEncoder`, give it a ``name`
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, ClassVar
 
@@ -241,7 +242,7 @@ class LRU(ScanEncoder):
     def __init__(self, in_dim: int, hidden: int, state_dim: int | None = None, r_min: float = 0.9,
                  r_max: float = 0.999, max_phase: float = 2 * math.pi) -> None:
         super().__init__(in_dim, hidden)
-        n = state_dim or max(1, hidden // 2)
+        n = max(1, hidden // 2) if state_dim is None else state_dim
         if not 0 <= r_min < r_max <= 1:
             raise ValueError(f"LRU needs 0 <= r_min < r_max <= 1, got r_min={r_min!r}, r_max={r_max!r}")
         self.state_shape = (n,)
@@ -449,6 +450,12 @@ def make_scan_encoder(name: str, in_dim: int, hidden: int, **kwargs: Any) -> Sca
     """The scan encoder registered as ``name`` (see :data:`SCAN_ENCODERS`)."""
     if name not in SCAN_ENCODERS:
         raise ValueError(f"unknown scan encoder {name!r}; allowed: {sorted(SCAN_ENCODERS)}")
+    defaults = inspect.signature(SCAN_ENCODERS[name]).parameters
+    for key, value in kwargs.items():
+        if key in defaults and (isinstance(defaults[key].default, int) or key == "state_dim") and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"encoder {name!r}: {key} must be a positive integer, got {value!r}")
     try:
         return SCAN_ENCODERS[name](in_dim, hidden, **kwargs)
     except TypeError as err:

@@ -118,6 +118,10 @@ def test_bad_encoder_configuration_is_rejected():
         Memory(LAYOUT, encoder="lru", encoder_kwargs={"size": 3})
     with pytest.raises(ValueError, match="encoder_kwargs are for the scan encoders"):
         Memory(LAYOUT, encoder="gru", encoder_kwargs={"state_dim": 3})
+    with pytest.raises(ValueError, match="encoder 's6': state_dim must be a positive integer, got 0"):
+        Memory(LAYOUT, encoder="s6", encoder_kwargs={"state_dim": 0})
+    with pytest.raises(ValueError, match="encoder 'gla': chunk must be a positive integer, got 2.5"):
+        make_scan_encoder("gla", 3, 4, chunk=2.5)
     with pytest.raises(ValueError, match="r_min < r_max"):
         make_scan_encoder("lru", 3, 4, r_min=0.9, r_max=0.5)
     with pytest.raises(ValueError, match="divisible by heads"):
