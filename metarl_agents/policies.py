@@ -46,8 +46,9 @@ HEADS = ("hyper", "mlp")
 class PolicyConfig:
     """Every setting of a :class:`MetaRecurrentPolicy` (the defaults are SplAgger's)."""
 
-    encoder: str = "gru"  #: "gru" or "linear" (per-step tanh(Linear), no recurrence)
+    encoder: str = "gru"  #: "gru", "linear" (per-step tanh(Linear), no recurrence) or a scan encoder (encoders.py)
     encoder_hidden: int = 256
+    encoder_kwargs: dict[str, Any] | None = None  #: scan encoders' settings, e.g. {"state_dim": 16}
     split: bool = True  #: aggregate only the second half of the encoding; the first half skips
     aggregator: str | None = "max"  #: a name in metarl_agents.aggregators.AGGREGATORS, or None
     aggregator_kwargs: dict[str, Any] | None = None  #: e.g. {"temperature": 0.1}
@@ -141,7 +142,8 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         discrete = isinstance(self.action_space, spaces.Discrete)
         small = 8 if discrete else 16
         self.memory = Memory(
-            self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, split=cfg.split,
+            self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, encoder_kwargs=cfg.encoder_kwargs,
+            split=cfg.split,
             aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
             state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
         )
@@ -398,3 +400,28 @@ POLICY_REGISTRY: dict[str, type[MetaRecurrentPolicy]] = {
     "SplAgger-softmax": SplAggerSoftmaxPolicy,
     "SplAgger-wsoftmax": SplAggerWSoftmaxPolicy,
 }
+
+
+# The scan encoders (metarl_agents.encoders), alone ("LRU") and under SplAgger's split max ("SplAgger-LRU").
+SCAN_MODEL_NAMES = {"mingru": "minGRU", "lru": "LRU", "ffm": "FFM", "s6": "S6", "gla": "GLA"}
+
+
+def _scan_policy(class_name: str, doc: str, preset: dict[str, Any]) -> type[MetaRecurrentPolicy]:
+    # a module-level name, so that pickling (SB3's save) finds the class by reference
+    cls = type(class_name, (MetaRecurrentPolicy,), {"preset": preset, "__doc__": doc, "__module__": __name__})
+    globals()[class_name] = cls
+    return cls
+
+
+for _encoder, _label in SCAN_MODEL_NAMES.items():
+    _class = _label.replace("-", "")
+    POLICY_REGISTRY[_label] = _scan_policy(
+        f"{_class}Policy", f"A {_label} encoder alone (no aggregator).",
+        {"encoder": _encoder, "split": False, "aggregator": None},
+    )
+    POLICY_REGISTRY[f"SplAgger-{_label}"] = _scan_policy(
+        f"SplAgger{_class}Policy", f"SplAgger with a {_label} encoder in place of the GRU: split + max.",
+        {"encoder": _encoder},
+    )
+
+del _encoder, _label, _class
