@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 
 install:
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,zoo]"
 
 # The main job, small enough for a few minutes on 2 cores: SplAgger vs RNN on a 10-cell T-maze,
 # 2 seeds, 22.4k frames each (a REDUCED BUDGET, labelled as such in the report).

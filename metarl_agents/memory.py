@@ -5,15 +5,17 @@ Pipeline (spec agents.md §3)::
     transition -> per-part embeddings -> encoder -> (split) -> aggregator -> concat(skip, agg) -> Linear -> latent
 
 * embeddings: Linear+ReLU per part, the state one shared by ``s_prev`` and ``s``.
-* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state) or ``"linear"`` (the spec's "none":
-  per-step ``tanh(Linear)``, no memory of its own).
+* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state), ``"linear"`` (the spec's "none":
+  per-step ``tanh(Linear)``, no memory of its own), or a linear recurrence trained with a parallel scan
+  (``"mingru"``, ``"lru"``, ``"ffm"``, ``"s6"``, ``"gla"``: :mod:`metarl_agents.encoders`), configured by
+  ``encoder_kwargs``.
 * split: the first half of the encoding skips the aggregator, the second half is aggregated.
 * aggregator: any name in :data:`metarl_agents.aggregators.AGGREGATORS`, or ``None``.
 * variational aggregators (``"gauss"``): the encoding is projected to ``latent_dim`` (means and
   precisions), the aggregate is read as ``(mean, log-variance)`` and the latent is a sample
   (``latent_dim / 2`` wide); the KL term comes back as the auxiliary loss.
 
-The state is one flat vector per copy, ``[GRU hidden | aggregator state]``, zeros meaning empty, so a
+The state is one flat vector per copy, ``[encoder state | aggregator state]``, zeros meaning empty, so a
 reset is exact. ``forward`` takes whole sequences ``[T, B, ...]``; ``step`` is the rollout's one-step
 update, the same numbers as ``forward`` at ``T = 1`` at a fraction of its overhead.
 """
@@ -27,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from metarl_agents.aggregators import aggregator_class, make_aggregator
+from metarl_agents.encoders import SCAN_ENCODERS, make_scan_encoder
 from metarl_agents.sequence import Segments, gru_step, gru_with_resets, make_gru
 
-ENCODERS = ("gru", "linear")
+ENCODERS = ("gru", "linear", *SCAN_ENCODERS)
 
 
 class TransitionEmbedding(nn.Module):
@@ -83,6 +86,7 @@ class Memory(nn.Module):
         *,
         encoder: str = "gru",
         encoder_hidden: int = 256,
+        encoder_kwargs: dict[str, Any] | None = None,
         split: bool = True,
         aggregator: str | None = "max",
         aggregator_kwargs: dict[str, Any] | None = None,
@@ -102,8 +106,14 @@ class Memory(nn.Module):
             layout, _positive("state_embed", state_embed), _positive("action_embed", action_embed),
             _positive("reward_embed", reward_embed),
         )
+        if encoder_kwargs and encoder not in SCAN_ENCODERS:
+            raise ValueError(f"encoder_kwargs are for the scan encoders {sorted(SCAN_ENCODERS)}, not {encoder!r}")
         self.gru = make_gru(self.embed.out_dim, hidden) if encoder == "gru" else None
-        self.per_step = None if encoder == "gru" else nn.Sequential(nn.Linear(self.embed.out_dim, hidden), nn.Tanh())
+        self.per_step = nn.Sequential(nn.Linear(self.embed.out_dim, hidden), nn.Tanh()) if encoder == "linear" else None
+        self.scan = (
+            make_scan_encoder(encoder, self.embed.out_dim, hidden, **(encoder_kwargs or {}))
+            if encoder in SCAN_ENCODERS else None
+        )
         self.skip_dim = hidden - hidden // 2 if split else 0
         agg_in = hidden - self.skip_dim
         self.to_gaussian: nn.Module | None = None
@@ -119,8 +129,8 @@ class Memory(nn.Module):
         features = self.skip_dim + (self.aggregator.out_dim if self.aggregator is not None else hidden)
         self.to_latent = None if self.variational else nn.Linear(features, self.latent_dim)
         self.output_dim = self.latent_dim // 2 if self.variational else self.latent_dim
-        self.gru_size = hidden if self.gru is not None else 0
-        self.state_size = self.gru_size + (self.aggregator.state_dim if self.aggregator is not None else 0)
+        self.encoder_state_size = self.scan.state_size if self.scan is not None else hidden if self.gru is not None else 0
+        self.state_size = self.encoder_state_size + (self.aggregator.state_dim if self.aggregator is not None else 0)
 
     def forward(
         self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True
@@ -132,38 +142,42 @@ class Memory(nn.Module):
         """
         seg = Segments.from_starts(episode_starts)
         x = self.embed(obs)
-        gru_state, agg_state = state[:, : self.gru_size], state[:, self.gru_size :]
+        enc_state, agg_state = state[:, : self.encoder_state_size], state[:, self.encoder_state_size :]
         if self.gru is not None:
-            x, gru_state = gru_with_resets(self.gru, x, gru_state, seg)
+            x, enc_state = gru_with_resets(self.gru, x, enc_state, seg)
+        elif self.scan is not None:
+            x, enc_state = self.scan(x, enc_state, seg)
         else:
             x = self.per_step(x)
-        return self._read_out(x, gru_state, agg_state, lambda h, s: self.aggregator(h, s, seg), sample)
+        return self._read_out(x, enc_state, agg_state, lambda h, s: self.aggregator(h, s, seg), sample)
 
     def step(self, obs: th.Tensor, state: th.Tensor, sample: bool = True) -> tuple[th.Tensor, th.Tensor]:
         """One step for a batch: ``obs [B, obs_dim]``, ``state [B, state_size]`` (already zeroed where
         a trial starts) -> ``(latent [B, output_dim], new state)``. No auxiliary loss: this is the
         rollout's path; training runs :meth:`forward`."""
         x = self.embed.step(obs)
-        gru_state, agg_state = state[:, : self.gru_size], state[:, self.gru_size :]
+        enc_state, agg_state = state[:, : self.encoder_state_size], state[:, self.encoder_state_size :]
         if self.gru is not None:
-            x = gru_state = gru_step(self.gru, x, gru_state)
+            x = enc_state = gru_step(self.gru, x, enc_state)
+        elif self.scan is not None:
+            x, enc_state = self.scan.step(x, enc_state)
         else:
             x = self.per_step(x)
         latent, new_state, _ = self._read_out(
-            x, gru_state, agg_state, lambda h, s: (*self.aggregator.step(h, s), None), sample
+            x, enc_state, agg_state, lambda h, s: (*self.aggregator.step(h, s), None), sample
         )
         return latent, new_state
 
-    def _read_out(self, x, gru_state, agg_state, aggregate, sample):
+    def _read_out(self, x, enc_state, agg_state, aggregate, sample):
         """Encoded ``x`` (any leading shape) -> ``(latent, new state, aux)``; ``aggregate(x, state)``
         returns ``(aggregate, new aggregator state, aux)``."""
         if self.aggregator is None:
-            return self.to_latent(x), gru_state, x.new_zeros(())
+            return self.to_latent(x), enc_state, x.new_zeros(())
         skip, x = x[..., : self.skip_dim], x[..., self.skip_dim :]
         if self.variational:
             x = self.to_gaussian(x)
         agg, agg_state, aux = aggregate(x, agg_state)
-        new_state = th.cat([gru_state, agg_state], dim=-1)
+        new_state = th.cat([enc_state, agg_state], dim=-1)
         if self.variational:
             mean, logvar = agg.chunk(2, dim=-1)
             latent = mean + th.exp(0.5 * logvar) * th.randn_like(mean) if sample else mean

@@ -1,4 +1,4 @@
-"""SB3 recurrent policies over the memory zoo: SplAgger, RNN, AMRL, CNP, Max, PEARL and ablations.
+"""SB3 recurrent policies over the memory zoo: SplAgger, RNN, AMRL, CNP, Max, PEARL, PEARL-GRU and ablations.
 
 Every policy is a :class:`MetaRecurrentPolicy` -- a sb3-contrib ``RecurrentActorCriticPolicy`` -- so
 ``sb3_contrib.RecurrentPPO`` trains, saves, loads and predicts with it unchanged. The named classes
@@ -46,8 +46,9 @@ HEADS = ("hyper", "mlp")
 class PolicyConfig:
     """Every setting of a :class:`MetaRecurrentPolicy` (the defaults are SplAgger's)."""
 
-    encoder: str = "gru"  #: "gru" or "linear" (per-step tanh(Linear), no recurrence)
+    encoder: str = "gru"  #: "gru", "linear" (per-step tanh(Linear), no recurrence) or a scan encoder (encoders.py)
     encoder_hidden: int = 256
+    encoder_kwargs: dict[str, Any] | None = None  #: scan encoders' settings, e.g. {"state_dim": 16}
     split: bool = True  #: aggregate only the second half of the encoding; the first half skips
     aggregator: str | None = "max"  #: a name in metarl_agents.aggregators.AGGREGATORS, or None
     aggregator_kwargs: dict[str, Any] | None = None  #: e.g. {"temperature": 0.1}
@@ -141,7 +142,8 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         discrete = isinstance(self.action_space, spaces.Discrete)
         small = 8 if discrete else 16
         self.memory = Memory(
-            self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, split=cfg.split,
+            self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, encoder_kwargs=cfg.encoder_kwargs,
+            split=cfg.split,
             aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
             state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
         )
@@ -337,9 +339,27 @@ class MaxPolicy(MetaRecurrentPolicy):
 
 
 class PEARLPolicy(MetaRecurrentPolicy):
-    """Per-transition encoder, product-of-Gaussians posterior, sampled 12-d latent, KL weight 1e-6."""
+    """Per-transition encoder, product-of-Gaussians posterior, sampled 12-d latent, KL weight 1e-6.
+
+    The PEARL paper's encoder (Rakelly et al. 2019: each transition encoded on its own, so the
+    posterior is permutation invariant). For the baseline as the SplAgger reference ran it, see
+    :class:`PEARLGRUPolicy`.
+    """
 
     preset: ClassVar[dict[str, Any]] = {"encoder": "linear", "split": False, "aggregator": "gauss"}
+
+
+class PEARLGRUPolicy(MetaRecurrentPolicy):
+    """PEARL as the SplAgger paper's reference code ran it: GRU(256) -> Linear(256 -> 24) -> product of Gaussians.
+
+    The transitions go through a GRU first, so unlike :class:`PEARLPolicy` the posterior depends on
+    their order. This is the "PEARL" of the SplAgger paper's figures. With the 80-wide transition
+    embedding of discrete-action envs the GRU (259,584) and the projection (6,168) hold 265,752
+    parameters, the embedding layers come on top; the memory state is 256 (GRU) + 24 (the running
+    sums of the 12 means and precisions) = 280.
+    """
+
+    preset: ClassVar[dict[str, Any]] = {"encoder": "gru", "split": False, "aggregator": "gauss"}
 
 
 class SplAggerNoSplitPolicy(MetaRecurrentPolicy):
@@ -373,9 +393,35 @@ POLICY_REGISTRY: dict[str, type[MetaRecurrentPolicy]] = {
     "CNP": CNPPolicy,
     "Max": MaxPolicy,
     "PEARL": PEARLPolicy,
+    "PEARL-GRU": PEARLGRUPolicy,
     "SplAgger-noSplit": SplAggerNoSplitPolicy,
     "SplAgger-noRNN": MaxPolicy,
     "SplAgger-mean": SplAggerMeanPolicy,
     "SplAgger-softmax": SplAggerSoftmaxPolicy,
     "SplAgger-wsoftmax": SplAggerWSoftmaxPolicy,
 }
+
+
+# The scan encoders (metarl_agents.encoders), alone ("LRU") and under SplAgger's split max ("SplAgger-LRU").
+SCAN_MODEL_NAMES = {"mingru": "minGRU", "lru": "LRU", "ffm": "FFM", "s6": "S6", "gla": "GLA"}
+
+
+def _scan_policy(class_name: str, doc: str, preset: dict[str, Any]) -> type[MetaRecurrentPolicy]:
+    # a module-level name, so that pickling (SB3's save) finds the class by reference
+    cls = type(class_name, (MetaRecurrentPolicy,), {"preset": preset, "__doc__": doc, "__module__": __name__})
+    globals()[class_name] = cls
+    return cls
+
+
+for _encoder, _label in SCAN_MODEL_NAMES.items():
+    _class = _label.replace("-", "")
+    POLICY_REGISTRY[_label] = _scan_policy(
+        f"{_class}Policy", f"A {_label} encoder alone (no aggregator).",
+        {"encoder": _encoder, "split": False, "aggregator": None},
+    )
+    POLICY_REGISTRY[f"SplAgger-{_label}"] = _scan_policy(
+        f"SplAgger{_class}Policy", f"SplAgger with a {_label} encoder in place of the GRU: split + max.",
+        {"encoder": _encoder},
+    )
+
+del _encoder, _label, _class

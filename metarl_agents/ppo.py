@@ -49,13 +49,17 @@ from metarl_agents.vec_env import make_vec_env
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 
+
+class TrainingDivergedError(RuntimeError):
+    """A loss, gradient or parameter became non-finite; the model keeps the weights of the last finite update."""
+
 #: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
 POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statistics", "memory_parameters",
               "head_parameters")
 #: Preset keys that are MetaPPO constructor arguments.
 PRESET_PPO_KEYS = (
     "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda", "ent_coef", "vf_coef",
-    "max_grad_norm", "normalize_reward", "reward_clip",
+    "max_grad_norm", "normalize_reward", "reward_clip", "clip_actions",
 )
 
 
@@ -72,6 +76,10 @@ class MetaPPO(OnPolicyAlgorithm):
     :param clip_range: PPO clip of the probability ratio, also the value clip
     :param normalize_reward: divide rewards by the running std of the discounted return
     :param reward_clip: clip of the scaled rewards
+    :param clip_actions: Box actions only: clip the sampled action to the action space before stepping
+        the env (True, as SB3 does), or step the raw Gaussian sample (False, as the SplAgger reference
+        did on Cheetah; the env must accept it, e.g. MuJoCo clamps the control itself). The buffer
+        keeps the raw sample either way, so log-probabilities are those of the sampled action.
     Other parameters as SB3's PPO.
     """
 
@@ -94,6 +102,7 @@ class MetaPPO(OnPolicyAlgorithm):
         max_grad_norm: float = 0.5,
         normalize_reward: bool = True,
         reward_clip: float = 10.0,
+        clip_actions: bool = True,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -136,6 +145,9 @@ class MetaPPO(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.normalize_reward = normalize_reward
         self.reward_clip = reward_clip
+        if not isinstance(clip_actions, (bool, np.bool_)):
+            raise ValueError(f"clip_actions must be True or False, got {clip_actions!r}")
+        self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
         self._last_states: RNNStates | None = None
         if _init_setup_model:
@@ -189,7 +201,7 @@ class MetaPPO(OnPolicyAlgorithm):
             raise ValueError(f"unknown overrides {unknown} for MetaPPO.from_preset; allowed: {sorted(allowed)}")
         preset.update((k, v) for k, v in overrides.items() if k in preset)
         kwargs = {k: v for k, v in overrides.items() if k not in preset}
-        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS)
+        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS if k in preset)  # clip_actions is optional
         policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
         policy_kwargs["optimizer_kwargs"] = {"eps": preset["adam_eps"], **policy_kwargs.get("optimizer_kwargs", {})}
         lr = preset["learning_rate"]
@@ -210,7 +222,7 @@ class MetaPPO(OnPolicyAlgorithm):
         if self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
             self._last_states = policy.initial_states(env.num_envs)
         rollout_buffer.reset(self._last_states)
-        box = self.action_space if isinstance(self.action_space, spaces.Box) else None
+        box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
         callback.on_rollout_start()
 
         obs, episode_starts, states = self._last_obs, self._last_episode_starts, self._last_states
@@ -218,7 +230,10 @@ class MetaPPO(OnPolicyAlgorithm):
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
                 starts_tensor = th.as_tensor(episode_starts, dtype=th.float32, device=device)
-                actions, values, log_probs, states = policy.step(obs_tensor, states, starts_tensor)
+                try:
+                    actions, values, log_probs, states = policy.step(obs_tensor, states, starts_tensor)
+                except ValueError as exc:  # torch's distribution check on non-finite logits
+                    raise (self._nonfinite(obs_tensor) or exc) from None
             actions = actions.cpu().numpy()
             env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
             new_obs, rewards, dones, infos = env.step(env_actions)
@@ -287,9 +302,12 @@ class MetaPPO(OnPolicyAlgorithm):
         for _ in range(self.n_epochs):
             for envs in np.array_split(th.randperm(buffer.n_envs).numpy(), self.n_minibatches):
                 batch, states, valid = self._minibatch(data, initial_states, envs)
-                values, log_prob, entropy, aux_loss = policy.evaluate_sequence(
-                    batch["obs"], batch["actions"], batch["starts"], states
-                )
+                try:
+                    values, log_prob, entropy, aux_loss = policy.evaluate_sequence(
+                        batch["obs"], batch["actions"], batch["starts"], states
+                    )
+                except ValueError as exc:  # torch's distribution check on non-finite logits
+                    raise (self._nonfinite(batch["obs"]) or exc) from None
                 values, log_prob, entropy = values[valid], log_prob[valid], entropy[valid]
                 adv, old_v, ret = (batch[k][valid] for k in ("advantages", "old_values", "returns"))
                 log_ratio = log_prob - batch["old_log_probs"][valid]
@@ -301,11 +319,17 @@ class MetaPPO(OnPolicyAlgorithm):
                 ).mean()
                 entropy_loss = -entropy.mean()
                 loss = policy_loss + self.vf_coef * value_loss + self.ent_coef * entropy_loss + aux_loss
+                if not th.isfinite(loss):
+                    parts = {"policy loss": policy_loss, "value loss": value_loss, "entropy": entropy_loss,
+                             "auxiliary loss": aux_loss}
+                    raise self._diverged("loss", [k for k, v in parts.items() if not th.isfinite(th.as_tensor(v))])
 
                 policy.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(memory_params, self.max_grad_norm)
-                th.nn.utils.clip_grad_norm_(head_params, self.max_grad_norm)
+                norms = {"memory": th.nn.utils.clip_grad_norm_(memory_params, self.max_grad_norm),
+                         "head": th.nn.utils.clip_grad_norm_(head_params, self.max_grad_norm)}
+                if not all(th.isfinite(norm) for norm in norms.values()):
+                    raise self._diverged("gradient", [f"{k} gradient norm" for k, v in norms.items() if not th.isfinite(v)])
                 policy.optimizer.step()
 
                 with th.no_grad():
@@ -317,6 +341,9 @@ class MetaPPO(OnPolicyAlgorithm):
         # Once per chunk, after the update: the rollout and the update of a chunk see the same
         # observation statistics, so the probability ratio starts at exactly 1.
         policy.update_obs_statistics(data["obs"])
+        problem = self._nonfinite()  # e.g. an infinite learning rate, or a NaN observation in the statistics
+        if problem is not None:
+            raise problem
 
         means = {k: th.stack(v).mean().item() for k, v in stats.items()}
         self.logger.record("train/policy_gradient_loss", means["pg"])
@@ -331,6 +358,26 @@ class MetaPPO(OnPolicyAlgorithm):
         self.logger.record("train/clip_range", clip_range)
         if hasattr(policy, "log_std"):
             self.logger.record("train/std", th.exp(policy.log_std).mean().item())
+
+    def _nonfinite(self, obs: th.Tensor | None = None) -> TrainingDivergedError | None:
+        """The error naming what is non-finite: the env's observations (which carry the rewards), a parameter
+        or a statistic of the policy; None if all are finite."""
+        if obs is not None and not th.isfinite(obs).all():
+            return self._diverged("observation from the env", ["an observation or reward is NaN or infinite"])
+        for kind, named in (("parameter", self.policy.named_parameters()), ("statistic", self.policy.named_buffers())):
+            broken = [name for name, value in named if value.is_floating_point() and not th.isfinite(value).all()]
+            if broken:
+                return self._diverged(kind, broken[:3])
+        return None
+
+    def _diverged(self, quantity: str, which: list[str]) -> TrainingDivergedError:
+        return TrainingDivergedError(
+            f"training diverged at update {self._n_updates + 1} (after {self.num_timesteps} frames): a {quantity} "
+            f"became non-finite ({', '.join(which)}). "
+            + ("The model is no longer finite; " if quantity in ("parameter", "statistic") else
+               "The model keeps the weights of the last finite update; ")
+            + "resume from the last checkpoint saved before this point, with a lower learning rate or clipped inputs"
+        )
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
                    envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor]:

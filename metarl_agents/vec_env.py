@@ -10,8 +10,7 @@ SB3 takes its own ``VecEnv``, not a Gymnasium vector env. :func:`make_vec_env` r
 Both give the same per-env ``infos`` as SB3's ``DummyVecEnv`` + ``Monitor`` would: on the step
 that ends a trial ``terminal_observation``, ``TimeLimit.truncated`` and Monitor's
 ``episode = {"r", "l", "t"}`` (the trial's return and length); on every step the family's trial
-keys (``task``, ``episode_end``, ``episode_return``, ...). SB3 reserves ``info["episode"]`` for
-Monitor's statistics, so the family's inner-episode index is passed on as ``inner_episode``.
+keys (``task``, ``inner_episode``, ``episode_end``, ``episode_return``, ...), unchanged.
 """
 
 from __future__ import annotations
@@ -28,9 +27,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
-INNER_EPISODE_KEY = "inner_episode"
 _VECTOR_ONLY_KEYS = ("final_obs", "final_info")
+#: The single-env wrappers whose behaviour :class:`BatchedVecEnv` reproduces for every copy.
+_EQUIVALENT_WRAPPERS: tuple[type[gym.Wrapper], ...] = (Monitor, TransitionObservation)
 
 
 def _unbatch_info(info: dict[str, Any], n: int, time_limit: list[bool] | None = None) -> list[dict[str, Any]]:
@@ -47,14 +48,13 @@ def _unbatch_info(info: dict[str, Any], n: int, time_limit: list[bool] | None = 
     for key, values in info.items():
         if key.startswith("_") or key in _VECTOR_ONLY_KEYS:
             continue
-        name = INNER_EPISODE_KEY if key == "episode" else key
         rows = values.tolist() if isinstance(values, np.ndarray) and values.ndim == 1 else values
         mask = info.get("_" + key)
         if mask is None or mask.all():
-            names.append(name)
+            names.append(key)
             columns.append(rows)
         elif mask.any():
-            partial.append((name, rows, np.flatnonzero(mask)))
+            partial.append((key, rows, np.flatnonzero(mask)))
     infos = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)] if columns else [{} for _ in range(n)]
     for name, rows, idx in partial:
         for i in idx:
@@ -164,37 +164,19 @@ class BatchedVecEnv(VecEnv):
         return [result] * self._count(indices)
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * self._count(indices)
+        """Whether each copy acts as if wrapped with ``wrapper_class``.
 
-
-class SB3TrialInfo(gym.Wrapper):
-    """Rename a single env's ``info["episode"]`` (the inner-episode index) to ``inner_episode``.
-
-    SB3 reads ``info["episode"]`` as Monitor's statistics dict, so the family's key has to move
-    before SB3's ``Monitor`` writes its own there at trial end.
-    """
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return obs, self._rename(info)
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, self._rename(info)
-
-    @staticmethod
-    def _rename(info: dict[str, Any]) -> dict[str, Any]:
-        if "episode" in info:
-            info = dict(info)
-            info[INNER_EPISODE_KEY] = info.pop("episode")
-        return info
+        Every copy behaves like ``Monitor(TransitionObservation(env))`` -- its infos carry Monitor's
+        statistics and its observations are transitions -- so SB3 (e.g. ``evaluate_policy``, which
+        trusts Monitor's returns only where ``env_is_wrapped(Monitor)``) gets the answer that matches.
+        """
+        wrapped = any(issubclass(layer, wrapper_class) for layer in _EQUIVALENT_WRAPPERS)
+        return [wrapped] * self._count(indices)
 
 
 def make_single_env(env_id: str, **env_kwargs: Any) -> gym.Env:
-    """One env as the DummyVecEnv fallback uses it: transition observation, SB3 trial info, Monitor."""
-    from metarl_envs.wrappers import TransitionObservation
-
-    return Monitor(SB3TrialInfo(TransitionObservation(gym.make(env_id, **env_kwargs))))
+    """One env as the DummyVecEnv fallback uses it: ``Monitor(TransitionObservation(gym.make(...)))``."""
+    return Monitor(TransitionObservation(gym.make(env_id, **env_kwargs)))
 
 
 def make_vec_env(env_id: str, n_envs: int, seed: int | None = 0, **env_kwargs: Any) -> VecEnv:
@@ -210,8 +192,6 @@ def make_vec_env(env_id: str, n_envs: int, seed: int | None = 0, **env_kwargs: A
     except gym.error.Error as err:
         raise ValueError(f"unknown env id {env_id!r}; registered: {list(metarl_envs.REGISTERED_IDS)}") from err
     if spec.vector_entry_point is not None:
-        from metarl_envs.wrappers import TransitionObservationVector
-
         venv = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode="vector_entry_point", **env_kwargs)
         env: VecEnv = BatchedVecEnv(TransitionObservationVector(venv))
     else:

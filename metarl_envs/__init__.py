@@ -11,10 +11,10 @@ __version__ = "0.1.0"
 
 # id -> (module, class stem, kwargs, max_episode_steps, batched)
 _IDS = {
-    "MetaTMaze-v0": ("tmaze", "MetaTMaze", {"episodes_per_trial": 4}, 600, True),
-    "MetaTMazeLongShort-v0": ("tmaze", "MetaTMazeLongShort", {"episodes_per_trial": 4}, 600, True),
-    "MetaTMazeAgreement-v0": ("tmaze", "MetaTMazeAgreement", {"episodes_per_trial": 4}, 600, True),
-    "MetaTMazeLatent-v0": ("tmaze", "MetaTMazeLatent", {"episodes_per_trial": 4}, 600, True),
+    "MetaTMaze-v0": ("tmaze", "MetaTMaze", {"episodes_per_trial": 4}, 604, True),
+    "MetaTMazeLongShort-v0": ("tmaze", "MetaTMazeLongShort", {"episodes_per_trial": 4}, 604, True),
+    "MetaTMazeAgreement-v0": ("tmaze", "MetaTMazeAgreement", {"episodes_per_trial": 4}, 604, True),
+    "MetaTMazeLatent-v0": ("tmaze", "MetaTMazeLatent", {"episodes_per_trial": 4}, 604, True),
     "MetaMinecraftLongShort-v0": ("minecraft", "MetaMinecraftLongShort", {"episodes_per_trial": 2}, 400, True),
     "MetaPlanningGame-v0": ("planning", "MetaPlanningGame", {"size": 3}, 100, True),
     "MetaPlanningGame4x4-v0": ("planning", "MetaPlanningGame", {"size": 4}, 100, True),

@@ -9,7 +9,10 @@ one step is ``dt = 0.05`` s). The task is not observed; the agent has to infer i
 
 ## Action Space
 ``Box(-1, 1, (6,), float32)``: torques of the back thigh, shin, foot and front thigh, shin, foot.
-Actions outside the box raise ``ValueError`` (SB3 clips Box actions before stepping).
+Finite actions outside the box are accepted, as ``HalfCheetah-v5`` accepts them: MuJoCo clamps the
+control to ``[-1, 1]`` itself (the model's actuators are ``ctrllimited``), while the control cost is
+computed on the action as given. That is what the reference experiments stepped: the raw Gaussian
+sample (SB3 and, by default, MetaPPO clip before stepping; MetaPPO's ``clip_actions=False`` does not).
 
 ## Observation Space
 ``Box(-f32max, f32max, (20,), float32)`` (the whole finite float32 range): ``qpos[1:]`` (8: root z, root angle, six joint angles),
@@ -89,6 +92,9 @@ from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rng import CounterRNG
 
+#: Largest rendered image side (MuJoCo's offscreen buffer is allocated at this size).
+MAX_IMAGE_SIDE = 8192
+
 FRAME_SKIP = 5
 EPISODE_STEPS = 200
 CTRL_COST_WEIGHT = 0.05
@@ -131,13 +137,15 @@ class CheetahCore(FamilyCore):
     """
 
     limit_is_truncation = True
+    accepts_unclipped_actions = True  # MuJoCo clamps ctrl; the control cost sees the raw action
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
     state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
     def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
                  episode_steps: int = EPISODE_STEPS) -> None:
         super().__init__(num_envs)
-        self.width, self.height = check_int("width", width, 1), check_int("height", height, 1)
+        self.width = check_int("width", width, 1, MAX_IMAGE_SIDE)
+        self.height = check_int("height", height, 1, MAX_IMAGE_SIDE)
         self.nthread = default_threads(num_envs) if nthread is None else check_int("nthread", nthread, 0, 256)
         self.model = load_half_cheetah(self.width, self.height)
         scratch = mujoco.MjData(self.model)
@@ -384,9 +392,12 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
     """The batched cheetahs as a Gymnasium vector env (``gymnasium.make_vec``), with the single env's
     physical ``info`` keys as vector infos."""
 
+    # A single env's reset info carries ``x_position`` too: after an autoreset it is the new trial's.
+    _RESET_INFO_KEYS = (*MetaVectorEnv._RESET_INFO_KEYS, "x_position")
+
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, info = super().reset(seed=seed, options=options)
-        info["x_position"], info["_x_position"] = self.core.x_position.copy(), np.ones(self.num_envs, dtype=bool)
+        info["x_position"], info["_x_position"] = self.core.x_position.copy(), info["_task"].copy()
         return obs, info
 
     def step(self, actions: Any):

@@ -28,12 +28,26 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from metarl_envs.rendering import upscale
 from metarl_envs.rng import CounterRNG
+
+#: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
+#: least this many pixels, unless a ``render_scale`` is given.
+MIN_FRAME_SIDE = 256
+#: Upper bound of integer kwargs without a tighter one of their own: far above any useful setting, and
+#: low enough that step counters and array sizes cannot overflow int64 or exhaust memory at construction.
+MAX_INT_KWARG = 10**9
+#: Upper bound of ``num_envs`` (checked before anything is allocated).
+MAX_NUM_ENVS = 2**24
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """Validate an integer kwarg, naming it and the allowed range in the error."""
     allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if high is None:
+        high = MAX_INT_KWARG
+        if isinstance(value, (int, np.integer)) and value > high:
+            allowed = f"in [{low}, {high}] (an upper bound that keeps sizes and step counters far from overflow)"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     if value < low or (high is not None and value > high):
@@ -53,6 +67,17 @@ def check_float(name: str, value: Any, low: float, high: float, *, open_low: boo
     return value
 
 
+def check_render_scale(render_scale: Any) -> int | None:
+    """``None`` (enlarge to a long side of at least ``MIN_FRAME_SIDE`` pixels) or an integer factor >= 1."""
+    return None if render_scale is None else check_int("render_scale", render_scale, 1)
+
+
+def scale_frame(frame: np.ndarray, render_scale: int | None) -> np.ndarray:
+    """``frame`` enlarged by ``render_scale``, or by the least factor that reaches ``MIN_FRAME_SIDE``."""
+    scale = render_scale if render_scale is not None else max(1, -(-MIN_FRAME_SIDE // max(frame.shape[:2])))
+    return frame if scale == 1 else upscale(frame, scale)
+
+
 class FamilyCore(abc.ABC):
     """Dynamics of ``num_envs`` copies of one task family.
 
@@ -67,6 +92,11 @@ class FamilyCore(abc.ABC):
     #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
     #: rather than the natural end of the episode.
     limit_is_truncation: ClassVar[bool] = False
+    #: Bounds of one step's reward (what ``TransitionObservation`` uses for its ``r_prev`` slot).
+    reward_range: tuple[float, float] = (-float("inf"), float("inf"))
+    #: Whether finite Box actions outside the action space are accepted (the dynamics clamp them
+    #: themselves, as MuJoCo does for ``ctrllimited`` actuators) instead of raising ``ValueError``.
+    accepts_unclipped_actions: ClassVar[bool] = False
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
     observation_space: spaces.Box | spaces.Discrete
@@ -76,7 +106,7 @@ class FamilyCore(abc.ABC):
     tasks: np.ndarray
 
     def __init__(self, num_envs: int) -> None:
-        self.num_envs = check_int("num_envs", num_envs, 1)
+        self.num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
 
     # --- tasks -----------------------------------------------------------------------------
     #: How many uniforms :meth:`tasks_from_uniforms` consumes per task.
@@ -96,6 +126,18 @@ class FamilyCore(abc.ABC):
 
     def invalid_task(self, task: Any, allowed: str) -> ValueError:
         return ValueError(f"{self.family}: invalid task {task!r}; allowed: {allowed}")
+
+    def checked_task(self, task: Any) -> np.ndarray:
+        """:meth:`check_task` after refusing what numpy would cast silently (strings, booleans, complex)."""
+        try:
+            kind = np.asarray(task).dtype.kind
+        except (TypeError, ValueError):  # ragged
+            kind = "O"
+        if task is None or kind not in "iuf":
+            self.check_task(task)  # the family's own message (naming the allowed tasks) where it refuses
+            raise ValueError(f"{self.family}: invalid task {task!r}; a task is a number or an array of numbers "
+                             f"(not a string, boolean, complex or None) in {self.task_space}")
+        return self.check_task(task)
 
     # --- dynamics --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -230,7 +272,8 @@ class TrialRunner:
     def check_actions(self, actions: Any) -> np.ndarray:
         """Actions as an array with a leading ``N`` axis; anything outside the action space raises."""
         space, n = self.core.action_space, self.core.num_envs
-        if n == 1 and isinstance(actions, (int, np.integer)) and isinstance(space, spaces.Discrete):
+        if n == 1 and isinstance(actions, (int, np.integer)) and not isinstance(actions, bool) \
+                and isinstance(space, spaces.Discrete):
             if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
                 return np.array([actions], dtype=np.int64)
         arr = np.asarray(actions)
@@ -248,27 +291,51 @@ class TrialRunner:
             return arr.astype(np.int64)
         if arr.shape == space.shape and n == 1:
             arr = arr[None]
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"{self.core.family}: actions must be real numbers (not {arr.dtype} values) with shape "
+                             f"{(n, *space.shape)}, got {actions!r}")
         if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
             raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
-        if (arr < space.low).any() or (arr > space.high).any():
+        if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
+
+
+def _masked_rows(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` where ``mask`` (rows), zeros of the same dtype elsewhere; and the mask."""
+    return np.where(mask.reshape(-1, *([1] * (values.ndim - 1))), values, 0).astype(values.dtype), mask.copy()
+
+
+def check_seed(seed: Any) -> int | None:
+    """A seed as Gymnasium takes it: None or an integer >= 0 (numpy integers too; not booleans)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+    return int(seed)
 
 
 def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
     if seed is None:
         return [np.random.default_rng(fallback.integers(0, 2**63)) for _ in range(n)]
-    seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seeds = [check_seed(seed) + i for i in range(n)]
+    elif isinstance(seed, (list, tuple, np.ndarray)):
+        seeds = [check_seed(s) for s in seed]
+    else:
+        raise ValueError(f"seed must be None, an integer >= 0 or a list of {n} of them, got {seed!r}")
     if len(seeds) != n:
         raise ValueError(f"expected {n} seeds, got {len(seeds)}")
-    return [seeding.np_random(int(s))[0] for s in seeds]
+    return [seeding.np_random(s)[0] for s in seeds]
 
 
 class MetaEnv(gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
     Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
-    kwargs plus ``episodes_per_trial`` and ``render_mode``. Trials end by themselves after at most
+    kwargs plus ``episodes_per_trial``, ``render_mode`` and ``render_scale`` (the integer enlargement
+    of ``rgb_array`` frames; ``None``: the least that gives a long side of at least 256 pixels,
+    ``MIN_FRAME_SIDE``; the ANSI render is unaffected). Trials end by themselves after at most
     ``episodes_per_trial * per-episode limit`` steps, which is what each id registers as
     ``max_episode_steps``: when you change ``episodes_per_trial`` (or a family's episode limit) in
     ``gymnasium.make``, pass the new product as ``max_episode_steps`` too (or ``None``), or the
@@ -278,19 +345,23 @@ class MetaEnv(gym.Env):
     core_class: ClassVar[type[FamilyCore]]
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
-    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
+                 **kwargs: Any) -> None:
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
         self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
         self.core = self.runner.core
         self.observation_space = self.runner.observation_space
         self.action_space = self.core.action_space
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self.episodes_per_trial = self.runner.episodes_per_trial
         self.metadata = dict(self.core.metadata)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self._needs_key = True
+        self._trial_over = True  # until the first reset
         self._idx = np.zeros(1, dtype=np.int64)
 
     # --- task API --------------------------------------------------------------------------
@@ -302,26 +373,33 @@ class MetaEnv(gym.Env):
 
     def set_task(self, task: Any) -> None:
         """Use ``task`` for the current and following trials until a reset draws a new one."""
-        self.core.set_tasks(self._idx, self.core.check_task(task)[None])
+        self.core.set_tasks(self._idx, self.core.checked_task(task)[None])
 
     def get_task(self) -> np.ndarray:
         return self.core.tasks[0].copy()
 
     # --- Gymnasium API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_seed(seed)
+        task = None
+        if options and "task" in options:
+            task = self.core.checked_task(options["task"])[None]
         super().reset(seed=seed)
         if seed is not None or self._needs_key:
             self.runner.rng.seed([self.np_random])
             self._needs_key = False
-        task = None
-        if options and "task" in options:
-            task = self.core.check_task(options["task"])[None]
         self.runner.start_trials(self._idx, task)
-        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "episode": 0}
+        self._trial_over = False
+        return self.runner.observe()[0], {"task": self.core.tasks[0].copy(), "inner_episode": 0}
 
     def step(self, action: Any):
+        if self._trial_over:
+            raise gym.error.ResetNeeded(
+                f"{self.core.family}: call reset() before step(): "
+                + ("the env was never reset" if self._needs_key else "the trial has ended (terminated or truncated)")
+            )
         r = self.runner.step(self.runner.check_actions(action))
-        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "episode": self.runner.episode.item()}
+        info: dict[str, Any] = {"task": self.core.tasks[0].copy(), "inner_episode": self.runner.episode.item()}
         if r["episode_end"].item():
             info["episode_end"] = True
             info["episode_return"] = r["episode_return"].item()
@@ -329,11 +407,12 @@ class MetaEnv(gym.Env):
                 info["final_episode_observation"] = r["final_episode_observation"][0]
         truncated = r["truncated"].item()
         terminated = r["trial_end"].item() and not truncated
+        self._trial_over = terminated or truncated
         return r["obs"][0], r["reward"].item(), terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return self.core.render_rgb(0)
+            return scale_frame(self.core.render_rgb(0), self.render_scale)
         if self.render_mode == "ansi":
             return self.core.render_ansi(0)
         return None
@@ -346,16 +425,20 @@ class MetaVectorEnv(VectorEnv):
     new trial's first one, and ``info["final_obs"]`` / ``info["final_info"]`` (with their
     ``_final_obs`` / ``_final_info`` masks) hold the ending trial's last observation and info, as
     Gymnasium's ``SyncVectorEnv`` does in SAME_STEP mode and as SB3 needs.
-    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``.
+    Infos are Gymnasium vector infos: arrays over copies, each key ``k`` with a mask ``_k``. Every
+    step -- observations, rewards, flags and infos, dtypes included -- equals that of a SAME_STEP
+    ``SyncVectorEnv`` over the unwrapped single envs with the same seed.
     """
 
     env_class: ClassVar[type[MetaEnv]]
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
-                 max_episode_steps: int | None = None, **kwargs: Any):
+                 max_episode_steps: int | None = None, render_scale: int | None = None, **kwargs: Any):
         # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
         # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
         del max_episode_steps
+        num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)  # before any family allocates copies
+        self.render_scale = check_render_scale(render_scale)
         self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
@@ -369,36 +452,71 @@ class MetaVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.task_space = self.core.task_space
+        self.reward_range = self.core.reward_range
         self._all = np.arange(self.num_envs)
         self._needs_key = True
+
+    #: The keys of a reset info (a new trial's first info).
+    _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")
+    #: The ``reset`` options a vector env understands.
+    reset_options: ClassVar[tuple[str, ...]] = ("tasks", "reset_mask")
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Start new trials in every copy; copy ``i`` is seeded with ``seed + i``.
 
         ``options={"tasks": array}`` fixes the tasks (one per copy); otherwise each copy draws its own.
+        ``options={"reset_mask": bool array}`` (Gymnasium 1.x) starts new trials only in the masked
+        copies; the others keep their state and their current observation is returned. Seeding
+        restarts every copy's random streams, so ``seed`` needs a mask that covers every copy.
+        Unknown option keys raise ``ValueError``.
         """
+        options = options or {}
+        unknown = sorted(set(options) - set(self.reset_options))
+        if unknown:
+            raise ValueError(f"{self.core.family}: unknown reset option(s) {unknown}; allowed: {list(self.reset_options)}")
+        idx = self._all
+        if "reset_mask" in options:
+            mask = options["reset_mask"]
+            if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
+                raise ValueError(
+                    f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}"
+                )
+            if not mask.any():
+                raise ValueError(f"options['reset_mask'] must select at least one copy, got {mask!r}")
+            if seed is not None and not mask.all():
+                raise ValueError(
+                    f"reset(seed=...) restarts every copy's random streams: pass a reset_mask that selects every "
+                    f"copy, or no seed, got seed={seed!r} and reset_mask={mask!r}"
+                )
+            idx = np.flatnonzero(mask)
+        tasks = None
+        if "tasks" in options:
+            given = options["tasks"]
+            if isinstance(given, (str, bytes)) or not hasattr(given, "__len__") or len(given) != self.num_envs:
+                raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks (one per copy), got {given!r}")
+            tasks = np.stack([self.core.checked_task(t) for t in given])[idx]
         if seed is not None or self._needs_key:
+            generators = _seed_generators(seed, self.num_envs, self.np_random)
             if isinstance(seed, (int, np.integer)):
                 self._np_random, self._np_random_seed = seeding.np_random(int(seed))
-            self.runner.rng.seed(_seed_generators(seed, self.num_envs, self.np_random))
+            self.runner.rng.seed(generators)
             self._needs_key = False
-        tasks = None
-        if options and "tasks" in options:
-            tasks = np.stack([self.core.check_task(t) for t in options["tasks"]])
-            if len(tasks) != self.num_envs:
-                raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks, got {len(tasks)}")
-        self.runner.start_trials(self._all, tasks)
-        ones = np.ones(self.num_envs, dtype=bool)
-        info = {"task": self.core.tasks.copy(), "_task": ones, "episode": self.runner.episode.copy(), "_episode": ones.copy()}
+        self.runner.start_trials(idx, tasks)
+        selected = np.zeros(self.num_envs, dtype=bool)
+        selected[idx] = True
+        info = {"task": self.core.tasks.copy(), "_task": selected, "inner_episode": self.runner.episode.copy(),
+                "_inner_episode": selected.copy()}
         return self.runner.observe(), info
 
     def step(self, actions: Any):
+        if self._needs_key:
+            raise gym.error.ResetNeeded(f"{self.core.family}: call reset() before the first step() of a vector env")
         runner = self.runner
         r = runner.step(runner.check_actions(actions))
         n = self.num_envs
         ones = np.ones(n, dtype=bool)
         episode = runner.episode.copy()
-        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "episode": episode, "_episode": ones}
+        info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": episode, "_inner_episode": ones}
         info.update(self.step_info())
         ended = r["episode_end"]
         if ended.any():
@@ -419,12 +537,23 @@ class MetaVectorEnv(VectorEnv):
             idx = np.flatnonzero(trial_end)
             final_obs = np.full(n, None, dtype=object)
             final_obs[idx] = list(obs[idx])
-            final_info = {key: value.copy() for key, value in info.items()}
-            final_info = {k: (np.where(trial_end, v, False) if k.startswith("_") else v) for k, v in final_info.items()}
+            # As Gymnasium's SyncVectorEnv in SAME_STEP mode: ``final_info`` holds the ending trials'
+            # step info (zeros and False masks elsewhere), and their step info is the new trial's
+            # reset info, so the step-only keys are masked out for them.
+            final_info: dict[str, Any] = {}
+            going_on = ~trial_end
+            for key in [k for k in info if not k.startswith("_")]:
+                values, mask = info[key], info["_" + key]
+                if (mask & trial_end).any():
+                    final_info[key], final_info["_" + key] = _masked_rows(values, mask & trial_end)
+                if key not in self._RESET_INFO_KEYS:
+                    del info[key], info["_" + key]
+                    if (mask & going_on).any():
+                        info[key], info["_" + key] = _masked_rows(values, mask & going_on)
             runner.start_trials(idx)
             obs = runner.observe()
             info["task"] = self.core.tasks.copy()
-            info["episode"] = runner.episode.copy()
+            info["inner_episode"] = runner.episode.copy()
             info["final_obs"] = final_obs
             info["_final_obs"] = trial_end.copy()
             info["final_info"] = final_info
@@ -437,7 +566,7 @@ class MetaVectorEnv(VectorEnv):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return tuple(self.core.render_rgb(i) for i in range(self.num_envs))
+            return tuple(scale_frame(self.core.render_rgb(i), self.render_scale) for i in range(self.num_envs))
         if self.render_mode == "ansi":
             return tuple(self.core.render_ansi(i) for i in range(self.num_envs))
         return None

@@ -58,8 +58,12 @@ renormalised. That *is* the rejection sampler's distribution, drawn from exactly
 task and vectorised over copies.
 
 ``benchmark_tasks("hole")`` (10 maps) and ``benchmark_tasks("penalty")`` (20 maps) are the fixed
-meta-test sets, drawn with ``numpy.random.default_rng([BENCHMARK_SEED, kind])`` (kind 0 hole,
-1 penalty) at ``hole_prob=0.2``.
+task sets of the BO-MRL experiment. ``source="paper"`` (the default) gives the maps the BO-MRL
+authors released and ran (shipped as package data, ``metarl_envs/data/bomrl_frozen_lake_maps.json``;
+3 of the 10 hole maps have no hole, and a uniform policy scores -0.24 on them).
+``source="generated"`` gives our own seeded sets, drawn with
+``numpy.random.default_rng([BENCHMARK_SEED, kind])`` (kind 0 hole, 1 penalty) at ``hole_prob=0.2``:
+harder hole maps (a uniform policy scores -0.56), useful as a held-out check.
 
 ## Optimal and chance returns (defaults)
 BO-MRL protocol: discount 0.8 over the 49 steps. A map with a 6-move path (to a penalty-free path
@@ -74,6 +78,9 @@ tabular model ``(P, R)`` for value iteration or exact policy evaluation.
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Sequence
+from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
@@ -96,6 +103,9 @@ MARKED_ABSORBS = {"hole": True, "penalty": False}
 BENCHMARK_SEED = 2410
 BENCHMARK_SIZES = {"hole": 10, "penalty": 20}
 KINDS = ("hole", "penalty")
+#: Where :func:`benchmark_tasks` takes its maps from.
+SOURCES = ("paper", "generated")
+PAPER_MAPS_FILE = "data/bomrl_frozen_lake_maps.json"
 
 _ROW, _COL = np.divmod(np.arange(N_CELLS), SIZE)
 _DELTAS = {LEFT: (0, -1), DOWN: (1, 0), RIGHT: (0, 1), UP: (-1, 0)}
@@ -158,10 +168,35 @@ def maps_from_uniforms(u: np.ndarray, kind: str = "hole", hole_prob: float = 0.2
     return maps[np.searchsorted(cdf, np.asarray(u).reshape(-1), side="right")]
 
 
-def benchmark_tasks(kind: str) -> np.ndarray:
-    """The fixed meta-test maps: 10 hole maps or 20 penalty maps, shape ``(n, 16)``."""
+def parse_map(rows: Sequence[str]) -> np.ndarray:
+    """A task from Gymnasium-style map rows (``S`` start, ``F`` frozen, ``H`` marked, ``G`` goal)."""
+    letters = "".join(rows)
+    if len(letters) != N_CELLS or letters[START] != "S" or letters[GOAL] != "G" or set(letters[1:GOAL]) - {"F", "H"}:
+        raise ValueError(f"a map must be {SIZE} rows of {SIZE} letters, S first, G last and F or H between, "
+                         f"got {rows!r}")
+    return np.array([c == "H" for c in letters], dtype=np.int8)
+
+
+@functools.lru_cache(maxsize=1)
+def _paper_maps() -> dict[str, np.ndarray]:
+    raw = json.loads(resources.files("metarl_envs").joinpath(PAPER_MAPS_FILE).read_text())
+    maps = {kind: np.stack([parse_map(rows) for rows in raw[kind]]) for kind in KINDS}
+    for arr in maps.values():
+        arr.flags.writeable = False  # cached: shared by every caller
+    return maps
+
+
+def benchmark_tasks(kind: str, source: str = "paper") -> np.ndarray:
+    """The fixed task sets: 10 hole maps or 20 penalty maps, shape ``(n, 16)`` (a fresh copy).
+
+    ``source="paper"``: the BO-MRL authors' released maps; ``"generated"``: our seeded sets.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "paper":
+        return _paper_maps()[kind].copy()
     rng = np.random.default_rng([BENCHMARK_SEED, KINDS.index(kind)])
     return maps_from_uniforms(rng.random(BENCHMARK_SIZES[kind]), kind)
 
@@ -202,6 +237,10 @@ class FrozenLakeCore(FamilyCore):
     family = "MetaFrozenLake"
     kind: ClassVar[str] = "hole"
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
+
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        return (MARKED_REWARD[self.kind], GOAL_REWARD)
 
     def __init__(self, num_envs: int, slippery: bool = False, horizon: int = 49, observation: str = "index",
                  hole_prob: float = 0.2) -> None:

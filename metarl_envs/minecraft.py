@@ -14,11 +14,18 @@ RIGHT if the indicator was green, LEFT if it was red. Each room is a small loop 
                 ^
               (0,0)
 
-Each room's type (0 or 1) is redrawn every episode and shows as a colour cast (blue for type 0,
-amber for type 1) in the frames of ``(0,0)``, ``(0,1)`` and ``(+-1,1)``: the short-term memory
-part. The indicator, seen about 100 steps before the end, is the long-term part. Frames are
+Each room's type (0 or 1) is redrawn every episode and shows as a faint colour cast (cooler for
+type 0, warmer for type 1) in the frames of ``(0,0)``, ``(0,1)`` and ``(+-1,1)``: the short-term
+memory part. The indicator, seen about 100 steps before the end, is the long-term part. Frames are
 10x10 textures generated once per process from a fixed seed (:func:`frame_table`); every cell
 position has its own texture, identical in every room.
+
+The cues are calibrated to the reference's Minecraft images, measured as the mean absolute pixel
+difference (0-255 scale, over all pixels and channels) between the two versions of a frame:
+
+* room type: 18.0 at each of the four typed cells (the reference: 6 to 28), a shift of
+  ``ROOM_TYPE_CASTS`` on top of textures that vary by about +-45 -- present, but easy to miss;
+* goal indicator: 101.7 between the UP and DOWN frames (the reference: about 100), clearly visible.
 
 ## Action Space
 ``Discrete(3)``: 0 LEFT, 1 FORWARD, 2 RIGHT.
@@ -37,13 +44,16 @@ way). At the end cell: +4 for the correct turn, -3 for the wrong one.
 The indicator cell, at every episode start; room types are drawn afresh.
 
 ## Episode End
-An inner episode ends with the turn at the end cell, or after ``episode_limit`` (200) steps with
-reward 0. A trial ends after ``episodes_per_trial`` (2) episodes; the next inner episode of a trial
-starts in the same step with the boundary flag set (see :mod:`metarl_envs.core`).
+An inner episode ends with the turn at the end cell, or by the timeout: as in the reference
+experiments, after ``episode_limit`` (199) ordinary steps comes one *timeout step* that ignores the
+action (the agent does not move), pays 0 and ends the episode, so a timed-out episode is
+``episode_limit + 1`` (200) steps long. A trial ends after ``episodes_per_trial`` (2) episodes;
+the next inner episode of a trial starts in the same step with the boundary flag set (see
+:mod:`metarl_envs.core`).
 
 ## Arguments
-``n_rooms`` (>= 1, default 16), ``episode_limit`` (>= 1, default 200), ``episodes_per_trial``
-(>= 1; the registered id uses 2), ``render_mode`` (``"rgb_array"``: the frame enlarged above a map of the chain;
+``n_rooms`` (>= 1, default 16), ``episode_limit`` (ordinary steps before the timeout step, >= 1,
+default 199), ``episodes_per_trial`` (>= 1; the registered id uses 2), ``render_mode`` (``"rgb_array"``: the frame enlarged above a map of the chain;
 ``"ansi"``: one line).
 
 ## Tasks
@@ -54,7 +64,9 @@ Optimal episode: 98 steps, 0.1 + 16 x 0.6 + 4 = 13.7; optimal trial 27.4. Walkin
 perfectly but guessing the end: 2 x (9.7 + 0.5) = 20.4.
 
 ## Version History
-* v0: initial release.
+* v0: initial release; the faint room-type cue (it was 106-113, far stronger than the
+  reference's); the timeout step (199 ordinary steps, then the step that ends the episode)
+  as in the reference experiments.
 """
 
 from __future__ import annotations
@@ -68,6 +80,9 @@ from gymnasium import spaces
 from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
+
+#: Most rooms (each copy holds a view per position of every room).
+MAX_ROOMS = 10**4
 
 LEFT, FORWARD, RIGHT = 0, 1, 2
 MOVE_REWARD, CORRECT_REWARD, WRONG_REWARD = 0.1, 4.0, -3.0
@@ -95,6 +110,9 @@ _ROOM_MOVES: dict[tuple[tuple[int, int], int], tuple[int, int] | None] = {
 INDICATOR, END = 0, len(ROOM_CELLS) + 1
 N_KINDS = len(ROOM_CELLS) + 2
 _TEXTURE_SEED = 20_240_305
+#: Per-channel (R, G, B) shifts of the typed cells' frames: a faint cool (type 0) or warm (type 1)
+#: cast. The two types' frames differ by (22 + 7 + 25) / 3 = 18 on average (see the module doc).
+ROOM_TYPE_CASTS = ((-11.0, -2.0, 13.0), (11.0, 5.0, -12.0))
 
 
 # --- frames ----------------------------------------------------------------------------------
@@ -120,8 +138,8 @@ def frame_table() -> np.ndarray:
         frame = base + texture(int(rng.choice([1, 2, 5])))[..., None]
         table[kind] = frame
         if cell in TYPED_CELLS:
-            table[kind, 0] = frame * (0.55, 0.75, 1.0) + (0, 10, 80)  # cool blue cast
-            table[kind, 1] = frame * (1.0, 0.8, 0.5) + (80, 35, 0)  # warm amber cast
+            table[kind, 0] = frame + ROOM_TYPE_CASTS[0]
+            table[kind, 1] = frame + ROOM_TYPE_CASTS[1]
     grain = texture(2)[..., None]
     table[INDICATOR, :, 0] = (50, 190, 60) + grain  # UP: green-dominant
     table[INDICATOR, :, 1] = (200, 50, 45) + grain  # DOWN: red-dominant
@@ -172,11 +190,15 @@ class MinecraftCore(FamilyCore):
     """
 
     family = "MetaMinecraftLongShort"
+    reward_range = (WRONG_REWARD, CORRECT_REWARD)
 
-    def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 200) -> None:
+    def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 199) -> None:
         super().__init__(num_envs)
-        self.n_rooms = check_int("n_rooms", n_rooms, 1)
-        self.per_episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.n_rooms = check_int("n_rooms", n_rooms, 1, MAX_ROOMS)
+        self.episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode
+        self._timeout_at = np.int64(self.episode_limit)  # an array scalar: cheaper to compare against
         self.observation_space = spaces.Box(-1.0, 127.0 / 128.0, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -226,10 +248,17 @@ class MinecraftCore(FamilyCore):
         self.room_types[idx] = types
         self.view_base[idx] = (self.kind_of_position * 2 + types[:, self.room_of_position] * self._typed) * 2
         self.flat_pos[idx] = self._row_start[idx]
+        self.steps[idx] = 0
         self._update_views()
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
         key = self.view * 3 + actions
+        timeout = self.steps == self._timeout_at
+        self.steps = self.steps + 1
+        if np.count_nonzero(timeout):  # the timeout step ignores the action, pays 0 and ends the episode
+            self.flat_pos += np.where(timeout, 0, _DELTA.take(key))
+            self._update_views()
+            return np.where(timeout, 0.0, _REWARD.take(key)), timeout | _DONE.take(key)
         self.flat_pos += _DELTA.take(key)
         self._update_views()
         return _REWARD.take(key), _DONE.take(key)

@@ -58,6 +58,9 @@ from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, stamp_number
 from metarl_envs.rng import CounterRNG
 
+#: Largest torus side (a task holds size**2 labels per copy).
+MAX_SIZE = 100
+
 UP, DOWN, LEFT, RIGHT, COLLECT = 0, 1, 2, 3, 4
 _MOVES = {UP: (0, 1), DOWN: (0, -1), LEFT: (-1, 0), RIGHT: (1, 0), COLLECT: (0, 0)}
 OBSERVATIONS = ("labels", "at_goal")
@@ -74,10 +77,11 @@ class PlanningCore(FamilyCore):
     """``num_envs`` copies of the Planning Game; state is the agent's and the goal's cell."""
 
     family = "MetaPlanningGame"
+    reward_range = (0.0, 1.0)
 
     def __init__(self, num_envs: int, size: int = 3, observation: str = "labels", episode_steps: int = 100) -> None:
         super().__init__(num_envs)
-        self.size = check_int("size", size, 2)
+        self.size = check_int("size", size, 2, MAX_SIZE)
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         self.observation = observation

@@ -33,14 +33,17 @@ LongShort: +0.1 for each correct check. Everything else 0.
 Position 0 with a fresh noise bit, at every episode start.
 
 ## Episode End
-An inner episode ends when the agent chooses an arm, or after ``episode_limit`` (150) steps with
-reward 0. A trial ends after ``episodes_per_trial`` (4) episodes; the next inner episode of a trial
-starts in the same step with the boundary flag set (see :mod:`metarl_envs.core`).
+An inner episode ends when the agent chooses an arm, or by the timeout: as in the reference
+experiments, after ``episode_limit`` (150) ordinary steps comes one *timeout step* that ignores the
+action (the agent does not move), pays 0 and ends the episode -- a timed-out episode is
+``episode_limit + 1`` (151) steps long. A trial ends after ``episodes_per_trial`` (4) episodes; the
+next inner episode of a trial starts in the same step with the boundary flag set (see
+:mod:`metarl_envs.core`). The registered ids allow ``4 x 151 = 604`` steps per trial.
 
 ## Arguments
 ``length`` (>= 3; Agreement: > ``second_indicator_pos`` + 1), ``episodes_per_trial`` (>= 1),
-``episode_limit`` (>= 1), ``indicator_pos`` (in ``[1, length - 2]``), Agreement's
-``second_indicator_pos``, Latent's ``p_up`` / ``p_down`` (in ``[0, 1]``), ``render_mode``.
+``episode_limit`` (ordinary steps before the timeout step, >= 1), ``indicator_pos`` (in
+``[1, length - 2]``), Agreement's ``second_indicator_pos``, Latent's ``p_up`` / ``p_down`` (in ``[0, 1]``), ``render_mode``.
 
 ## Tasks
 ``[goal]`` with goal +1 (UP) or -1 (DOWN), uniform. Agreement: ``[i1, i2]``, each +-1, uniform.
@@ -50,7 +53,8 @@ MetaTMaze, Agreement: optimal trial 16.0 (4 x 4); memoryless guessing 2.0 (0.5 x
 episode). LongShort: optimal 55.6 (4 x (99 x 0.1 + 4)). Latent: Bayes-optimal about 15.9.
 
 ## Version History
-* v0: initial release.
+* v0: initial release; the timeout step (``episode_limit + 1`` steps per timed-out episode) as in
+  the reference experiments.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ from gymnasium import spaces
 from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_float, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
+
+#: Longest corridor (the observation table has a row per cell).
+MAX_LENGTH = 10**6
 
 LEFT, RIGHT, UP, DOWN = 0, 1, 2, 3
 CORRECT_REWARD, WRONG_REWARD, CHECK_REWARD = 4.0, -3.0, 0.1
@@ -102,14 +109,16 @@ class TMazeCore(FamilyCore):
     """
 
     family = "MetaTMaze"
+    reward_range = (WRONG_REWARD, CORRECT_REWARD)
     forced_right: ClassVar[bool] = True
     n_indicators: ClassVar[int] = 1
 
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, episode_limit: int = 150) -> None:
         super().__init__(num_envs)
-        self.length = check_int("length", length, 3)
+        self.length = check_int("length", length, 3, MAX_LENGTH)
         self.indicator_pos = check_int("indicator_pos", indicator_pos, 1, self.length - 2)
-        self.per_episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.episode_limit = check_int("episode_limit", episode_limit, 1)
+        self.per_episode_limit = self.episode_limit + 1  # the ordinary steps and the timeout step
         self.observation_space = spaces.Box(
             np.array([0, -1, 0, -1], dtype=np.float32), np.array([1, 1, 1, 1], dtype=np.float32), dtype=np.float32
         )
@@ -117,7 +126,9 @@ class TMazeCore(FamilyCore):
         self.task_space = spaces.Box(-1.0, 1.0, shape=(self.n_indicators,), dtype=np.float32)
         self.task_uniforms = self.n_indicators
         self._last = np.int64(self.length - 1)
+        self._timeout_at = np.int64(self.episode_limit)  # an array scalar: cheaper to compare against
         self.pos = np.zeros(num_envs, dtype=np.int64)
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # steps taken in the current episode
         self.noise_bit = np.zeros(num_envs, dtype=np.int64)
         self.goal_arm = np.zeros(num_envs, dtype=np.int64)  # 0 UP, 1 DOWN
         self.task_id = np.zeros(num_envs, dtype=np.int64)
@@ -171,9 +182,24 @@ class TMazeCore(FamilyCore):
 
     def start_episodes(self, idx: np.ndarray, rng: CounterRNG) -> None:
         self.pos[idx] = 0
+        self.steps[idx] = 0
         self.noise_bit[idx] = self.noise_bits(rng.uniform(1, idx)[:, 0], idx)
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
+        timeout = self.steps == self._timeout_at
+        self.steps = self.steps + 1
+        if np.count_nonzero(timeout):
+            before = self.pos
+            reward, decided = self._move(actions)
+            self.pos = np.where(timeout, before, self.pos)  # the timeout step ignores the action ...
+            reward, decided = np.where(timeout, 0.0, reward), decided | timeout  # ... pays 0 and ends
+        else:
+            reward, decided = self._move(actions)
+        self.noise_bit = self.noise_bits(rng.uniform(1)[:, 0], slice(None))
+        return reward, decided
+
+    def _move(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ordinary step: move every copy, return ``(reward, the arm was chosen)``."""
         at_end = self.pos == self._last
         if self.forced_right:
             # Every move goes right; at the junction LEFT/UP (even) read as UP, RIGHT/DOWN (odd) as DOWN.
@@ -185,7 +211,6 @@ class TMazeCore(FamilyCore):
             code = ((at_end.view(np.int8) * 4 + actions) * 2 + self.noise_bit) * 2 + self.goal_arm
             reward, moved, decided = _LONGSHORT_REWARD[code], _LONGSHORT_MOVE[code], _LONGSHORT_DECIDED[code]
             self.pos = self.pos + moved
-        self.noise_bit = self.noise_bits(rng.uniform(1)[:, 0], slice(None))
         return reward, decided
 
     def observe(self, out: np.ndarray) -> None:
@@ -238,7 +263,7 @@ class AgreementCore(TMazeCore):
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, second_indicator_pos: int = 50,
                  episode_limit: int = 150) -> None:
         # Validated before the base constructor, which builds the observation table from it.
-        length = check_int("length", length, 3)
+        length = check_int("length", length, 3, MAX_LENGTH)
         indicator_pos = check_int("indicator_pos", indicator_pos, 1, length - 2)
         self.second_indicator_pos = check_int("second_indicator_pos", second_indicator_pos, indicator_pos + 1, length - 2)
         super().__init__(num_envs, length, indicator_pos, episode_limit)

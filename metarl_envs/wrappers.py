@@ -15,7 +15,9 @@ vector env, vectorised) replace the observation by the flat float32 vector::
 * At a trial's first step (after every ``reset``) the previous parts are zeros, so "no transition
   yet" looks the same everywhere and memories that reset to zeros see a clean start.
 
-:func:`transition_layout` gives the slices of the four parts, from the spaces alone.
+:func:`transition_layout` gives the slices of the four parts, from the spaces alone. The wrapped
+observation space is a :class:`TransitionBox`, a ``Box`` that carries this layout, which is how the
+memory policies know (rather than guess) that they are given transitions.
 """
 
 from __future__ import annotations
@@ -39,31 +41,72 @@ def _part_dim(space: spaces.Space, what: str) -> int:
     raise ValueError(f"TransitionObservation supports Discrete or Box {what} spaces, got {space!r}")
 
 
-def transition_layout(observation_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:
-    """Where each part sits in the transition observation of an env with these (unwrapped) spaces.
-
-    Returns ``dict(obs_dim, act_dim, dim, slices)`` with ``slices`` mapping ``"s_prev"``,
-    ``"a_prev"``, ``"r_prev"`` and ``"s"`` to slices of the flat vector of length ``dim``.
-    """
-    obs_dim, act_dim = _part_dim(observation_space, "observation"), _part_dim(action_space, "action")
+def _layout(obs_dim: int, act_dim: int) -> dict[str, Any]:
     sizes = (obs_dim, act_dim, 1, obs_dim)
     ends = np.cumsum(sizes)
     slices = {name: slice(int(end - size), int(end)) for name, size, end in zip(PARTS, sizes, ends, strict=True)}
     return {"obs_dim": obs_dim, "act_dim": act_dim, "dim": int(ends[-1]), "slices": slices}
 
 
-def transition_layout_from_space(transition_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:
-    """The layout of an already wrapped observation space (what a policy is given)."""
-    act_dim = _part_dim(action_space, "action")
-    if not (isinstance(transition_space, spaces.Box) and len(transition_space.shape) == 1):
-        raise ValueError(f"expected the flat Box of TransitionObservation, got {transition_space!r}")
-    obs_dim, odd = divmod(transition_space.shape[0] - act_dim - 1, 2)
-    if odd or obs_dim < 1:
-        raise ValueError(
-            f"observation space {transition_space!r} is not a TransitionObservation layout for action space "
-            f"{action_space!r}: wrap the env with metarl_envs.wrappers.TransitionObservation"
+def transition_layout(observation_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:
+    """Where each part sits in the transition observation of an env with these (unwrapped) spaces.
+
+    Returns ``dict(obs_dim, act_dim, dim, slices)`` with ``slices`` mapping ``"s_prev"``,
+    ``"a_prev"``, ``"r_prev"`` and ``"s"`` to slices of the flat vector of length ``dim``.
+    """
+    return _layout(_part_dim(observation_space, "observation"), _part_dim(action_space, "action"))
+
+
+class TransitionBox(spaces.Box):
+    """The flat float32 Box that :class:`TransitionObservation` produces, marked with its layout.
+
+    It carries the sizes of its parts (``obs_dim`` for ``s_prev`` and ``s``, ``act_dim`` for
+    ``a_prev``, one reward), so that a memory policy reads the layout from the space instead of
+    guessing it from a length, and refuses every other space. The sizes are plain attributes: they
+    survive pickling and SB3's ``save``/``load``. It equals only a ``TransitionBox`` with the same
+    bounds and layout (a plain ``Box`` of the same size is a different space).
+    """
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, obs_dim: int, act_dim: int, seed: Any = None) -> None:
+        super().__init__(low, high, dtype=np.float32, seed=seed)
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        if self.shape != (2 * self.obs_dim + self.act_dim + 1,):
+            raise ValueError(
+                f"TransitionBox of shape {self.shape} cannot hold obs_dim={obs_dim}, act_dim={act_dim} "
+                f"(needs ({2 * self.obs_dim + self.act_dim + 1},))"
+            )
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        """``dict(obs_dim, act_dim, dim, slices)`` as :func:`transition_layout` gives it."""
+        return _layout(self.obs_dim, self.act_dim)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, TransitionBox)
+            and (self.obs_dim, self.act_dim) == (other.obs_dim, other.act_dim)
+            and super().__eq__(other)
         )
-    return transition_layout(spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32), action_space)
+
+    def __repr__(self) -> str:
+        return f"TransitionBox(state={self.obs_dim}, action={self.act_dim}, reward=1, shape={self.shape})"
+
+
+def transition_layout_from_space(transition_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:
+    """The layout of a transition observation space (what a policy is given); anything else is refused."""
+    if not isinstance(transition_space, TransitionBox):
+        raise ValueError(
+            f"memory policies read transition observations, got observation space {transition_space!r}: "
+            f"wrap the env with metarl_envs.wrappers.TransitionObservation (with SB3: "
+            f"make_vec_env(env_id, wrapper_class=TransitionObservation)) or use metarl_agents.make_vec_env"
+        )
+    act_dim = _part_dim(action_space, "action")
+    if act_dim != transition_space.act_dim:
+        raise ValueError(
+            f"{transition_space!r} holds {transition_space.act_dim}-dimensional actions, but the action space "
+            f"{action_space!r} has {act_dim}"
+        )
+    return transition_space.layout
 
 
 def _bounds(space: spaces.Space, include_zero: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -75,15 +118,37 @@ def _bounds(space: spaces.Space, include_zero: bool) -> tuple[np.ndarray, np.nda
     return low, high
 
 
-def transition_space(observation_space: spaces.Space, action_space: spaces.Space) -> spaces.Box:
-    """The flat float32 Box of the transition observation."""
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def transition_space(observation_space: spaces.Space, action_space: spaces.Space,
+                     reward_range: tuple[float, float] | None = None) -> TransitionBox:
+    """The flat float32 :class:`TransitionBox` of the transition observation.
+
+    ``reward_range`` (one step's reward bounds, e.g. a family's ``reward_range``) bounds the
+    ``r_prev`` slot; without it, or where a bound is infinite, the slot spans the finite float32
+    range (so checkers do not flag infinite bounds).
+    """
     s_low, s_high = _bounds(observation_space, include_zero=False)
     p_low, p_high = _bounds(observation_space, include_zero=True)
     a_low, a_high = _bounds(action_space, include_zero=True)
-    inf = np.array([np.inf], np.float32)
-    low = np.concatenate([p_low, a_low, -inf, s_low])
-    high = np.concatenate([p_high, a_high, inf, s_high])
-    return spaces.Box(low, high, dtype=np.float32)
+    r_low, r_high = (-np.inf, np.inf) if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
+    if not r_low <= r_high:
+        raise ValueError(f"reward_range must be (low, high) with low <= high, got {reward_range!r}")
+    r = np.clip([min(r_low, 0.0), max(r_high, 0.0)], -_F32_MAX, _F32_MAX).astype(np.float32)
+    low = np.concatenate([p_low, a_low, r[:1], s_low])
+    high = np.concatenate([p_high, a_high, r[1:], s_high])
+    return TransitionBox(low, high, len(s_low), len(a_low))
+
+
+def _reward_range(env: gym.Env | VectorEnv) -> tuple[float, float] | None:
+    """The env's per-step reward bounds where it declares them (``reward_range``), else None."""
+    try:
+        if isinstance(env, gym.Env):
+            return tuple(env.get_wrapper_attr("reward_range"))
+        return tuple(env.unwrapped.reward_range)
+    except AttributeError:
+        return None
 
 
 class _Encoder:
@@ -119,14 +184,19 @@ class _Encoder:
         return out
 
 
-class TransitionObservation(gym.Wrapper):
-    """Observation = ``concat(s_prev, a_prev, r_prev, s)`` (see the module docstring)."""
+class TransitionObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Observation = ``concat(s_prev, a_prev, r_prev, s)`` (see the module docstring).
+
+    The observation space is a :class:`TransitionBox`; its ``r_prev`` bounds are the env's
+    ``reward_range`` where it has one (every family of this package does).
+    """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self._enc = _Encoder(env.observation_space, env.action_space)
         self.layout = self._enc.layout
-        self.observation_space = transition_space(env.observation_space, env.action_space)
+        self.observation_space = transition_space(env.observation_space, env.action_space, _reward_range(env))
         self._s = np.zeros((1, self._enc.obs_dim), np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -159,16 +229,27 @@ class TransitionObservationVector(VectorWrapper):
         self.autoreset_mode = mode
         self._enc = _Encoder(env.single_observation_space, env.single_action_space)
         self.layout = self._enc.layout
-        self.single_observation_space = transition_space(env.single_observation_space, env.single_action_space)
+        self.single_observation_space = transition_space(
+            env.single_observation_space, env.single_action_space, _reward_range(env)
+        )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._s = np.zeros((self.num_envs, self._enc.obs_dim), np.float32)
         self._restarting = np.zeros(self.num_envs, dtype=bool)
+        self._last = np.zeros((self.num_envs, self.layout["dim"]), np.float32)  # the last observation returned
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Reset; with Gymnasium's ``options["reset_mask"]`` only the masked copies restart from zeros."""
+        mask = None if options is None else options.get("reset_mask")
         obs, info = self.env.reset(seed=seed, options=options)
-        self._s = self._enc.state(obs, self.num_envs)
-        self._restarting[:] = False
-        return self._enc.first(self._s), info
+        s = self._enc.state(obs, self.num_envs)
+        if mask is None:
+            self._s, self._restarting[:] = s, False
+            self._last = self._enc.first(s)
+        else:
+            mask = np.asarray(mask, dtype=bool)
+            self._s[mask], self._restarting[mask] = s[mask], False
+            self._last[mask] = self._enc.first(s[mask])
+        return self._last.copy(), info
 
     def step(self, actions: Any):
         obs, reward, terminated, truncated, info = self.env.step(actions)
@@ -193,5 +274,5 @@ class TransitionObservationVector(VectorWrapper):
                 info["final_obs"] = final
         if restart.any():
             out[restart] = enc.first(s[restart])
-        self._s = s
+        self._s, self._last = s, out  # read (never written) by a masked reset
         return out, reward, terminated, truncated, info

@@ -47,8 +47,6 @@ class FakeModel:
             callback.on_rollout_end()
         return self
 
-    def save(self, path: str) -> None:
-        Path(path).write_text(json.dumps({"key": self.key, "frames": self.num_timesteps}))
 
 
 @dataclass
@@ -70,9 +68,18 @@ class FakeTrainer:
         self._log("build", spec.run_key)
         return FakeModel(spec.run_key, spec.seed, spec.lr, **self._hooks(spec.run_key))
 
+    def save(self, model, spec, path, final=False) -> None:
+        Path(path).write_text(json.dumps({"key": spec.run_key, "frames": model.num_timesteps}))
+
     def resume(self, spec, checkpoint):
-        saved = json.loads(Path(checkpoint).read_text())
-        assert saved["key"] == spec.run_key
+        from metarl_agents.leaderboard.checkpoint import CheckpointError
+
+        try:
+            saved = json.loads(Path(checkpoint).read_text())
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {checkpoint} is damaged ({exc})") from exc
+        if saved["key"] != spec.run_key:
+            raise CheckpointError(f"checkpoint {checkpoint} belongs to another run ({saved['key']})")
         self._log("resume", spec.run_key, saved["frames"])
         return FakeModel(spec.run_key, spec.seed, spec.lr, saved["frames"], **self._hooks(spec.run_key))
 

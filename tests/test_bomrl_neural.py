@@ -210,8 +210,9 @@ def test_trpo_meta_step_respects_the_kl_bound():
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="alg must be"):
         BOMRLConfig(alg=5)
-    with pytest.raises(ValueError, match="lam must be > 0"):
-        BOMRLConfig(lam=0.0)
+    for lam in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lam must be a finite number > 0"):
+            BOMRLConfig(lam=lam)
     with pytest.raises(ValueError, match="meta_optimizer must be"):
         BOMRLConfig(meta_optimizer="sgd")
     with pytest.raises(ValueError, match="ActorCriticPolicy"):

@@ -158,9 +158,27 @@ def test_invalid_kwargs_tasks_and_actions_raise():
             velocity.set_task(task)
     velocity.set_task(np.array([2.0]))
     velocity.reset(seed=0)
-    for action in (np.zeros(5), np.full(6, 1.5), np.full(6, np.nan), np.zeros((2, 6))):
+    for action in (np.zeros(5), np.full(6, np.nan), np.full(6, np.inf), np.zeros((2, 6))):
         with pytest.raises(ValueError, match="action"):
             velocity.step(action)
+
+
+def test_out_of_box_actions_are_clamped_by_mujoco_and_pay_their_raw_control_cost():
+    """As HalfCheetah-v5 (and the reference, which stepped raw Gaussian samples): the physics sees the
+    action clamped to [-1, 1] (the actuators are ctrllimited), the control cost the action as given."""
+    model = cheetah.load_half_cheetah()
+    assert model.actuator_ctrllimited.all() and (model.actuator_ctrlrange == [-1.0, 1.0]).all()
+    raw_env, clipped_env = gym.make("MetaCheetahVel-v0"), gym.make("MetaCheetahVel-v0")
+    raw_env.reset(seed=4, options={"task": [1.0]})
+    clipped_env.reset(seed=4, options={"task": [1.0]})
+    for action in 2.5 * random_actions(30, seed=5):
+        assert np.abs(action).max() > 1.0
+        obs, reward, _, _, info = raw_env.step(action)
+        clipped_obs, _, _, _, clipped_info = clipped_env.step(np.clip(action, -1.0, 1.0))
+        np.testing.assert_array_equal(obs, clipped_obs)
+        assert info["reward_forward"] == clipped_info["reward_forward"]
+        assert info["reward_ctrl"] == pytest.approx(-0.05 * float(np.sum(np.square(action.astype(np.float64)))), rel=1e-12)
+        assert info["reward_ctrl"] < clipped_info["reward_ctrl"]
 
 
 def test_rgb_render():

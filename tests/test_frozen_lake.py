@@ -81,7 +81,7 @@ def test_every_generated_map_reaches_the_six_move_optimum():
     benchmark set) gives the arrival-at-step-5 return; maps the generator cannot produce score less.
     """
     hole_maps, _ = fl.map_distribution("hole", 0.2)
-    for kind, maps in (("hole", hole_maps), ("penalty", fl.benchmark_tasks("penalty"))):
+    for kind, maps in (("hole", hole_maps), ("penalty", fl.benchmark_tasks("penalty", "generated"))):
         assert {shortest_path(m) for m in maps} == {6}
         P, R = (np.stack(x) for x in zip(*(fl.transition_model(m, kind) for m in maps), strict=True))
         np.testing.assert_allclose(optimum(P, R)[0][:, 0], SIX_MOVE_OPTIMUM, rtol=1e-12)
@@ -90,7 +90,7 @@ def test_every_generated_map_reaches_the_six_move_optimum():
     value = optimum(*fl.transition_model(walled, "penalty"))[0][0]
     assert value == pytest.approx(SIX_MOVE_OPTIMUM - 0.5 * GAMMA**4, rel=1e-12)
     # Slipping lowers the optimum.
-    tasks = fl.benchmark_tasks("hole")
+    tasks = fl.benchmark_tasks("hole", "generated")
     assert max(optimum(*fl.transition_model(m, "hole", slippery=True))[0][0] for m in tasks) < 1.0
 
 
@@ -106,7 +106,7 @@ def test_env_method_matches_module_function_and_validates():
 
 
 def test_slippery_transitions_match_gymnasium_frozenlake():
-    task = fl.benchmark_tasks("hole")[3]
+    task = fl.benchmark_tasks("hole", "generated")[3]
     desc = ["".join("H" if task[4 * r + c] else "F" for c in range(4)) for r in range(4)]
     desc[0], desc[3] = "S" + desc[0][1:], desc[3][:3] + "G"
     gym_P = FrozenLakeEnv(desc=desc, is_slippery=True).P
@@ -136,7 +136,7 @@ def test_penalty_cells_are_not_absorbing():
 # --- model vs env ------------------------------------------------------------------------------
 def test_optimal_policy_rollouts_match_value_exactly_without_slip():
     for kind, env_id in IDS.items():
-        for task in fl.benchmark_tasks(kind)[:5]:
+        for task in fl.benchmark_tasks(kind, "generated")[:5]:
             V, policy = optimum(*fl.transition_model(task, kind))
             returns = rollout_returns(env_id, task, 2, lambda t, obs, policy=policy: policy[t, obs])
             np.testing.assert_allclose(returns, V[0], rtol=1e-12)
@@ -150,7 +150,7 @@ def test_slippery_monte_carlo_agrees_with_model(kind):
     wrong slip rule or reward (e.g. slips of 1/4, a missing absorbing cell) moves the mean by far
     more than the ~0.02 tolerance; the seed is fixed, so the test is deterministic.
     """
-    task = fl.benchmark_tasks(kind)[1]
+    task = fl.benchmark_tasks(kind, "generated")[1]
     P, R = fl.transition_model(task, kind, slippery=True)
     V, policy = optimum(P, R)
     n = 4000
@@ -243,7 +243,7 @@ BENCHMARK_PENALTY = [
 
 
 def test_benchmark_sets_are_fixed_and_valid():
-    holes, penalties = fl.benchmark_tasks("hole"), fl.benchmark_tasks("penalty")
+    holes, penalties = fl.benchmark_tasks("hole", "generated"), fl.benchmark_tasks("penalty", "generated")
     assert holes.shape == (10, 16) and penalties.shape == (20, 16)
     # Pinned: the sets must not change across runs, platforms or refactors of the generator.
     assert ["".join(".x"[c] for c in m) for m in holes] == BENCHMARK_HOLE
@@ -255,6 +255,52 @@ def test_benchmark_sets_are_fixed_and_valid():
             assert shortest_path(task) is not None
     with pytest.raises(ValueError, match="kind"):
         fl.benchmark_tasks("holes")
+    with pytest.raises(ValueError, match=r"source must be one of \('paper', 'generated'\), got 'authors'"):
+        fl.benchmark_tasks("hole", source="authors")
+
+
+#: The authors' maps as released (their row strings; H = hole or penalty cell), typed in independently
+#: of the package data so that a damaged or edited data file fails here.
+PAPER_HOLE_ROWS = [
+    "SFFF FFFF FFFF FFFG", "SFFF FFFF FFFF FFFG", "SFFF FFFF FFFH FHFG", "SFFH FFFF FFHF FFHG",
+    "SFFF FFFF FFFF FHFG", "SFFF FFFF FFHH FFFG", "SFFF FFFF FHHF FFFG", "SFFF FFFF FFFF FFFG",
+    "SFFH FFFF FFFF FFFG", "SFFF FFFH FFFF FFFG",
+]
+
+
+def test_paper_maps_load_are_valid_and_reach_their_optimum():
+    holes, penalties = fl.benchmark_tasks("hole"), fl.benchmark_tasks("penalty")  # source="paper" is the default
+    assert holes.shape == (10, 16) and penalties.shape == (20, 16)
+    np.testing.assert_array_equal(holes, [[c == "H" for c in rows.replace(" ", "")] for rows in PAPER_HOLE_ROWS])
+    assert (holes.sum(1) == 0).sum() == 3  # 3 hole maps without a hole
+    holes[0, 5] = 1  # a copy: the cached set is not altered
+    assert fl.benchmark_tasks("hole")[0, 5] == 0
+    for kind, tasks in (("hole", fl.benchmark_tasks("hole")), ("penalty", penalties)):
+        env = gym.make(IDS[kind]).unwrapped
+        for task in tasks:
+            np.testing.assert_array_equal(env.core.check_task(task), task)
+            moves = shortest_path(task)
+            assert moves is not None  # a path S -> G that avoids every marked cell
+            # Every released map has a clean 6-move path, so value iteration gives 1.63831 on each.
+            V, _ = optimum(*fl.transition_model(task, kind))
+            assert moves == 6 and V[0] == pytest.approx(SIX_MOVE_OPTIMUM, rel=1e-12)
+    # The uniform policy's exact return on the hole maps, -0.240, is the paper's random-init K = 0
+    # figure (-0.242, from sampled evaluation).
+    uniform = []
+    for task in fl.benchmark_tasks("hole"):
+        P, R = fl.transition_model(task, "hole")
+        V = np.zeros(16)
+        for _ in range(HORIZON):
+            V = (R + GAMMA * P @ V).mean(-1)
+        uniform.append(V[0])
+    assert np.mean(uniform) == pytest.approx(-0.24, abs=5e-4)
+
+
+def test_parse_map_validates():
+    np.testing.assert_array_equal(fl.parse_map(["SFFH", "FFFF", "FFFF", "FFFG"]), maps_from_rows("...x", *["...."] * 3))
+    for bad in (["SFFF", "FFFF", "FFFF", "FFFF"], ["SFFX", "FFFF", "FFFF", "FFFG"], ["SFF", "FFFF", "FFFF", "FFFG"]):
+        with pytest.raises(ValueError, match="S first, G last and F or H between"):
+            fl.parse_map(bad)
 
 
 # --- Gymnasium contract ------------------------------------------------------------------------
@@ -291,7 +337,7 @@ def test_observation_variants():
     np.testing.assert_array_equal(obs, np.eye(17, dtype=np.float32)[4])
     for _ in range(HORIZON - 1):
         obs, _, terminated, _, info = env.step(fl.DOWN)
-    assert not terminated and info["episode"] == 1 and info["episode_end"]
+    assert not terminated and info["inner_episode"] == 1 and info["episode_end"]
     assert obs[0] == 1.0 and obs[16] == 1.0 and obs.sum() == 2.0  # next episode at the start, flag set
     np.testing.assert_array_equal(info["final_episode_observation"], np.eye(17, dtype=np.float32)[12])
     assert gym.make(IDS["hole"]).observation_space == gym.spaces.Discrete(16)
@@ -304,7 +350,7 @@ def test_render_outputs():
     assert env.render() == "\n\x1b[41mS\x1b[0mFFH\nFFFF\nFFFF\nFFFG\n"
     env.step(fl.RIGHT)
     assert env.render() == "  (Right)\nS\x1b[41mF\x1b[0mFH\nFFFF\nFFFF\nFFFG\n"
-    env = gym.make(IDS["penalty"], render_mode="rgb_array")
+    env = gym.make(IDS["penalty"], render_mode="rgb_array", render_scale=1)
     env.reset(seed=0, options={"task": task})
     img = env.render()
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8

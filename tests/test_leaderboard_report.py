@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -148,3 +149,22 @@ def test_report_errors(tmp_path):
     assert "The store holds no runs yet." in write_report(tmp_path / "empty.db", tmp_path / "out").read_text()
     with pytest.raises(ValueError, match="no runs for MetaPlanningGame-v0"):
         write_report(tmp_path / "empty.db", tmp_path / "out", envs=["MetaPlanningGame-v0"])
+
+
+def test_hostile_stored_values_stay_inside_out_and_are_escaped(tmp_path):
+    db, out = tmp_path / "store" / "r.db", tmp_path / "deep" / "out"
+    hostile = RunSpec(env_id="../../escaped", agent="<img src=x>|`rm`|$x^2$", seed=1, lr=1e-3, frames=1000,
+                      paper_frames=1_500_000, preset_name="p", preset_hash="abc", eval_every=250, n_eval_tasks=16,
+                      env_kwargs={"k": "`` ](http://evil) ``"})
+    with ResultStore(db) as store:
+        run = store.register_run(hostile.store_fields())
+        store.mark_running(run.id, {"hostname": "h|x\n# injected", "cpu": "[c](http://evil)"}, VERSIONS)
+        for frames in FRAMES:
+            store.record_evaluation(run.id, frames, 1.0, [0.5, 0.5], 1.0, None, finished=frames == FRAMES[-1])
+    before = {p for p in tmp_path.rglob("*")}
+    text = write_report(db, out).read_text()
+    new = {p for p in tmp_path.rglob("*") if p.is_file() and p.parent != db.parent} - before  # not db's -shm
+    assert new and all(p.resolve().parent == out.resolve() for p in new)
+    assert "## ../../escaped" in text and "\\<img src=x\\>\\|\\`rm\\`\\|" in text
+    assert "h\\|x \\# injected" in text and "\\[c\\]\\(http://evil\\)" in text
+    assert not re.search(r"(?<!\\)<img|\n# injected|(?<!\\)\]\(http", text.replace("`` ](http://evil) ``", ""))

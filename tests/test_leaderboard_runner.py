@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import platform
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # leaderboard_fakes, also for sp
 from leaderboard_fakes import ROLLOUT, FakeTrainer, fake_return  # noqa: E402
 
 from metarl_agents.leaderboard.grid import RunSpec  # noqa: E402
+from metarl_agents.leaderboard.lock import StoreInUse  # noqa: E402
 from metarl_agents.leaderboard.runner import checkpoint_dir, run_grid, train_one  # noqa: E402
 from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
 
@@ -56,9 +63,9 @@ def test_train_one_evaluates_every_interval_and_keeps_only_the_latest_checkpoint
         record = store.run_by_key(run.run_key)
         assert record.checkpoint_frames == FRAMES and record.wall_time_s > 0
         assert record.machine["cpu_count"] >= 1 and "torch" in record.versions
-        assert record.checkpoint_path == f"r.db.checkpoints/{run.run_key}.f{FRAMES}.zip"
+        assert record.checkpoint_path == f"r.db.checkpoints/{run.run_key}.f{FRAMES}.pt"
         assert [p.episode_returns for p in store.evaluations(record.id)][-1] == [fake_return(73, 1e-3, 1000) / 2] * 2
-    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.zip"]
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.pt"]
     assert events[0] == ("start", run.run_key, 0)
     assert [e[2] for e in events if e[0] == "progress"] == list(range(ROLLOUT, FRAMES + 1, ROLLOUT))
     assert [e[2] for e in events if e[0] == "eval"] == EVAL_FRAMES
@@ -106,7 +113,7 @@ def test_kill_between_checkpoint_and_commit_resumes_from_the_committed_checkpoin
         train_one(run, db, FakeTrainer(log))
     monkeypatch.setattr(ResultStore, "record_evaluation", original)
     assert sorted(p.name for p in checkpoint_dir(db).iterdir()) == [
-        f"{run.run_key}.f500.zip", f"{run.run_key}.f800.zip"]
+        f"{run.run_key}.f500.pt", f"{run.run_key}.f800.pt"]
     assert stored(db)[run.run_key] == ("failed", [300, 500], [fake_return(73, 1e-3, f) for f in (300, 500)])
 
     assert train_one(run, db, FakeTrainer(log)) == "finished"
@@ -123,7 +130,7 @@ def test_killed_worker_process_loses_only_the_interval_in_progress(tmp_path):
     summary = run_grid(specs, db, workers=2, trainer=killer, show_progress=False)
     assert victim in summary.failed and "worker process died" in summary.failed[victim]
     before = stored(db)
-    assert before[victim][:2] == ("running", [300, 500])  # 600..700 of the third interval lost
+    assert before[victim][:2] == ("failed", [300, 500])  # 600..700 of the third interval lost
     finished_before = {key for key, (status, _, _) in before.items() if status == "finished"}
 
     open(log, "w").close()
@@ -171,3 +178,130 @@ def test_ray_backend_writes_the_same_store(tmp_path):
     finally:
         ray.shutdown()
     assert_complete(db, specs)
+
+
+# -- one sweep per store, workers that die with their sweep, damaged checkpoints ---------------------------
+
+
+def _python(code: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), str(Path(__file__).parent)]))
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_second_sweep_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
+    db, log = tmp_path / "r.db", str(tmp_path / "log")
+    holder = _python(f"from metarl_agents.leaderboard.lock import SweepLock\nSweepLock({str(db)!r}).acquire()\n"
+                     "print('held', flush=True)\nimport time; time.sleep(120)")
+    assert holder.stdout.readline().strip() == b"held"
+    started = time.monotonic()
+    with pytest.raises(StoreInUse, match=rf"in use by another sweep \(host {platform.node()}, pid {holder.pid}, "
+                                         r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"):
+        run_grid([spec()], db, trainer=FakeTrainer(log), show_progress=False)
+    assert time.monotonic() - started < 5 and not os.path.exists(log)  # at once, nothing trained
+    holder.kill()
+    holder.wait()
+    assert run_grid([spec()], db, trainer=FakeTrainer(log), show_progress=False).ok  # the dead holder's lock
+    assert_complete(db, [spec()])
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in os.listdir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{task}/children") as handle:
+                children = {int(c) for c in handle.read().split()}
+            found |= children
+            todo.extend(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+                    reason="needs Linux /proc children lists")
+def test_killing_the_sweep_stops_its_pool_workers(tmp_path):
+    db, log = tmp_path / "r.db", str(tmp_path / "log")
+    driver = _python(
+        "from leaderboard_fakes import FakeTrainer\nfrom test_leaderboard_runner import grid\n"
+        "from metarl_agents.leaderboard.runner import run_grid\n"
+        f"run_grid(grid()[:4], {str(db)!r}, workers=2, trainer=FakeTrainer({log!r}, sleep=0.5), show_progress=False)"
+    )
+    deadline = time.monotonic() + 120
+    while sum(line[0] == "learn" for line in FakeTrainer(log).lines()) < 2:  # both workers are training
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    workers = _descendants(driver.pid)
+    assert len(workers) >= 2
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+    frames = stored(db)
+    time.sleep(1.0)
+    assert stored(db) == frames  # nothing writes to the store any more
+
+
+def test_damaged_or_foreign_checkpoint_is_refused_and_restart_failed_trains_from_scratch(tmp_path):
+    db, log, run = tmp_path / "r.db", str(tmp_path / "log"), spec()
+    summary = run_grid([run], db, trainer=FakeTrainer(log, crash_after_evals={run.run_key: 2}), show_progress=False)
+    assert "fake crash" in summary.failed[run.run_key]
+    with ResultStore(db) as store:
+        checkpoint = db.parent / store.run_by_key(run.run_key).checkpoint_path
+    for damage, message in ((lambda: checkpoint.write_text("{trunc"), "is damaged"),
+                            (lambda: checkpoint.write_text('{"key": "other", "frames": 500}'), "belongs to another run")):
+        damage()
+        summary = run_grid([run], db, trainer=FakeTrainer(log), show_progress=False)
+        assert message in summary.failed[run.run_key] and "--restart-failed" in summary.failed[run.run_key]
+        assert stored(db)[run.run_key][:2] == ("failed", [300, 500])  # nothing recorded from the bad file
+    open(log, "w").close()
+    summary = run_grid([run], db, trainer=FakeTrainer(log), show_progress=False, restart_failed=True)
+    assert summary.ok and FakeTrainer(log).lines()[0] == ["build", run.run_key]  # from scratch
+    assert_complete(db, [run])
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.pt"]
+
+
+def test_failed_checkpoint_write_marks_the_run_failed_and_leaves_no_temporary_file(tmp_path):
+    db, log, run = tmp_path / "r.db", str(tmp_path / "log"), spec()
+
+    class DiskFills(FakeTrainer):
+        def save(self, model, spec, path, final=False):
+            if model.num_timesteps >= 500:
+                Path(path).with_name(f".{Path(path).name}.123.tmp").write_text("partial")  # a killed write's
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().save(model, spec, path, final)
+
+    summary = run_grid([run], db, trainer=DiskFills(log), show_progress=False)
+    assert "could not write the checkpoint" in summary.failed[run.run_key]
+    assert "No space left on device" in summary.failed[run.run_key]
+    with ResultStore(db) as store:
+        record = store.run_by_key(run.run_key)
+    assert record.status == "failed" and "No space left on device" in record.error
+    assert run_grid([run], db, trainer=FakeTrainer(log), show_progress=False).ok  # resumes, cleans up
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{run.run_key}.f{FRAMES}.pt"]
+
+
+def test_ray_address_that_does_not_answer_fails_fast_and_clearly():
+    from metarl_agents.leaderboard.runner import check_ray_address
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=rf"Ray cluster at --address 127.0.0.1:{port} does not answer"):
+        check_ray_address(f"127.0.0.1:{port}")  # nothing listens: refused at once
+    with socket.socket() as silent:  # accepts connections (backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ValueError, match="does not answer .no answer within 1 s"):
+            check_ray_address(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1.0)
+    assert time.monotonic() - started < 10
+    check_ray_address("auto")  # left to Ray

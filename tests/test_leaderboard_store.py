@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import sqlite3
 
 import pytest
 
 from metarl_agents.leaderboard.grid import RunSpec
-from metarl_agents.leaderboard.store import APPLICATION_ID, SCHEMA_VERSION, ResultStore, StoreError
+from metarl_agents.leaderboard.store import APPLICATION_ID, SCHEMA_VERSION, ResultStore, StoreError, explain
 
 
 def make_spec(seed: int = 73, lr: float = 1e-3, agent: str = "SplAgger", frames: int = 1000) -> RunSpec:
@@ -78,10 +79,10 @@ def _foreign_sqlite(path):
     conn.close()
 
 
-def _corrupted_sqlite(path):
-    _foreign_sqlite(path)
+def _corrupted_store(path):
+    ResultStore(path).close()
     data = bytearray(path.read_bytes())
-    data[100:] = b"\xde\xad" * ((len(data) - 100) // 2)  # valid header, garbage pages
+    data[100:] = b"\xde\xad" * ((len(data) - 100) // 2)  # our header, garbage pages
     path.write_bytes(bytes(data))
 
 
@@ -93,20 +94,79 @@ def _our_store_with_other_version(path):
     conn.close()
 
 
+def _empty_sqlite(path):
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 3")  # another program's empty database: a header, no tables
+    conn.close()
+
+
+def _foreign_wal_database(path):
+    """Another program's database in WAL mode with committed rows still in its -wal file (it was killed)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE customers (name TEXT)")
+    conn.execute("INSERT INTO customers VALUES ('ada')")
+    wal = path.with_name(path.name + "-wal").read_bytes()
+    conn.close()  # checkpoints; put the WAL back as a crash would have left it
+    path.with_name(path.name + "-wal").write_bytes(wal)
+
+
+def _foreign_database_with_hot_journal(path):
+    _foreign_sqlite(path)
+    # A rollback journal left by a crashed writer: SQLite would roll it back (rewrite the file) on open.
+    path.with_name(path.name + "-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
+
+
+def _sidecars(path):
+    return {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)}
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("name,score\nada,3\n"), "not an SQLite database"),
     (lambda p: p.write_bytes(bytes(range(256)) * 8), "not an SQLite database"),
-    (_foreign_sqlite, r"not a metarl leaderboard store \(tables: \['customers'\]\)"),
-    (_corrupted_sqlite, "not a usable metarl leaderboard database"),
+    (lambda p: p.write_bytes(b""), "empty file that metarl did not write"),
+    (_empty_sqlite, r"not a metarl leaderboard store \(application_id 0x0"),
+    (_foreign_sqlite, r"not a metarl leaderboard store \(application_id 0x0"),
+    (_foreign_wal_database, r"not a metarl leaderboard store \(application_id 0x0"),
+    (_foreign_database_with_hot_journal, r"not a metarl leaderboard store \(application_id 0x0"),
+    (_corrupted_store, "is damaged .SQLite: (file is not a database|database disk image is malformed)"),
     (_our_store_with_other_version, "schema version 99"),
 ])
-def test_foreign_or_corrupted_file_is_refused_and_left_unchanged(tmp_path, make, message):
+@pytest.mark.parametrize("readonly", [False, True])
+def test_foreign_or_damaged_file_is_refused_and_left_unchanged(tmp_path, make, message, readonly):
     db = tmp_path / "results.db"
     make(db)
-    before = db.read_bytes()
-    with pytest.raises(StoreError, match=message):
+    before = _sidecars(db)
+    with pytest.raises(StoreError, match=message) as error:
+        ResultStore(db, readonly=readonly)
+    assert "\n" not in str(error.value)
+    after = _sidecars(db)
+    assert {name: after.get(name) for name in before} == before  # the file, its -wal / -journal: as they were
+    if make not in (_corrupted_store, _our_store_with_other_version):
+        assert after == before
+    # else: a read-only SQLite connection to one of our (WAL) stores may add an empty -wal / -shm index
+
+
+def test_leftover_wal_without_a_database_is_not_adopted(tmp_path):
+    db = tmp_path / "results.db"
+    db.with_name("results.db-wal").write_bytes(b"someone's WAL")
+    with pytest.raises(StoreError, match="results.db-wal beside it"):
         ResultStore(db)
-    assert db.read_bytes() == before
+    assert not db.exists()
+
+
+def test_unwritable_store_and_full_disk_name_the_cause(tmp_path, monkeypatch):
+    db = tmp_path / "results.db"
+    ResultStore(db).close()
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # what an immutable (chattr +i) file answers
+    with pytest.raises(StoreError, match="not writable .read-only or immutable."):
+        ResultStore(db)
+    with ResultStore(db, readonly=True) as store:  # reading is still fine
+        assert store.runs() == []
+    full = sqlite3.OperationalError("database or disk is full")
+    assert explain(full, db, "write").endswith("no space left on the device holding it")
+    assert "no space left" in explain(OSError(errno.ENOSPC, "No space left on device"), db, "create")
 
 
 def test_directory_is_refused(tmp_path):

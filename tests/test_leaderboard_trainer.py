@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from metarl_agents.leaderboard.checkpoint import CheckpointError
 from metarl_agents.leaderboard.grid import build_grid
 from metarl_agents.leaderboard.report import write_report
 from metarl_agents.leaderboard.runner import MetaPPOTrainer, checkpoint_dir, run_grid
@@ -18,6 +19,7 @@ OVERRIDES = {"n_envs": 4, "n_steps": 8}
 
 class CrashOnSecondEvaluation(MetaPPOTrainer):
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
     def evaluate(self, model, spec):
@@ -28,11 +30,11 @@ class CrashOnSecondEvaluation(MetaPPOTrainer):
 
 
 def test_real_trainer_run_crash_resume_and_report(tmp_path):
-    from metarl_agents.ppo import MetaPPO
-
     db = tmp_path / "results.db"
     (spec,) = build_grid(["MetaTMaze-v0"], ["SplAgger"], ["1"], [1e-3], frames=64, eval_every=32, n_eval_tasks=2,
                          env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+    (other,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["2,"], [1e-3], frames=64, eval_every=32, n_eval_tasks=2,
+                          env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
     summary = run_grid([spec], db, trainer=CrashOnSecondEvaluation(), show_progress=False)
     assert "simulated crash" in summary.failed[spec.run_key]
     with ResultStore(db) as store:
@@ -48,10 +50,31 @@ def test_real_trainer_run_crash_resume_and_report(tmp_path):
     for point in points:
         assert len(point.episode_returns) == 2 and all(math.isfinite(r) for r in point.episode_returns)
         assert point.meta_episode_return == pytest.approx(sum(point.episode_returns))
-    model = MetaPPO.load(str(db.parent / record.checkpoint_path))
+    final = db.parent / record.checkpoint_path
+    model = MetaPPOTrainer().resume(spec, final)  # the final checkpoint holds the trained policy
     assert model.num_timesteps == 64 and model.learning_rate == pytest.approx(1e-3)
-    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{spec.run_key}.f64.zip"]
+    assert [p.name for p in checkpoint_dir(db).iterdir()] == [f"{spec.run_key}.f64.pt"]
+    with pytest.raises(CheckpointError, match="belongs to another run .differs in agent, run_key, seed"):
+        MetaPPOTrainer().resume(other, final)
 
     text = write_report(db, tmp_path / "report").read_text()
     assert "64 frames per run — **REDUCED BUDGET** (paper: 1,500,000)" in text
     assert '"n_envs": 4' in text and '"length": 5' in text
+
+
+class DivergesAfterFirstEvaluation(MetaPPOTrainer):
+    """The learning rate becomes infinite once the first checkpoint exists."""
+
+    def save(self, model, spec, path, final=False):
+        super().save(model, spec, path, final)
+        model.lr_schedule = lambda _: float("inf")
+
+
+def test_divergence_is_recorded_with_the_last_finite_checkpoint(tmp_path):
+    db = tmp_path / "results.db"
+    (spec,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=96, eval_every=32, n_eval_tasks=2,
+                         env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+    summary = run_grid([spec], db, trainer=DivergesAfterFirstEvaluation(), show_progress=False)
+    error = summary.failed[spec.run_key]
+    assert "training diverged at update" in error and "a parameter became non-finite" in error
+    assert error.endswith(f"Last finite checkpoint: {spec.run_key}.f32.pt (32 frames)")

@@ -16,7 +16,7 @@ from metarl_agents.sequence import (
     segment_cumsum,
     segment_reverse_cumsum,
 )
-from metarl_envs.wrappers import transition_layout
+from metarl_envs.wrappers import transition_layout, transition_space
 
 LAYOUT = transition_layout(spaces.Box(-1, 1, (3,)), spaces.Discrete(4))
 MEMORY_KEYS = ("encoder", "split", "aggregator", "aggregator_kwargs")
@@ -108,7 +108,7 @@ def test_aggregators_are_permutation_invariant(name):
     assert not th.allclose(out[0], out[-1])  # it does aggregate
 
 
-@pytest.mark.parametrize(("name", "invariant"), [("CNP", True), ("Max", True), ("PEARL", True), ("RNN", False), ("SplAgger", False)])
+@pytest.mark.parametrize(("name", "invariant"), [("CNP", True), ("Max", True), ("PEARL", True), ("PEARL-GRU", False), ("RNN", False), ("SplAgger", False)])
 def test_memory_output_after_a_trial(name, invariant):
     mem = memory(name)
     obs = transitions(20, 1)
@@ -117,6 +117,37 @@ def test_memory_output_after_a_trial(name, invariant):
     latent, _, _ = mem(obs, trial, zero, False)
     shuffled, _, _ = mem(obs[th.randperm(20, generator=th.Generator().manual_seed(0))], trial, zero, False)
     assert th.allclose(latent[-1], shuffled[-1], atol=1e-10) == invariant
+
+
+def test_pearl_gru_is_the_reference_baseline():
+    """GRU(256) -> Linear(256 -> 24) -> product of Gaussians: 265,752 parameters, state 280, at full size.
+
+    The count is the GRU over the 80-wide transition embedding of discrete-action envs (3 x (80 x 256
+    + 256 x 256 + 2 x 256) = 259,584) and the projection (256 x 24 + 24 = 6,168); the per-part
+    embedding layers (248 here, a 5-dim T-maze observation with 4 actions) come on top.
+    """
+    layout = transition_layout(spaces.Box(-1, 1, (5,)), spaces.Discrete(4))
+    th.manual_seed(0)
+    mem = Memory(layout, **MODELS["PEARL-GRU"]).double()
+    embedding = sum(p.numel() for p in mem.embed.parameters())
+    assert mem.embed.out_dim == 80 and embedding == (5 * 32 + 32) + (4 * 8 + 8) + (1 * 8 + 8)  # one state layer, shared
+    assert sum(p.numel() for p in mem.parameters()) - embedding == 265_752
+    assert mem.gru.hidden_size == 256 and (mem.to_gaussian.in_features, mem.to_gaussian.out_features) == (256, 24)
+    assert mem.state_size == 280 and mem.output_dim == 12 and mem.variational
+    # The rollout's one-step path is the sequence path, across resets and from a non-empty state.
+    obs = th.randn(12, 2, layout["dim"], generator=th.Generator().manual_seed(2), dtype=th.float64)
+    episode_starts = starts(12, 2, [(0, 0), (5, 1), (9, 0)])
+    state = th.rand(2, 280, dtype=th.float64)
+    latent, final, _ = mem(obs, episode_starts, state, sample=False)
+    step_state, outs = state, []
+    for t in range(12):
+        out, step_state = mem.step(obs[t], step_state * (1 - episode_starts[t]).unsqueeze(-1), sample=False)
+        outs.append(out)
+    th.testing.assert_close(th.stack(outs), latent, rtol=1e-9, atol=1e-9)
+    th.testing.assert_close(step_state, final, rtol=1e-9, atol=1e-9)
+    policy = POLICY_REGISTRY["PEARL-GRU"](transition_space(spaces.Box(-1, 1, (5,), "float32"), spaces.Discrete(4)),
+                                          spaces.Discrete(4), lambda _: 1e-3)
+    assert policy.memory.state_size == 280 and policy.lstm_actor.hidden_size == 140  # (h, c) halves of the state
 
 
 def test_splagger_aggregated_half_is_permutation_invariant_given_encodings():

@@ -113,7 +113,7 @@ def test_just_goal_observation_flags_the_goal():
 
 
 def test_renders_show_labels_agent_and_goal():
-    env = gym.make("MetaPlanningGame-v0", render_mode="rgb_array")
+    env = gym.make("MetaPlanningGame-v0", render_mode="rgb_array", render_scale=1)
     env.reset(seed=0, options={"task": np.arange(9)})
     core = env.unwrapped.core
     core.agent[0], core.goal[0] = 0, 8

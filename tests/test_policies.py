@@ -18,18 +18,9 @@ from metarl_envs.wrappers import TransitionObservation, TransitionObservationVec
 SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
 
 
-class _TrialIndexAsInnerEpisode(gym.Wrapper):
-    """SB3 reserves info["episode"] for Monitor; the families use it for the inner-episode index."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        info["inner_episode"] = info.pop("episode", None)
-        return obs, reward, terminated, truncated, info
-
-
 def sb3_env(env_id: str = "MetaTMaze-v0", n_envs: int = 2, **kwargs) -> DummyVecEnv:
     def make():
-        return Monitor(_TrialIndexAsInnerEpisode(TransitionObservation(gym.make(env_id, **kwargs))))
+        return Monitor(TransitionObservation(gym.make(env_id, **kwargs)))
 
     env = DummyVecEnv([make] * n_envs)
     env.seed(0)
@@ -221,3 +212,13 @@ def test_recurrent_ppo_learns_the_short_tmaze(name):
     model.learn(40_000)
     mean, _ = evaluate_policy(model, env, n_eval_episodes=16)
     assert mean > 12.0, mean
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
+def test_unwrapped_box_envs_of_a_fitting_size_are_refused(name):
+    """Acrobot-v1's 6 observations could be a 1-state transition for 3 actions; only the marked space passes."""
+    env = gym.make("Acrobot-v1")
+    assert env.observation_space.shape == (2 * 1 + 3 + 1,)
+    with pytest.raises(ValueError, match="metarl_envs.wrappers.TransitionObservation"):
+        RecurrentPPO(POLICY_REGISTRY[name], env, n_steps=16, batch_size=16, policy_kwargs=SMALL)
+    RecurrentPPO(POLICY_REGISTRY[name], TransitionObservation(env), n_steps=16, batch_size=16, policy_kwargs=SMALL)

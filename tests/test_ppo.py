@@ -8,11 +8,11 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 
 from metarl_agents.evaluation import MetaEvalCallback, evaluate_meta
 from metarl_agents.policies import POLICY_REGISTRY, RNNPolicy, SplAggerPolicy
-from metarl_agents.ppo import MetaPPO
+from metarl_agents.ppo import MetaPPO, TrainingDivergedError
 from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states, trial_segments
 from metarl_agents.vec_env import make_vec_env
 from metarl_envs.wrappers import TransitionObservation
@@ -269,6 +269,43 @@ def test_continuous_actions_and_cheetah_time_limit():
     assert np.argwhere(buffer.episode_starts).tolist() == [[0, 0], [0, 1], [200, 0], [200, 1]]
 
 
+class ActionRecorder(VecEnvWrapper):
+    """Records the actions the trainer hands to the env."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.actions = []
+
+    def step_async(self, actions):
+        self.actions.append(np.array(actions))
+        self.venv.step_async(actions)
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+
+@pytest.mark.parametrize("clip_actions", [True, False])
+def test_clip_actions_decides_whether_the_raw_gaussian_sample_reaches_the_env(clip_actions):
+    """With clip_actions=False the env gets exactly the sampled actions the buffer keeps (beyond [-1, 1]
+    with std e^1); with True (SB3's behaviour, the default) their clipped copies."""
+    env = ActionRecorder(make_vec_env("MetaCheetahDir-v0", 2, seed=0))
+    model = MetaPPO("RNN", env, n_steps=8, n_minibatches=1, clip_actions=clip_actions, device="cpu",
+                    policy_kwargs={**SMALL, "log_std_init": 1.0})
+    model.learn(16)
+    sent = np.stack(env.actions[-8:])
+    sampled = model.rollout_buffer.actions
+    assert np.abs(sampled).max() > 1.0
+    np.testing.assert_array_equal(sent, sampled if not clip_actions else np.clip(sampled, -1.0, 1.0))
+    assert MetaPPO("RNN", make_vec_env("MetaTMaze-v0", 4, seed=0, length=10), policy_kwargs=SMALL).clip_actions
+    cheetah = MetaPPO.from_preset("MetaCheetahVel-v0", "RNN", n_envs=4, n_steps=8, policy_kwargs=SMALL)
+    assert cheetah.clip_actions is False  # the Cheetah presets step raw samples, as the reference did
+    with pytest.raises(ValueError, match="clip_actions must be True or False, got 'no'"):
+        MetaPPO("RNN", env, n_minibatches=1, clip_actions="no")
+
+
 @pytest.mark.filterwarnings("ignore:rich is experimental")
 def test_save_load_predict_round_trip(tmp_path):
     model = small_model(n_steps=20)
@@ -326,3 +363,32 @@ def test_splagger_solves_tmaze_with_the_paper_preset():
     model.learn(1_500_000, callback=callback)
     curve = [(r["frames"], r["meta_episode_return"]) for r in callback.results]
     assert callback.solved and curve[-1][0] <= 1_500_000, curve
+
+
+class RewardsBecomeNaN(VecEnvWrapper):
+    """A stock SB3 VecEnv wrapper whose rewards turn NaN after ``after`` steps (a broken reward function)."""
+
+    def __init__(self, venv, after):
+        super().__init__(venv)
+        self.steps, self.after = 0, after
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.steps += 1
+        return obs, rewards * (np.nan if self.steps > self.after else 1.0), dones, infos
+
+
+def test_divergence_is_reported_with_the_update_and_the_quantity():
+    env = RewardsBecomeNaN(make_vec_env("MetaTMaze-v0", 4, seed=0, length=10), after=60)
+    model = MetaPPO(RNNPolicy, env, n_steps=25, n_minibatches=2, policy_kwargs=SMALL, seed=0, device="cpu")
+    with pytest.raises(TrainingDivergedError, match=r"diverged at update 5 \(after 300 frames\): a loss became "
+                                                    r"non-finite \(policy loss, value loss\).*last finite update"):
+        model.learn(1000)
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())  # the last finite weights are kept
+
+    model = small_model(learning_rate=float("inf"))
+    with pytest.raises(TrainingDivergedError, match=r"update 1 .* a parameter became non-finite \(memory\..+\)"):
+        model.learn(200)

@@ -76,7 +76,44 @@ def test_longshort_wrong_checks_stay_and_timeouts_end_episodes():
     while not done:
         _, reward, terminated, truncated, _ = env.step(LEFT)
         total, steps, done = total + reward, steps + 1, terminated or truncated
-    assert total == 0.0 and steps == 4 * 150
+    assert total == 0.0 and steps == 4 * 151  # 150 ordinary steps and the timeout step per episode
+
+
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectorised):
+    """The reference's limit: 150 ordinary steps, then a 151st step that does nothing but end the episode.
+
+    The agent answers every check wrongly (no move, no reward) for 150 steps, then gives the correct
+    answer at the timeout step: no reward, no move (the episode's final observation still shows the
+    start cell), and the next episode starts.
+    """
+    if vectorised:
+        env = gym.make_vec("MetaTMazeLongShort-v0", num_envs=1)
+        obs, _ = env.reset(seed=1)
+        obs = obs[0]
+    else:
+        env = gym.make("MetaTMazeLongShort-v0")
+        obs, _ = env.reset(seed=1)
+    def answer(obs, correct):
+        return (UP if obs[NOISE] > 0 else DOWN) if correct else (DOWN if obs[NOISE] > 0 else UP)
+
+    def step(action):
+        obs, reward, terminated, truncated, info = env.step(np.array([action]) if vectorised else action)
+        if vectorised:
+            obs, reward, terminated, truncated = obs[0], reward[0], terminated[0], truncated[0]
+            info = {k: v[0] for k, v in info.items() if k in ("episode_end", "final_episode_observation")}
+        return obs, reward, terminated, truncated, info
+
+    for _ in range(150):
+        obs, reward, terminated, truncated, info = step(answer(obs, correct=False))
+        assert reward == 0.0 and obs[IS_START] == 1.0 and not info.get("episode_end", False)
+    obs, reward, terminated, truncated, info = step(answer(obs, correct=True))
+    assert reward == 0.0 and info["episode_end"] and not (terminated or truncated)
+    assert info["final_episode_observation"][IS_START] == 1.0  # the agent did not move
+    assert obs[IS_START] == 1.0 and obs[-1] == 1.0  # the next episode's first observation, flagged
+    # In the next episode the same correct answer moves the agent and pays the check reward.
+    obs, reward, *_ = step(answer(obs, correct=True))
+    assert reward == pytest.approx(0.1) and obs[IS_START] == 0.0
 
 
 def test_agreement_optimal_return_is_exactly_16():
@@ -158,7 +195,7 @@ def test_noise_is_fair_and_redrawn_every_step():
 
 
 def test_invalid_kwargs_name_the_value_and_range():
-    with pytest.raises(ValueError, match=r"length must be an integer >= 3, got 2"):
+    with pytest.raises(ValueError, match=r"length must be an integer \[3, 1000000\], got 2"):
         gym.make("MetaTMaze-v0", length=2)
     with pytest.raises(ValueError, match=r"indicator_pos must be an integer in \[1, 8\], got 9|indicator_pos"):
         gym.make("MetaTMaze-v0", length=10, indicator_pos=9)

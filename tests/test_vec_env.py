@@ -1,11 +1,16 @@
 """The native batched env as an SB3 VecEnv behaves exactly like SB3's DummyVecEnv of single envs."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl_agents.vec_env import BatchedVecEnv, make_single_env, make_vec_env
+from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
 CASES = [
     ("MetaTMaze-v0", {"length": 10}),
@@ -121,10 +126,84 @@ def test_mujoco_ids_use_the_batched_core():
 def test_attribute_access_and_bad_input():
     env = make_vec_env("MetaTMaze-v0", 4, seed=0)
     assert env.get_attr("task_space") == [env.venv.unwrapped.task_space] * 4
-    assert env.env_is_wrapped(gym.Wrapper) == [False] * 4
+    assert env.env_is_wrapped(Monitor) == [True] * 4
+    assert env.env_is_wrapped(TransitionObservation) == [True] * 4
+    assert env.env_is_wrapped(gym.wrappers.TimeLimit) == [False] * 4
     with pytest.raises(ValueError, match="indices"):
         env.set_attr("render_mode", None, indices=[0])
     with pytest.raises(ValueError, match="n_envs"):
         make_vec_env("MetaTMaze-v0", 0)
     with pytest.raises(ValueError, match="unknown env id"):
         make_vec_env("NoSuchEnv-v0", 2)
+
+
+class _Constant:
+    """A scripted agent: the same action at every step (UP on the T-maze, zero torque on the cheetah)."""
+
+    def __init__(self, action):
+        self.action = np.asarray(action)
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        return np.stack([self.action] * len(obs)), state
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [("MetaTMaze-v0", {"length": 5}), ("MetaCheetahDir-v0", {})])
+def test_evaluate_policy_trusts_monitor_on_both_paths(env_id, kwargs):
+    """Both bridge paths say they are Monitor-wrapped and report Monitor's trial returns."""
+    env = make_vec_env(env_id, 2, seed=0, **kwargs)
+    assert env.env_is_wrapped(Monitor) == [True, True]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Evaluation environment is not wrapped with a Monitor"
+        agent = _Constant(2 if env_id == "MetaTMaze-v0" else np.zeros(6, np.float32))
+        returns, lengths = evaluate_policy(agent, env, n_eval_episodes=2, return_episode_rewards=True)
+    trial = gym.spec(env_id).max_episode_steps if not kwargs else 4 * 5
+    assert lengths == [trial, trial]
+    if env_id == "MetaTMaze-v0":  # forced right, then UP: +4 per episode on UP tasks, -3 on DOWN tasks
+        assert all(r in {16.0, 9.0, 2.0, -5.0, -12.0} for r in returns)
+
+
+def test_vector_reset_rejects_unknown_options():
+    env = gym.make_vec("MetaTMaze-v0", num_envs=2)
+    with pytest.raises(ValueError, match="'task'"):  # the single env's key, misspelt for a vector env
+        env.reset(seed=0, options={"task": [1.0]})
+    with pytest.raises(ValueError, match="reset_mask"):
+        env.reset(options={"reset_mask": [True, False]})  # a list, not a bool array
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        env.reset(seed=1, options={"reset_mask": np.array([True, False])})
+
+
+def test_vector_reset_mask_restarts_only_masked_copies():
+    """Gymnasium 1.x's reset_mask: masked copies start a new trial, the others go on untouched."""
+    n, length = 3, 5
+    env = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n, length=length))
+    reference = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n, length=length))
+    obs, _ = env.reset(seed=7)
+    reference.reset(seed=7)
+    for _ in range(3):
+        obs, *_ = env.step(np.array([1, 1, 1]))
+        ref_obs, *_ = reference.step(np.array([1, 1, 1]))
+    mask = np.array([False, True, False])
+    options = {"reset_mask": mask, "tasks": [[1.0], [-1.0], [1.0]]}
+    new_obs, info = env.reset(options=options)
+    assert "reset_mask" in options  # the caller's options are left alone
+    np.testing.assert_array_equal(new_obs[~mask], obs[~mask])  # untouched copies: same observation
+    assert not new_obs[1, : length + 4 + 1].any() and new_obs[1, length + 4 + 1] == 1.0  # zeros, then is_start
+    np.testing.assert_array_equal(info["_task"], mask)
+    assert info["task"][1, 0] == -1.0 and info["inner_episode"][1] == 0
+    # The untouched copies continue exactly like copies that were never reset.
+    for _ in range(4 * length):
+        obs, reward, *_ = env.step(np.array([1, 1, 1]))
+        ref_obs, ref_reward, *_ = reference.step(np.array([1, 1, 1]))
+        np.testing.assert_array_equal(obs[~mask], ref_obs[~mask])
+        np.testing.assert_array_equal(reward[~mask], ref_reward[~mask])
+
+
+def test_reset_mask_with_gymnasium_record_episode_statistics():
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(gym.make_vec("MetaTMaze-v0", num_envs=2, length=4))
+    env.reset(seed=0)
+    env.step(np.array([1, 1]))
+    env.reset(options={"reset_mask": np.array([True, False])})
+    assert list(env.episode_lengths) == [0, 1]

@@ -1,12 +1,18 @@
 """TransitionObservation: layout, exact transitions, one-hot parts, vector == single envs."""
 
+import pickle
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import metarl_envs  # noqa: F401  (registers the ids)
+import metarl_envs
 from metarl_envs.wrappers import (
+    TransitionBox,
     TransitionObservation,
     TransitionObservationVector,
     transition_layout,
@@ -115,3 +121,32 @@ def test_vector_next_step_autoreset():
             restart_seen = True
             break
     assert restart_seen
+
+
+def test_transition_space_is_marked_and_survives_pickling():
+    env = TransitionObservation(gym.make("MetaTMaze-v0", length=5))
+    space = env.observation_space
+    assert isinstance(space, TransitionBox) and (space.obs_dim, space.act_dim) == (5, 4)
+    assert space.layout == env.layout
+    clone = pickle.loads(pickle.dumps(space))
+    assert isinstance(clone, TransitionBox) and clone == space and clone.layout == space.layout
+    plain = spaces.Box(space.low, space.high, dtype=np.float32)
+    assert plain != space and space != plain  # a plain Box of the same bounds is not a transition space
+    with pytest.raises(ValueError, match="obs_dim"):
+        TransitionBox(space.low, space.high, obs_dim=4, act_dim=4)
+
+
+@pytest.mark.parametrize("env_id", metarl_envs.REGISTERED_IDS)
+def test_wrapped_envs_pass_the_checkers_without_warnings(env_id):
+    """The r_prev slot is bounded by the family's reward range (float32-finite where unbounded)."""
+    env = TransitionObservation(gym.make(env_id))
+    r_prev = env.layout["slices"]["r_prev"]
+    low, high = env.observation_space.low[r_prev][0], env.observation_space.high[r_prev][0]
+    f32 = np.finfo(np.float32)
+    assert (low, high) == ((f32.min, f32.max) if "Cheetah" in env_id else env.unwrapped.reward_range)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Gymnasium always notes that a wrapped env differs from its unwrapped version; nothing else may warn.
+        warnings.filterwarnings("ignore", message=".*is different from the unwrapped version")
+        check_env(env, skip_render_check=True)
+        sb3_check_env(env)

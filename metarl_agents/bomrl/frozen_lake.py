@@ -2,7 +2,10 @@
 
     python -m metarl_agents.bomrl.frozen_lake --family hole --alg 1 --seed 0 --out runs/bomrl
 
-writes ``<out>/<family>_alg<alg>_seed<seed>.{json,md,png}`` and ``..._bounds.png``. All returns are
+writes ``<out>/<family>_alg<alg>_seed<seed>.{json,md,png}`` and ``..._bounds.png``. ``--tasks paper``
+(the default) meta-trains on the BO-MRL authors' released maps and meta-tests on the same maps, as
+the authors did; ``--tasks generated`` meta-trains on fresh maps from the env's generator and
+meta-tests on our seeded benchmark set. All returns are
 exact 49-step discounted returns (gamma 0.8) of the adapted policies, computed from the env's own
 tabular model; ``--evaluation td|mc`` makes every meta-test round estimate ``Q`` and ``nu`` from 500
 sampled episodes instead (the paper's protocol).
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,6 +26,7 @@ import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_agents.bomrl.bounds import alg2_multi_round_bound, near_optimal_logits, one_round_bound
 from metarl_agents.bomrl.mdp import TabularMDP, single_threaded, value_iteration
 from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, alg_update, maml_step
+from metarl_envs.frozen_lake import SOURCES, benchmark_tasks
 
 GAMMA, HORIZON, ROUNDS = 0.8, 49, 4
 ENV_IDS = {"hole": "MetaFrozenLake-v0", "penalty": "MetaFrozenLakePenalty-v0"}
@@ -57,24 +62,32 @@ def task_mdp(env: gym.Env, task: np.ndarray) -> TabularMDP:
     return TabularMDP.from_arrays(P, R, None, GAMMA, HORIZON)
 
 
-def benchmark_mdps(family: str) -> list[TabularMDP]:
-    from metarl_envs.frozen_lake import benchmark_tasks
-
+def benchmark_mdps(family: str, tasks: str = "paper") -> list[TabularMDP]:
+    """The meta-test maps' exact models: the authors' maps (``"paper"``) or our seeded set (``"generated"``)."""
     env = make_env(family)
-    return [task_mdp(env, t) for t in benchmark_tasks(family)]
+    return [task_mdp(env, t) for t in benchmark_tasks(family, source=tasks)]
 
 
-def task_sampler(family: str, seed: int):
-    """Fresh training maps from the env's task generator (seeded once)."""
+def task_sampler(family: str, seed: int, tasks: str = "paper") -> Callable[[int], list[TabularMDP]]:
+    """Meta-training tasks, seeded once.
+
+    ``"generated"``: fresh maps from the env's task generator. ``"paper"``: maps drawn from the
+    authors' released set (uniformly, without replacement within a call while the set lasts), the
+    same maps the meta-test uses.
+    """
     env = make_env(family)
-    env.reset(seed=seed)
-    return lambda n: [task_mdp(env, t) for t in env.unwrapped.sample_tasks(n)]
+    if tasks == "generated":
+        env.reset(seed=seed)
+        return lambda n: [task_mdp(env, t) for t in env.unwrapped.sample_tasks(n)]
+    mdps = benchmark_mdps(family, tasks)
+    rng = np.random.default_rng(seed)
+    return lambda n: [mdps[i] for i in rng.choice(len(mdps), size=n, replace=n > len(mdps))]
 
 
 def meta_train(family: str, alg: int, seed: int, iterations: int = 150, tasks_per_iteration: int = 5,
-               hypergradient: str = "implicit") -> TabularBOMRL:
+               hypergradient: str = "implicit", tasks: str = "paper") -> TabularBOMRL:
     agent = TabularBOMRL(16, 4, alg=alg, lam_train=LAM_TRAIN[(family, alg)], hypergradient=hypergradient)
-    agent.meta_train(task_sampler(family, seed), iterations, tasks_per_iteration)
+    agent.meta_train(task_sampler(family, seed, tasks), iterations, tasks_per_iteration)
     return agent
 
 
@@ -104,10 +117,10 @@ def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list
 
 
 def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: str = "implicit",
-        evaluation: str = "exact") -> dict:
+        evaluation: str = "exact", tasks: str = "paper") -> dict:
     torch.manual_seed(seed)
-    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient)
-    mdps = benchmark_mdps(family)
+    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient, tasks=tasks)
+    mdps = benchmark_mdps(family, tasks)
     lam = LAM_TEST[(family, alg)]
     rng = np.random.default_rng(seed)
     J = agent.meta_test(mdps, ROUNDS, lam, evaluation=evaluation, rng=rng).mean(0).tolist()
@@ -119,7 +132,7 @@ def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: 
     optima = [value_iteration(m)[0] for m in mdps]
     lams = sorted({lam / 2, lam, 2 * lam, LAM_TRAIN[(family, alg)]})
     return {
-        "family": family, "alg": alg, "seed": seed, "lam_train": LAM_TRAIN[(family, alg)], "lam_test": lam,
+        "family": family, "tasks": tasks, "alg": alg, "seed": seed, "lam_train": LAM_TRAIN[(family, alg)], "lam_test": lam,
         "iterations": iterations, "hypergradient": hypergradient, "evaluation": evaluation,
         "K": list(range(ROUNDS + 1)), "J": J, "optimum": float(np.mean(optima)),
         "optimum_per_task": optima, "baselines": baselines,
@@ -146,7 +159,8 @@ def markdown_table(result: dict) -> str:
     if (family, "random") in PAPER and alg == 1:
         row("random init, Alg1 (paper)", PAPER[(family, "random")])
     row("task optimum", [result["optimum"]] * len(result["K"]))
-    lines = [f"## Frozen Lake {family}, Alg{alg} (lambda_test {result['lam_test']}, seed {result['seed']})",
+    lines = [f"## Frozen Lake {family} ({result.get('tasks', 'generated')} maps), Alg{alg} "
+             f"(lambda_test {result['lam_test']}, seed {result['seed']})",
              "", *rows, ""]
     if result["bounds"]:
         lines += ["### Bounds (mean over tasks)", "", "| bound | lambda | K | measured gap | bound | holds |",
@@ -215,10 +229,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--hypergradient", choices=("implicit", "first_order"), default="implicit")
     parser.add_argument("--evaluation", choices=("exact", "td", "mc"), default="exact")
+    parser.add_argument("--tasks", choices=SOURCES, default="paper",
+                        help="paper: meta-train and meta-test on the authors' maps; generated: our generator and seeded set")
     parser.add_argument("--out", type=Path, default=Path("runs/bomrl"))
     args = parser.parse_args(argv)
     with single_threaded():
-        result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation)
+        result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation,
+                     args.tasks)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{args.family}_alg{args.alg}_seed{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

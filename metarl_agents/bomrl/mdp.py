@@ -51,19 +51,23 @@ class TabularMDP:
         R = torch.as_tensor(np.asarray(R), dtype=DTYPE)
         if P.ndim != 3 or P.shape[0] != P.shape[2] or R.shape != P.shape[:2]:
             raise ValueError(f"P must be (S, A, S) and R (S, A); got P {tuple(P.shape)}, R {tuple(R.shape)}")
-        if (P < 0).any() or not torch.allclose(P.sum(-1), torch.ones(P.shape[:2], dtype=DTYPE)):
+        if not torch.isfinite(P).all() or (P < 0).any() or not torch.allclose(P.sum(-1), torch.ones(P.shape[:2], dtype=DTYPE)):
             raise ValueError("P must hold probabilities that sum to 1 over the next state")
+        if not torch.isfinite(R).all():
+            raise ValueError(f"R must hold finite rewards; got {int((~torch.isfinite(R)).sum())} NaN or infinite")
         if rho is None:
             rho = torch.zeros(P.shape[0], dtype=DTYPE)
             rho[0] = 1.0
         rho = torch.as_tensor(np.asarray(rho), dtype=DTYPE)
-        if rho.shape != (P.shape[0],) or abs(float(rho.sum()) - 1.0) > 1e-9:
+        if rho.shape != (P.shape[0],) or not torch.isfinite(rho).all() or (rho < 0).any() \
+                or abs(float(rho.sum()) - 1.0) > 1e-9:
             raise ValueError(f"rho must be a distribution over the {P.shape[0]} states")
-        if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
-        if horizon is not None and horizon < 1:
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.number)) or not 0.0 <= gamma < 1.0:
+            raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
+        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer))
+                                    or horizon < 1):
             raise ValueError(f"horizon must be a positive integer or None, got {horizon!r}")
-        return cls(P, R, rho, float(gamma), horizon)
+        return cls(P, R, rho, float(gamma), None if horizon is None else int(horizon))
 
     @property
     def n_states(self) -> int:

@@ -71,8 +71,8 @@ class BOMRLConfig:
         if self.alg not in (1, 2, 3):
             raise ValueError(f"alg must be 1, 2 or 3, got {self.alg!r}")
         for name in ("lam", "inner_lr", "meta_lr", "max_divergence", "max_kl"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
         for name in ("n_trajectories", "post_trajectories", "cg_iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -23,6 +23,7 @@ of ``Q^{pi_phi}`` and ``nu^{pi_phi}`` on ``phi`` is included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -51,9 +52,15 @@ def check_alg(alg: int) -> int:
 
 
 def check_lam(lam: float) -> float:
-    if not lam > 0:
-        raise ValueError(f"lam (the regularisation weight lambda) must be > 0, got {lam!r}")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) or not 0 < lam < math.inf:
+        raise ValueError(f"lam (the regularisation weight lambda) must be a finite number > 0, got {lam!r}")
     return float(lam)
+
+
+def check_rounds(rounds: int) -> int:
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
+    return int(rounds)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,7 +203,7 @@ def adapt(mdp: TabularMDP, logits: torch.Tensor, update: Update, rounds: int,
         raise ValueError("a sampled evaluation needs rng (a numpy Generator)")
     logits = logits.detach().clone()
     returns = [float(truncated_return(mdp, torch.softmax(logits, -1)))]
-    for _ in range(rounds):
+    for _ in range(check_rounds(rounds)):
         pi = torch.softmax(logits, -1)
         if evaluation == "exact":
             ev = evaluate(mdp, pi)

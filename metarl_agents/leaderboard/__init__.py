@@ -9,12 +9,14 @@ command line; the pieces are importable for scripted sweeps::
     write_report("metarl_results.db", "leaderboard_report")
 """
 
+from metarl_agents.leaderboard.checkpoint import CheckpointError
 from metarl_agents.leaderboard.grid import RunSpec, build_grid
+from metarl_agents.leaderboard.lock import StoreInUse
 from metarl_agents.leaderboard.report import write_report
 from metarl_agents.leaderboard.runner import MetaPPOTrainer, SweepSummary, Trainer, run_grid, train_one
 from metarl_agents.leaderboard.store import ResultStore, StoreError
 
 __all__ = [
-    "MetaPPOTrainer", "ResultStore", "RunSpec", "StoreError", "SweepSummary", "Trainer", "build_grid",
-    "run_grid", "train_one", "write_report",
+    "CheckpointError", "MetaPPOTrainer", "ResultStore", "RunSpec", "StoreError", "StoreInUse", "SweepSummary",
+    "Trainer", "build_grid", "run_grid", "train_one", "write_report",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from metarl_agents.leaderboard.grid import format_frames, parse_frames
+from metarl_agents.leaderboard.lock import StoreInUse
 from metarl_agents.leaderboard.store import StoreError
 
 DEFAULT_DB = "metarl_results.db"
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
     run.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray instance)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--restart-failed", action="store_true",
+                     help="train failed runs again from scratch, discarding their checkpoint and evaluation points "
+                          "(for a damaged or missing checkpoint); without it failed runs resume")
 
     report = commands.add_parser("report", help="write the leaderboard from the result store")
     report.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
@@ -101,13 +105,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{env_id}: {format_frames(frames)} frames per run{note}")
     print(f"{len(specs)} runs -> {args.db} ({args.backend} backend)")
     summary = run_grid(specs, args.db, backend=args.backend, workers=args.workers, address=args.address,
-                       show_progress=False if args.no_progress else None)
+                       show_progress=False if args.no_progress else None, restart_failed=args.restart_failed)
     print(f"done: {len(summary.finished)} trained, {len(summary.skipped)} already finished, "
           f"{len(summary.failed)} failed")
     for key, error in summary.failed.items():
         print(f"FAILED {key}: {error}", file=sys.stderr)
     if summary.failed:
-        print("re-run the same command to resume the failed runs from their last checkpoint", file=sys.stderr)
+        print("re-run the same command to resume the failed runs from their last checkpoint, or add "
+              "--restart-failed to train them again from scratch", file=sys.stderr)
     return 0 if summary.ok else 1
 
 
@@ -124,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args) if args.command == "run" else _report(args)
-    except (ValueError, StoreError, FileNotFoundError) as exc:
+    except (ValueError, StoreError, StoreInUse, FileNotFoundError) as exc:
         parser.exit(2, f"metarl-bench {args.command}: error: {exc}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted; re-run the same command to resume from the last checkpoints\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -152,12 +153,36 @@ def _assign_slugs(groups: list[Group]) -> None:
     """Filename-safe names that carry the budget label; configurations beyond the first get a suffix."""
     seen: dict[str, int] = defaultdict(int)
     for group in groups:
-        base = f"{group.env_id}__{budget_label(group.frames, group.paper_frames)}"
+        base = _file_safe(f"{group.env_id}__{budget_label(group.frames, group.paper_frames)}")
         seen[base] += 1
         group.slug = base if seen[base] == 1 else f"{base}__config{seen[base]}"
 
 
+def _file_safe(text: str) -> str:
+    """A file name made from stored values that cannot leave the output folder or hide itself."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")
+    return name or "_"
+
+
 # -- writing ---------------------------------------------------------------------------------------
+
+
+def _md(value: Any) -> str:
+    """A stored string as literal markdown text: no markup, links, HTML, table cells or line breaks."""
+    text = " ".join(str(value).split())
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+
+
+def _plain(value: str) -> str:
+    """A stored string as literal plot text (matplotlib reads ``$...$`` as math)."""
+    return " ".join(value.split()).replace("$", r"\$")
+
+
+def _code(value: str) -> str:
+    """A stored string as an inline code span (fenced by more backticks than it contains)."""
+    text = " ".join(value.split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
 
 def _ci(stat: tuple[float, float, float]) -> str:
@@ -171,7 +196,7 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> lis
 
 
 def _group_markdown(group: Group) -> list[str]:
-    title = f"{group.env_id} — {format_frames(group.frames)} frames"
+    title = f"{_md(group.env_id)} — {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
     unfinished = sum(r.status != "finished" for r in group.runs)
@@ -180,30 +205,30 @@ def _group_markdown(group: Group) -> list[str]:
                  f"{group.eval_every:,} frames and at the end, on {group.n_eval_tasks} fresh tasks (deterministic "
                  "actions, one trial each), meta-episode return")
     if group.env_kwargs:
-        lines.append(f"- Environment overrides (not the paper's setting): `{json.dumps(group.env_kwargs)}`")
+        lines.append(f"- Environment overrides (not the paper's setting): {_code(json.dumps(group.env_kwargs))}")
     if group.overrides:
-        lines.append(f"- Preset overrides (not the paper's setting): `{json.dumps(group.overrides)}`")
-    lines += [f"- Machine: {m}" for m in group.machines()]
-    lines += [f"- Versions: {v}" for v in group.versions()]
+        lines.append(f"- Preset overrides (not the paper's setting): {_code(json.dumps(group.overrides))}")
+    lines += [f"- Machine: {_md(m)}" for m in group.machines()]
+    lines += [f"- Versions: {_md(v)}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
     lines.append(f"- Mean over seeds with a {CONFIDENCE:.0%} bootstrap CI ({N_RESAMPLES:,} resamples, "
                  f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run")
     lines.append("")
     if not group.entries:
         return lines + ["No finished runs yet.", ""]
-    caption = f"_{group.env_id}, {group.budget_text()}; machine: {'; '.join(group.machines())}_"
+    caption = f"_{_md(group.env_id)}, {group.budget_text()}; machine: {_md('; '.join(group.machines()))}_"
     for statistic, name in (("final", "final"), ("over_run", "mean-over-run")):
         lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
-        rows = [(rank, e.agent, f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds))
+        rows = [(rank, _md(e.agent), f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds))
                 for rank, e in enumerate(group.ranked(statistic), 1)]
         lines += _markdown_table(["rank", "agent", "best lr", "final return", "mean over run", "seeds"], rows)
         lines.append("")
     best = {id(e) for e in group.best_entries()}
     lines += ["### Every learning rate", "", caption, ""]
-    rows = [(e.agent, f"{e.lr:g}" + (" (best)" if id(e) in best else ""), _ci(e.final), _ci(e.over_run),
+    rows = [(_md(e.agent), f"{e.lr:g}" + (" (best)" if id(e) in best else ""), _ci(e.final), _ci(e.over_run),
              " ".join(map(str, e.seeds))) for e in group.entries]
     lines += _markdown_table(["agent", "lr", "final return", "mean over run", "seeds"], rows)
-    lines += ["", f"![{group.env_id} learning curves]({group.slug}.png)", ""]
+    lines += ["", f"![{_md(group.env_id)} learning curves]({group.slug}.png)", ""]
     return lines
 
 
@@ -216,9 +241,10 @@ def _plot(group: Group, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for entry in sorted(group.best_entries(), key=lambda e: e.agent):
         mean, low, high = bootstrap_ci(entry.curves)
-        (line,) = ax.plot(entry.frames, mean, label=f"{entry.agent} (lr {entry.lr:g}, {len(entry.seeds)} seeds)")
+        label = f"{_plain(entry.agent)} (lr {entry.lr:g}, {len(entry.seeds)} seeds)"
+        (line,) = ax.plot(entry.frames, mean, label=label)
         ax.fill_between(entry.frames, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
-    title = f"{group.env_id}, {format_frames(group.frames)} frames"
+    title = f"{_plain(group.env_id)}, {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" — REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
     ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
@@ -262,7 +288,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     db_path, out_dir = Path(db_path), Path(out_dir)
     if not db_path.exists():
         raise FileNotFoundError(f"no result database at {db_path}; run `metarl-bench run` first or pass --db")
-    with ResultStore(db_path) as store:
+    with ResultStore(db_path, readonly=True) as store:
         groups = load_groups(store, envs)
         evaluations = [
             {"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,

@@ -19,7 +19,9 @@ import multiprocessing
 import os
 import platform
 import queue as queue_module
+import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -29,9 +31,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from metarl_agents.leaderboard.grid import RunSpec
-from metarl_agents.leaderboard.store import ResultStore
+from metarl_agents.leaderboard.lock import SweepLock
+from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
 
 BACKENDS = ("local", "ray")
+RESTART_HINT = "run again with --restart-failed to discard its checkpoint and points and train it from scratch"
 _VERSIONED_PACKAGES = ("torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib")
 
 
@@ -46,35 +50,58 @@ class Model(Protocol):
     def learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
               progress_bar: bool = False) -> Any: ...
 
-    def save(self, path: str) -> None: ...
-
 
 class Trainer(Protocol):
     def build(self, spec: RunSpec) -> Model:
         """A fresh model for this run."""
 
+    def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
+        """Write everything needed to continue ``model`` exactly (``final``: only what is needed to use the
+        trained model, the run being over)."""
+
     def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
-        """The model saved in ``checkpoint``, ready to continue training."""
+        """The model saved in ``checkpoint``, ready to continue training; ``CheckpointError`` if the file is
+        damaged or was written for another run."""
 
     def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
         """``evaluate_meta``'s result: needs ``meta_episode_return`` and ``episode_returns``."""
 
 
 class MetaPPOTrainer:
-    """The project's trainer, reached only through its public API."""
+    """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`).
+
+    ``policy_kwargs`` change the agents' architecture (e.g. a small network for a smoke test); they are part
+    of every checkpoint's identity, so a checkpoint of another architecture is refused.
+    """
+
+    def __init__(self, policy_kwargs: dict[str, Any] | None = None) -> None:
+        self.policy_kwargs = dict(policy_kwargs or {})
 
     def build(self, spec: RunSpec) -> Model:
         from metarl_agents.ppo import MetaPPO
 
-        extra = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
+        extra: dict[str, Any] = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
+        if self.policy_kwargs:
+            extra["policy_kwargs"] = dict(self.policy_kwargs)
         return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr,
                                    **spec.overrides, **extra)
 
-    def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
-        from metarl_agents.ppo import MetaPPO
+    def identity(self, spec: RunSpec) -> dict[str, Any]:
+        """What a checkpoint must have been written for: the run's identity and settings, and the architecture."""
+        return {**spec.store_fields(), "policy_kwargs": repr(sorted(self.policy_kwargs.items()))}
 
-        # The fresh model only supplies the run's vectorised env; weights, optimiser and frame count load.
-        return MetaPPO.load(str(checkpoint), env=self.build(spec).get_env())
+    def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
+        from metarl_agents.leaderboard.checkpoint import training_state, write_checkpoint
+
+        write_checkpoint(path, self.identity(spec), training_state(model, final=final))
+
+    def resume(self, spec: RunSpec, checkpoint: Path) -> Model:
+        from metarl_agents.leaderboard.checkpoint import read_checkpoint, restore_training_state
+
+        state = read_checkpoint(checkpoint, self.identity(spec))  # refuses another run's file before building
+        model = self.build(spec)
+        restore_training_state(model, state)
+        return model
 
     def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
         from metarl_agents.evaluation import evaluate_meta
@@ -133,17 +160,37 @@ def checkpoint_dir(db_path: str | Path) -> Path:
     return db_path.with_name(db_path.name + ".checkpoints")
 
 
-def _save_checkpoint(model: Model, directory: Path, run_key: str, frames: int) -> Path:
+def _checkpoint_name(run_key: str, frames: int) -> str:
+    return f"{run_key}.f{frames}.pt"
+
+
+def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: Path, frames: int,
+                     final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
-    checkpoint the store points at."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{run_key}.f{frames}.zip"
-    temporary = directory / f".{run_key}.f{frames}.{os.getpid()}.tmp.zip"
-    model.save(str(temporary))
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
-    return final
+    checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
+
+    path = directory / _checkpoint_name(spec.run_key, frames)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        trainer.save(model, spec, path, final=final)
+    except OSError as exc:
+        raise CheckpointError(
+            f"could not write the checkpoint of {spec.run_key} at {frames} frames to {directory}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    return path
+
+
+def _remove_stale_files(directory: Path, run_key: str, keep: Path | None) -> None:
+    """Delete this run's checkpoints other than ``keep`` and temporary files left by killed writes."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        name = path.name
+        ours = name.startswith(f"{run_key}.f") or name.startswith(f".{run_key}.f")
+        if ours and path != keep and (name.endswith((".pt", ".zip", ".tmp")) or ".tmp." in name):
+            path.unlink(missing_ok=True)
 
 
 ProgressSink = Callable[[tuple], None]
@@ -157,6 +204,7 @@ class _Recorder:
         self.spec, self.store, self.run_id, self.trainer, self.progress = spec, store, run_id, trainer, progress
         self.wall_time_before, self.started = wall_time_s, time.perf_counter()
         self.checkpoint = checkpoint
+        self.checkpoint_frames = 0
 
     def wall_time(self) -> float:
         return self.wall_time_before + time.perf_counter() - self.started
@@ -164,14 +212,14 @@ class _Recorder:
     def record(self, model: Model, finished: bool = False) -> None:
         frames = int(model.num_timesteps)
         result = self.trainer.evaluate(model, self.spec)
-        saved = _save_checkpoint(model, checkpoint_dir(self.store.path), self.spec.run_key, frames)
+        saved = _save_checkpoint(self.trainer, model, self.spec, checkpoint_dir(self.store.path), frames, finished)
         self.store.record_evaluation(
             self.run_id, frames, result["meta_episode_return"], result["episode_returns"], self.wall_time(),
             checkpoint_path=str(saved.relative_to(self.store.path.parent)), finished=finished,
         )
         if self.checkpoint is not None and self.checkpoint != saved:
             self.checkpoint.unlink(missing_ok=True)
-        self.checkpoint = saved
+        self.checkpoint, self.checkpoint_frames = saved, frames
         self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
 
     def report(self, event: tuple) -> None:
@@ -220,6 +268,8 @@ def train_one(
     failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
     its last checkpoint next time.
     """
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
+
     if not isinstance(store, ResultStore):
         with ResultStore(store) as opened:
             return train_one(spec, opened, trainer, progress)
@@ -229,25 +279,38 @@ def train_one(
         return "skipped"
     store.mark_running(record.id, machine_info(), package_versions())
     checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
+    _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
+    recorder.checkpoint_frames = record.checkpoint_frames or 0  # named if training diverges before the next
     try:
         if checkpoint is None:
             model = trainer.build(spec)
         elif checkpoint.exists():
             model = trainer.resume(spec, checkpoint)
         else:
-            raise FileNotFoundError(
-                f"run {spec.run_key} should resume from {checkpoint}, which is missing; restore the file or "
-                "use another --db"
-            )
+            raise CheckpointError(f"checkpoint {checkpoint} is missing")
         recorder.report(("start", spec.run_key, int(model.num_timesteps)))
         if model.num_timesteps < spec.frames:
             model.learn(spec.frames - model.num_timesteps, reset_num_timesteps=False, progress_bar=False,
                         callback=_evaluation_callback(recorder, int(model.num_timesteps)))
         recorder.record(model, finished=True)
     except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc()
-        store.mark_failed(record.id, reason, recorder.wall_time())
+        if isinstance(exc, KeyboardInterrupt):
+            reason = "interrupted"
+        elif isinstance(exc, CheckpointError):
+            reason = f"{exc}; {RESTART_HINT}"
+            exc.args = (reason,)
+        elif type(exc).__name__ == "TrainingDivergedError":
+            last = (f"{recorder.checkpoint.name} ({recorder.checkpoint_frames} frames)" if recorder.checkpoint
+                    else "none (it diverged before the first evaluation)")
+            reason = f"{exc}. Last finite checkpoint: {last}"
+            exc.args = (reason,)
+        else:
+            reason = traceback.format_exc()
+        try:
+            store.mark_failed(record.id, reason, recorder.wall_time())
+        except StoreError as store_exc:  # e.g. the disk is full: say both, the run stays marked as started
+            raise StoreError(f"{exc}; and the failure could not be recorded: {store_exc}") from exc
         raise
     return "finished"
 
@@ -284,11 +347,36 @@ def _limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+_worker_events: Any = None
+_WORKER_SINK = "worker-sink"  # stands for the queue a pool worker received at its start
+
+
+def _init_worker(threads: int, parent_pid: int, events: Any = None) -> None:
+    """Pool worker set-up: its share of the cores, and a watchdog that ends the worker when the sweep dies.
+
+    A killed driver cannot stop its pool, and orphaned workers would keep training and writing into a store
+    that the next sweep then shares with them; the watchdog sees the driver go (the worker is re-parented)
+    within a second and exits.
+    """
+    global _worker_events
+    _limit_threads(threads)
+    _worker_events = events
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="metarl-parent-watchdog", daemon=True).start()
+
+
 def _run_in_worker(spec: RunSpec, db_path: str, trainer: Trainer | None, sink: ProgressSink | None,
                    threads: int | None = None) -> tuple[str, str, str | None]:
     """Worker entry point: never raises, so one failed run does not stop the others."""
     if threads is not None:
         _limit_threads(threads)
+    if sink == _WORKER_SINK:
+        sink = _QueueSink(_worker_events)
     try:
         return spec.run_key, train_one(spec, db_path, trainer, sink), None
     except Exception as exc:
@@ -303,26 +391,43 @@ def run_grid(
     address: str | None = None,
     trainer: Trainer | None = None,
     show_progress: bool | None = None,
+    restart_failed: bool = False,
 ) -> SweepSummary:
     """Run every unfinished run of the grid and record it in the store at ``db_path``.
 
-    Runs already finished are skipped; unfinished ones resume from their last checkpoint. ``workers``
+    Runs already finished are skipped; unfinished ones resume from their last checkpoint, or, with
+    ``restart_failed``, failed ones start again from scratch (their checkpoint and points are discarded).
+    One sweep at a time may use a store: a second one raises :class:`StoreInUse` naming the first. ``workers``
     runs go at once in the local pool (1 = in this process); the Ray backend schedules one task per run
     (1 CPU each) on the cluster at ``address`` (None: start a local Ray instance). ``show_progress=None``
     shows progress bars on a terminal only.
     """
-    from metarl_agents.leaderboard.progress import GridProgress
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     db_path = str(Path(db_path).resolve())
+    check_store_file(Path(db_path))  # refuse a foreign file before anything (the lock file) is written beside it
+    with SweepLock(db_path):
+        return _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed)
+
+
+def _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed) -> SweepSummary:
+    from metarl_agents.leaderboard.progress import GridProgress
+
     summary = SweepSummary()
     todo = []
     with ResultStore(db_path) as store:  # validates the file before any worker starts
+        # This sweep holds the store, so a run still marked running was left so by a process that died.
+        for record in store.runs(status="running"):
+            store.mark_failed(record.id, "interrupted: the process training it stopped without recording why "
+                                         "(killed, or its disk was full)")
         for spec in specs:
             record = store.register_run(spec.store_fields())
+            if record.status == "failed" and restart_failed:
+                store.restart_run(record.id)
+                _remove_stale_files(checkpoint_dir(db_path), spec.run_key, keep=None)
+                record = store.run_by_key(spec.run_key)
             if record.status == "finished":
                 summary.skipped.append(spec.run_key)
             else:
@@ -338,11 +443,23 @@ def run_grid(
             display.run_done(key, status, error)
             if status == "failed":
                 summary.failed[key] = error or "unknown error"
+                _record_lost_run(db_path, key, summary.failed[key])
             elif status == "skipped":
                 summary.skipped.append(key)
             else:
                 summary.finished.append(key)
     return summary
+
+
+def _record_lost_run(db_path: str, run_key: str, error: str) -> None:
+    """Mark a run failed that could not say so itself (its worker process died) and is still 'running'."""
+    try:
+        with ResultStore(db_path) as store:
+            record = store.run_by_key(run_key)
+            if record.status == "running":
+                store.mark_failed(record.id, error)
+    except (StoreError, KeyError):
+        pass  # the next sweep marks it (it holds the store, so a 'running' run is a lost one)
 
 
 def _run_inline(todo, db_path, trainer, display):
@@ -357,15 +474,15 @@ def _run_inline(todo, db_path, trainer, display):
 def _run_pool(todo, db_path, workers, trainer, display):
     context = multiprocessing.get_context("spawn")
     threads = max(1, _usable_cpus() // workers)
-    with context.Manager() as manager:
-        sink = _QueueSink(manager.Queue())
-        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
-                                    initargs=(threads,)) as pool:
-            pending = {pool.submit(_run_in_worker, spec, db_path, trainer, sink): spec for spec, _ in todo}
+    events = context.Queue()  # reaches the workers at their start (inheritance), so no manager process is needed
+    try:
+        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                    initargs=(threads, os.getpid(), events)) as pool:
+            pending = {pool.submit(_run_in_worker, spec, db_path, trainer, _WORKER_SINK): spec for spec, _ in todo}
             try:
                 while pending:
                     done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                    _drain(sink.events, display)
+                    _drain(events, display)
                     for future in done:
                         spec = pending.pop(future)
                         try:
@@ -378,10 +495,48 @@ def _run_pool(todo, db_path, workers, trainer, display):
             finally:
                 for future in pending:
                     future.cancel()
-            _drain(sink.events, display)
+            _drain(events, display)
+    finally:
+        events.close()
+
+
+RAY_CONNECT_TIMEOUT_S = 30.0
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within about ``timeout`` with a clear message if no Ray head answers at ``host:port``.
+
+    ``ray.init`` waits for an unreachable head indefinitely. A Ray head (and a Ray client server) speaks
+    gRPC, so it answers an HTTP/2 connection preface with a SETTINGS frame; a closed port, a silent host or
+    a proxy that accepts anything does not. ``auto`` and addresses without a port are left to Ray.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            reply = connection.recv(9)
+        problem = None if len(reply) == 9 and reply[3] == 4 else "it is not a gRPC server"
+    except TimeoutError:
+        problem = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise ValueError(
+            f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
+            "on the head node) or leave --address out to start a local Ray instance"
+        )
 
 
 def _run_ray(todo, db_path, address, trainer, display):
+    check_ray_address(address)
     try:
         import ray
         from ray.util.queue import Queue

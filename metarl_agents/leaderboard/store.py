@@ -6,13 +6,19 @@ is in WAL mode with a generous busy timeout and every write is one short ``BEGIN
 transaction. A run's checkpoint file and its newest evaluation point are recorded in the same
 transaction, which is what makes a killed sweep lose at most the evaluation in progress.
 
-The store refuses to touch a file it did not create: a non-SQLite file, a corrupted one, or an SQLite
-database with some other schema raises :class:`StoreError` before anything is written to it.
+The store refuses to touch a file it did not create: before SQLite opens anything, the file's header
+must say "SQLite" and carry the store's application id (so SQLite's own recovery never runs on another
+program's journal or WAL); a store is only created where no file exists (built aside, then linked into
+place). Every failure -- a foreign, damaged, read-only or immutable file, a full disk -- is a one-line
+:class:`StoreError` naming the cause.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -134,21 +140,30 @@ class ResultStore:
     to workers, not the object.
     """
 
-    def __init__(self, path: str | Path, timeout: float = 120.0) -> None:
+    def __init__(self, path: str | Path, timeout: float = 120.0, readonly: bool = False) -> None:
         self.path = Path(path)
-        _check_file_is_ours_or_absent(self.path)
+        self.readonly = readonly
+        if not check_store_file(self.path, writable=not readonly):
+            if readonly:
+                raise StoreError(f"no result database at {self.path}")
+            _create_store(self.path, timeout)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # a new store may name a new folder
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            if readonly:
+                self._conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                                             isolation_level=None)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open result database {self.path}: {exc}") from exc
+            raise StoreError(explain(exc, self.path, "open")) from exc
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._validate_or_initialise()
-        except sqlite3.DatabaseError as exc:
+            problem = _describe_foreign_content(self._conn, self.path)
+            if problem is not None:
+                raise StoreError(problem)
+        except sqlite3.Error as exc:
             self._conn.close()
-            raise StoreError(f"{self.path} is not a usable metarl leaderboard database: {exc}") from exc
+            raise StoreError(explain(exc, self.path, "read")) from exc
         except BaseException:
             self._conn.close()
             raise
@@ -164,62 +179,28 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _validate_or_initialise(self) -> None:
-        """Check an existing schema read-only; create the schema only in a file with no tables at all."""
-        problem = self._describe_foreign_content()
-        if problem is None:
-            return
-        if problem != "empty":
-            raise StoreError(problem)
-        # WAL lets readers run beside the writers. It is persistent and must be set outside a transaction,
-        # so it is set here, while the file holds no tables and nothing can be lost.
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        with self._transaction() as conn:
-            # Re-check under the write lock: another process may have created the schema meanwhile.
-            problem = self._describe_foreign_content()
-            if problem is None:
-                return
-            if problem != "empty":
-                raise StoreError(problem)
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(
-                "INSERT INTO schema_version (app, version, created_at) VALUES (?, ?, ?)",
-                (APP_NAME, SCHEMA_VERSION, time.time()),
-            )
-
-    def _describe_foreign_content(self) -> str | None:
-        """None if the schema is ours, "empty" if the database has no tables, else why it is not ours."""
-        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
-        if not tables and app_id == 0:
-            return "empty"
-        if app_id != APPLICATION_ID or not _TABLES <= tables:
-            return (
-                f"{self.path} is an SQLite database but not a metarl leaderboard store "
-                f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path."
-            )
-        row = self._conn.execute("SELECT app, version FROM schema_version").fetchone()
-        if row is None or row[0] != APP_NAME or row[1] != SCHEMA_VERSION:
-            found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"
-            return (
-                f"{self.path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
-                "refusing to modify it."
-            )
-        return None
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front, so it never fails half-way on a lock."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(explain(exc, self.path, "write")) from exc
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(explain(exc, self.path, "write")) from exc
             raise
-        self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(explain(exc, self.path, "read")) from exc
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -286,10 +267,21 @@ class ResultStore:
                 (error, wall_time_s, time.time(), run_id),
             )
 
+    def restart_run(self, run_id: int) -> None:
+        """Forget a run's progress (points, checkpoint, frames, wall time) so that it trains from scratch."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM evaluations WHERE run_id = ?", (run_id,))
+            conn.execute(
+                "UPDATE runs SET status = 'pending', frames_done = 0, checkpoint_path = NULL, checkpoint_frames = NULL, "
+                "wall_time_s = 0, error = NULL, updated_at = ? WHERE id = ?",
+                (time.time(), run_id),
+            )
+
     # -- reads -----------------------------------------------------------------------------------
 
     def run_by_key(self, run_key: str) -> RunRecord:
-        row = self._conn.execute("SELECT * FROM runs WHERE run_key = ?", (run_key,)).fetchone()
+        rows = self._query("SELECT * FROM runs WHERE run_key = ?", (run_key,))
+        row = rows[0] if rows else None
         if row is None:
             raise KeyError(f"no run with key {run_key!r} in {self.path}")
         return RunRecord.from_row(row)
@@ -303,11 +295,11 @@ class ResultStore:
             if status not in RUN_STATUSES:
                 raise ValueError(f"unknown run status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
             query, args = query + " AND status = ?", [*args, status]
-        return [RunRecord.from_row(row) for row in self._conn.execute(query + " ORDER BY id", args)]
+        return [RunRecord.from_row(row) for row in self._query(query + " ORDER BY id", args)]
 
     def evaluations(self, run_id: int) -> list[EvalPoint]:
         """Evaluation points of one run, by increasing frame count."""
-        rows = self._conn.execute(
+        rows = self._query(
             "SELECT run_id, frames, meta_episode_return, episode_returns, wall_time_s FROM evaluations "
             "WHERE run_id = ? ORDER BY frames",
             (run_id,),
@@ -317,16 +309,118 @@ class ResultStore:
         ]
 
 
-def _check_file_is_ours_or_absent(path: Path) -> None:
-    """Reject a file that is not SQLite before SQLite gets a chance to treat it as a database."""
+def check_store_file(path: Path, writable: bool = True) -> bool:
+    """False if no file is at ``path``; True if one is and its header says it is a store; else StoreError.
+
+    Reads the file's first 100 bytes without SQLite: opening a foreign database, even read-only, can make
+    SQLite recover its hot journal or WAL and so rewrite it. A store is only ever created where no file
+    exists, so an empty file or another application's (even empty) database is refused too.
+    """
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a result database file")
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb") as handle:
-        header = handle.read(len(_SQLITE_MAGIC))
-    if header != _SQLITE_MAGIC:
-        raise StoreError(
-            f"{path} is not an SQLite database (unexpected file header); refusing to overwrite it. "
-            "Pass another --db path."
-        )
+    if not path.exists():
+        leftovers = [p.name for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
+                     if p.exists()]
+        if leftovers:
+            raise StoreError(f"{path} does not exist but {', '.join(leftovers)} beside it does (another "
+                             "program's database?); refusing to create a store there. Pass another --db path.")
+        return False
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StoreError(explain(exc, path, "read")) from exc
+    if not header:
+        raise StoreError(f"{path} is an empty file that metarl did not write; refusing to turn it into a store. "
+                         "Delete it or pass another --db path.")
+    if header[:16] != _SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an SQLite database (unexpected file header); refusing to overwrite it. "
+                         "Pass another --db path.")
+    app_id = int.from_bytes(header[68:72], "big") if len(header) >= 72 else 0
+    if app_id != APPLICATION_ID:
+        raise StoreError(f"{path} is an SQLite database but not a metarl leaderboard store (application_id "
+                         f"{app_id:#x}, a store has {APPLICATION_ID:#x}); refusing to open it. "
+                         "Pass another --db path.")
+    if writable:
+        for target, what in ((path, "file"), (path.parent, "folder")):
+            if not os.access(target, os.W_OK):
+                raise StoreError(f"the result database {what} {target} is not writable (read-only or immutable); "
+                                 "make it writable or pass another --db path")
+    return True
+
+
+def _create_store(path: Path, timeout: float) -> None:
+    """Build a complete store in a temporary file and link it into place, so no half-made store is ever seen
+    and, of several processes creating the same store at once, exactly one wins (the others open it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(explain(exc, path, "create")) from exc
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    try:
+        conn = sqlite3.connect(temporary, timeout=timeout, isolation_level=None)
+        try:
+            # The identity goes into the file header first (rollback journal: written to the file itself),
+            # so the header says "store" before WAL mode can hold anything back in a -wal file.
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (app, version, created_at) VALUES (?, ?, ?)",
+                         (APP_NAME, SCHEMA_VERSION, time.time()))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # checkpoints the WAL into the file and removes it
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created the store first; use theirs
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(explain(exc, path, "create")) from exc
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            temporary.with_name(temporary.name + suffix).unlink(missing_ok=True)
+    check_store_file(path)
+
+
+def _describe_foreign_content(conn: sqlite3.Connection, path: Path) -> str | None:
+    """None if the schema is ours, else why it is not ours."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not _TABLES <= tables:
+        return (f"{path} is an SQLite database but not a metarl leaderboard store "
+                f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path.")
+    row = conn.execute("SELECT app, version FROM schema_version").fetchone()
+    if row is None or row[0] != APP_NAME or row[1] != SCHEMA_VERSION:
+        found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"
+        return (f"{path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
+                "refusing to modify it.")
+    return None
+
+
+def explain(exc: BaseException, path: Path, action: str) -> str:
+    """One line naming the real cause of a failed database operation."""
+    text = str(exc)
+    lowered = text.lower()
+    code = getattr(exc, "errno", None)
+    no_space = code == errno.ENOSPC or "full" in lowered or (
+        "disk i/o error" in lowered and _free_bytes(path) < 1 << 20)
+    if no_space:
+        return f"cannot {action} the result database {path}: no space left on the device holding it"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in lowered or "read-only" in lowered:
+        return (f"cannot {action} the result database {path}: it or its folder is read-only or immutable "
+                f"({text}); make it writable or pass another --db path")
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return (f"the result database {path} is damaged (SQLite: {text}); restore it from a backup or pass "
+                "another --db path")
+    if "locked" in lowered or "busy" in lowered:
+        return f"the result database {path} stayed locked by another process ({text})"
+    return f"cannot {action} the result database {path}: {text}"
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent if path.parent.exists() else ".").free
+    except OSError:
+        return 1 << 62

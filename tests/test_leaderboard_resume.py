@@ -1,0 +1,91 @@
+"""Exact resume: a real run SIGKILLed at random moments and resumed stores bit for bit the points of an
+uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metarl_agents.leaderboard.runner import checkpoint_dir
+from metarl_agents.leaderboard.store import ResultStore, StoreError
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # resume_driver
+N_POINTS = 8
+
+
+def start(db: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, str(HERE / "resume_driver.py"), str(db)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def points(db: Path) -> list[tuple]:
+    try:
+        with ResultStore(db, readonly=True) as store:
+            return [(p.frames, p.meta_episode_return, p.episode_returns) for run in store.runs()
+                    for p in store.evaluations(run.id)]
+    except StoreError:  # not created yet
+        return []
+
+
+def run_here(db: Path) -> int:
+    """The driver in this process (saves a start-up), with the driver's single thread."""
+    import torch
+    from resume_driver import main
+
+    threads = torch.get_num_threads()
+    try:
+        return main(str(db))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_killed_at_random_moments_and_resumed_equals_uninterrupted(tmp_path):
+    reference = tmp_path / "reference.db"
+    assert run_here(reference) == 0
+    expected = points(reference)
+    assert len(expected) == N_POINTS
+
+    db, rng, kills = tmp_path / "killed.db", random.Random(15), []
+    for target in (2, 5):  # kill once this many points are stored, plus a random part of an interval
+        process = start(db)
+        while len(points(db)) < target and process.poll() is None:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        kills.append(len(points(db)))
+    assert all(0 < n < N_POINTS for n in kills), kills  # every kill landed mid-run
+    assert run_here(db) == 0
+
+    assert points(db) == expected  # every frame count, return and per-episode return, bit for bit
+    files = sorted(p.name for p in checkpoint_dir(db).iterdir())
+    assert len(files) == 1 and files[0].endswith(f".f{expected[-1][0]}.pt")  # the last one only, no .tmp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["SplAgger", "PEARL", "AMRL", "CNP"])
+def test_resume_is_exact_for_every_memory(tmp_path, agent):
+    import torch
+    from resume_driver import TINY_POLICY, spec
+
+    from metarl_agents.leaderboard.runner import MetaPPOTrainer
+
+    run, trainer = spec(agent), MetaPPOTrainer(policy_kwargs=TINY_POLICY)
+    whole = trainer.build(run)
+    whole.learn(96, reset_num_timesteps=False)
+    trainer.save(whole, run, tmp_path / "c.pt")
+    whole.learn(96, reset_num_timesteps=False)
+    resumed = trainer.resume(run, tmp_path / "c.pt")
+    resumed.learn(96, reset_num_timesteps=False)
+    for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert trainer.evaluate(whole, run) == trainer.evaluate(resumed, run)
