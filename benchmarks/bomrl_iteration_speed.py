@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl_agents.bomrl.mujoco import CheetahMetaLearner, CheetahProtocol
+from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import torch
 from metarl_agents.bomrl import checkpoint
 from metarl_agents.bomrl.cheetah import main
 from metarl_agents.bomrl.mdp import single_threaded
-from metarl_agents.bomrl.mujoco import CheetahMetaLearner, CheetahProtocol
+from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol
 from metarl_agents.bomrl.neural import Batch, _gaussian_kl
 
 TINY = dict(n_trajectories=2, post_trajectories=3, tasks_per_iteration=2, test_rounds=1, test_trajectories=2,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from metarl_agents.bomrl import checkpoint
-from metarl_agents.bomrl.mujoco import METHODS, TASK_IDS, CheetahMetaLearner, CheetahProtocol
+from metarl_agents.bomrl.mujoco_protocol import METHODS, TASK_IDS, CheetahMetaLearner, CheetahProtocol
 
 #: The paper's meta-test returns after K = 0..3 rounds (deterministic), for the reports.
 PAPER = {
