@@ -47,7 +47,9 @@ def vector_step_seconds(env_id: str, n: int, mode: str | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ids", nargs="+", default=[i for i in metarl_envs.REGISTERED_IDS if gym.spec(i).vector_entry_point])
+    # MuJoCo (continuous-action) ids have their own script: benchmarks/cheetah_speed.py.
+    parser.add_argument("--ids", nargs="+", default=[i for i in metarl_envs.REGISTERED_IDS
+                                                     if gym.spec(i).vector_entry_point and "Cheetah" not in i])
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 16, 256, 4096])
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, numpy {np.__version__}")

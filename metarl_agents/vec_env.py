@@ -4,8 +4,8 @@ SB3 takes its own ``VecEnv``, not a Gymnasium vector env. :func:`make_vec_env` r
 
 * a :class:`BatchedVecEnv` over the id's native batched vector env (``gymnasium.make_vec``, one
   vectorised ``step`` for all copies) wrapped with ``TransitionObservationVector``, or
-* for ids without a ``vector_entry_point`` (the MuJoCo families) SB3's ``DummyVecEnv`` of single
-  envs, each wrapped with ``TransitionObservation``.
+* for ids without a ``vector_entry_point`` SB3's ``DummyVecEnv`` of single envs, each wrapped with
+  ``TransitionObservation``.
 
 Both give the same per-env ``infos`` as SB3's ``DummyVecEnv`` + ``Monitor`` would: on the step
 that ends a trial ``terminal_observation``, ``TimeLimit.truncated`` and Monitor's

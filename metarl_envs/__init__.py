@@ -2,7 +2,7 @@
 
 ``import metarl_envs`` registers every id below; ``gymnasium.make("MetaTMaze-v0")`` opens one
 trial-per-episode env and ``gymnasium.make_vec("MetaTMaze-v0", num_envs=N)`` the native batched
-vector env (MuJoCo families use Gymnasium's own vectorisation).
+vector env.
 """
 
 from gymnasium.envs.registration import register
@@ -19,8 +19,8 @@ _IDS = {
     "MetaPlanningGame-v0": ("planning", "MetaPlanningGame", {"size": 3}, 100, True),
     "MetaPlanningGame4x4-v0": ("planning", "MetaPlanningGame", {"size": 4}, 100, True),
     "MetaPlanningGameJustGoal-v0": ("planning", "MetaPlanningGame", {"size": 3, "observation": "at_goal"}, 100, True),
-    "MetaCheetahDir-v0": ("cheetah", "MetaCheetahDir", {}, 200, False),
-    "MetaCheetahVel-v0": ("cheetah", "MetaCheetahVel", {}, 200, False),
+    "MetaCheetahDir-v0": ("cheetah", "MetaCheetahDir", {}, 200, True),
+    "MetaCheetahVel-v0": ("cheetah", "MetaCheetahVel", {}, 200, True),
     "MetaFrozenLake-v0": ("frozen_lake", "MetaFrozenLake", {}, 49, True),
     "MetaFrozenLakePenalty-v0": ("frozen_lake", "MetaFrozenLakePenalty", {}, 49, True),
 }

@@ -36,14 +36,17 @@ per coordinate. The numbers come from the env's per-copy counter stream (keyed f
 ``np_random``), the normals by the Box-Muller transform, so a seed fixes the whole trajectory.
 
 ## Episode End
-The cheetah never terminates. An episode is 200 steps and ends with ``truncated=True`` -- a time
+The cheetah never terminates. An episode is ``episode_steps`` (200) steps and ends with ``truncated=True`` -- a time
 limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (1) episodes.
 
 ## Arguments
 ``episodes_per_trial`` (>= 1, 1; pass ``max_episode_steps=200 * episodes_per_trial`` to
 ``gymnasium.make``), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
 ``(0.0, 3.0)``, BO-MRL uses ``(0.0, 2.0)``), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
-``width`` / ``height`` of ``rgb_array`` frames (480).
+``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (MuJoCo rollout threads, 0 = the
+calling thread; default: 0 below 64 copies, else up to 8 by the CPU count), ``episode_steps`` (200;
+e.g. 400 to roll a trajectory on past its horizon, as BO-MRL's continuation returns do -- pass
+``max_episode_steps`` to ``gymnasium.make`` to match).
 
 ## Tasks
 Dir: ``[d]`` with ``d`` in ``{-1, +1}``, uniform. Vel: ``[v*]`` with ``v* ~ U(velocity_range)``.
@@ -57,10 +60,13 @@ without ``DISPLAY`` / ``WAYLAND_DISPLAY`` the first ``render()`` sets ``MUJOCO_G
 ``MUJOCO_GL`` is already set (set ``MUJOCO_GL=osmesa`` yourself where EGL is missing).
 
 ## Vectorisation
-The ids have no native vector env: ``gymnasium.make_vec`` uses Gymnasium's sync/async
-vectorisation. The core nevertheless follows the batched :class:`~metarl_envs.core.FamilyCore`
-contract; it holds one ``MjData`` per copy and steps them in a Python loop (MuJoCo has no batched
-step; the reward and task arithmetic is vectorised).
+``gymnasium.make_vec(id, num_envs=N)`` gives the native batched vector env: the ``N`` copies'
+physics states live in one array and every step is a single call into MuJoCo's C rollout
+(``mujoco.rollout``, ``nthread`` worker threads; by default the calling thread below 64 copies),
+with no Python loop over copies. Each env step starts MuJoCo's constraint solver cold (no warm start
+carried over from the previous step), so that a step depends on the physics state alone; this
+agrees with ``HalfCheetah-v5`` to about ``1e-11`` and makes copy ``i`` of a vector env seeded ``s``
+identical, bit for bit, to a single env seeded ``s + i``.
 
 ## Optimal and chance returns (defaults)
 Uniform random actions: Dir about -20 per trial (the control cost, 0.05 * 6 / 3 a step), Vel about
@@ -83,7 +89,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 
-from metarl_envs.core import FamilyCore, MetaEnv, check_int
+from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
 from metarl_envs.rng import CounterRNG
 
 #: Largest rendered image side (MuJoCo's offscreen buffer is allocated at this size).
@@ -117,28 +123,40 @@ def load_half_cheetah(width: int = 480, height: int = 480) -> mujoco.MjModel:
     return model
 
 
-class CheetahCore(FamilyCore):
-    """``num_envs`` half cheetahs, one ``MjData`` each; subclasses define the task and its reward.
+def default_threads(num_envs: int) -> int:
+    """Rollout threads for ``num_envs`` copies: none (the calling thread) for small batches."""
+    return 0 if num_envs < 64 else min(8, os.cpu_count() or 1)
 
-    MuJoCo steps one ``MjData`` per call, so ``step``, ``start_episodes`` and ``observe`` loop over
-    copies in Python -- the one family allowed to (physics dominates the cost anyway).
+
+class CheetahCore(FamilyCore):
+    """``num_envs`` half cheetahs; subclasses define the task and its reward.
+
+    The physics states (MuJoCo's ``mjSTATE_FULLPHYSICS``: time, ``qpos``, ``qvel``) of all copies are
+    rows of ``self.state``; a step is one ``mujoco.rollout`` call of ``FRAME_SKIP`` substeps for all
+    copies, threaded inside MuJoCo's C library.
     """
 
     limit_is_truncation = True
     accepts_unclipped_actions = True  # MuJoCo clamps ctrl; the control cost sees the raw action
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
+    state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
-    def __init__(self, num_envs: int, width: int = 480, height: int = 480) -> None:
+    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
+                 episode_steps: int = EPISODE_STEPS) -> None:
         super().__init__(num_envs)
         self.width = check_int("width", width, 1, MAX_IMAGE_SIDE)
         self.height = check_int("height", height, 1, MAX_IMAGE_SIDE)
+        self.nthread = default_threads(num_envs) if nthread is None else check_int("nthread", nthread, 0, 256)
         self.model = load_half_cheetah(self.width, self.height)
-        self.datas = [mujoco.MjData(self.model) for _ in range(num_envs)]
-        self.init_qpos = self.datas[0].qpos.copy()
-        self.init_qvel = self.datas[0].qvel.copy()
+        scratch = mujoco.MjData(self.model)
+        self.init_qpos = scratch.qpos.copy()
+        self.init_qvel = scratch.qvel.copy()
+        self.state = np.zeros((num_envs, mujoco.mj_stateSize(self.model, self.state_spec)))
         self.dt = self.model.opt.timestep * FRAME_SKIP
         self.torso = self.model.body("torso").id
-        self.per_episode_limit = EPISODE_STEPS
+        self._torso_selector, self._torso_origin = self._torso_kinematics()
+        self.torso_position = np.zeros((num_envs, 3))
+        self.per_episode_limit = check_int("episode_steps", episode_steps, 1, 100_000)
         obs_dim = self.model.nq - 1 + self.model.nv + 3
         limit = np.finfo(np.float32).max  # unbounded in practice; finite so that check_env does not warn
         self.observation_space = spaces.Box(-limit, limit, shape=(obs_dim,), dtype=np.float32)
@@ -150,6 +168,49 @@ class CheetahCore(FamilyCore):
         self.reward_forward = np.zeros(num_envs)
         self.reward_ctrl = np.zeros(num_envs)
         self._renderers: dict[int, Any] = {}
+        self._start_pool()
+
+    def _start_pool(self) -> None:
+        """The rollout thread pool and its buffers (rebuilt after unpickling)."""
+        from mujoco import rollout
+
+        n, model = self.num_envs, self.model
+        self._pool = rollout.Rollout(nthread=self.nthread)
+        self._thread_datas = [mujoco.MjData(model) for _ in range(max(1, self.nthread))]
+        self._models = [model] * n
+        self._cold_start = np.zeros((n, model.nv))
+        self._controls = np.zeros((n, FRAME_SKIP, model.nu))
+        self._substates = np.zeros((n, FRAME_SKIP, self.state.shape[1]))
+        self._sensordata = np.zeros((n, FRAME_SKIP, model.nsensordata))
+
+    def _torso_kinematics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The torso frame's position is its body offset moved by the root slide joints (the root hinge
+        turns about the body origin), so it is an affine map of the physics state: ``state @ M + origin``."""
+        model = self.model
+        joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == self.torso]
+        if model.body_parentid[self.torso] != 0 or any(
+            model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE and np.any(model.jnt_pos[j]) for j in joints
+        ):
+            raise ValueError("the torso must be a child of the world whose hinges turn about its origin")
+        selector = np.zeros((self.state.shape[1], 3))
+        for j in joints:
+            if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
+                selector[1 + model.jnt_qposadr[j]] = model.jnt_axis[j]  # state = [time, qpos, qvel]
+        return selector, model.body_pos[self.torso].copy()
+
+    def _torso_from(self, state: np.ndarray) -> np.ndarray:
+        return state @ self._torso_selector + self._torso_origin
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """Joint positions of every copy, ``(num_envs, nq)`` (a view of ``state``)."""
+        return self.state[:, 1 : 1 + self.model.nq]
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """Joint velocities of every copy, ``(num_envs, nv)`` (a view of ``state``)."""
+        nq = self.model.nq
+        return self.state[:, 1 + nq : 1 + nq + self.model.nv]
 
     @abc.abstractmethod
     def velocity_reward(self, velocity: np.ndarray) -> np.ndarray:
@@ -162,31 +223,30 @@ class CheetahCore(FamilyCore):
         qpos = self.init_qpos + RESET_NOISE_SCALE * (2.0 * u[:, :nq] - 1.0)
         radius = np.sqrt(-2.0 * np.log1p(-u[:, nq : nq + nv]))  # Box-Muller; 1 - u is in (0, 1]
         qvel = self.init_qvel + RESET_NOISE_SCALE * radius * np.cos(2.0 * np.pi * u[:, nq + nv :])
-        for i, position, velocity in zip(idx, qpos, qvel, strict=True):
-            data = self.datas[i]
-            mujoco.mj_resetData(self.model, data)
-            data.qpos[:] = position
-            data.qvel[:] = velocity
-            mujoco.mj_forward(self.model, data)
+        self.state[idx] = np.concatenate([np.zeros((len(idx), 1)), qpos, qvel], axis=1)
+        self.torso_position[idx] = self._torso_from(self.state[idx])
         self.x_position[idx] = qpos[:, 0]
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
-        x_before = self.x_position.copy()
-        for i, (data, action) in enumerate(zip(self.datas, actions, strict=True)):
-            data.ctrl[:] = action
-            mujoco.mj_step(self.model, data, nstep=FRAME_SKIP)
-            self.x_position[i] = data.qpos[0]
-        self.x_velocity = (self.x_position - x_before) / self.dt
+        self._controls[:] = actions[:, None, :]
+        self._pool.rollout(self._models, self._thread_datas, self.state, self._controls, skip_checks=True,
+                           nstep=FRAME_SKIP, initial_warmstart=self._cold_start, state=self._substates,
+                           sensordata=self._sensordata)
+        self.state = self._substates[:, -1].copy()
+        # Like ``data.xpos`` after ``mj_step``, the torso position is that of the last substep's start.
+        self.torso_position = self._torso_from(self._substates[:, -2])
+        x_position = self.state[:, 1].copy()
+        self.x_velocity = (x_position - self.x_position) / self.dt
+        self.x_position = x_position
         self.reward_forward = self.velocity_reward(self.x_velocity)
         self.reward_ctrl = -CTRL_COST_WEIGHT * np.square(actions.astype(np.float64)).sum(axis=1)
         return self.reward_forward + self.reward_ctrl, np.zeros(self.num_envs, dtype=bool)
 
     def observe(self, out: np.ndarray) -> None:
         nq, nv = self.model.nq, self.model.nv
-        for i, data in enumerate(self.datas):
-            out[i, : nq - 1] = data.qpos[1:]
-            out[i, nq - 1 : nq - 1 + nv] = data.qvel
-            out[i, nq - 1 + nv : nq + nv + 2] = data.xpos[self.torso]
+        out[:, : nq - 1] = self.state[:, 2 : 1 + nq]
+        out[:, nq - 1 : nq - 1 + nv] = self.state[:, 1 + nq : 1 + nq + nv]
+        out[:, nq - 1 + nv : nq + nv + 2] = self.torso_position
 
     def step_info(self, i: int) -> dict[str, float]:
         return {
@@ -209,20 +269,31 @@ class CheetahCore(FamilyCore):
                 # Headless: Gymnasium would try GLFW first, which only warns and then fails.
                 os.environ.setdefault("MUJOCO_GL", "egl")
 
-            self._renderers[i] = MujocoRenderer(
-                self.model, self.datas[i], width=self.width, height=self.height, camera_name="track"
-            )
-        return self._renderers[i].render("rgb_array")
+            data = mujoco.MjData(self.model)
+            self._renderers[i] = (data, MujocoRenderer(
+                self.model, data, width=self.width, height=self.height, camera_name="track"
+            ))
+        data, renderer = self._renderers[i]
+        mujoco.mj_setState(self.model, data, self.state[i], self.state_spec)
+        mujoco.mj_forward(self.model, data)
+        return renderer.render("rgb_array")
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
+        for _, renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+        self._pool.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_renderers"] = {}  # OpenGL contexts do not pickle; they are rebuilt on demand
+        # OpenGL contexts and the thread pool do not pickle; they are rebuilt on demand / on load.
+        transient = ("_pool", "_thread_datas", "_models", "_cold_start", "_controls", "_substates", "_sensordata")
+        state = {k: v for k, v in self.__dict__.items() if k not in transient}
+        state["_renderers"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start_pool()
 
 
 class CheetahDirCore(CheetahCore):
@@ -230,8 +301,9 @@ class CheetahDirCore(CheetahCore):
 
     family = "MetaCheetahDir"
 
-    def __init__(self, num_envs: int, width: int = 480, height: int = 480) -> None:
-        super().__init__(num_envs, width, height)
+    def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
+                 episode_steps: int = EPISODE_STEPS) -> None:
+        super().__init__(num_envs, width, height, nthread, episode_steps)
         self.task_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float64)
 
     def tasks_from_uniforms(self, u: np.ndarray) -> np.ndarray:
@@ -256,8 +328,8 @@ class CheetahVelCore(CheetahCore):
     family = "MetaCheetahVel"
 
     def __init__(self, num_envs: int, velocity_range: tuple[float, float] = (0.0, 3.0), width: int = 480,
-                 height: int = 480) -> None:
-        super().__init__(num_envs, width, height)
+                 height: int = 480, nthread: int | None = None, episode_steps: int = EPISODE_STEPS) -> None:
+        super().__init__(num_envs, width, height, nthread, episode_steps)
         bounds = list(velocity_range) if isinstance(velocity_range, (tuple, list, np.ndarray)) else []
         numbers = len(bounds) == 2 and all(
             isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in bounds
@@ -314,3 +386,38 @@ class MetaCheetahDirEnv(MetaCheetahEnv):
 class MetaCheetahVelEnv(MetaCheetahEnv):
     __doc__ = __doc__
     core_class = CheetahVelCore
+
+
+class MetaCheetahVectorEnv(MetaVectorEnv):
+    """The batched cheetahs as a Gymnasium vector env (``gymnasium.make_vec``), with the single env's
+    physical ``info`` keys as vector infos."""
+
+    # A single env's reset info carries ``x_position`` too: after an autoreset it is the new trial's.
+    _RESET_INFO_KEYS = (*MetaVectorEnv._RESET_INFO_KEYS, "x_position")
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        info["x_position"], info["_x_position"] = self.core.x_position.copy(), info["_task"].copy()
+        return obs, info
+
+    def step(self, actions: Any):
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["x_position"] = self.core.x_position.copy()  # a new trial's start where one ended
+        return obs, reward, terminated, truncated, info
+
+    def step_info(self) -> dict[str, np.ndarray]:
+        core, ones = self.core, np.ones(self.num_envs, dtype=bool)
+        info = {"x_position": core.x_position, "x_velocity": core.x_velocity,
+                "reward_forward": core.reward_forward, "reward_ctrl": core.reward_ctrl}
+        return {**{k: v.copy() for k, v in info.items()}, **{f"_{k}": ones for k in info}}
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.core.close()
+
+
+class MetaCheetahDirVectorEnv(MetaCheetahVectorEnv):
+    env_class = MetaCheetahDirEnv
+
+
+class MetaCheetahVelVectorEnv(MetaCheetahVectorEnv):
+    env_class = MetaCheetahVelEnv

@@ -517,6 +517,7 @@ class MetaVectorEnv(VectorEnv):
         ones = np.ones(n, dtype=bool)
         episode = runner.episode.copy()
         info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": episode, "_inner_episode": ones}
+        info.update(self.step_info())
         ended = r["episode_end"]
         if ended.any():
             info["episode_end"] = ended.copy()
@@ -558,6 +559,10 @@ class MetaVectorEnv(VectorEnv):
             info["final_info"] = final_info
             info["_final_info"] = trial_end.copy()
         return obs, r["reward"].copy(), terminated, truncated, info
+
+    def step_info(self) -> dict[str, np.ndarray]:
+        """Family-specific vector info of this step (arrays over copies, each with its ``_key`` mask)."""
+        return {}
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -238,3 +238,46 @@ def test_short_meta_training_on_cheetah_vel_improves_after_adaptation():
                                           round(h["post_adaptation_return"], 1)) for h in history])
     print("meta-test deterministic returns after K = 0, 1, 2 rounds:", curves.mean(0))
     assert np.mean(gains) > 0
+
+
+class _CreatesFile:
+    """A pickle payload that would create a file when unpickled (the classic code-execution attack)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_load_refuses_crafted_pickles_and_damaged_files(tmp_path):
+    import hashlib
+    import pickle
+
+    from metarl_agents.bomrl import checkpoint
+
+    target = tmp_path / "pwned.txt"
+    raw = tmp_path / "raw.pt"
+    torch.save({"x": _CreatesFile(target)}, raw)  # a plain torch/pickle file, as an attacker would ship
+    with pytest.raises(ValueError, match="not a metarl-agents checkpoint"):
+        BOMRL.load(raw)
+    # Even with a valid header and checksum, weights_only unpickling refuses the payload.
+    payload = pickle.dumps(_CreatesFile(target), protocol=2)
+    signed = tmp_path / "signed.pt"
+    signed.write_bytes(checkpoint.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    with pytest.raises(pickle.UnpicklingError):
+        BOMRL.load(signed)
+    assert not target.exists()
+
+    agent = setup()[0]
+    good = tmp_path / "agent.pt"
+    agent.save(good)
+    data = good.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[:-100])
+    altered = bytearray(data)
+    altered[-50] ^= 1
+    (tmp_path / "altered.pt").write_bytes(bytes(altered))
+    for name in ("truncated.pt", "altered.pt"):
+        with pytest.raises(ValueError, match="checksum mismatch"):
+            BOMRL.load(tmp_path / name)
+    assert torch.equal(BOMRL.load(good).phi()[agent.actor_names[0]], agent.phi()[agent.actor_names[0]])

@@ -2,7 +2,9 @@
 
 Tabular (exact, for Frozen Lake): :class:`TabularBOMRL` and the functions of
 :mod:`metarl_agents.bomrl.tabular`. Neural (a wrapper around an SB3 actor-critic policy):
-:class:`metarl_agents.bomrl.neural.BOMRL`, imported lazily so the tabular part stays light.
+:class:`metarl_agents.bomrl.neural.BOMRL`, imported lazily so the tabular part stays light. The paper's
+MuJoCo protocol (BO-MRL and MAML-TRPO on Cheetah-Vel/Dir, batched): :mod:`metarl_agents.bomrl.mujoco_protocol`,
+run by ``python -m metarl_agents.bomrl.cheetah``.
 """
 
 from metarl_agents.bomrl.mdp import TabularMDP, evaluate, sampled_evaluation, value_iteration

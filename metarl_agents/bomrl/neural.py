@@ -37,11 +37,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 from torch.func import functional_call
+
+from metarl_agents.bomrl import checkpoint
 
 Params = dict[str, torch.Tensor]
 
@@ -235,32 +238,52 @@ class BOMRL:
         return batch, np.concatenate([e[1] for e in episodes])
 
     # --- lower level --------------------------------------------------------------------------
-    def divergence(self, theta: Params, phi: Params, obs: torch.Tensor) -> torch.Tensor:
+    def divergence(self, theta: Params, phi: Params, obs: torch.Tensor,
+                   theta_dist: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   phi_dist: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``D(phi, theta)`` on ``obs``; pass either policy's ``(mean, log_std)`` there if already computed."""
         if self.config.alg == 3:
             return sum(((theta[n] - phi[n]) ** 2).sum() for n in self.actor_names)
-        m_t, s_t = self.distribution(theta, obs)
-        m_p, s_p = self.distribution(phi, obs)
+        m_t, s_t = theta_dist if theta_dist is not None else self.distribution(theta, obs)
+        m_p, s_p = phi_dist if phi_dist is not None else self.distribution(phi, obs)
         kl = _gaussian_kl(m_p, s_p, m_t, s_t) if self.config.alg == 1 else _gaussian_kl(m_t, s_t, m_p, s_p)
         return kl.mean()
 
-    def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
-        ratio = (self.log_prob(theta, batch.obs, batch.actions) - batch.log_prob).exp()
+    def _lower_terms(self, theta: Params, phi: Params, batch: Batch,
+                     phi_dist: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lower-level loss and its divergence term from one forward pass of ``theta``."""
+        mean, log_std = self.distribution(theta, batch.obs)
+        log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(batch.actions).sum(-1)
+        ratio = (log_prob - batch.log_prob).exp()
         surrogate = (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
-        return -surrogate / self.config.lam + self.divergence(theta, phi, batch.obs)
+        divergence = self.divergence(theta, phi, batch.obs, (mean, log_std), phi_dist)
+        return -surrogate / self.config.lam + divergence, divergence
+
+    def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
+        return self._lower_terms(theta, phi, batch)[0]
 
     def solve_lower(self, phi: Params, batch: Batch) -> Params:
-        """``inner_steps`` Adam steps from ``phi``; stops before the divergence leaves the trust region."""
+        """``inner_steps`` Adam steps from ``phi``; stops before the divergence leaves the trust region.
+
+        Each step's forward pass also checks the previous step's divergence, so a step costs one
+        forward and one backward of ``theta`` (``phi``'s distribution is computed once).
+        """
         theta = {n: t.clone().requires_grad_(True) for n, t in phi.items()}
         optimiser = torch.optim.Adam(theta.values(), lr=self.config.inner_lr)
-        for _ in range(self.config.inner_steps):
+        with torch.no_grad():
+            phi_dist = None if self.config.alg == 3 else self.distribution(phi, batch.obs)
+        previous = None
+        for step in range(self.config.inner_steps + 1):
+            loss, divergence = self._lower_terms(theta, phi, batch, phi_dist)
+            if previous is not None and divergence.item() > self.config.max_divergence:
+                theta = previous
+                break
+            if step == self.config.inner_steps:
+                break
             previous = {n: t.detach().clone() for n, t in theta.items()}
             optimiser.zero_grad()
-            self.lower_loss(theta, phi, batch).backward()
+            loss.backward()
             optimiser.step()
-            with torch.no_grad():
-                if float(self.divergence(theta, phi, batch.obs)) > self.config.max_divergence:
-                    theta = {n: t.requires_grad_(True) for n, t in previous.items()}
-                    break
         return {n: t.detach() for n, t in theta.items()}
 
     # --- upper level --------------------------------------------------------------------------
@@ -411,23 +434,75 @@ class BOMRL:
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """Write the agent to a checksummed file that :meth:`load` reads without unpickling code."""
         cls = type(self.policy)
-        torch.save({
-            "policy_class": f"{cls.__module__}:{cls.__qualname__}",
-            "policy_data": self.policy._get_constructor_parameters(),
+        constructor = {k: v for k, v in self.policy._get_constructor_parameters().items() if k != "lr_schedule"}
+        checkpoint.save({
+            "policy_class": _class_name(cls),
+            "policy_data": _encode(constructor),
             "policy_state": self.policy.state_dict(),
             "config": asdict(self.config),
-            "obs_rms": (self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count),
+            "obs_rms": [torch.as_tensor(self.obs_rms.mean), torch.as_tensor(self.obs_rms.var), float(self.obs_rms.count)],
             "history": self.history,
         }, path)
 
     @classmethod
     def load(cls, path: str | Path) -> BOMRL:
-        data = torch.load(path, weights_only=False)
-        module, name = data["policy_class"].split(":")
-        policy = getattr(importlib.import_module(module), name)(**data["policy_data"])
+        """Read a file written by :meth:`save` (``weights_only`` unpickling, checksum verified)."""
+        data = checkpoint.load(path)
+        policy_class = _import_class(data["policy_class"])
+        policy = policy_class(**_decode(data["policy_data"]), lr_schedule=lambda _: 0.0)
         policy.load_state_dict(data["policy_state"])
         agent = cls(policy, BOMRLConfig(**data["config"]))
-        agent.obs_rms.mean, agent.obs_rms.var, agent.obs_rms.count = data["obs_rms"]
+        mean, var, count = data["obs_rms"]
+        agent.obs_rms.mean, agent.obs_rms.var, agent.obs_rms.count = mean.numpy(), var.numpy(), count
         agent.history = data["history"]
         return agent
+
+
+# Classes a saved policy may name: only these packages are imported on load.
+_TRUSTED_MODULES = ("torch.", "stable_baselines3.", "metarl_agents.", "metarl_envs.")
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import_class(name: str) -> type:
+    module, _, qualname = name.partition(":")
+    if not module.startswith(_TRUSTED_MODULES) or not qualname:
+        raise ValueError(f"refusing to load class {name!r}: only classes from {_TRUSTED_MODULES} are allowed")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ValueError(f"{name!r} is not a class")
+    return obj
+
+
+def _encode(value):
+    """SB3 constructor arguments as tensors, strings, numbers, lists and dicts (``weights_only``-safe)."""
+    if isinstance(value, spaces.Box):
+        return {"__box__": [torch.as_tensor(value.low), torch.as_tensor(value.high), str(value.dtype)]}
+    if isinstance(value, type):
+        return {"__class__": _class_name(value)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save a policy constructor argument of type {type(value).__name__}: {value!r}")
+
+
+def _decode(value):
+    if isinstance(value, dict) and "__box__" in value:
+        low, high, dtype = value["__box__"]
+        return spaces.Box(low.numpy(), high.numpy(), dtype=np.dtype(dtype))
+    if isinstance(value, dict) and "__class__" in value:
+        return _import_class(value["__class__"])
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value

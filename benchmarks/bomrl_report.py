@@ -1,0 +1,135 @@
+"""Summarise the Cheetah BO-MRL / MAML-TRPO runs of ``benchmarks/bomrl_mujoco/*.json`` against the paper.
+
+    python benchmarks/bomrl_report.py [--runs benchmarks/bomrl_mujoco] [--out benchmarks/bomrl_mujoco/summary]
+
+Prints markdown tables (mean and standard deviation over seeds of the meta-test returns after
+K = 0..3 adaptation rounds, deterministic and stochastic; the paper's deterministic numbers; meta-
+iterations and seconds per iteration) and the orderings the paper reports, checked on our runs;
+writes ``summary.png`` (meta-test curves and training curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from metarl_agents.bomrl.cheetah import PAPER
+
+LABELS = {"alg1": "BO-MRL Alg1", "alg2": "BO-MRL Alg2", "alg3": "BO-MRL Alg3", "maml": "MAML-TRPO"}
+TASKS = {"vel": "HalfCheetah-Vel", "dir": "HalfCheetah-Dir"}
+
+
+def load(runs: Path) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(runs.glob("*.json")):
+        result = json.loads(path.read_text())
+        groups[(result["task"], result["method"])].append(result)
+    return groups
+
+
+def cell(values: np.ndarray) -> str:
+    return f"{values.mean():.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
+
+
+def tables(groups: dict[tuple[str, str], list[dict]]) -> str:
+    lines = []
+    for task in TASKS:
+        keys = [k for k in groups if k[0] == task]
+        if not keys:
+            continue
+        lines += [f"### {TASKS[task]}", "",
+                  "| method | seeds | meta-iterations | s / iteration | returns | K=0 | K=1 | K=2 | K=3 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key in sorted(keys, key=lambda k: k[1]):
+            runs = groups[key]
+            its = sorted({r["iterations"] for r in runs})
+            secs = np.mean([r["wall_time"]["seconds_per_iteration"] or 0 for r in runs])
+            head = f"| {LABELS[key[1]]} | {len(runs)} | {', '.join(map(str, its))} | {secs:.0f}"
+            for mode in ("deterministic", "stochastic"):
+                values = np.array([r["meta_test"][mode] for r in runs])
+                lines.append(f"{head} | {mode} | " + " | ".join(cell(values[:, k]) for k in range(values.shape[1])) + " |")
+                head = "| | | |"
+            if key in PAPER:
+                lines.append("| | | 500 (paper) | | deterministic | " + " | ".join(f"{v:.1f}" for v in PAPER[key]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def orderings(groups: dict[tuple[str, str], list[dict]]) -> str:
+    """The paper's orderings on our seed means, with deterministic and with stochastic returns."""
+
+    def means(key: tuple[str, str], mode: str) -> np.ndarray:
+        return np.mean([r["meta_test"][mode] for r in groups[key]], axis=0)
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    lines = ["| claim (paper) | deterministic | holds | stochastic | holds |", "|---|---|---|---|---|"]
+    for key in sorted(groups):
+        det, sto = means(key, "deterministic"), means(key, "stochastic")
+        lines.append(f"| {TASKS[key[0]]} {LABELS[key[1]]}: return rises with K | "
+                     f"{' → '.join(f'{v:.1f}' for v in det)} | {yes(bool(np.all(np.diff(det) > 0)))} | "
+                     f"{' → '.join(f'{v:.1f}' for v in sto)} | {yes(bool(np.all(np.diff(sto) > 0)))} |")
+    for task, bomrl in (("vel", "alg1"), ("dir", "alg2")):
+        if (task, bomrl) in groups and (task, "maml") in groups:
+            ours = {m: means((task, bomrl), m) for m in ("deterministic", "stochastic")}
+            maml = {m: means((task, "maml"), m) for m in ("deterministic", "stochastic")}
+            for k in range(1, len(ours["deterministic"])):
+                cells = [f"{ours[m][k]:.1f} vs {maml[m][k]:.1f} | {yes(ours[m][k] > maml[m][k])}"
+                         for m in ("deterministic", "stochastic")]
+                lines.append(f"| {TASKS[task]} K={k}: {LABELS[bomrl]} > MAML-TRPO | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def plot(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if any(k[0] == t for k in groups)]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.4 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        for (t, method), runs in sorted(groups.items()):
+            if t != task:
+                continue
+            det = np.array([r["meta_test"]["deterministic"] for r in runs])
+            line = row[0].errorbar(range(det.shape[1]), det.mean(0), yerr=det.std(0), marker="o", capsize=3,
+                                   label=f"{LABELS[method]} ({runs[0]['iterations']} it.)")
+            if (task, method) in PAPER:
+                row[0].plot(range(4), PAPER[(task, method)], "--", color=line[0].get_color(), alpha=0.6,
+                            label=f"{LABELS[method]}, paper (500 it.)")
+            for i, r in enumerate(runs):
+                curve = r["training_curve"]
+                row[1].plot([h["iteration"] for h in curve], [h["post_adaptation_return"] for h in curve],
+                            color=line[0].get_color(), alpha=0.7, label=f"{LABELS[method]} post-adaptation" if i == 0 else None)
+                row[1].plot([h["iteration"] for h in curve], [h["pre_adaptation_return"] for h in curve],
+                            color=line[0].get_color(), alpha=0.4, ls=":", label=f"{LABELS[method]} pre" if i == 0 else None)
+        row[0].set(title=f"{TASKS[task]}: meta-test (deterministic)", xlabel="adaptation rounds K", ylabel="return")
+        row[1].set(title=f"{TASKS[task]}: meta-training", xlabel="meta-iteration", ylabel="mean return")
+        row[0].legend(fontsize=7)
+        row[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("benchmarks/bomrl_mujoco"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/bomrl_mujoco/summary"))
+    args = parser.parse_args()
+    groups = load(args.runs)
+    if not groups:
+        raise SystemExit(f"no run results (*.json) in {args.runs}")
+    print(tables(groups))
+    print(orderings(groups))
+    plot(groups, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Meta-train and meta-test BO-MRL or MAML-TRPO on Cheetah-Vel/Dir (the paper's MuJoCo protocol).
+
+    python -m metarl_agents.bomrl.cheetah --task vel --method alg1 --seed 0 --iterations 500 --out DIR
+
+Writes, in ``DIR``, ``{task}_{method}_seed{S}.json`` (meta-test returns per adaptation round K,
+deterministic and stochastic; the training curve; the settings; wall time), a ``.md`` summary and a
+``.png`` plot. A checkpoint (``.ckpt``, checksummed, written atomically) after every meta-iteration
+lets a killed run resume where it stopped: run the same command again. ``--max-minutes`` stops
+meta-training early (the meta-test still runs, and the JSON records how many iterations were done);
+raising ``--iterations`` later continues the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl_agents.bomrl import checkpoint
+from metarl_agents.bomrl.mujoco_protocol import METHODS, TASK_IDS, CheetahMetaLearner, CheetahProtocol
+
+#: The paper's meta-test returns after K = 0..3 rounds (deterministic), for the reports.
+PAPER = {
+    ("vel", "alg1"): [-105.8, -59.6, -41.2, -33.6],
+    ("vel", "alg2"): [-109.5, -61.6, -51.0, -49.6],
+    ("vel", "maml"): [-129.5, -78.6, -66.6, -60.8],
+    ("dir", "alg1"): [-20.9, 544.6, 584.1, 614.4],
+    ("dir", "alg2"): [-39.5, 623.0, 717.9, 787.5],
+    ("dir", "maml"): [-50.7, 293.2, 313.5, 315.7],
+}
+
+
+def run_name(task: str, method: str, seed: int) -> str:
+    return f"{task}_{method}_seed{seed}"
+
+
+def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_minutes: float | None = None,
+        log=print) -> dict[str, Any]:
+    """Meta-train to ``iterations`` (resuming from ``out``'s checkpoint), meta-test, write the results."""
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    name = run_name(protocol.task, protocol.method, seed)
+    ckpt = out / f"{name}.ckpt"
+    learner = CheetahMetaLearner(protocol, seed)
+    history: list[dict[str, float]] = []
+    if ckpt.exists():
+        state = checkpoint.load(ckpt)
+        if state["protocol"] != asdict(protocol) or state["seed"] != seed:
+            raise ValueError(f"{ckpt} holds a run with other settings; use another --out or delete the checkpoint")
+        learner.load_state(state)
+        history = state["history"]
+        log(f"resuming {name} after {len(history)} meta-iterations")
+    start = time.time()
+    stopped_early = False
+    while len(history) < iterations:
+        if max_minutes is not None and time.time() - start > 60 * max_minutes:
+            stopped_early = True
+            break
+        t0 = time.time()
+        record = {"iteration": len(history), **learner.meta_iteration(), "seconds": time.time() - t0}
+        history.append(record)
+        checkpoint.save({**learner.state(), "history": history}, ckpt)
+        log(f"{name} it {record['iteration']}: pre {record['pre_adaptation_return']:.1f} "
+            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f} ({record['seconds']:.1f}s)")
+    t0 = time.time()
+    test = learner.meta_test()
+    learner.close()
+    seconds = [h["seconds"] for h in history]
+    result = {
+        "task": protocol.task, "method": protocol.method, "seed": seed, "env_id": protocol.env_id,
+        "iterations": len(history), "iterations_requested": iterations, "stopped_early": stopped_early,
+        "meta_test": test, "paper_deterministic": PAPER.get((protocol.task, protocol.method)),
+        "training_curve": history, "settings": asdict(protocol),
+        "wall_time": {"meta_training_s": float(np.sum(seconds)), "seconds_per_iteration": float(np.mean(seconds)) if seconds else None,
+                      "meta_test_s": time.time() - t0},
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(markdown(result))
+    plot(result, out / f"{name}.png")
+    log(f"{name}: meta-test deterministic {np.round(test['deterministic'], 1).tolist()} "
+        f"stochastic {np.round(test['stochastic'], 1).tolist()}")
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    test, rounds = result["meta_test"], range(len(result["meta_test"]["deterministic"]))
+    lines = [f"# {result['env_id']} {result['method']} seed {result['seed']}", "",
+             f"{result['iterations']} meta-iterations, {result['wall_time']['seconds_per_iteration'] or 0:.1f} s each.", "",
+             "| returns | " + " | ".join(f"K={k}" for k in rounds) + " |", "|---|" + "---|" * len(rounds)]
+    lines.append("| deterministic | " + " | ".join(f"{v:.1f}" for v in test["deterministic"]) + " |")
+    lines.append("| stochastic | " + " | ".join(f"{v:.1f}" for v in test["stochastic"]) + " |")
+    if result["paper_deterministic"] and len(result["paper_deterministic"]) == len(rounds):
+        lines.append("| paper (500 it.) | " + " | ".join(f"{v:.1f}" for v in result["paper_deterministic"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    curve = result["training_curve"]
+    if curve:
+        its = [h["iteration"] for h in curve]
+        left.plot(its, [h["pre_adaptation_return"] for h in curve], label="pre-adaptation")
+        left.plot(its, [h["post_adaptation_return"] for h in curve], label="post-adaptation")
+        left.legend()
+    left.set(xlabel="meta-iteration", ylabel="mean return", title="meta-training")
+    test = result["meta_test"]
+    rounds = list(range(len(test["deterministic"])))
+    right.plot(rounds, test["deterministic"], "o-", label="deterministic")
+    right.plot(rounds, test["stochastic"], "s-", label="stochastic")
+    paper = result["paper_deterministic"]
+    if paper and len(paper) == len(rounds):
+        right.plot(rounds, paper, "k--", label="paper (500 it.)")
+    right.set(xlabel="adaptation rounds K", title="meta-test")
+    right.legend()
+    fig.suptitle(f"{result['env_id']} {result['method']} seed {result['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASK_IDS), required=True)
+    parser.add_argument("--method", choices=METHODS, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this long")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the MuJoCo rollout uses nthread)")
+    names = {f.name for f in fields(CheetahProtocol)} - {"task", "method"}
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override a protocol setting (for quick runs), one of {sorted(names)}")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in names:
+            parser.error(f"--set: unknown setting {key!r}; allowed: {sorted(names)}")
+        overrides[key] = json.loads(value)
+    torch.set_num_threads(args.threads)
+    run(CheetahProtocol(task=args.task, method=args.method, **overrides), args.seed, args.iterations, args.out,
+        args.max_minutes, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""BO-MRL and MAML-TRPO on the MuJoCo Cheetah tasks with the authors' protocol, on the batched env.
+
+One :class:`CheetahMetaLearner` holds the Gaussian MLP meta-policy (an SB3 ``ActorCriticPolicy``, 128-128
+tanh, state-independent log-std initialised at -0.7, mean layer scaled by 0.1 at init) and runs
+
+* :meth:`~CheetahMetaLearner.meta_iteration`: one meta-training step on a task batch (10 velocities
+  ``v* ~ U(0, 2)`` or the directions ``[-1, +1, -1, +1]``), BO-MRL (``alg1|alg2|alg3``: implicit
+  hypergradient by conjugate gradient) or MAML (one differentiable policy-gradient step), then a TRPO
+  step of the meta-parameters with a backtracking line search;
+* :meth:`~CheetahMetaLearner.meta_test`: ``K = 0 ... rounds`` rounds of (20 trajectories -> adapt) on the
+  fixed test tasks (``v = 0.1 ... 1.9`` or ``d = +-1``), recording deterministic and stochastic returns.
+
+All trajectories of all tasks run in one ``gymnasium.make_vec`` env (the batched MuJoCo core): every
+step is one batched policy forward -- a ``torch.func.vmap`` over the per-task parameter sets -- and one
+env step. Each trajectory is rolled on past its 200-step horizon for a further 200 steps with the same
+policy, which gives the continuation return ``G_cont`` of the return estimate
+``Q(s_t, a_t) = sum_{k=t}^{199} gamma^(k-t) r_k + gamma^(200-t) G_cont``; advantages are ``Q`` centred by
+the batch mean. Observations are normalised by running statistics (clipped to +-5) that only
+pre-adaptation training data updates, so they are frozen during every adaptation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch.func import functional_call, vmap
+
+import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_agents.bomrl.neural import (
+    BOMRL,
+    Batch,
+    BOMRLConfig,
+    Params,
+    _dot,
+    _gaussian_kl,
+    conjugate_gradient,
+)
+
+TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0"}
+METHODS = ("alg1", "alg2", "alg3", "maml")
+#: TRPO meta-step bounds of the authors' code: BO-MRL 0.01 (Vel) / 0.03 (Dir), MAML-TRPO 0.01 / 0.003.
+MAX_KL = {("vel", "bomrl"): 0.01, ("dir", "bomrl"): 0.03, ("vel", "maml"): 0.01, ("dir", "maml"): 0.003}
+OBS_CLIP = 5.0
+
+
+@dataclass
+class CheetahProtocol:
+    """Every setting of a Cheetah meta-RL run; the defaults are the paper's (``None`` = per task/method)."""
+
+    task: str = "vel"
+    method: str = "alg1"
+    n_trajectories: int = 20
+    post_trajectories: int = 100
+    horizon: int = 200
+    continuation: int = 200
+    gamma: float = 0.995
+    hidden: tuple[int, ...] = (128, 128)
+    log_std_init: float = -0.7
+    lam: float = 0.5
+    inner_steps: int = 50
+    inner_lr: float = 1e-3
+    max_divergence: float = 3.0
+    maml_lr: float = 0.1
+    cg_iterations: int = 10
+    cg_damping: float = 1e-2
+    max_kl: float | None = None
+    line_search_steps: int = 10
+    accept_ratio: float = 0.1
+    tasks_per_iteration: int | None = None
+    test_rounds: int = 3
+    test_trajectories: int = 20
+    test_velocities: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 20)])
+    nthread: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_IDS:
+            raise ValueError(f"task must be one of {sorted(TASK_IDS)}, got {self.task!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("n_trajectories", "post_trajectories", "horizon", "cg_iterations", "test_trajectories"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.continuation < 0 or self.test_rounds < 0 or self.inner_steps < 0:
+            raise ValueError("continuation, test_rounds and inner_steps must be >= 0")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma!r}")
+        self.hidden = tuple(self.hidden)
+        if self.max_kl is None:
+            self.max_kl = MAX_KL[(self.task, "maml" if self.method == "maml" else "bomrl")]
+        if self.tasks_per_iteration is None:
+            self.tasks_per_iteration = 10 if self.task == "vel" else 4
+
+    @property
+    def env_id(self) -> str:
+        return TASK_IDS[self.task]
+
+    def test_tasks(self) -> np.ndarray:
+        values = self.test_velocities if self.task == "vel" else [-1.0, 1.0]
+        return np.asarray(values, dtype=np.float64).reshape(-1, 1)
+
+
+def make_policy(protocol: CheetahProtocol, seed: int) -> ActorCriticPolicy:
+    """The authors' Gaussian MLP: default PyTorch init, the mean layer's weights times 0.1 and bias 0."""
+    env = gym.make(protocol.env_id)
+    torch.manual_seed(seed)
+    policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 0.0, ortho_init=False,
+                               net_arch=dict(pi=list(protocol.hidden), vf=[]), activation_fn=torch.nn.Tanh,
+                               log_std_init=protocol.log_std_init)
+    with torch.no_grad():
+        policy.action_net.weight.mul_(0.1)
+        policy.action_net.bias.zero_()
+    env.close()
+    return policy
+
+
+@dataclass
+class Rollouts:
+    """Trajectories of ``G`` task groups of ``n`` copies: training part (``t < horizon``) and returns."""
+
+    obs: torch.Tensor  # (G, n, horizon, obs_dim), normalised
+    raw_obs: np.ndarray  # (G, n, horizon, obs_dim)
+    actions: torch.Tensor  # (G, n, horizon, act_dim), unclipped samples
+    q_values: np.ndarray  # (G, n, horizon): discounted return-to-go incl. the continuation
+    returns: np.ndarray  # (G, n): undiscounted return of the first ``horizon`` steps
+
+
+class CheetahMetaLearner:
+    """BO-MRL (Alg1/2/3) or MAML-TRPO on Cheetah-Vel/Dir; see the module docstring."""
+
+    def __init__(self, protocol: CheetahProtocol, seed: int = 0) -> None:
+        self.protocol = protocol
+        self.seed = seed
+        alg = int(protocol.method[-1]) if protocol.method != "maml" else 1
+        config = BOMRLConfig(alg=alg, lam=protocol.lam, n_trajectories=protocol.n_trajectories,
+                             post_trajectories=protocol.post_trajectories, gamma=protocol.gamma,
+                             inner_steps=protocol.inner_steps, inner_lr=protocol.inner_lr,
+                             max_divergence=protocol.max_divergence, cg_iterations=protocol.cg_iterations,
+                             cg_damping=protocol.cg_damping, meta_optimizer="trpo", max_kl=protocol.max_kl,
+                             normalize_observations=True, normalize_advantages=False)
+        self.agent = BOMRL(make_policy(protocol, seed), config, seed=seed)
+        self.names = self.agent.actor_names
+        self.rng = np.random.default_rng(seed)
+        self.torch_rng = torch.Generator().manual_seed(seed)
+        self._envs: dict[int, gym.vector.VectorEnv] = {}
+        self._forward = vmap(lambda params, obs: functional_call(self.agent._actor, params, (obs,)))
+
+    # --- data -----------------------------------------------------------------------------------
+    def _env(self, n: int) -> gym.vector.VectorEnv:
+        if n not in self._envs:
+            kwargs: dict[str, Any] = {"velocity_range": (0.0, 2.0)} if self.protocol.task == "vel" else {}
+            self._envs[n] = gym.make_vec(self.protocol.env_id, num_envs=n, nthread=self.protocol.nthread,
+                                         episode_steps=self.protocol.horizon + self.protocol.continuation, **kwargs)
+        return self._envs[n]
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        rms = self.agent.obs_rms
+        return np.clip((obs - rms.mean) / np.sqrt(rms.var + 1e-8), -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+    def collect(self, params: list[Params], tasks: np.ndarray, n: int, deterministic: bool = False,
+                continuation: bool = True) -> Rollouts:
+        """``n`` trajectories per task, task ``g`` acting with ``params[g]``, all in one vector env."""
+        p = self.protocol
+        G, horizon = len(tasks), p.horizon
+        steps = horizon + (p.continuation if continuation else 0)
+        env = self._env(G * n)
+        stacked = {k: torch.stack([q[k] for q in params]) for k in self.names}
+        obs, _ = env.reset(seed=int(self.rng.integers(2**31)), options={"tasks": np.repeat(tasks, n, axis=0)})
+        obs_dim, act_dim = obs.shape[1], env.single_action_space.shape[0]
+        raw = np.zeros((G, n, horizon, obs_dim), dtype=np.float32)
+        norm = np.zeros_like(raw)
+        actions = torch.zeros((G, n, horizon, act_dim))
+        rewards = np.zeros((G, n, steps))
+        low, high = env.single_action_space.low, env.single_action_space.high
+        for t in range(steps):
+            normalized = self.normalize(obs).reshape(G, n, obs_dim)
+            with torch.no_grad():
+                mean, log_std = self._forward(stacked, torch.from_numpy(normalized))
+                if not deterministic:
+                    mean = mean + log_std.exp() * torch.randn(mean.shape, generator=self.torch_rng)
+            if t < horizon:
+                raw[:, :, t], norm[:, :, t], actions[:, :, t] = obs.reshape(G, n, obs_dim), normalized, mean
+            obs, reward, _, _, _ = env.step(np.clip(mean.numpy().reshape(G * n, act_dim), low, high))
+            rewards[:, :, t] = reward.reshape(G, n)
+        to_go = np.zeros_like(rewards)
+        acc = np.zeros((G, n))
+        for t in reversed(range(steps)):
+            acc = rewards[:, :, t] + p.gamma * acc
+            to_go[:, :, t] = acc
+        return Rollouts(torch.from_numpy(norm), raw, actions, to_go[:, :, :horizon], rewards[:, :, :horizon].sum(-1))
+
+    def batch(self, rollouts: Rollouts, g: int, params: Params) -> Batch:
+        """Task ``g``'s trajectories, flat over (trajectory, time), advantages centred by the batch mean."""
+        obs = rollouts.obs[g].reshape(-1, rollouts.obs.shape[-1])
+        actions = rollouts.actions[g].reshape(-1, rollouts.actions.shape[-1])
+        q = rollouts.q_values[g].reshape(-1)
+        with torch.no_grad():
+            log_prob = self.agent.log_prob(params, obs, actions)
+        return Batch(obs, actions, torch.as_tensor(q - q.mean(), dtype=torch.float32), log_prob, rollouts.returns[g])
+
+    # --- adaptation -----------------------------------------------------------------------------
+    def surrogate(self, params: Params, batch: Batch) -> torch.Tensor:
+        """``mean(A * 2 sigmoid(2 r - 2))``, ``r = pi_params / pi_behaviour`` (the smooth clip)."""
+        ratio = (self.agent.log_prob(params, batch.obs, batch.actions) - batch.log_prob).exp()
+        return (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
+
+    def maml_step(self, params: Params, batch: Batch, create_graph: bool = False) -> Params:
+        """One policy-gradient step of size ``maml_lr`` on the surrogate (differentiable if ``create_graph``)."""
+        grads = torch.autograd.grad(self.surrogate(params, batch), [params[k] for k in self.names], create_graph=create_graph)
+        return {k: params[k] + self.protocol.maml_lr * g for k, g in zip(self.names, grads, strict=True)}
+
+    def adapt(self, params: Params, batch: Batch) -> Params:
+        """One adaptation round from prior ``params`` on ``batch`` (collected with ``params``)."""
+        if self.protocol.method == "maml":
+            prior = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+            return {k: v.detach() for k, v in self.maml_step(prior, batch).items()}
+        return self.agent.solve_lower(params, batch)
+
+    # --- meta-training --------------------------------------------------------------------------
+    def sample_tasks(self) -> np.ndarray:
+        p = self.protocol
+        if p.task == "dir":
+            return np.resize([-1.0, 1.0], p.tasks_per_iteration).reshape(-1, 1)
+        return self.rng.uniform(0.0, 2.0, size=(p.tasks_per_iteration, 1))
+
+    def meta_iteration(self) -> dict[str, float]:
+        """One meta-training step; returns the mean pre-/post-adaptation returns and the step taken."""
+        p, agent = self.protocol, self.agent
+        tasks = self.sample_tasks()
+        phi = agent.phi()
+        pre = self.collect([phi] * len(tasks), tasks, p.n_trajectories)
+        batches = [self.batch(pre, g, phi) for g in range(len(tasks))]
+        thetas = [self.adapt(phi, b) for b in batches]
+        post = self.collect(thetas, tasks, p.post_trajectories)
+        post_batches = [self.batch(post, g, thetas[g]) for g in range(len(tasks))]
+        if p.method == "maml":
+            objective = self._maml_objective(batches, post_batches)
+        else:
+            objective = self._bomrl_objective(phi, thetas, batches, post_batches)
+        ph = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
+        gradient = list(torch.autograd.grad(objective(ph), [ph[k] for k in self.names]))
+        states = torch.cat([b.obs for b in batches])
+        kl, improvement = self.trpo_step(phi, gradient, objective, states)
+        agent.obs_rms.update(pre.raw_obs.reshape(-1, pre.raw_obs.shape[-1]).astype(np.float64))
+        return {"pre_adaptation_return": float(pre.returns.mean()), "post_adaptation_return": float(post.returns.mean()),
+                "meta_kl": kl, "meta_improvement": improvement}
+
+    def _bomrl_objective(self, phi: Params, thetas: list[Params], batches: list[Batch], post_batches: list[Batch]):
+        """``S(phi') = -mean_tasks <grad_theta D(phi', theta)|theta', x>``, ``x = H^-1 grad_theta J(theta')``:
+        its gradient at ``phi`` is the implicit hypergradient (spec section 5)."""
+        agent, names = self.agent, self.names
+        xs = []
+        for theta, batch, post in zip(thetas, batches, post_batches, strict=True):
+            g = agent.policy_gradient(theta, post)
+            th = {k: theta[k].clone().requires_grad_(True) for k in names}
+            grad_L = torch.autograd.grad(agent.lower_loss(th, phi, batch), [th[k] for k in names], create_graph=True)
+
+            def hvp(v: list[torch.Tensor], grad_L=grad_L, th=th) -> list[torch.Tensor]:
+                return list(torch.autograd.grad(grad_L, [th[k] for k in names], v, retain_graph=True))
+
+            xs.append([t.detach() for t in conjugate_gradient(hvp, g, agent.config.cg_iterations, agent.config.cg_damping)])
+
+        def objective(params: Params) -> torch.Tensor:
+            differentiable = any(v.requires_grad for v in params.values())
+            total = 0.0
+            with torch.enable_grad():
+                for theta, batch, x in zip(thetas, batches, xs, strict=True):
+                    th = {k: theta[k].clone().requires_grad_(True) for k in names}
+                    grad_D = torch.autograd.grad(agent.divergence(th, params, batch.obs), [th[k] for k in names],
+                                                 create_graph=differentiable)
+                    total = total - _dot(grad_D, x)
+            return total / len(thetas)
+
+        return objective
+
+    def _maml_objective(self, batches: list[Batch], post_batches: list[Batch]):
+        """``S(phi') = mean_tasks surrogate(theta(phi'))`` on the post-adaptation data, ``theta(phi')`` the
+        inner step from ``phi'``: second-order MAML when differentiated."""
+
+        def objective(params: Params) -> torch.Tensor:
+            differentiable = all(v.requires_grad for v in params.values())
+            with torch.enable_grad():
+                prior = params if differentiable else {k: v.detach().requires_grad_(True) for k, v in params.items()}
+                values = [self.surrogate(self.maml_step(prior, b, create_graph=differentiable), post)
+                          for b, post in zip(batches, post_batches, strict=True)]
+            value = sum(values) / len(values)
+            return value if differentiable else value.detach()
+
+        return objective
+
+    def trpo_step(self, phi: Params, gradient: list[torch.Tensor], objective, states: torch.Tensor) -> tuple[float, float]:
+        """Natural-gradient ascent on ``objective`` within ``KL(pi_phi || pi_new) <= max_kl`` on ``states``;
+        backtracking line search (halvings) that accepts when the KL holds and the improvement is at least
+        ``accept_ratio`` of the linear prediction. Returns the step's KL and improvement (0, 0 if none)."""
+        p, agent, names = self.protocol, self.agent, self.names
+        mean_old, log_std_old = (t.detach() for t in agent.distribution(phi, states))
+
+        def kl(params: Params) -> torch.Tensor:
+            return _gaussian_kl(mean_old, log_std_old, *agent.distribution(params, states)).mean()
+
+        ph = {k: phi[k].clone().requires_grad_(True) for k in names}
+        grad_kl = torch.autograd.grad(kl(ph), [ph[k] for k in names], create_graph=True)
+
+        def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            return list(torch.autograd.grad(grad_kl, [ph[k] for k in names], v, retain_graph=True))
+
+        direction = conjugate_gradient(fvp, gradient, p.cg_iterations, p.cg_damping)
+        curvature = float(_dot(direction, fvp(direction)))
+        if not math.isfinite(curvature) or curvature <= 0:
+            return 0.0, 0.0
+        scale = math.sqrt(2 * p.max_kl / curvature)
+        expected = float(_dot(gradient, direction))
+        with torch.no_grad():
+            before = float(objective(phi))
+        for _ in range(p.line_search_steps):
+            candidate = {k: phi[k] + scale * d for k, d in zip(names, direction, strict=True)}
+            with torch.no_grad():
+                step_kl = float(kl(candidate))
+                improvement = float(objective(candidate)) - before
+            if step_kl <= p.max_kl and improvement > p.accept_ratio * scale * expected:
+                with torch.no_grad():
+                    for param, k in zip(agent._phi_parameters(), names, strict=True):
+                        param.copy_(candidate[k])
+                return step_kl, improvement
+            scale /= 2
+        return 0.0, 0.0
+
+    # --- meta-test ------------------------------------------------------------------------------
+    def meta_test(self, tasks: np.ndarray | None = None) -> dict[str, list[float]]:
+        """Returns after ``K = 0 ... test_rounds`` adaptation rounds (means over the test tasks), with
+        deterministic (mean) actions and with stochastic actions; per-task values under ``per_task``."""
+        p = self.protocol
+        tasks = p.test_tasks() if tasks is None else np.asarray(tasks, dtype=np.float64).reshape(-1, 1)
+        params = [self.agent.phi()] * len(tasks)
+        deterministic, stochastic = [], []
+        for k in range(p.test_rounds + 1):
+            deterministic.append(self.collect(params, tasks, p.test_trajectories, deterministic=True,
+                                              continuation=False).returns.mean(1))
+            data = self.collect(params, tasks, p.test_trajectories)
+            stochastic.append(data.returns.mean(1))
+            if k < p.test_rounds:
+                params = [self.adapt(params[g], self.batch(data, g, params[g])) for g in range(len(tasks))]
+        return {"deterministic": [float(r.mean()) for r in deterministic],
+                "stochastic": [float(r.mean()) for r in stochastic],
+                "tasks": tasks[:, 0].tolist(),
+                "per_task_deterministic": [r.tolist() for r in deterministic],
+                "per_task_stochastic": [r.tolist() for r in stochastic]}
+
+    # --- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (``weights_only``-safe: tensors, numbers, strings, lists, dicts)."""
+        rms = self.agent.obs_rms
+        return {"protocol": asdict(self.protocol), "seed": self.seed,
+                "policy_state": self.agent.policy.state_dict(),
+                "obs_rms": [torch.as_tensor(rms.mean), torch.as_tensor(rms.var), float(rms.count)],
+                "numpy_rng": _jsonable_state(self.rng.bit_generator.state),
+                "torch_rng": self.torch_rng.get_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.agent.policy.load_state_dict(state["policy_state"])
+        mean, var, count = state["obs_rms"]
+        self.agent.obs_rms.mean, self.agent.obs_rms.var, self.agent.obs_rms.count = mean.numpy().copy(), var.numpy().copy(), count
+        self.rng.bit_generator.state = _from_jsonable_state(state["numpy_rng"])
+        self.torch_rng.set_state(state["torch_rng"])
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+def _jsonable_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A numpy bit-generator state with its (> 64-bit) integers as strings, for ``weights_only`` loading."""
+    return {k: (_jsonable_state(v) if isinstance(v, dict) else str(v) if isinstance(v, int) else v) for k, v in state.items()}
+
+
+def _from_jsonable_state(state: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, dict):
+            out[k] = _from_jsonable_state(v)
+        elif isinstance(v, str) and v.isdigit():
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
