@@ -38,8 +38,8 @@ from metarl_agents.bomrl.neural import (
     BOMRLConfig,
     Params,
     _dot,
-    _gaussian_kl,
     conjugate_gradient,
+    kl_and_fisher_product,
 )
 
 TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0"}
@@ -298,17 +298,7 @@ class CheetahMetaLearner:
         backtracking line search (halvings) that accepts when the KL holds and the improvement is at least
         ``accept_ratio`` of the linear prediction. Returns the step's KL and improvement (0, 0 if none)."""
         p, agent, names = self.protocol, self.agent, self.names
-        mean_old, log_std_old = (t.detach() for t in agent.distribution(phi, states))
-
-        def kl(params: Params) -> torch.Tensor:
-            return _gaussian_kl(mean_old, log_std_old, *agent.distribution(params, states)).mean()
-
-        ph = {k: phi[k].clone().requires_grad_(True) for k in names}
-        grad_kl = torch.autograd.grad(kl(ph), [ph[k] for k in names], create_graph=True)
-
-        def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
-            return list(torch.autograd.grad(grad_kl, [ph[k] for k in names], v, retain_graph=True))
-
+        kl, fvp = kl_and_fisher_product(agent.distribution, phi, names, states)
         direction = conjugate_gradient(fvp, gradient, p.cg_iterations, p.cg_damping)
         curvature = float(_dot(direction, fvp(direction)))
         if not math.isfinite(curvature) or curvature <= 0:

@@ -119,6 +119,29 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(a, b, strict=True))
 
 
+def kl_and_fisher_product(distribution: Callable[[Params, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                          phi: Params, names: Sequence[str], states: torch.Tensor
+                          ) -> tuple[Callable[[Params], torch.Tensor], Callable[[list[torch.Tensor]], list[torch.Tensor]]]:
+    """TRPO's two ingredients for the diagonal-Gaussian policy ``distribution`` at ``phi`` on ``states``.
+
+    Returns ``kl(params)``, the mean ``KL(pi_phi || pi_params)`` over the states, and ``fvp(v)``, the
+    product of its Hessian at ``phi`` (the Fisher matrix) with ``v``: one double-backward per product,
+    so the Fisher matrix is never formed.
+    """
+    mean_old, log_std_old = (t.detach() for t in distribution(phi, states))
+
+    def kl(params: Params) -> torch.Tensor:
+        return _gaussian_kl(mean_old, log_std_old, *distribution(params, states)).mean()
+
+    at_phi = {n: phi[n].clone().requires_grad_(True) for n in names}
+    grad_kl = torch.autograd.grad(kl(at_phi), [at_phi[n] for n in names], create_graph=True)
+
+    def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(grad_kl, [at_phi[n] for n in names], v, retain_graph=True))
+
+    return kl, fvp
+
+
 def conjugate_gradient(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], b: list[torch.Tensor],
                        iterations: int, damping: float = 0.0) -> list[torch.Tensor]:
     """Approximately solve ``(H + damping I) x = b`` from Hessian-vector products."""
@@ -347,17 +370,7 @@ class BOMRL:
         """Natural-gradient step of mean ``KL(pi_phi_old || pi_phi) = max_kl`` on the meta-batch
         states, halved until the measured KL respects the bound."""
         names = self.actor_names
-        mean_old, log_std_old = (t.detach() for t in self.distribution(phi, obs))
-
-        def kl(params: Params) -> torch.Tensor:
-            return _gaussian_kl(mean_old, log_std_old, *self.distribution(params, obs)).mean()
-
-        ph = {n: phi[n].clone().requires_grad_(True) for n in names}
-        grad_kl = torch.autograd.grad(kl(ph), [ph[n] for n in names], create_graph=True)
-
-        def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
-            return list(torch.autograd.grad(grad_kl, [ph[n] for n in names], v, retain_graph=True))
-
+        kl, fvp = kl_and_fisher_product(self.distribution, phi, names, obs)
         step = conjugate_gradient(fvp, gradient, self.config.cg_iterations, self.config.cg_damping)
         curvature = float(_dot(step, fvp(step)))
         scale = (2 * self.config.max_kl / max(curvature, 1e-12)) ** 0.5
