@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from helpers import first_copy_step
 from vector_equivalence import assert_vector_matches_singles
 
 import metarl_envs  # noqa: F401
@@ -162,12 +163,7 @@ def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectoris
         env = gym.make(ENV_ID)
     obs0, _ = env.reset(seed=2)
 
-    def step(action):
-        obs, reward, terminated, truncated, info = env.step(np.array([action]) if vectorised else action)
-        if vectorised:
-            obs, reward, terminated, truncated = obs[0], reward[0], terminated[0], truncated[0]
-            info = {k: v[0] for k, v in info.items() if k in ("episode_end", "final_episode_observation")}
-        return obs, reward, terminated, truncated, info
+    step = first_copy_step(env, vectorised)
 
     for _ in range(199):  # FORWARD is a no-op at the indicator cell
         obs, reward, terminated, truncated, info = step(FORWARD)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from helpers import predict_sequence
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -27,17 +28,6 @@ def sb3_env(env_id: str = "MetaTMaze-v0", n_envs: int = 2, **kwargs) -> DummyVec
     return env
 
 
-def _predict_sequence(model, env, steps: int = 12):
-    env.seed(0)
-    obs, state, start = env.reset(), None, np.ones(env.num_envs, dtype=bool)
-    actions = []
-    for _ in range(steps):
-        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-        obs, _, start, _ = env.step(action)
-        actions.append(action)
-    return np.array(actions), state
-
-
 @pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
 def test_recurrent_ppo_learns_saves_loads_and_evaluates(name, tmp_path):
     env = sb3_env(length=4, episodes_per_trial=2)
@@ -48,8 +38,8 @@ def test_recurrent_ppo_learns_saves_loads_and_evaluates(name, tmp_path):
     assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPO.load(tmp_path / "model.zip", env=env)
-    actions, state = _predict_sequence(model, env)
-    loaded_actions, loaded_state = _predict_sequence(loaded, env)
+    actions, state = predict_sequence(model, env, 12)
+    loaded_actions, loaded_state = predict_sequence(loaded, env, 12)
     np.testing.assert_array_equal(actions, loaded_actions)
     np.testing.assert_array_equal(state[0], loaded_state[0])
     mean, std = evaluate_policy(loaded, env, n_eval_episodes=2)
@@ -72,7 +62,7 @@ def test_box_actions_with_pendulum(name, tmp_path):
     model.learn(32)
     model.save(tmp_path / "pendulum.zip")
     loaded = RecurrentPPO.load(tmp_path / "pendulum.zip")
-    actions, _ = _predict_sequence(loaded, env, steps=5)
+    actions, _ = predict_sequence(loaded, env, steps=5)
     assert actions.shape == (5, 2, 1) and np.all(np.abs(actions) <= 2.0)
 
 

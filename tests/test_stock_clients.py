@@ -12,6 +12,7 @@ import pytest
 import torch as th
 from gymnasium.wrappers import RecordEpisodeStatistics
 from gymnasium.wrappers.vector import RecordEpisodeStatistics as RecordVectorEpisodeStatistics
+from helpers import predict_sequence
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -119,17 +120,6 @@ def test_recurrent_ppo_mlp_lstm(env_id):
     _learn_and_check_logs(model, total)
 
 
-def _predictions(model, env, steps: int = 10):
-    env.seed(0)
-    obs, state, start = env.reset(), None, np.ones(env.num_envs, dtype=bool)
-    actions = []
-    for _ in range(steps):
-        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-        obs, _, start, _ = env.step(action)
-        actions.append(action)
-    return np.array(actions)
-
-
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_splagger_on_sb3_make_vec_env_with_transition_wrapper(env_id, tmp_path):
     env = make_vec_env(env_id, n_envs=2, seed=0, wrapper_class=TransitionObservation)
@@ -141,7 +131,7 @@ def test_splagger_on_sb3_make_vec_env_with_transition_wrapper(env_id, tmp_path):
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPO.load(tmp_path / "model.zip", env=env)
     assert isinstance(loaded.observation_space, TransitionBox) and loaded.observation_space == model.observation_space
-    np.testing.assert_array_equal(_predictions(model, env), _predictions(loaded, env))
+    np.testing.assert_array_equal(predict_sequence(model, env, 10)[0], predict_sequence(loaded, env, 10)[0])
     returns, lengths = evaluate_policy(loaded, env, n_eval_episodes=2, return_episode_rewards=True)
     assert len(returns) == 2 and all(np.isfinite(returns))
     assert all(1 <= n <= _trial_steps(env_id) for n in lengths)

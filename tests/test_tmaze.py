@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import first_copy_step
 
 import metarl_envs  # noqa: F401
 from metarl_envs.tmaze import DOWN, LEFT, RIGHT, UP
@@ -97,12 +98,7 @@ def test_timeout_step_ignores_the_action_pays_zero_and_ends_the_episode(vectoris
     def answer(obs, correct):
         return (UP if obs[NOISE] > 0 else DOWN) if correct else (DOWN if obs[NOISE] > 0 else UP)
 
-    def step(action):
-        obs, reward, terminated, truncated, info = env.step(np.array([action]) if vectorised else action)
-        if vectorised:
-            obs, reward, terminated, truncated = obs[0], reward[0], terminated[0], truncated[0]
-            info = {k: v[0] for k, v in info.items() if k in ("episode_end", "final_episode_observation")}
-        return obs, reward, terminated, truncated, info
+    step = first_copy_step(env, vectorised)
 
     for _ in range(150):
         obs, reward, terminated, truncated, info = step(answer(obs, correct=False))
