@@ -180,8 +180,14 @@ class CheetahCore(FamilyCore):
         if state is not None:
             self._batch.state[:] = state
         self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
+        # A state row is (time, qpos, qvel, ...): the observed qpos[1:] and qvel are one slice of it.
+        skip = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_TIME) + 1
+        self._observed_joints = self._batch.state[:, skip : skip + self.model.nq - 1 + self.model.nv]
+        self._root_x = self._qpos[:, 0]
         self._ctrl = self._batch.bind("ctrl")
-        self._xpos = self._batch.bind("xpos")  # derived: refreshed by every call, as data.xpos by mj_step
+        # A derived field, refreshed in place by every call (as data.xpos by mj_step): views stay live.
+        self._xpos = self._batch.bind("xpos")
+        self._torso_xpos = self._xpos[:, self.torso]
 
     @property
     def state(self) -> np.ndarray:
@@ -215,7 +221,7 @@ class CheetahCore(FamilyCore):
         self._qpos[idx] = qpos
         self._qvel[idx] = qvel
         self._batch.forward(idx)
-        self.torso_position[idx] = self._xpos[idx, self.torso]
+        self.torso_position[idx] = self._torso_xpos[idx]
         self.x_position[idx] = qpos[:, 0]
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
@@ -225,18 +231,17 @@ class CheetahCore(FamilyCore):
         self.reward_ctrl = self._ctrl_cost_weight * np.add.reduce(np.square(self._ctrl), axis=1)
         self._batch.step(nstep=FRAME_SKIP)
         # Like ``data.xpos`` after ``mj_step``, the torso position is that of the last substep's start.
-        self.torso_position = self._xpos[:, self.torso].copy()
-        x_position = self._qpos[:, 0].copy()
+        self.torso_position = self._torso_xpos.copy()
+        x_position = self._root_x.copy()
         self.x_velocity = (x_position - self.x_position) / self.dt
         self.x_position = x_position
         self.reward_forward = self.velocity_reward(self.x_velocity)
         return self.reward_forward + self.reward_ctrl, self._never_terminal
 
     def observe(self, out: np.ndarray) -> None:
-        nq, nv = self.model.nq, self.model.nv
-        out[:, : nq - 1] = self._qpos[:, 1:]
-        out[:, nq - 1 : nq - 1 + nv] = self._qvel
-        out[:, nq - 1 + nv : nq + nv + 2] = self.torso_position
+        joints = self._observed_joints.shape[1]
+        out[:, :joints] = self._observed_joints
+        out[:, joints : joints + 3] = self.torso_position
 
     def step_info(self, i: int) -> dict[str, float]:
         return {
@@ -275,7 +280,7 @@ class CheetahCore(FamilyCore):
 
     def __getstate__(self) -> dict[str, Any]:
         # OpenGL contexts and the MuJoCo batch do not pickle; they are rebuilt on demand / on load.
-        transient = ("_batch", "_qpos", "_qvel", "_ctrl", "_xpos")
+        transient = ("_batch", "_qpos", "_qvel", "_observed_joints", "_root_x", "_ctrl", "_xpos", "_torso_xpos")
         state = {k: v for k, v in self.__dict__.items() if k not in transient}
         state["_renderers"] = {}
         state["_physics"] = self._batch.state.copy()
