@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this long")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the MuJoCo rollout uses nthread)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (MuJoCo's stepping threads are the nthread setting)")
     names = {f.name for f in fields(CheetahProtocol)} - {"task", "method"}
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override a protocol setting (for quick runs), one of {sorted(names)}")
