@@ -4,7 +4,8 @@
 # last session stopped. Runs go one at a time on one torch thread, at low priority:
 #   nohup nice -n 19 bash benchmarks/results/run_sweeps.sh > sweep.log 2>&1 &
 # Commit benchmarks/results/leaderboard.db (never its .checkpoints folder) and regenerate the report with
-#   metarl-bench report --db benchmarks/results/leaderboard.db --out benchmarks
+#   metarl-bench report --db benchmarks/results/leaderboard.db --out benchmarks/results/report \
+#       --markdown benchmarks/LEADERBOARD.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
