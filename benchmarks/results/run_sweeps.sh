@@ -3,7 +3,9 @@
 # skipped and unfinished ones resume from their checkpoint, so re-running this script continues where the
 # last session stopped. Runs go one at a time on one torch thread, at low priority:
 #   nohup nice -n 19 bash benchmarks/results/run_sweeps.sh > sweep.log 2>&1 &
-# Commit benchmarks/results/leaderboard.db (never its .checkpoints folder) and regenerate the report with
+# Commit benchmarks/results/leaderboard.db (never its .checkpoints folder; from a sweep in another checkout,
+# `python benchmarks/results/snapshot.py LIVE_DB benchmarks/results/leaderboard.db` copies its finished runs)
+# and regenerate the report with
 #   metarl-bench report --db benchmarks/results/leaderboard.db --out benchmarks/results/report \
 #       --markdown benchmarks/LEADERBOARD.md
 set -euo pipefail
