@@ -1,0 +1,1 @@
+"""Thin command lines over the run configuration: ``metarl-train`` (:mod:`.train`)."""
