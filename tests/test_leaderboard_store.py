@@ -203,3 +203,32 @@ def test_concurrent_writers_from_several_processes(tmp_path):
             points = store.evaluations(run.id)
             assert [p.frames for p in points] == [10 * k for k in range(1, n_points + 1)]
             assert [p.meta_episode_return for p in points] == [run.seed // 100 + k / 100 for k in range(1, n_points + 1)]
+
+
+def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path):
+    """A store written before early stopping keeps every run and point; read-only opens do not change it."""
+    import sqlite3
+
+    from metarl_agents.leaderboard.grid import RunSpec
+
+    db = tmp_path / "old.db"
+    run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=3, lr=1e-3, frames=1000, paper_frames=1000,
+                  preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
+    with ResultStore(db) as store:
+        record = store.register_run(run.store_fields())
+        store.record_evaluation(record.id, 500, 1.5, [1.5], 2.0, checkpoint_path=None, finished=True)
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE runs DROP COLUMN stop_at_return; ALTER TABLE runs DROP COLUMN patience; "
+                       "UPDATE schema_version SET version = 1;")
+    conn.close()
+    before = db.read_bytes()
+    with ResultStore(db, readonly=True) as store:
+        (old,) = store.runs()
+        assert (old.run_key, old.status, old.stop_at_return, old.patience) == (run.run_key, "finished", None, None)
+    assert db.read_bytes() == before
+    with ResultStore(db) as store:
+        (upgraded,) = store.runs()
+        assert upgraded == old and [p.frames for p in store.evaluations(upgraded.id)] == [500]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    conn.close()
