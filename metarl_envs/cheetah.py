@@ -378,16 +378,6 @@ class MetaCheetahEnv(MetaEnv):
         super().close()
 
 
-class MetaCheetahDirEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahDirCore
-
-
-class MetaCheetahVelEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahVelCore
-
-
 class MetaCheetahVectorEnv(MetaVectorEnv):
     """The batched cheetahs as a Gymnasium vector env (``gymnasium.make_vec``), with the single env's
     physical ``info`` keys as vector infos."""
@@ -413,11 +403,3 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.core.close()
-
-
-class MetaCheetahDirVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahDirEnv
-
-
-class MetaCheetahVelVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahVelEnv
