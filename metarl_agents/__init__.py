@@ -26,6 +26,7 @@ MOVED_MODULES = {
     "metarl_agents.vec_env": "metarl_agents.training.vec_env",
     "metarl_agents.evaluation": "metarl_agents.training.evaluation",
     "metarl_agents.presets": "metarl_agents.training.presets",
+    "metarl_agents.leaderboard.cli": "metarl_agents.cli.bench",
 }
 
 
