@@ -50,7 +50,7 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder):
 
 
 if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-    sys.meta_path.append(_MovedModuleFinder())
+    sys.meta_path.insert(0, _MovedModuleFinder())  # before any finder that still sees an old file
 
 _LAZY = {
     "POLICY_REGISTRY": "metarl_agents.policies",

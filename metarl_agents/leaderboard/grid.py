@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metarl_agents.training.config import EVAL_SEED_OFFSET, MAX_SEED, TRAINER_SETTINGS, RunConfig, eval_seed
+from metarl_agents.training.config import (
+    EVAL_SEED_OFFSET,
+    MAX_SEED,
+    TRAINER_SETTINGS,
+    RunConfig,
+    check_buildable,
+    eval_seed,
+)
 
 # A reduced budget still gets at least this many evaluation points (the preset's eval_freq is per run).
 MIN_EVAL_POINTS = 10
@@ -165,7 +172,7 @@ def parse_seeds(values: Sequence[str] | None, preset_seeds: Sequence[int]) -> li
         raise ValueError(f"--seeds lists a seed twice: {seeds}")
     for seed in seeds:
         if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"--seeds: a seed must be an integer in [0, {MAX_SEED}], got {seed}")
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed}")
     return seeds
 
 
@@ -244,6 +251,7 @@ def build_grid(
         if eval_every is None:
             config = config.replace(eval_every=_default_eval_every(config.eval_every, config))
         for agent in agents:
+            check_buildable(config.replace(agent=agent))  # env and policy kwargs
             for seed in parse_seeds(seeds, [int(s) for s in preset["seeds"]]):
                 for lr in lrs or preset["lr_grid"]:
                     run = config.replace(agent=agent, seed=seed, learning_rate=lr)  # checks seed and lr

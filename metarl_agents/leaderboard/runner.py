@@ -86,7 +86,7 @@ class MetaPPOTrainer:
         """The run's validated configuration (a RunConfig) on this trainer's device."""
         if self.policy_kwargs and not spec.policy_kwargs:
             spec = dataclasses.replace(spec, policy_kwargs=dict(self.policy_kwargs))
-        return spec.config(device=self.device, threads=self.threads or 1)
+        return spec.config(device=self.device, threads=1 if self.threads is None else self.threads)
 
     def build(self, spec: RunSpec) -> Model:
         from metarl_agents.training.config import build_model

@@ -48,6 +48,10 @@ def _setting(default: Any = dataclasses.MISSING, *, kind: type, low: float | Non
     return field(default=default, metadata=meta)
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
 def _allowed(meta: Mapping[str, Any]) -> str:
     kind, low, high = meta["kind"], meta["low"], meta["high"]
     if kind is bool:
@@ -59,11 +63,11 @@ def _allowed(meta: Mapping[str, Any]) -> str:
     else:
         noun = "an integer" if kind is int else "a finite number"
         if low is not None and high is not None and not meta["low_open"]:
-            text = f"{noun} in [{low:g}, {high:g}]"
+            text = f"{noun} in [{_number(low)}, {_number(high)}]"
         elif low is not None and high is not None:
-            text = f"{noun} in ({low:g}, {high:g}]"
+            text = f"{noun} in ({_number(low)}, {_number(high)}]"
         elif low is not None:
-            text = f"{noun} {'>' if meta['low_open'] else '>='} {low:g}"
+            text = f"{noun} {'>' if meta['low_open'] else '>='} {_number(low)}"
         else:
             text = noun
     return text + (" or none" if meta["optional"] else "")
@@ -172,13 +176,12 @@ class RunConfig:
         Preset keys map onto fields by name, except ``eval_freq`` -> ``eval_every`` and ``eval_tasks`` ->
         ``n_eval_tasks``; the grid keys ``lr_grid`` and ``seeds`` are the leaderboard's, not a run's.
         """
-        values = preset_settings(env_id)
-        unknown = sorted(set(settings) - set(FIELDS) - {"env_id", "agent"})
+        allowed = FIELDS[2:]  # all but env_id and agent
+        unknown = sorted(set(settings) - set(allowed))
         if unknown:
             raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                             f"allowed: {', '.join(FIELDS)}")
-        values.update(settings)
-        return cls(env_id=env_id, agent=agent, **{k: v for k, v in values.items() if k not in ("env_id", "agent")})
+                             f"allowed: {', '.join(allowed)}")
+        return cls(env_id=env_id, agent=agent, **{**preset_settings(env_id), **settings})
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` (checked like the original)."""
@@ -191,8 +194,9 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        """The configuration as ``key = value`` lines (TOML), as the command lines print it."""
-        return "\n".join(f"{name} = {_toml(value)}" for name, value in self.as_dict().items())
+        """The configuration as ``key = value`` lines (TOML; unset optional settings left out), as the command
+        lines print it."""
+        return "\n".join(f"{name} = {_toml(value)}" for name, value in self.as_dict().items() if value is not None)
 
     @property
     def eval_seed(self) -> int:
@@ -223,8 +227,6 @@ def settings_help() -> str:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if value is None:
-        return '"none"'
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, dict):
@@ -262,6 +264,26 @@ def _check_registered(env_id: str, agent: str) -> None:
 
     if agent not in POLICY_REGISTRY:
         raise ValueError(f"unknown agent {agent!r}; allowed: {', '.join(POLICY_REGISTRY)}")
+
+
+def check_buildable(config: RunConfig) -> None:
+    """Build one env and the policy of ``config`` (not the trainer), so that a bad env or policy kwarg is a
+    ``ValueError`` before a run starts rather than a failed run."""
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    from metarl_agents.policies import POLICY_REGISTRY
+
+    try:
+        env = build_env(config, n_envs=1)
+    except TypeError as exc:  # an unknown kwarg
+        raise ValueError(f"env_kwargs {config.env_kwargs} do not fit {config.env_id}: {exc}") from None
+    try:
+        POLICY_REGISTRY[config.agent](env.observation_space, env.action_space, ConstantSchedule(1e-3),
+                                      **config.policy_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"policy_kwargs {config.policy_kwargs} do not fit {config.agent}: {exc}") from None
+    finally:
+        env.close()
 
 
 def build_env(config: RunConfig, n_envs: int | None = None, seed: int | None = None) -> Any:
