@@ -499,6 +499,11 @@ class MetaVectorEnv(VectorEnv):
         self._all = np.arange(self.num_envs)
         self._needs_key = True
 
+    @property
+    def max_trial_steps(self) -> int:
+        """The most steps a trial can take; the trial ends by itself there."""
+        return self.runner.max_trial_steps
+
     #: The keys of a reset info (a new trial's first info).
     _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")
     #: The ``reset`` options a vector env understands.

@@ -294,8 +294,9 @@ def build_env(config: RunConfig, n_envs: int | None = None, seed: int | None = N
                         config.seed if seed is None else seed, **config.env_kwargs)
 
 
-def build_model(config: RunConfig, verbose: int = 0, **algorithm_kwargs: Any) -> Any:
-    """A fresh :class:`MetaPPO` on the run's training envs (``algorithm_kwargs``: e.g. ``tensorboard_log``)."""
+def build_model(config: RunConfig, verbose: int = 0, algorithm: type | None = None, **algorithm_kwargs: Any) -> Any:
+    """A fresh :class:`MetaPPO` (or subclass ``algorithm``) on the run's training envs, with the run's seed
+    and device (``algorithm_kwargs``: other constructor arguments, e.g. ``tensorboard_log``)."""
     from stable_baselines3.common.utils import LinearSchedule
 
     from metarl_agents.training.ppo import MetaPPO
@@ -304,7 +305,7 @@ def build_model(config: RunConfig, verbose: int = 0, **algorithm_kwargs: Any) ->
     policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps, **policy_kwargs.get("optimizer_kwargs", {})}
     learning_rate = LinearSchedule(config.learning_rate, 0.0, 1.0) if config.lr_anneal else config.learning_rate
     env = build_env(config)
-    return MetaPPO(
+    return (algorithm or MetaPPO)(
         config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
         n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
         clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,

@@ -48,8 +48,11 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
                          f"got {type(model_or_policy).__name__}")
     env_kwargs = dict(env_kwargs or {})
     env = make_vec_env(env_id, n_tasks, seed, **env_kwargs)
-    # A generous cap against agents that never finish a trial (e.g. a family without a step limit).
-    max_steps = 10 * (gym.spec(env_id).max_episode_steps or 10_000)
+    # A generous cap against agents that never finish a trial (an env of ours ends every trial by itself).
+    try:
+        max_steps = 10 * int(env.get_attr("max_trial_steps")[0])
+    except AttributeError:
+        max_steps = 10 * (gym.spec(env_id).max_episode_steps or 10_000)
     try:
         obs = env.reset()
         state, starts = None, np.ones(n_tasks, dtype=bool)

@@ -181,7 +181,8 @@ class MetaPPO(OnPolicyAlgorithm):
 
     @classmethod
     def from_preset(cls: type[SelfMetaPPO], env_id: str, policy: str, seed: int = 0,
-                    env_kwargs: dict[str, Any] | None = None, verbose: int = 0, **settings: Any) -> SelfMetaPPO:
+                    env_kwargs: dict[str, Any] | None = None, verbose: int = 0, tensorboard_log: str | None = None,
+                    **settings: Any) -> SelfMetaPPO:
         """A model with ``env_id``'s reference settings and its training envs, through the run configuration.
 
         ``settings`` replace preset values (``learning_rate``, ``n_steps``, ``n_envs``, ``adam_eps``,
@@ -191,7 +192,7 @@ class MetaPPO(OnPolicyAlgorithm):
         from metarl_agents.training.config import RunConfig, build_model
 
         config = RunConfig.from_preset(env_id, policy, seed=seed, env_kwargs=env_kwargs or {}, **settings)
-        return build_model(config, verbose=verbose)
+        return build_model(config, verbose=verbose, algorithm=cls, tensorboard_log=tensorboard_log)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states"]
