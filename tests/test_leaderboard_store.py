@@ -233,3 +233,29 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
+
+
+def test_snapshot_for_committing_keeps_finished_runs_only_and_leaves_the_live_store_alone(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from metarl_agents.leaderboard.grid import RunSpec
+
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "snapshot.py"
+    module_spec = importlib.util.spec_from_file_location("snapshot", path)
+    snapshot = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(snapshot)
+    live, committed = tmp_path / "live.db", tmp_path / "committed.db"
+    with ResultStore(live) as store:
+        for seed, finished in ((1, True), (2, False)):
+            run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+                          preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
+            record = store.register_run(run.store_fields())
+            store.record_evaluation(record.id, 500, float(seed), [1.0], 2.0, checkpoint_path="c.pt", finished=finished)
+        before = [(r.run_key, r.status) for r in store.runs()]
+        assert snapshot.snapshot(live, committed) == (1, 1)
+        assert [(r.run_key, r.status) for r in store.runs()] == before
+    with ResultStore(committed, readonly=True) as copy:
+        (run,) = copy.runs()
+        assert (run.seed, run.status, run.checkpoint_path) == (1, "finished", None)
+        assert [(p.frames, p.meta_episode_return) for p in copy.evaluations(run.id)] == [(500, 1.0)]

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     report.add_argument("--out", default=DEFAULT_REPORT_DIR, help=f"output folder (default: ./{DEFAULT_REPORT_DIR})")
     report.add_argument("--envs", nargs="+", metavar="ENV", help="only these environments")
+    report.add_argument("--markdown", metavar="FILE",
+                        help="write the markdown there instead of OUT/leaderboard.md (plots stay in OUT, linked)")
     return parser
 
 
@@ -85,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from metarl_agents.leaderboard.report import write_report
 
-    path = write_report(args.db, args.out, args.envs)
+    path = write_report(args.db, args.out, args.envs, args.markdown)
     print(f"leaderboard written to {path} (curves, CSV and JSON beside it)")
     return 0
 

@@ -59,8 +59,9 @@ class RunSpec:
     patience: int | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the agents' architecture, if not the default
 
-    #: Fields that vary within one configuration (a report group ranks them); the rest is the configuration.
-    RUN_FIELDS = ("agent", "seed", "lr")
+    #: Fields that may differ within one report group: the group ranks agents and learning rates over seeds,
+    #: and an early-stopped run's curve is carried to the budget, so runs with and without a rule compare.
+    UNGROUPED_FIELDS = ("agent", "seed", "lr", "stop_at_return", "patience")
 
     @property
     def reduced(self) -> bool:
@@ -105,8 +106,8 @@ class RunSpec:
         return RunSpec(**{name: getattr(self, name) for name in self.columns()})
 
     def group_key(self) -> str:
-        """The configuration shared by the runs a report ranks together (all but agent, seed and lr)."""
-        config = {name: getattr(self, name) for name in self.columns() if name not in self.RUN_FIELDS}
+        """The configuration shared by the runs a report ranks together (every field but UNGROUPED_FIELDS)."""
+        config = {name: getattr(self, name) for name in self.columns() if name not in self.UNGROUPED_FIELDS}
         return json.dumps(config, sort_keys=True)
 
     def config(self, device: str = "cpu", threads: int = 1) -> RunConfig:

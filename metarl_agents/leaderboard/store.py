@@ -339,10 +339,12 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
     if not path.exists():
         leftovers = [p.name for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
                      if p.exists()]
-        if leftovers:
+        # Another process may have created the store and opened it (its WAL) since the check above.
+        if leftovers and not path.exists():
             raise StoreError(f"{path} does not exist but {', '.join(leftovers)} beside it does (another "
                              "program's database?); refusing to create a store there. Pass another --db path.")
-        return False
+        if not path.exists():
+            return False
     try:
         with path.open("rb") as handle:
             header = handle.read(100)
