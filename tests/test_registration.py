@@ -83,8 +83,8 @@ def test_moved_modules_keep_their_old_import_paths():
     import metarl_agents.presets
     import metarl_agents.sequence
     from metarl_agents import MetaPPO, SplAggerPolicy, make_vec_env
-    from metarl_agents.training import evaluation, ppo, presets
     from metarl_agents.memory import sequence
+    from metarl_agents.training import evaluation, ppo, presets
 
     assert metarl_agents.ppo is ppo and metarl_agents.ppo.MetaPPO is MetaPPO
     assert metarl_agents.evaluation is evaluation and metarl_agents.presets is presets

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import TRAINER_SETTINGS
+from metarl_agents.training.config import settings_help
 from metarl_agents.training.presets import tomllib
 
 
@@ -62,7 +62,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", "--set", dest="overrides", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE",
                         help=f"replace a preset trainer setting (repeatable; reported as a non-paper setting): "
-                             f"{', '.join(TRAINER_SETTINGS)}")
+                             f"{settings_help()}")
     parser.add_argument("--env-kwarg", dest="env_kwargs", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="family kwarg, e.g. length=10 (repeatable; a non-paper setting)")
     parser.add_argument("--policy-kwarg", dest="policy_kwargs", type=key_value, action="append", default=[],

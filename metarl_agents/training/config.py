@@ -219,9 +219,9 @@ def preset_settings(env_id: str) -> dict[str, Any]:
 
 
 def settings_help() -> str:
-    """One line per overridable setting with its allowed values, for ``--help``."""
+    """Every overridable setting with what it is and its allowed values, for ``--help``."""
     meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-    return "; ".join(f"{name} ({_allowed(meta[name])})" for name in TRAINER_SETTINGS)
+    return "; ".join(f"{name} ({meta[name]['doc']}: {_allowed(meta[name])})" for name in TRAINER_SETTINGS)
 
 
 def _toml(value: Any) -> str:
