@@ -117,3 +117,30 @@ def test_every_preset_is_a_valid_configuration():
     for env_id in available_presets():
         config = RunConfig.from_preset(env_id, "SplAgger")
         assert config.env_id == env_id and config.frames == preset_settings(env_id)["frames"]
+
+
+def test_a_finished_run_of_a_version_2_store_is_recognised_and_skipped(tmp_path):
+    """A store written by the code before the run schema was unified (version 2, no policy_kwargs or
+    resolved_config columns): its finished runs are found by their keys and not trained again."""
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from leaderboard_fakes import FakeTrainer
+
+    from metarl_agents.leaderboard.runner import run_grid
+
+    specs = [spec for grid, _ in GOLDEN[1:3] for spec in build_grid(**grid)]
+    db = tmp_path / "v2.db"
+    with ResultStore(db) as store:
+        for spec in specs:
+            record = store.register_run(spec.store_fields())
+            store.record_evaluation(record.id, spec.frames, 1.0, [1.0], 2.0, checkpoint_path=None, finished=True)
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE runs DROP COLUMN policy_kwargs; ALTER TABLE runs DROP COLUMN resolved_config; "
+                       "UPDATE schema_version SET version = 2;")
+    conn.close()
+    summary = run_grid(specs, db, trainer=FakeTrainer(str(tmp_path / "log")), show_progress=False)
+    assert sorted(summary.skipped) == sorted(spec.run_key for spec in specs) and not summary.finished
+    assert not (tmp_path / "log").exists()  # nothing was built or trained
