@@ -302,7 +302,7 @@ def test_clip_actions_decides_whether_the_raw_gaussian_sample_reaches_the_env(cl
     assert MetaPPO("RNN", make_vec_env("MetaTMaze-v0", 4, seed=0, length=10), policy_kwargs=SMALL).clip_actions
     cheetah = MetaPPO.from_preset("MetaCheetahVel-v0", "RNN", n_envs=4, n_steps=8, policy_kwargs=SMALL)
     assert cheetah.clip_actions is False  # the Cheetah presets step raw samples, as the reference did
-    with pytest.raises(ValueError, match="clip_actions must be True or False, got 'no'"):
+    with pytest.raises(ValueError, match="clip_actions must be true or false, got 'no'"):
         MetaPPO("RNN", env, n_minibatches=1, clip_actions="no")
 
 
@@ -345,6 +345,8 @@ def test_policy_names_presets_and_bad_input():
         MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", n_envs=4, not_a_setting=1)
     with pytest.raises(ValueError, match="MetaPPO takes an SB3 VecEnv"):
         MetaPPO("RNN", "MetaTMaze-v0")
+    with pytest.raises(ValueError, match=r"gamma must be a finite number in \[0, 1\], got 2"):
+        MetaPPO("RNN", env, n_minibatches=2, gamma=2)
 
 
 def test_learns_a_short_tmaze():

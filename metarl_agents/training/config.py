@@ -212,6 +212,13 @@ _PRESET_NAMES = {"eval_freq": "eval_every", "eval_tasks": "n_eval_tasks"}
 _GRID_KEYS = ("env_id", "lr_grid", "seeds")
 
 
+def check_settings(**values: Any) -> dict[str, Any]:
+    """``values`` checked and converted as the :class:`RunConfig` fields of the same names (so an algorithm
+    built without a configuration refuses the same values); ``ValueError`` names the first bad one."""
+    meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
+    return {name: _check(name, value, meta[name]) for name, value in values.items()}
+
+
 def preset_settings(env_id: str) -> dict[str, Any]:
     """The run settings of ``env_id``'s preset, under the configuration's field names."""
     preset = load_preset(env_id)

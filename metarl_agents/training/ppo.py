@@ -36,6 +36,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
+from metarl_agents.training.config import check_settings
 from metarl_agents.training.rollout import (
     ReturnNormalizer,
     SequenceRolloutBuffer,
@@ -103,6 +104,13 @@ class MetaPPO(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        settings = {"n_steps": n_steps, "n_epochs": n_epochs, "n_minibatches": n_minibatches, "gamma": gamma,
+                    "gae_lambda": gae_lambda, "ent_coef": ent_coef, "vf_coef": vf_coef, "max_grad_norm": max_grad_norm,
+                    "normalize_reward": normalize_reward, "reward_clip": reward_clip, "clip_actions": clip_actions}
+        if not callable(clip_range):  # a schedule is checked by its values
+            settings["clip_range"] = clip_range
+        # The ranges of the run configuration (the learning rate may be 0 or a schedule here, e.g. to freeze weights).
+        check_settings(**settings)
         if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
             raise ValueError(
                 f"MetaPPO takes an SB3 VecEnv of transition observations, got {type(env).__name__}; build one with "
@@ -129,9 +137,6 @@ class MetaPPO(OnPolicyAlgorithm):
             _init_setup_model=False,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        for name, value in (("n_steps", n_steps), ("n_epochs", n_epochs), ("n_minibatches", n_minibatches)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.env is not None and n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches={n_minibatches} exceeds n_envs={self.n_envs}: a minibatch is a set of envs")
         self.n_epochs = n_epochs
@@ -140,8 +145,6 @@ class MetaPPO(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.normalize_reward = normalize_reward
         self.reward_clip = reward_clip
-        if not isinstance(clip_actions, (bool, np.bool_)):
-            raise ValueError(f"clip_actions must be True or False, got {clip_actions!r}")
         self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
         self._last_states: RNNStates | None = None
