@@ -90,3 +90,15 @@ def test_moved_modules_keep_their_old_import_paths():
     assert metarl_agents.evaluation is evaluation and metarl_agents.presets is presets
     assert metarl_agents.sequence is sequence and make_vec_env.__module__ == "metarl_agents.training.vec_env"
     assert SplAggerPolicy.__module__ == "metarl_agents.policies"
+
+
+# The step limits the ids registered before (the longest default trial); the envs' own bounds agree.
+PREVIOUSLY_REGISTERED = {"MetaTMaze-v0": 604, "MetaTMazeLongShort-v0": 604, "MetaTMazeAgreement-v0": 604,
+                         "MetaTMazeLatent-v0": 604, "MetaMinecraftLongShort-v0": 400, "MetaPlanningGame-v0": 100,
+                         "MetaPlanningGame4x4-v0": 100, "MetaPlanningGameJustGoal-v0": 100, "MetaCheetahDir-v0": 200,
+                         "MetaCheetahVel-v0": 200, "MetaFrozenLake-v0": 49, "MetaFrozenLakePenalty-v0": 49}
+
+
+@pytest.mark.parametrize("env_id", metarl_envs.REGISTERED_IDS)
+def test_default_trials_keep_their_length(env_id):
+    assert gym.make(env_id).spec.max_episode_steps == PREVIOUSLY_REGISTERED[env_id]
