@@ -53,7 +53,10 @@ class Timers:
 def instrumented(model, timers: Timers) -> Iterator[None]:
     """Time the parts of ``model``'s update; ``th.autograd.backward`` is what ``loss.backward()`` calls."""
     policy = model.policy
-    step_name = "step" if hasattr(policy, "evaluate_sequence") else "forward"
+    # MetaPPO's rollout calls step_flat (or step, for policies without it); RecurrentPPO's calls forward
+    step_name = next(name for name in ("step_flat", "step", "forward") if hasattr(policy, name))
+    if not hasattr(policy, "evaluate_sequence"):
+        step_name = "forward"
     forward_name = "evaluate_sequence" if hasattr(policy, "evaluate_sequence") else "evaluate_actions"
     undo = [
         timers.wrap(model, "collect_rollouts", "rollout"),
