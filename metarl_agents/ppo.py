@@ -331,9 +331,11 @@ class MetaPPO(OnPolicyAlgorithm):
                     )
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(batch["obs"]) or exc) from None
-                values, log_prob, entropy = values[valid], log_prob[valid], entropy[valid]
-                adv, old_v, ret = (batch[k][valid] for k in ("advantages", "old_values", "returns"))
-                log_ratio = log_prob - batch["old_log_probs"][valid]
+                # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
+                steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x: x[valid])
+                values, log_prob, entropy = steps(values), steps(log_prob), steps(entropy)
+                adv, old_v, ret = (steps(batch[k]) for k in ("advantages", "old_values", "returns"))
+                log_ratio = log_prob - steps(batch["old_log_probs"])
                 ratio = th.exp(log_ratio)
                 policy_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
                 values_clipped = old_v + th.clamp(values - old_v, -clip_range, clip_range)
@@ -403,14 +405,17 @@ class MetaPPO(OnPolicyAlgorithm):
         )
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
-                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor]:
+                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor | None]:
         """The whole sequences of ``envs``, re-laid as trial segments side by side (exact, see
-        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask."""
+        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask
+        (None where nothing is padding: the trials line up with the chunk)."""
         time_index, segment_env, valid = trial_segments(self.rollout_buffer.episode_starts[:, envs])
         rows = th.from_numpy(time_index).to(self.device)
         columns = th.from_numpy(envs[segment_env]).to(self.device)
-        valid_t = th.from_numpy(valid).to(self.device)
         batch = {key: value[rows, columns] for key, value in data.items()}
+        if valid.all():
+            return batch, select_states(initial_states, columns), None
+        valid_t = th.from_numpy(valid).to(self.device)
         batch["starts"] = batch["starts"] * valid_t  # padding continues its segment, never resets
         # A segment after an env's first starts with a reset, so its env's chunk-start state is dropped.
         return batch, select_states(initial_states, columns), valid_t

@@ -126,9 +126,10 @@ CASES = {
 }
 
 
-def build(cls, policy, make_env, policy_kwargs):
+def build(cls, policy, make_env, policy_kwargs, n_steps=35):
     # the seed is set here, on torch's global generator: build each model right before it learns
-    return cls(policy, make_env(4, 5), n_steps=35, n_minibatches=2, policy_kwargs=policy_kwargs, seed=5, device="cpu")
+    return cls(policy, make_env(4, 5), n_steps=n_steps, n_minibatches=2, policy_kwargs=policy_kwargs, seed=5,
+               device="cpu")
 
 
 def assert_same_states(a: RNNStates, b: RNNStates) -> None:
@@ -187,3 +188,23 @@ def test_kept_derived_tensors_follow_parameter_and_statistics_changes():
     # with grad the block-diagonal layer is built afresh, so gradients reach the four layers
     policy.memory.embed.step(obs).sum().backward()
     assert all(p.grad is not None for p in policy.memory.embed.parameters())
+
+
+class MaskedMetaPPO(MetaPPO):
+    """MetaPPO that selects the valid steps through a mask even where none is padding."""
+
+    def _minibatch(self, data, initial_states, envs):
+        batch, states, valid = super()._minibatch(data, initial_states, envs)
+        if valid is None:
+            valid = th.ones(batch["starts"].shape, dtype=th.bool)
+        return batch, states, valid
+
+
+def test_trials_aligned_with_the_chunk_train_without_a_mask_to_the_same_numbers():
+    planning = ("RNN", lambda n, seed: make_vec_env("MetaPlanningGame-v0", n, seed), {**SMALL, "head": "mlp"})
+    fast = build(MetaPPO, *planning, n_steps=100).learn(2 * 4 * 100)  # 100-step trials: nothing is padding
+    starts = {"starts": th.from_numpy(fast.rollout_buffer.episode_starts)}
+    assert fast._minibatch(starts, fast._last_states, np.arange(2))[2] is None
+    masked = build(MaskedMetaPPO, *planning, n_steps=100).learn(2 * 4 * 100)
+    for (name, a), (_, b) in zip(fast.policy.state_dict().items(), masked.policy.state_dict().items(), strict=True):
+        assert th.equal(a, b), name
