@@ -26,8 +26,6 @@ import torch as th
 from torch.profiler import ProfilerActivity, profile
 from trainer_speed import DISCRETE_FAMILIES, meta_ppo, recurrent_ppo
 
-PARTS = ("policy step", "env step", "rollout rest", "forward", "backward", "optimizer", "train rest")
-
 
 class Timers:
     """Process CPU time spent inside wrapped callables, per part."""
@@ -54,10 +52,9 @@ def instrumented(model, timers: Timers) -> Iterator[None]:
     """Time the parts of ``model``'s update; ``th.autograd.backward`` is what ``loss.backward()`` calls."""
     policy = model.policy
     # MetaPPO's rollout calls step_flat (or step, for policies without it); RecurrentPPO's calls forward
-    step_name = next(name for name in ("step_flat", "step", "forward") if hasattr(policy, name))
-    if not hasattr(policy, "evaluate_sequence"):
-        step_name = "forward"
-    forward_name = "evaluate_sequence" if hasattr(policy, "evaluate_sequence") else "evaluate_actions"
+    meta = hasattr(policy, "evaluate_sequence")
+    step_name = ("step_flat" if hasattr(policy, "step_flat") else "step") if meta else "forward"
+    forward_name = "evaluate_sequence" if meta else "evaluate_actions"
     undo = [
         timers.wrap(model, "collect_rollouts", "rollout"),
         timers.wrap(model, "train", "train"),
@@ -121,8 +118,8 @@ def main() -> None:
           "| ops/step | training ms | forward | backward | optimizer | training rest |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for env_id in args.families:
-        for name, make in (("MetaPPO", lambda: meta_ppo(env_id, None, "RNN", head="mlp", net_arch=(64, 64))),
-                           ("RecurrentPPO", lambda: recurrent_ppo(env_id, None))):
+        for name, make in (("MetaPPO", lambda e=env_id: meta_ppo(e, None, "RNN", head="mlp", net_arch=(64, 64))),
+                           ("RecurrentPPO", lambda e=env_id: recurrent_ppo(e, None))):
             model = make()
             p = profile_update(model, args.rounds)
             per_step = 1e3 * p["rollout"] / model.n_steps

@@ -332,7 +332,7 @@ class MetaPPO(OnPolicyAlgorithm):
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(batch["obs"]) or exc) from None
                 # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
-                steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x: x[valid])
+                steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
                 values, log_prob, entropy = steps(values), steps(log_prob), steps(entropy)
                 adv, old_v, ret = (steps(batch[k]) for k in ("advantages", "old_values", "returns"))
                 log_ratio = log_prob - steps(batch["old_log_probs"])
