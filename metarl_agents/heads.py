@@ -144,8 +144,12 @@ class HyperHead(nn.Module):
     def __init__(
         self, obs_dim: int, latent_dim: int, action_dim: int, discrete: bool, *,
         state_dim: int = 256, hyper_dim: int = 25, hidden: Sequence[int] = (256, 128), obs_clip: float = 10.0,
+        autocast_bf16: bool = False,
     ) -> None:
         super().__init__()
+        # Opt-in bfloat16 autocast of the head's products (parameters, gradients and outputs stay float32).
+        # Only worth it where the CPU has bf16 instructions (AVX512-BF16/AMX); elsewhere it is much slower.
+        self.autocast_bf16 = autocast_bf16
         self.state = StateEmbedding(obs_dim, state_dim, obs_clip)
         self.hyper_input = nn.Linear(latent_dim, hyper_dim)
         sizes = [state_dim, *hidden]
@@ -164,9 +168,11 @@ class HyperHead(nn.Module):
 
     def forward(self, s: th.Tensor, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         h = self.state(s)
-        e = th.tanh(self.hyper_input(latent))
-        e1 = th.cat([e, th.ones_like(e[:, :1])], dim=-1)
-        return self._run(self.actor, h, e1), self._run(self.critic, h, e1).squeeze(-1)
+        with th.autocast(h.device.type, dtype=th.bfloat16, enabled=self.autocast_bf16):
+            e = th.tanh(self.hyper_input(latent))
+            e1 = th.cat([e, th.ones_like(e[:, :1])], dim=-1)
+            actor, critic = self._run(self.actor, h, e1), self._run(self.critic, h, e1).squeeze(-1)
+        return actor.float(), critic.float()
 
     def step(self, s: th.Tensor, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """A rollout step: :meth:`forward` (its arithmetic, not its call overhead, is what costs)."""

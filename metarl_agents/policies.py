@@ -60,6 +60,7 @@ class PolicyConfig:
     net_arch: tuple[int, ...] = (256, 128)  #: hidden sizes of the actor and critic (base) networks
     head_state_dim: int = 256  #: width of the head's state embedding tanh(Linear(obs -> .))
     hyper_dim: int = 25  #: width of the hypernetwork input e = tanh(Linear(latent -> .))
+    head_bf16: bool = False  #: hypernetwork head: bfloat16 autocast (only faster on CPUs with bf16 instructions)
     obs_clip: float = 10.0  #: clip of the normalised state
     log_std_init: float = 0.0  #: Gaussian policies: initial state-independent log-std
     optimizer_class: type[th.optim.Optimizer] = th.optim.Adam
@@ -148,7 +149,10 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
         )
         head_class = HyperHead if cfg.head == "hyper" else MlpHead
-        extra = {"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch} if cfg.head == "hyper" else {"net_arch": cfg.net_arch}
+        if cfg.head_bf16 and cfg.head != "hyper":
+            raise ValueError(f"head_bf16=True applies to the hypernetwork head only, got head={cfg.head!r}")
+        extra = ({"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch, "autocast_bf16": cfg.head_bf16}
+                 if cfg.head == "hyper" else {"net_arch": cfg.net_arch})
         self.head = head_class(
             self.layout["obs_dim"], self.memory.output_dim, self.layout["act_dim"], discrete,
             state_dim=cfg.head_state_dim, obs_clip=cfg.obs_clip, **extra,

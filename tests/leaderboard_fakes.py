@@ -40,6 +40,8 @@ class FakeModel:
         while self.num_timesteps < target:
             callback.on_rollout_start()
             self.num_timesteps += ROLLOUT
+            if not callback.on_step():  # SB3 ends learn() when a callback's step returns False
+                return self
             kill_at = self.hooks.get("kill_at")
             if kill_at is not None and self.num_timesteps >= kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)  # a real, unclean death of the worker process

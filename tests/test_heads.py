@@ -90,3 +90,33 @@ def test_running_norm_matches_numpy():
     expected = (data[:4] - norm.mean.numpy()) / np.sqrt(norm.var.numpy() + 1e-8)
     np.testing.assert_allclose(norm(x).numpy(), expected, rtol=1e-5, atol=1e-6)
     assert norm(th.full((1, 3), 1e6)).max() == 10.0  # clipped
+
+
+def test_bf16_autocast_head_is_close_to_float32_and_keeps_float32_parameters_and_gradients():
+    th.manual_seed(0)
+    head = HyperHead(obs_dim=5, latent_dim=24, action_dim=4, discrete=True)
+    with th.no_grad():
+        for p in head.parameters():
+            p.add_(0.05 * th.randn_like(p))  # make the outputs depend on the latent
+    s, z = th.randn(32, 5), th.randn(32, 24)
+    full = head(s, z)
+    head.autocast_bf16 = True
+    half = head(s, z)
+    for a, b in zip(full, half, strict=True):
+        assert b.dtype == th.float32
+        th.testing.assert_close(b, a, rtol=0.05, atol=0.05)  # bfloat16 keeps 8 bits of mantissa
+    (half[0].sum() + half[1].sum()).backward()
+    assert all(p.grad.dtype == th.float32 and th.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+def test_bf16_is_refused_for_the_plain_head():
+    import gymnasium as gym
+
+    from metarl_agents.policies import SplAggerPolicy
+    from metarl_envs.wrappers import TransitionObservation
+
+    env = TransitionObservation(gym.make("MetaTMaze-v0"))
+    with pytest.raises(ValueError, match="head_bf16=True applies to the hypernetwork head only"):
+        SplAggerPolicy(env.observation_space, env.action_space, lambda _: 1e-3, head="mlp", head_bf16=True)
+    policy = SplAggerPolicy(env.observation_space, env.action_space, lambda _: 1e-3, head_bf16=True)
+    assert policy.head.autocast_bf16

@@ -305,3 +305,41 @@ def test_ray_address_that_does_not_answer_fails_fast_and_clearly():
             check_ray_address(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1.0)
     assert time.monotonic() - started < 10
     check_ray_address("auto")  # left to Ray
+
+
+def early_stopping_spec(**changes) -> RunSpec:
+    # Returns of seed 73 at lr 1e-3: 2.03, 2.23, 2.53, 2.73 at EVAL_FRAMES; two in a row >= 2.2 end at 800.
+    return RunSpec(**{**spec().__dict__, "stop_at_return": 2.2, "patience": 2, **changes})
+
+
+def test_early_stopping_ends_the_run_after_patience_evaluations_at_the_target(tmp_path):
+    db, trainer, run = tmp_path / "r.db", FakeTrainer(str(tmp_path / "log")), early_stopping_spec()
+    assert train_one(run, db, trainer) == "finished"
+    status, frames, returns = stored(db)[run.run_key]
+    assert (status, frames) == ("finished", [300, 500, 800])
+    assert returns == [fake_return(73, 1e-3, f) for f in frames]
+    assert [line for line in trainer.lines() if line[0] == "eval"][-1][-1] == "800"  # no evaluation after the stop
+    with ResultStore(db) as store:
+        record = store.run_by_key(run.run_key)
+    assert (record.stop_at_return, record.patience) == (2.2, 2)
+    assert record.run_key != spec().run_key and spec().run_key == early_stopping_spec(
+        stop_at_return=None, patience=None).run_key  # keys of runs without the rule are unchanged
+
+
+def test_early_stopping_streak_survives_a_crash_and_a_resume(tmp_path):
+    db, log, run = tmp_path / "r.db", str(tmp_path / "log"), early_stopping_spec()
+    with pytest.raises(RuntimeError, match="fake crash"):
+        train_one(run, db, FakeTrainer(log, crash_after_evals={run.run_key: 2}))  # dies after 300 and 500
+    assert stored(db)[run.run_key][:2] == ("failed", [300, 500])
+    assert train_one(run, db, FakeTrainer(log)) == "finished"  # 500 counted before the crash: stops at 800
+    assert stored(db)[run.run_key][:2] == ("finished", [300, 500, 800])
+
+
+def test_run_killed_after_meeting_the_rule_is_finished_without_training(tmp_path):
+    db, trainer, run = tmp_path / "r.db", FakeTrainer(str(tmp_path / "log")), early_stopping_spec(patience=1)
+    with ResultStore(db) as store:
+        record = store.register_run(run.store_fields())
+        store.record_evaluation(record.id, 500, 2.5, [2.5], 1.0, checkpoint_path=None)  # status stays running
+    assert train_one(run, db, trainer) == "finished"
+    assert trainer.lines() == []
+    assert stored(db)[run.run_key][:2] == ("finished", [500])

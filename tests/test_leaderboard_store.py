@@ -203,3 +203,58 @@ def test_concurrent_writers_from_several_processes(tmp_path):
             points = store.evaluations(run.id)
             assert [p.frames for p in points] == [10 * k for k in range(1, n_points + 1)]
             assert [p.meta_episode_return for p in points] == [run.seed // 100 + k / 100 for k in range(1, n_points + 1)]
+
+
+def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path):
+    """A store written before early stopping keeps every run and point; read-only opens do not change it."""
+    import sqlite3
+
+    from metarl_agents.leaderboard.grid import RunSpec
+
+    db = tmp_path / "old.db"
+    run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=3, lr=1e-3, frames=1000, paper_frames=1000,
+                  preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
+    with ResultStore(db) as store:
+        record = store.register_run(run.store_fields())
+        store.record_evaluation(record.id, 500, 1.5, [1.5], 2.0, checkpoint_path=None, finished=True)
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE runs DROP COLUMN stop_at_return; ALTER TABLE runs DROP COLUMN patience; "
+                       "UPDATE schema_version SET version = 1;")
+    conn.close()
+    before = db.read_bytes()
+    with ResultStore(db, readonly=True) as store:
+        (old,) = store.runs()
+        assert (old.run_key, old.status, old.stop_at_return, old.patience) == (run.run_key, "finished", None, None)
+    assert db.read_bytes() == before
+    with ResultStore(db) as store:
+        (upgraded,) = store.runs()
+        assert upgraded == old and [p.frames for p in store.evaluations(upgraded.id)] == [500]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    conn.close()
+
+
+def test_snapshot_for_committing_keeps_finished_runs_only_and_leaves_the_live_store_alone(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from metarl_agents.leaderboard.grid import RunSpec
+
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "snapshot.py"
+    module_spec = importlib.util.spec_from_file_location("snapshot", path)
+    snapshot = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(snapshot)
+    live, committed = tmp_path / "live.db", tmp_path / "committed.db"
+    with ResultStore(live) as store:
+        for seed, finished in ((1, True), (2, False)):
+            run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+                          preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
+            record = store.register_run(run.store_fields())
+            store.record_evaluation(record.id, 500, float(seed), [1.0], 2.0, checkpoint_path="c.pt", finished=finished)
+        before = [(r.run_key, r.status) for r in store.runs()]
+        assert snapshot.snapshot(live, committed) == (1, 1)
+        assert [(r.run_key, r.status) for r in store.runs()] == before
+    with ResultStore(committed, readonly=True) as copy:
+        (run,) = copy.runs()
+        assert (run.seed, run.status, run.checkpoint_path) == (1, "finished", None)
+        assert [(p.frames, p.meta_episode_return) for p in copy.evaluations(run.id)] == [(500, 1.0)]

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
                      help="replace a preset trainer setting, e.g. n_steps=350 (repeatable; reported as a "
                           "non-paper setting)")
+    run.add_argument("--stop-at-return", type=float, metavar="R",
+                     help="end a run after --patience consecutive evaluations with a return >= R; the report "
+                          "carries its last value forward to the budget, marked as carried")
+    run.add_argument("--patience", type=int, metavar="P", help="evaluations >= --stop-at-return before stopping")
     run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
@@ -88,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     report.add_argument("--out", default=DEFAULT_REPORT_DIR, help=f"output folder (default: ./{DEFAULT_REPORT_DIR})")
     report.add_argument("--envs", nargs="+", metavar="ENV", help="only these environments")
+    report.add_argument("--markdown", metavar="FILE",
+                        help="write the markdown there instead of OUT/leaderboard.md (plots stay in OUT, linked)")
     return parser
 
 
@@ -98,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
     specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, args.frames, args.eval_every,
-                       args.n_eval_tasks, args.env_kwargs, dict(args.override))
+                       args.n_eval_tasks, args.env_kwargs, dict(args.override), args.stop_at_return,
+                       args.patience)
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""
@@ -119,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from metarl_agents.leaderboard.report import write_report
 
-    path = write_report(args.db, args.out, args.envs)
+    path = write_report(args.db, args.out, args.envs, args.markdown)
     print(f"leaderboard written to {path} (curves, CSV and JSON beside it)")
     return 0
 

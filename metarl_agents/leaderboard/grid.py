@@ -39,6 +39,10 @@ class RunSpec:
     n_eval_tasks: int = DEFAULT_EVAL_TASKS
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # preset values replaced for this sweep
+    # Early stopping: end the run after ``patience`` consecutive evaluations >= ``stop_at_return``; the
+    # report carries its last value forward to the budget (marked as carried).
+    stop_at_return: float | None = None
+    patience: int | None = None
 
     @property
     def reduced(self) -> bool:
@@ -51,8 +55,10 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Hash of every setting that changes results and is not spelled out exactly in the key."""
-        config = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks, self.env_kwargs,
-                  self.overrides]
+        config: list[Any] = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks,
+                             self.env_kwargs, self.overrides]
+        if self.stop_at_return is not None:  # appended only when set, so keys of runs without it never change
+            config.append({"stop_at_return": self.stop_at_return, "patience": self.patience})
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -70,7 +76,7 @@ class RunSpec:
             "lr": self.lr, "preset_name": self.preset_name, "preset_hash": self.preset_hash,
             "frames_budget": self.frames, "paper_frames": self.paper_frames, "reduced": int(self.reduced),
             "eval_every": self.eval_every, "n_eval_tasks": self.n_eval_tasks, "env_kwargs": self.env_kwargs,
-            "overrides": self.overrides,
+            "overrides": self.overrides, "stop_at_return": self.stop_at_return, "patience": self.patience,
         }
 
 
@@ -167,6 +173,8 @@ def build_grid(
     n_eval_tasks: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
+    stop_at_return: float | None = None,
+    patience: int | None = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
@@ -174,6 +182,8 @@ def build_grid(
     on the preset's ``eval_tasks`` tasks.
     ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``); like ``env_kwargs`` they
     become part of each run's identity and are reported as departures from the paper's settings.
+    ``stop_at_return`` and ``patience`` (given together) end a run after ``patience`` consecutive
+    evaluations with a meta-episode return >= ``stop_at_return``.
     """
     from metarl_agents.presets import load_preset
 
@@ -187,6 +197,13 @@ def build_grid(
         raise ValueError(f"--n-eval-tasks must be >= 1, got {n_eval_tasks}")
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"--eval-every must be >= 1 frame, got {eval_every}")
+    if (stop_at_return is None) != (patience is None):
+        raise ValueError("--stop-at-return and --patience go together: give both or neither, got "
+                         f"stop_at_return={stop_at_return}, patience={patience}")
+    if stop_at_return is not None and not math.isfinite(stop_at_return):
+        raise ValueError(f"--stop-at-return must be a finite return, got {stop_at_return}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"--patience must be >= 1 evaluation, got {patience}")
     for lr in lrs or ():
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"learning rates must be positive, got {lr}")
@@ -207,5 +224,7 @@ def build_grid(
                         paper_frames=paper_frames, preset_name=str(preset.get("env_id", env_id)),
                         preset_hash=preset_hash(preset), eval_every=every, n_eval_tasks=tasks,
                         env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
+                        stop_at_return=None if stop_at_return is None else float(stop_at_return),
+                        patience=patience,
                     ))
     return specs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -55,6 +56,11 @@ class Entry:
     seeds: list[int]
     frames: np.ndarray  # common evaluation frames
     curves: np.ndarray  # [seeds, points]
+    carried: np.ndarray  # [seeds, points] True where an early-stopped seed's last value is carried forward
+    stopped: dict[int, int] = field(default_factory=dict)  # seed -> frames of its last real evaluation
+
+    def stopped_text(self) -> str:
+        return ", ".join(f"{seed} at {frames:,}" for seed, frames in sorted(self.stopped.items())) or "—"
 
     @cached_property
     def final(self) -> tuple[float, float, float]:
@@ -112,6 +118,11 @@ class Group:
             f"{r.machine.get('platform')}" for r in self.runs if r.machine
         })
 
+    def stopping_rules(self) -> list[tuple[float, int]]:
+        """The early-stopping rules of the group's runs (a stopped run's curve is carried to the budget, so
+        runs with and without a rule stay comparable and share the group)."""
+        return sorted({(r.stop_at_return, r.patience) for r in self.runs if r.patience is not None})
+
     def versions(self) -> list[str]:
         return sorted({", ".join(f"{k} {v}" for k, v in sorted(r.versions.items())) for r in self.runs if r.versions})
 
@@ -133,20 +144,37 @@ def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[G
         for run in group.runs:
             points = store.evaluations(run.id)
             if run.status == "finished" and points:
-                curves[run.agent, run.lr].append(
-                    (run.seed, np.array([p.frames for p in points]), np.array([p.meta_episode_return for p in points]))
-                )
-        group.entries = [_entry(agent, lr, seeds) for (agent, lr), seeds in sorted(curves.items())]
+                curves[run.agent, run.lr].append((run.seed, np.array([p.frames for p in points]),
+                                                  np.array([p.meta_episode_return for p in points])))
+        group.entries = [_entry(agent, lr, seeds, group.eval_every, group.frames)
+                         for (agent, lr), seeds in sorted(curves.items())]
     _assign_slugs(list(groups.values()))
     return sorted(groups.values(), key=lambda g: (g.env_id, -g.frames))
 
 
-def _entry(agent: str, lr: float, seeds: list[tuple[int, np.ndarray, np.ndarray]]) -> Entry:
-    """Align the seeds' curves on the evaluation frames of the shortest one (they normally coincide)."""
-    seeds = sorted(seeds)
-    frames = min((f for _, f, _ in seeds), key=len)
-    curves = np.stack([np.interp(frames, f, r) for _, f, r in seeds])
-    return Entry(agent, lr, [s for s, _, _ in seeds], frames, curves)
+def _entry(agent: str, lr: float, seeds: list[tuple[int, np.ndarray, np.ndarray]], every: int,
+           budget: int) -> Entry:
+    """Align the seeds' curves on the evaluation frames of the shortest one (they normally coincide).
+
+    A seed that stopped early (its last evaluation is before the budget) has its last value carried forward
+    to the evaluation frames it skipped, so that its curve and its final return compare with full runs;
+    those points are flagged as carried.
+    """
+    seeds = sorted(seeds, key=lambda seed: seed[0])
+    stopped = {seed: int(f[-1]) for seed, f, _ in seeds if f[-1] < budget}
+    extended = [(seed, *_carry_forward(f, r, every, budget)) for seed, f, r in seeds]
+    frames = min((f for _, f, _ in extended), key=len)
+    curves = np.stack([np.interp(frames, f, r) for _, f, r in extended])
+    carried = np.stack([frames > stopped.get(seed, np.inf) for seed, _, _ in extended])
+    return Entry(agent, lr, [seed for seed, _, _ in seeds], frames, curves, carried, stopped)
+
+
+def _carry_forward(frames: np.ndarray, returns: np.ndarray, every: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """The curve continued at its last value on the remaining multiples of ``every`` and at the budget."""
+    if frames[-1] >= budget:
+        return frames, returns
+    extra = np.array([*range((int(frames[-1]) // every + 1) * every, budget, every), budget])
+    return np.concatenate([frames, extra]), np.concatenate([returns, np.full(len(extra), returns[-1])])
 
 
 def _assign_slugs(groups: list[Group]) -> None:
@@ -195,7 +223,7 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> lis
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def _group_markdown(group: Group) -> list[str]:
+def _group_markdown(group: Group, figures: str = "") -> list[str]:
     title = f"{_md(group.env_id)} — {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
@@ -204,6 +232,12 @@ def _group_markdown(group: Group) -> list[str]:
     lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
                  f"{group.eval_every:,} frames and at the end, on {group.n_eval_tasks} fresh tasks (deterministic "
                  "actions, one trial each), meta-episode return")
+    for stop_at_return, patience in group.stopping_rules():
+        with_rule = sum(r.patience == patience and r.stop_at_return == stop_at_return for r in group.runs)
+        lines.append(f"- Early stopping ({with_rule} of {len(group.runs)} runs): a run ends after {patience} "
+                     f"consecutive evaluations with a return >= {stop_at_return:g}; its last value is carried forward "
+                     "to the budget (column 'stopped early'; hollow markers in the plot where a seed's value is "
+                     "carried)")
     if group.env_kwargs:
         lines.append(f"- Environment overrides (not the paper's setting): {_code(json.dumps(group.env_kwargs))}")
     if group.overrides:
@@ -219,16 +253,17 @@ def _group_markdown(group: Group) -> list[str]:
     caption = f"_{_md(group.env_id)}, {group.budget_text()}; machine: {_md('; '.join(group.machines()))}_"
     for statistic, name in (("final", "final"), ("over_run", "mean-over-run")):
         lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
-        rows = [(rank, _md(e.agent), f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds))
+        rows = [(rank, _md(e.agent), f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds), e.stopped_text())
                 for rank, e in enumerate(group.ranked(statistic), 1)]
-        lines += _markdown_table(["rank", "agent", "best lr", "final return", "mean over run", "seeds"], rows)
+        lines += _markdown_table(["rank", "agent", "best lr", "final return", "mean over run", "seeds",
+                                  "stopped early (seed at frames)"], rows)
         lines.append("")
     best = {id(e) for e in group.best_entries()}
     lines += ["### Every learning rate", "", caption, ""]
     rows = [(_md(e.agent), f"{e.lr:g}" + (" (best)" if id(e) in best else ""), _ci(e.final), _ci(e.over_run),
-             " ".join(map(str, e.seeds))) for e in group.entries]
-    lines += _markdown_table(["agent", "lr", "final return", "mean over run", "seeds"], rows)
-    lines += ["", f"![{_md(group.env_id)} learning curves]({group.slug}.png)", ""]
+             " ".join(map(str, e.seeds)), e.stopped_text()) for e in group.entries]
+    lines += _markdown_table(["agent", "lr", "final return", "mean over run", "seeds", "stopped early"], rows)
+    lines += ["", f"![{_md(group.env_id)} learning curves]({figures}{group.slug}.png)", ""]
     return lines
 
 
@@ -244,9 +279,15 @@ def _plot(group: Group, path: Path) -> None:
         label = f"{_plain(entry.agent)} (lr {entry.lr:g}, {len(entry.seeds)} seeds)"
         (line,) = ax.plot(entry.frames, mean, label=label)
         ax.fill_between(entry.frames, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+        carried = entry.carried.any(axis=0)
+        if carried.any():
+            ax.plot(entry.frames[carried], mean[carried], "o", markerfacecolor="none", markersize=4,
+                    color=line.get_color())
     title = f"{_plain(group.env_id)}, {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" — REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
+    if any(entry.carried.any() for entry in group.entries):
+        ax.plot([], [], "o", markerfacecolor="none", color="grey", label="includes carried values (stopped early)")
     ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -270,6 +311,7 @@ def _summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
                 "over_run_mean": e.over_run[0], "over_run_ci_low": e.over_run[1],
                 "over_run_ci_high": e.over_run[2], "rank_final": rank["final"].get(id(e)),
                 "rank_over_run": rank["over_run"].get(id(e)),
+                "stopped_early": [f"{seed}@{frames}" for seed, frames in sorted(e.stopped.items())],
             })
     return rows
 
@@ -283,9 +325,19 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
 
 
 def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report",
-                 envs: Sequence[str] | None = None) -> Path:
-    """Write leaderboard.md, one PNG per group, leaderboard.csv/.json and evaluations.csv; return the .md."""
+                 envs: Sequence[str] | None = None, markdown: str | Path | None = None) -> Path:
+    """Write leaderboard.md, one PNG per group, leaderboard.csv/.json and evaluations.csv; return the .md.
+
+    ``markdown`` puts the markdown file elsewhere (e.g. a committed ``LEADERBOARD.md``), linking to the
+    plots in ``out_dir``. When the store has paper-budget runs of an environment the SplAgger paper makes a
+    claim about, a "paper claims" section with each claim's verdict comes first.
+    """
+    from metarl_agents.leaderboard.claims import CLAIMS, claims_markdown
+
     db_path, out_dir = Path(db_path), Path(out_dir)
+    markdown = out_dir / "leaderboard.md" if markdown is None else Path(markdown)
+    figures = Path(os.path.relpath(out_dir, markdown.parent or ".")).as_posix() + "/"
+    figures = "" if figures == "./" else figures
     if not db_path.exists():
         raise FileNotFoundError(f"no result database at {db_path}; run `metarl-bench run` first or pass --db")
     with ResultStore(db_path, readonly=True) as store:
@@ -303,17 +355,20 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from `{db_path}` by `metarl-bench report`.", ""]
     if not groups:
         lines.append("The store holds no runs yet.")
+    if any(not g.reduced for g in groups if g.env_id in {claim.env_id for claim in CLAIMS}):
+        lines += claims_markdown(groups, figures)
     for group in groups:
-        lines += _group_markdown(group)
+        lines += _group_markdown(group, figures)
         if group.entries:
             _plot(group, out_dir / f"{group.slug}.png")
-    markdown = out_dir / "leaderboard.md"
+    markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines) + "\n")
     summary = _summary_rows(groups)
     _write_csv(out_dir / "leaderboard.csv", summary, list(summary[0]) if summary else ["env_id"])
     _write_csv(out_dir / "evaluations.csv", evaluations, list(evaluations[0]) if evaluations else ["env_id"])
     provenance = [{"group": g.slug, "env_id": g.env_id, "frames_budget": g.frames, "paper_frames": g.paper_frames,
-                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "overrides": g.overrides, "machines": g.machines(),
+                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "overrides": g.overrides,
+                   "stopping_rules": g.stopping_rules(), "machines": g.machines(),
                    "versions": g.versions()} for g in groups]
     (out_dir / "leaderboard.json").write_text(json.dumps(
         {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,

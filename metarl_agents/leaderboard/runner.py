@@ -205,6 +205,16 @@ class _Recorder:
         self.wall_time_before, self.started = wall_time_s, time.perf_counter()
         self.checkpoint = checkpoint
         self.checkpoint_frames = 0
+        self.streak = 0  # consecutive evaluations at or above spec.stop_at_return
+
+    @property
+    def stop(self) -> bool:
+        """The early-stopping rule is met: the run ends at its last recorded evaluation."""
+        return self.spec.patience is not None and self.streak >= self.spec.patience
+
+    def count(self, meta_episode_return: float) -> None:
+        if self.spec.stop_at_return is not None:
+            self.streak = self.streak + 1 if meta_episode_return >= self.spec.stop_at_return else 0
 
     def wall_time(self) -> float:
         return self.wall_time_before + time.perf_counter() - self.started
@@ -220,6 +230,7 @@ class _Recorder:
         if self.checkpoint is not None and self.checkpoint != saved:
             self.checkpoint.unlink(missing_ok=True)
         self.checkpoint, self.checkpoint_frames = saved, frames
+        self.count(float(result["meta_episode_return"]))
         self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
 
     def report(self, event: tuple) -> None:
@@ -241,7 +252,7 @@ def _evaluation_callback(recorder: _Recorder, frames_done: int) -> Any:
         next_at = (frames_done // every + 1) * every
 
         def _on_step(self) -> bool:
-            return True
+            return not recorder.stop  # False ends learn() right after the evaluation that met the rule
 
         def _on_rollout_start(self) -> None:
             frames = self.model.num_timesteps
@@ -282,7 +293,12 @@ def train_one(
     _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
     recorder.checkpoint_frames = record.checkpoint_frames or 0  # named if training diverges before the next
+    for point in store.evaluations(record.id):  # a resumed run continues its streak
+        recorder.count(point.meta_episode_return)
     try:
+        if recorder.stop:  # killed after the rule was met but before the run was marked finished
+            store.mark_stopped(record.id, recorder.wall_time())
+            return "finished"
         if checkpoint is None:
             model = trainer.build(spec)
         elif checkpoint.exists():
@@ -293,7 +309,10 @@ def train_one(
         if model.num_timesteps < spec.frames:
             model.learn(spec.frames - model.num_timesteps, reset_num_timesteps=False, progress_bar=False,
                         callback=_evaluation_callback(recorder, int(model.num_timesteps)))
-        recorder.record(model, finished=True)
+        if recorder.stop:
+            store.mark_stopped(record.id, recorder.wall_time())
+        else:
+            recorder.record(model, finished=True)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             reason = "interrupted"

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 stores (no early-stopping columns) are upgraded in place on the first writable open: the
+# upgrade only adds nullable columns, so every stored run and evaluation stays as it was.
+_UPGRADES = {1: ("ALTER TABLE runs ADD COLUMN stop_at_return REAL", "ALTER TABLE runs ADD COLUMN patience INTEGER")}
 APP_NAME = "metarl-leaderboard"
 # Stamped into the SQLite header (PRAGMA application_id) so the file identifies itself: "MRLB".
 APPLICATION_ID = 0x4D524C42
@@ -56,6 +59,8 @@ CREATE TABLE IF NOT EXISTS runs (
     n_eval_tasks INTEGER NOT NULL,
     env_kwargs TEXT NOT NULL,
     overrides TEXT NOT NULL DEFAULT '{}',
+    stop_at_return REAL,
+    patience INTEGER,
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
     frames_done INTEGER NOT NULL DEFAULT 0,
     checkpoint_path TEXT,
@@ -104,6 +109,8 @@ class RunRecord:
     n_eval_tasks: int
     env_kwargs: dict[str, Any]
     overrides: dict[str, Any]
+    stop_at_return: float | None
+    patience: int | None
     status: str
     frames_done: int
     checkpoint_path: str | None
@@ -115,7 +122,8 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        values = {name: row[name] for name in cls.__dataclass_fields__}
+        present = set(row.keys())  # a version-1 store opened read-only has no early-stopping columns
+        values = {name: row[name] if name in present else None for name in cls.__dataclass_fields__}
         values["reduced"] = bool(values["reduced"])
         for name in ("env_kwargs", "overrides", "versions", "machine"):
             values[name] = json.loads(values[name])
@@ -161,6 +169,8 @@ class ResultStore:
             problem = _describe_foreign_content(self._conn, self.path)
             if problem is not None:
                 raise StoreError(problem)
+            if not readonly:
+                _upgrade(self._conn)
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreError(explain(exc, self.path, "read")) from exc
@@ -258,6 +268,12 @@ class ResultStore:
                 (int(frames), checkpoint_path, int(frames) if checkpoint_path else None, float(wall_time_s),
                  "finished" if finished else "running", now, run_id),
             )
+
+    def mark_stopped(self, run_id: int, wall_time_s: float) -> None:
+        """Finish a run early at its last recorded evaluation (its early-stopping rule was met)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE runs SET status = 'finished', wall_time_s = ?, updated_at = ? WHERE id = ?",
+                         (float(wall_time_s), time.time(), run_id))
 
     def mark_failed(self, run_id: int, error: str, wall_time_s: float | None = None) -> None:
         with self._transaction() as conn:
@@ -392,11 +408,27 @@ def _describe_foreign_content(conn: sqlite3.Connection, path: Path) -> str | Non
         return (f"{path} is an SQLite database but not a metarl leaderboard store "
                 f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path.")
     row = conn.execute("SELECT app, version FROM schema_version").fetchone()
-    if row is None or row[0] != APP_NAME or row[1] != SCHEMA_VERSION:
+    if row is None or row[0] != APP_NAME or (row[1] != SCHEMA_VERSION and row[1] not in _UPGRADES):
         found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"
         return (f"{path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
                 "refusing to modify it.")
     return None
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring an older store of ours to the current schema, in one transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        while version != SCHEMA_VERSION:
+            for statement in _UPGRADES[version]:
+                conn.execute(statement)
+            version += 1
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def explain(exc: BaseException, path: Path, action: str) -> str:

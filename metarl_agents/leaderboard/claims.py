@@ -1,0 +1,119 @@
+"""The SplAgger paper's claims, checked against the runs of a result store.
+
+Each claim is an ordering of final returns (the last evaluation, with early-stopped runs carried forward)
+between agents on one environment, judged only at the paper's budget: a reduced-budget group never gives
+a verdict. Orderings are judged on the 68 % bootstrap intervals the leaderboard prints:
+
+- *reproduced*: every comparison holds with separated intervals (for a "same or better" claim: no
+  comparison is reversed);
+- *refuted*: some comparison is reversed with separated intervals;
+- *not separated*: neither (the means may be ordered either way; the intervals overlap);
+- *not run*: the store has no finished paper-budget runs of an agent the claim needs (or fewer than
+  ``MIN_SEEDS`` seeds of it).
+
+Each agent is taken at its best learning rate, as in the leaderboard tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from metarl_agents.leaderboard.report import Entry, Group, _ci, _markdown_table
+
+MIN_SEEDS = 3
+SOLVED_RETURN = {"MetaTMaze-v0": 15.5}  # the T-maze's optimum is 16: 15.5 means solved in (nearly) every task
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``winners`` beat every one of ``losers`` on ``env_id`` (or, with ``same_or_better``, are not
+    separated below them); with no losers, ``winners`` stay below the environment's solved return (the
+    paper's "fails to learn within the budget")."""
+
+    text: str
+    env_id: str
+    winners: tuple[str, ...]
+    losers: tuple[str, ...] = ()
+    same_or_better: bool = False
+
+
+CLAIMS = (
+    Claim("Permutation-invariant aggregation helps: the aggregating agents beat the RNN on T-LS",
+          "MetaTMaze-v0", ("SplAgger", "Max", "AMRL", "CNP"), ("RNN",)),
+    Claim("Permutation-invariant aggregation helps: the aggregating agents beat the RNN on T-maze Latent",
+          "MetaTMazeLatent-v0", ("SplAgger", "Max", "AMRL"), ("RNN",)),
+    Claim("SplAgger has the highest return on T-LS", "MetaTMaze-v0", ("SplAgger",),
+          ("RNN", "AMRL", "CNP", "Max", "PEARL")),
+    Claim("SplAgger has the highest return on MC-LS", "MetaMinecraftLongShort-v0", ("SplAgger",), ("RNN", "Max")),
+    Claim("The plain RNN fails to learn T-LS within the budget (its final return stays below 15.5 of 16)",
+          "MetaTMaze-v0", ("RNN",)),
+    Claim("Dropping AMRL's straight-through gradient helps: SplAgger beats AMRL on T-LS", "MetaTMaze-v0",
+          ("SplAgger",), ("AMRL",)),
+    Claim("On MC-LS max aggregation beats the RNN", "MetaMinecraftLongShort-v0", ("Max",), ("RNN",)),
+    Claim("On the Planning Game a pure max aggregator does worse than the RNN", "MetaPlanningGame-v0", ("RNN",),
+          ("Max",)),
+    Claim("On Cheetah-Dir SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
+          "MetaCheetahDir-v0", ("SplAgger",), ("RNN", "CNP", "AMRL", "PEARL"), same_or_better=True),
+    Claim("On Cheetah-Vel SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
+          "MetaCheetahVel-v0", ("SplAgger",), ("RNN", "CNP", "AMRL", "PEARL"), same_or_better=True),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    verdict: str
+    evidence: str
+    group: Group | None
+
+
+def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
+    """The claim's verdict from the paper-budget group of its environment with the most finished runs."""
+    candidates = [g for g in groups if g.env_id == claim.env_id and not g.reduced and g.entries]
+    if not candidates:
+        return Verdict(claim, "not run", "no finished runs at the paper's budget", None)
+    group = max(candidates, key=lambda g: sum(len(e.seeds) for e in g.entries))
+    best = {e.agent: e for e in group.best_entries()}
+    missing = [a for a in (*claim.winners, *claim.losers) if len(best[a].seeds if a in best else ()) < MIN_SEEDS]
+    if missing:
+        have = ", ".join(f"{a} {len(best[a].seeds) if a in best else 0}" for a in missing)
+        return Verdict(claim, "not run", f"needs {MIN_SEEDS} finished seeds each; have {have}", group)
+    if claim.losers:
+        outcomes = [_compare(best[w], best[loser]) for w in claim.winners for loser in claim.losers]
+        if claim.same_or_better:
+            outcomes = ["holds" if outcome == "overlap" else outcome for outcome in outcomes]
+    else:
+        solved = SOLVED_RETURN[claim.env_id]
+        outcomes = ["holds" if best[w].final[2] < solved else "reversed" if best[w].final[1] >= solved else "overlap"
+                    for w in claim.winners]
+    verdict = ("refuted" if "reversed" in outcomes else "reproduced" if set(outcomes) == {"holds"}
+               else "not separated")
+    evidence = "; ".join(f"{a} {_ci(best[a].final)} (lr {best[a].lr:g})" for a in (*claim.winners, *claim.losers))
+    return Verdict(claim, verdict, evidence, group)
+
+
+def _compare(winner: Entry, loser: Entry) -> str:
+    """"holds" if the winner's interval lies above the loser's, "reversed" if below, else "overlap"."""
+    if winner.final[1] > loser.final[2]:
+        return "holds"
+    if winner.final[2] < loser.final[1]:
+        return "reversed"
+    return "overlap"
+
+
+def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
+    """The "paper claims" section: one row per claim, with its verdict, budget, numbers and figure."""
+    lines = ["## Paper claims", "",
+             "Each claim of the SplAgger paper as an ordering of final returns (mean over seeds, 68 % bootstrap "
+             "CI; each agent at its best learning rate), judged only at the paper's budget: *reproduced* = "
+             "the ordering holds with separated intervals, *refuted* = reversed with separated intervals, "
+             f"*not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished seeds.", ""]
+    rows = []
+    for verdict in (judge(claim, groups) for claim in CLAIMS):
+        group = verdict.group
+        budget = f"{group.frames:,} frames" if group is not None else "—"
+        figure = f"[plot]({figures}{group.slug}.png)" if group is not None else "—"
+        # Claim texts and evidence are built from this module's constants and numbers: no escaping needed.
+        rows.append((verdict.claim.text, f"**{verdict.verdict}**", budget, verdict.evidence, figure))
+    return lines + _markdown_table(["claim", "verdict", "budget", "final return [68 % CI]", "figure"], rows) + [""]

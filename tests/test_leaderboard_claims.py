@@ -1,0 +1,93 @@
+"""Early-stopped runs in the report (carried forward, flagged) and the paper-claims verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from metarl_agents.leaderboard.claims import CLAIMS, judge
+from metarl_agents.leaderboard.grid import RunSpec
+from metarl_agents.leaderboard.report import load_groups, write_report
+from metarl_agents.leaderboard.store import ResultStore
+
+BUDGET, EVERY = 1_500_000, 500_000
+SEEDS = (73, 20, 3)
+# agent -> final return of each seed; SplAgger stops early (at 500k), the others train to the budget.
+T_LS = {"SplAgger": (15.7, 15.8, 15.9), "AMRL": (15.75, 15.8, 15.85), "Max": (15.0, 15.1, 15.2),
+        "CNP": (10.0, 11.0, 12.0), "PEARL": (1.0, 1.0, 1.0), "RNN": (2.0, 2.1, 2.2)}
+
+
+def spec(env_id: str, agent: str, seed: int, stop: bool) -> RunSpec:
+    return RunSpec(env_id=env_id, agent=agent, seed=seed, lr=1e-3, frames=BUDGET, paper_frames=BUDGET,
+                   preset_name=env_id, preset_hash="abc", eval_every=EVERY, n_eval_tasks=16,
+                   stop_at_return=15.5 if stop else None, patience=1 if stop else None)
+
+
+def add(store: ResultStore, run: RunSpec, points: dict[int, float]) -> None:
+    record = store.register_run(run.store_fields())
+    for i, (frames, value) in enumerate(points.items()):
+        store.record_evaluation(record.id, frames, value, [value], 1.0, None, finished=i == len(points) - 1)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("claims") / "r.db"
+    with ResultStore(path) as store:
+        for agent, finals in T_LS.items():
+            for seed, final in zip(SEEDS, finals, strict=True):
+                stop = agent == "SplAgger"
+                points = {EVERY: final} if stop else {EVERY: final / 2, 2 * EVERY: final, BUDGET: final}
+                add(store, spec("MetaTMaze-v0", agent, seed, stop), points)
+        for agent, final in (("RNN", 1.0), ("Max", 5.0)):  # the Planning Game claim, reversed
+            for seed in SEEDS:
+                add(store, spec("MetaPlanningGame-v0", agent, seed, False), {BUDGET: final})
+        for seed in SEEDS[:2]:  # MC-LS: too few seeds for a verdict
+            add(store, spec("MetaMinecraftLongShort-v0", "SplAgger", seed, False), {BUDGET: 3.0})
+    return path
+
+
+def test_early_stopped_seeds_are_carried_forward_and_flagged(db):
+    with ResultStore(db, readonly=True) as store:
+        (group,) = [g for g in load_groups(store) if g.env_id == "MetaTMaze-v0"]
+    entry = {e.agent: e for e in group.entries}["SplAgger"]
+    assert entry.frames.tolist() == [EVERY, 2 * EVERY, BUDGET]
+    np.testing.assert_allclose(entry.curves, [[15.9] * 3, [15.8] * 3, [15.7] * 3])  # seeds sorted: 3, 20, 73
+    assert entry.carried.tolist() == [[False, True, True]] * 3
+    assert entry.stopped == {3: EVERY, 20: EVERY, 73: EVERY}
+    rnn = {e.agent: e for e in group.entries}["RNN"]
+    assert not rnn.carried.any() and rnn.stopped == {}
+    assert entry.final[0] == pytest.approx(15.8)
+
+
+def test_claims_are_judged_on_separated_intervals(db):
+    with ResultStore(db, readonly=True) as store:
+        groups = load_groups(store)
+    verdicts = {claim.text: judge(claim, groups).verdict for claim in CLAIMS}
+    assert verdicts == {
+        CLAIMS[0].text: "reproduced",  # every aggregator far above the RNN
+        CLAIMS[1].text: "not run",  # no T-maze Latent runs
+        CLAIMS[2].text: "not separated",  # SplAgger and AMRL overlap
+        CLAIMS[3].text: "not run",  # MC-LS: 2 seeds
+        CLAIMS[4].text: "reproduced",  # RNN far below 15.5
+        CLAIMS[5].text: "not separated",
+        CLAIMS[6].text: "not run",
+        CLAIMS[7].text: "refuted",  # Max above the RNN on the Planning Game
+        CLAIMS[8].text: "not run",
+        CLAIMS[9].text: "not run",
+    }
+    assert "SplAgger 2, RNN 0, Max 0" in judge(CLAIMS[3], groups).evidence
+
+
+def test_report_has_the_claims_section_and_links_plots_from_another_folder(db, tmp_path):
+    markdown = write_report(db, tmp_path / "plots", markdown=tmp_path / "LEADERBOARD.md")
+    text = markdown.read_text()
+    assert markdown == tmp_path / "LEADERBOARD.md"
+    assert text.index("## Paper claims") < text.index("## MetaTMaze-v0")
+    assert "(plots/MetaTMaze-v0__frames1.5M.png)" in text and (tmp_path / "plots" / "MetaTMaze-v0__frames1.5M.png").exists()
+    assert "3 at 500,000, 20 at 500,000, 73 at 500,000" in text
+    assert "Early stopping (3 of 18 runs): a run ends after 1 consecutive evaluations with a return >= 15.5" in text
+    summary = json.loads((tmp_path / "plots" / "leaderboard.json").read_text())
+    splagger = [e for e in summary["entries"] if e["agent"] == "SplAgger" and e["env_id"] == "MetaTMaze-v0"]
+    assert splagger[0]["stopped_early"] == ["3@500000", "20@500000", "73@500000"]
