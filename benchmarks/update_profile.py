@@ -4,8 +4,8 @@ Splits an update (rollout of ``16 x n_steps`` frames, then the training pass) in
 rollout step, the env's step, the rest of the rollout loop (buffer, callbacks, info handling), the
 training forward pass, its backward pass, the optimizer step and the rest of the training pass;
 counts the torch operators one rollout step calls. Times are process CPU time (one torch thread), so
-the machine's other load disturbs them far less than wall time; each figure is the best of
-``--rounds`` updates.
+the machine's other load disturbs them less than wall time; per family the two trainers take turns,
+one update each per round, and each figure is from a trainer's best of ``--rounds`` updates.
 
     python benchmarks/update_profile.py                                   # every discrete family
     python benchmarks/update_profile.py --families MetaPlanningGame-v0 --rounds 3
@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch as th
 from torch.profiler import ProfilerActivity, profile
@@ -73,25 +74,27 @@ def instrumented(model, timers: Timers) -> Iterator[None]:
             raise RuntimeError("th.autograd.backward was not restored")
 
 
-def profile_update(model, rounds: int) -> dict[str, float]:
-    """Best-of-``rounds`` milliseconds per part of one update (``rollout`` and ``train`` are totals)."""
-    frames = model.n_envs * model.n_steps
-    model.learn(frames)  # warm-up
-    best: dict[str, float] = {}
+def profile_updates(models: dict[str, Any], rounds: int) -> dict[str, dict[str, float]]:
+    """Per model, milliseconds per part of its best update (``rollout`` and ``train`` are totals); the
+    models are warmed up, then take turns, one update each per round, so changing load hits all alike."""
+    best: dict[str, dict[str, float]] = {name: {} for name in models}
+    for model in models.values():
+        model.learn(model.n_envs * model.n_steps)  # warm-up
     for _ in range(rounds):
-        timers = Timers()
-        with instrumented(model, timers):
-            model.learn(frames, reset_num_timesteps=False)
-        s = timers.seconds
-        parts = {
-            "rollout": s["rollout"], "train": s["train"], "policy step": s["policy step"], "env step": s["env step"],
-            "rollout rest": s["rollout"] - s["policy step"] - s["env step"], "forward": s["forward"],
-            "backward": s["backward"], "optimizer": s["optimizer"],
-            "train rest": s["train"] - s["forward"] - s["backward"] - s["optimizer"],
-        }
-        if not best or parts["rollout"] + parts["train"] < best["rollout"] + best["train"]:
-            best = parts
-    return {k: 1e3 * v for k, v in best.items()}
+        for name, model in models.items():
+            timers = Timers()
+            with instrumented(model, timers):
+                model.learn(model.n_envs * model.n_steps, reset_num_timesteps=False)
+            s = timers.seconds
+            parts = {
+                "rollout": s["rollout"], "train": s["train"], "policy step": s["policy step"],
+                "env step": s["env step"], "rollout rest": s["rollout"] - s["policy step"] - s["env step"],
+                "forward": s["forward"], "backward": s["backward"], "optimizer": s["optimizer"],
+                "train rest": s["train"] - s["forward"] - s["backward"] - s["optimizer"],
+            }
+            if not best[name] or parts["rollout"] + parts["train"] < best[name]["rollout"] + best[name]["train"]:
+                best[name] = parts
+    return {name: {k: 1e3 * v for k, v in parts.items()} for name, parts in best.items()}
 
 
 def ops_per_step(model, steps: int = 50) -> float:
@@ -118,10 +121,10 @@ def main() -> None:
           "| ops/step | training ms | forward | backward | optimizer | training rest |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for env_id in args.families:
-        for name, make in (("MetaPPO", lambda e=env_id: meta_ppo(e, None, "RNN", head="mlp", net_arch=(64, 64))),
-                           ("RecurrentPPO", lambda e=env_id: recurrent_ppo(e, None))):
-            model = make()
-            p = profile_update(model, args.rounds)
+        models = {"MetaPPO": meta_ppo(env_id, None, "RNN", head="mlp", net_arch=(64, 64)),
+                  "RecurrentPPO": recurrent_ppo(env_id, None)}
+        for name, p in profile_updates(models, args.rounds).items():
+            model = models[name]
             per_step = 1e3 * p["rollout"] / model.n_steps
             print(f"| {env_id} | {name} | {p['rollout'] + p['train']:,.0f} | {p['rollout']:,.0f} ({per_step:,.0f}) | "
                   + " | ".join(f"{p[k]:,.0f}" for k in ("policy step", "env step", "rollout rest"))
