@@ -22,6 +22,7 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -213,13 +214,13 @@ class MetaPPO(OnPolicyAlgorithm):
         box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
         callback.on_rollout_start()
 
-        obs, episode_starts, states = self._last_obs, self._last_episode_starts, self._last_states
+        step, unpacked, packed = self._rollout_step(policy)
+        obs, episode_starts, state = self._last_obs, self._last_episode_starts, unpacked(self._last_states)
         for _ in range(n_rollout_steps):
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
-                starts_tensor = th.as_tensor(episode_starts, dtype=th.float32, device=device)
                 try:
-                    actions, values, log_probs, states = policy.step(obs_tensor, states, starts_tensor)
+                    actions, values, log_probs, new_state = step(obs_tensor, state, episode_starts)
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(obs_tensor) or exc) from None
             actions = actions.cpu().numpy()
@@ -228,13 +229,15 @@ class MetaPPO(OnPolicyAlgorithm):
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())
             if not callback.on_step():
+                self._last_states = packed(state)  # the state before this step, as _last_obs
                 return False
             if dones.any():
                 self._update_info_buffer(infos, dones)
-                self._store_truncation_bootstrap(rollout_buffer, infos, dones, states)
+                self._store_truncation_bootstrap(rollout_buffer, infos, dones, packed(new_state))
             rollout_buffer.add(obs, actions, rewards, episode_starts, values.cpu().numpy().ravel(), log_probs.cpu().numpy())
-            obs, episode_starts = new_obs, dones
-            self._last_obs, self._last_episode_starts, self._last_states = obs, episode_starts, states
+            obs, episode_starts, state = new_obs, dones, new_state
+            self._last_obs, self._last_episode_starts = obs, episode_starts
+        self._last_states = states = packed(state)
 
         last_values = self._values(obs, states, episode_starts)
         scaled_rewards = rollout_buffer.rewards
@@ -247,6 +250,26 @@ class MetaPPO(OnPolicyAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _rollout_step(self, policy: BasePolicy) -> tuple[Callable, Callable, Callable]:
+        """``(step(obs, state, episode_starts), unpacked(RNNStates), packed(state))`` for the rollout loop.
+
+        Policies with :meth:`~metarl_agents.policies.MetaRecurrentPolicy.step_flat` carry their flat
+        state through the chunk, packed only where SB3's ``RNNStates`` are needed, and zero it only
+        on steps where a trial starts (the same numbers as :meth:`step`, which multiplies by the
+        ``keep`` mask every step); other policies go through ``step`` with packed states.
+        """
+        device = self.device
+        if not hasattr(policy, "step_flat"):
+            def step_packed(obs: th.Tensor, states: RNNStates, starts: np.ndarray):
+                return policy.step(obs, states, th.as_tensor(starts, dtype=th.float32, device=device))
+            return step_packed, lambda states: states, lambda states: states
+
+        def step_flat(obs: th.Tensor, state: th.Tensor, starts: np.ndarray):
+            if starts.any():
+                state = state * th.as_tensor(1.0 - starts.astype(np.float32), device=device).reshape(-1, 1)
+            return policy.step_flat(obs, state)
+        return step_flat, policy.flat_state, policy.packed_states
 
     def _values(self, obs: np.ndarray, states: RNNStates, episode_starts: np.ndarray) -> np.ndarray:
         """Values after one more memory step (``predict_values`` leaves observation statistics alone)."""
@@ -296,9 +319,11 @@ class MetaPPO(OnPolicyAlgorithm):
                     )
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(batch["obs"]) or exc) from None
-                values, log_prob, entropy = values[valid], log_prob[valid], entropy[valid]
-                adv, old_v, ret = (batch[k][valid] for k in ("advantages", "old_values", "returns"))
-                log_ratio = log_prob - batch["old_log_probs"][valid]
+                # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
+                steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
+                values, log_prob, entropy = steps(values), steps(log_prob), steps(entropy)
+                adv, old_v, ret = (steps(batch[k]) for k in ("advantages", "old_values", "returns"))
+                log_ratio = log_prob - steps(batch["old_log_probs"])
                 ratio = th.exp(log_ratio)
                 policy_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
                 values_clipped = old_v + th.clamp(values - old_v, -clip_range, clip_range)
@@ -368,14 +393,17 @@ class MetaPPO(OnPolicyAlgorithm):
         )
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
-                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor]:
+                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor | None]:
         """The whole sequences of ``envs``, re-laid as trial segments side by side (exact, see
-        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask."""
+        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask
+        (None where nothing is padding: the trials line up with the chunk)."""
         time_index, segment_env, valid = trial_segments(self.rollout_buffer.episode_starts[:, envs])
         rows = th.from_numpy(time_index).to(self.device)
         columns = th.from_numpy(envs[segment_env]).to(self.device)
-        valid_t = th.from_numpy(valid).to(self.device)
         batch = {key: value[rows, columns] for key, value in data.items()}
+        if valid.all():
+            return batch, select_states(initial_states, columns), None
+        valid_t = th.from_numpy(valid).to(self.device)
         batch["starts"] = batch["starts"] * valid_t  # padding continues its segment, never resets
         # A segment after an env's first starts with a reset, so its env's chunk-start state is dropped.
         return batch, select_states(initial_states, columns), valid_t
