@@ -187,6 +187,8 @@ class TrialRunner:
         self._last_episode = np.int64(self.episodes_per_trial - 1)
         self._none = np.zeros(n, dtype=bool)
         self._flag_set = False  # whether some copy shows the boundary flag (cleared on the next step)
+        self._discrete_actions = isinstance(core.action_space, spaces.Discrete)
+        self._action_shape = (n, *core.action_space.shape)
         base = core.observation_space
         # Families with a Discrete observation (a cell index) write the index into column 0.
         self.discrete_obs = isinstance(base, spaces.Discrete)
@@ -279,7 +281,7 @@ class TrialRunner:
             if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
                 return np.array([actions], dtype=np.int64)
         arr = np.asarray(actions)
-        if isinstance(space, spaces.Discrete):
+        if self._discrete_actions:
             if arr.shape == () and n == 1:
                 arr = arr.reshape(1)
             integral = np.issubdtype(arr.dtype, np.integer) or (
@@ -291,13 +293,15 @@ class TrialRunner:
                     f"[0, {space.n - 1}], got {actions!r}"
                 )
             return arr.astype(np.int64)
-        if arr.shape == space.shape and n == 1:
+        shape = self._action_shape
+        if n == 1 and arr.shape == shape[1:]:
             arr = arr[None]
         if arr.dtype.kind not in "iuf":
             raise ValueError(f"{self.core.family}: actions must be real numbers (not {arr.dtype} values) with shape "
-                             f"{(n, *space.shape)}, got {actions!r}")
-        if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
-            raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
+                             f"{shape}, got {actions!r}")
+        # The ufunc reduction, not ``.all()`` (a Python-level wrapper): this runs on every step.
+        if arr.shape != shape or not np.logical_and.reduce(np.isfinite(arr), axis=None):
+            raise ValueError(f"{self.core.family}: actions must be finite with shape {shape}, got {actions!r}")
         if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
