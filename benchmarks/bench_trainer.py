@@ -14,7 +14,7 @@ from trainer_speed import variants
 
 N_STEPS = 200
 ENV_IDS = ["MetaTMaze-v0", "MetaPlanningGame-v0"]
-VARIANTS = variants(ENV_IDS, N_STEPS)
+VARIANTS = variants(ENV_IDS, N_STEPS, splagger=False, head_comparison=True)
 
 
 @pytest.fixture(autouse=True)

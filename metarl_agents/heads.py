@@ -18,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch as th
+import torch.nn.functional as F
 from torch import nn
+
+from metarl_agents.derived import derived
 
 #: tanh gain: hidden rows are initialised to this norm
 TANH_GAIN = 5.0 / 3.0
@@ -49,8 +52,13 @@ class RunningNorm(nn.Module):
         self.count.copy_(total)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        mean, std = self.mean.to(x.dtype), th.sqrt(self.var + self.eps).to(x.dtype)
+        mean, std = self._moments(x.dtype)
         return ((x - mean) / std).clamp(-self.clip, self.clip)
+
+    def _moments(self, dtype: th.dtype) -> tuple[th.Tensor, th.Tensor]:
+        """``(mean, std)`` in ``dtype``, kept between rollout steps while the statistics stay (:func:`derived`)."""
+        return derived(self, f"moments_{dtype}", (self.mean, self.var),
+                       lambda: (self.mean.to(dtype), th.sqrt(self.var + self.eps).to(dtype)))
 
 
 def normc(out_features: int, in_features: int, norm: float) -> th.Tensor:
@@ -166,6 +174,10 @@ class HyperHead(nn.Module):
             actor, critic = self._run(self.actor, h, e1), self._run(self.critic, h, e1).squeeze(-1)
         return actor.float(), critic.float()
 
+    def step(self, s: th.Tensor, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """A rollout step: :meth:`forward` (its arithmetic, not its call overhead, is what costs)."""
+        return self(s, latent)
+
 
 def _mlp(sizes: Sequence[int], role: str, discrete: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -196,4 +208,24 @@ class MlpHead(nn.Module):
     def forward(self, s: th.Tensor, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         x = th.cat([self.state(s), latent], dim=-1)
         return self.actor(x), self.critic(x).squeeze(-1)
+
+    def step(self, s: th.Tensor, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """:meth:`forward` for a rollout step without grad: the same operators on the layers' tensors
+        directly, in place where nothing else holds the result (a rollout step at batch 16 is
+        dominated by per-call overhead)."""
+        norm, linear = self.state.norm, self.state.linear
+        mean, std = norm._moments(s.dtype)
+        h = th.sub(s, mean).div_(std).clamp_(-norm.clip, norm.clip)
+        x = th.cat([F.linear(h, linear.weight, linear.bias).tanh_(), latent], dim=-1)
+        return _mlp_step(self.actor, x), _mlp_step(self.critic, x).squeeze(-1)
+
+
+def _mlp_step(layers: nn.Sequential, x: th.Tensor) -> th.Tensor:
+    """``layers(x)`` for a :func:`_mlp` stack (Linear, Tanh, ..., Linear), without module calls."""
+    modules = list(layers)
+    for i in range(0, len(modules), 2):
+        x = F.linear(x, modules[i].weight, modules[i].bias)
+        if i + 1 < len(modules):
+            x = x.tanh_()
+    return x
 

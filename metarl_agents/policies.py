@@ -227,26 +227,48 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
         """One step for a batch of copies: ``(actions, values [B, 1], log_prob, new states)``.
 
-        :meth:`forward` without the statistics update. Rollouts are a loop over single steps at small
-        batch, where per-call overhead outweighs arithmetic, so this path skips the sequence machinery
-        (:meth:`Memory.step`) and, for Discrete actions, SB3's distribution objects.
+        :meth:`forward` without the statistics update: :meth:`step_flat` between the packed states.
+        """
+        keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
+        actions, values, log_prob, state = self.step_flat(obs, self.flat_state(lstm_states) * keep, deterministic)
+        return actions, values.reshape(-1, 1), log_prob, self.packed_states(state)
+
+    def step_flat(
+        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """:meth:`step` on the flat memory state ``[B, state_size]`` (already zeroed where a trial
+        starts): ``(actions, values [B], log_prob, new flat state)``, the numbers of :meth:`step`.
+
+        Rollouts are a loop over single steps at small batch, where per-call overhead outweighs
+        arithmetic, so this path skips the sequence machinery (:meth:`Memory.step`), the packing of
+        the state (MetaPPO packs it once per chunk) and, for Discrete actions, SB3's distribution objects.
         """
         obs = obs.reshape(obs.shape[0], -1).to(th.float32)
-        keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
-        latent, state = self.memory.step(obs, self._unpack(lstm_states.pi) * keep, sample=not deterministic)
-        action_out, values = self.head(obs[:, self.layout["slices"]["s"]], latent)
+        latent, state = self.memory.step(obs, state, sample=not deterministic)
+        action_out, values = self.head.step(obs[:, self.layout["slices"]["s"]], latent)
         if isinstance(self.action_space, spaces.Discrete):
             log_probs = th.log_softmax(action_out, dim=-1)
-            # Gumbel-max: argmax(log p - log E), E ~ Exp(1), is a sample of p (cheaper than multinomial)
-            noise = 0.0 if deterministic else th.empty_like(log_probs).exponential_().log()
-            actions = (log_probs - noise).argmax(-1)
+            if deterministic:
+                actions = log_probs.argmax(-1)
+            else:
+                # Gumbel-max: argmax(log p - log E), E ~ Exp(1), is a sample of p (cheaper than multinomial)
+                noise = th.empty_like(log_probs).exponential_().log_()
+                actions = th.sub(log_probs, noise, out=noise).argmax(-1)
             log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         else:
             distribution = self._distribution(action_out)
             actions = distribution.get_actions(deterministic=deterministic)
             log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob, state
+
+    def flat_state(self, states: RNNStates) -> th.Tensor:
+        """The flat memory state ``[B, state_size]`` of packed ``states``."""
+        return self._unpack(states.pi)
+
+    def packed_states(self, state: th.Tensor) -> RNNStates:
+        """Flat memory states ``[B, state_size]`` packed as SB3's ``RNNStates``."""
         packed = self._pack(state)
-        return actions.reshape((-1, *self.action_space.shape)), values.reshape(-1, 1), log_prob, RNNStates(packed, packed)
+        return RNNStates(packed, packed)
 
     def update_obs_statistics(self, obs: th.Tensor) -> None:
         """Add transition observations ``[..., dim]`` to the running statistics of the head's state input

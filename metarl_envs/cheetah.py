@@ -40,14 +40,13 @@ The cheetah never terminates. An episode is ``episode_steps`` (200) steps and en
 limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (1) episodes.
 
 ## Arguments
-``episodes_per_trial`` (>= 1, 1; pass ``max_episode_steps=200 * episodes_per_trial`` to
-``gymnasium.make``), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
+``episodes_per_trial`` (>= 1, 1), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
 ``(0.0, 3.0)``, BO-MRL uses ``(0.0, 2.0)``), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
 ``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (threads that step the copies,
 the calling thread included; 0 or 1 = the calling thread alone; default: 0 below 64 copies, else up
-to 8 by the CPU count), ``episode_steps`` (200;
-e.g. 400 to roll a trajectory on past its horizon, as BO-MRL's continuation returns do -- pass
-``max_episode_steps`` to ``gymnasium.make`` to match).
+to 8 by the CPU count), ``episode_steps`` (200; e.g. 400 to roll a trajectory on past its horizon, as
+BO-MRL's continuation returns do). No step limit is registered: a trial ends by itself after
+``episodes_per_trial * episode_steps`` steps.
 
 ## Tasks
 Dir: ``[d]`` with ``d`` in ``{-1, +1}``, uniform. Vel: ``[v*]`` with ``v* ~ U(velocity_range)``.
@@ -374,16 +373,6 @@ class MetaCheetahEnv(MetaEnv):
         super().close()
 
 
-class MetaCheetahDirEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahDirCore
-
-
-class MetaCheetahVelEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahVelCore
-
-
 class MetaCheetahVectorEnv(MetaVectorEnv):
     """The batched cheetahs as a Gymnasium vector env (``gymnasium.make_vec``), with the single env's
     physical ``info`` keys as vector infos."""
@@ -409,11 +398,3 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.core.close()
-
-
-class MetaCheetahDirVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahDirEnv
-
-
-class MetaCheetahVelVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahVelEnv

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metarl_agents.aggregators import aggregator_class, make_aggregator
+from metarl_agents.derived import derived
 from metarl_agents.encoders import SCAN_ENCODERS, make_scan_encoder
 from metarl_agents.sequence import Segments, gru_step, gru_with_resets, make_gru
 
@@ -65,10 +66,18 @@ class TransitionEmbedding(nn.Module):
         replaces four (the per-call overhead is what a rollout step pays for); over whole sequences
         :meth:`forward` is cheaper, as it multiplies no zero blocks.
         """
+        weight, bias = self._block_layer()
+        return F.linear(obs, weight, bias).relu_()
+
+    def _block_layer(self) -> tuple[th.Tensor, th.Tensor]:
+        """The block-diagonal ``(weight, bias)``, kept between rollout steps (:func:`derived`)."""
+        return derived(self, "block_layer", list(self.parameters()), self._build_block_layer)
+
+    def _build_block_layer(self) -> tuple[th.Tensor, th.Tensor]:
         state, action, reward = self.state[0], self.action[0], self.reward[0]
         weight = th.block_diag(state.weight, action.weight, reward.weight, state.weight)
         bias = th.cat([state.bias, action.bias, reward.bias, state.bias])
-        return F.relu(F.linear(obs, weight, bias))
+        return weight, bias
 
 
 def _positive(name: str, value: Any) -> int:
@@ -163,6 +172,8 @@ class Memory(nn.Module):
             x, enc_state = self.scan.step(x, enc_state)
         else:
             x = self.per_step(x)
+        if self.aggregator is None:
+            return self.to_latent(x), enc_state
         latent, new_state, _ = self._read_out(
             x, enc_state, agg_state, lambda h, s: (*self.aggregator.step(h, s), None), sample
         )
