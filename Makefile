@@ -15,7 +15,7 @@ install:
 DEMO_DIR ?= demo_results
 demo: install
 	$(PYTHON) -m metarl_agents.leaderboard run --envs MetaTMaze-v0 --agents SplAgger RNN --seeds 2 \
-		--lrs 1e-3 --frames 22400 --eval-every 5600 --env-kwargs '{"length": 10}' --override n_steps=100 \
+		--lrs 1e-3 --frames 22400 --eval-every 5600 --env-kwarg length=10 --override n_steps=100 \
 		--workers 2 --db $(DEMO_DIR)/metarl_results.db
 	$(PYTHON) -m metarl_agents.leaderboard report --db $(DEMO_DIR)/metarl_results.db --out $(DEMO_DIR)/report
 

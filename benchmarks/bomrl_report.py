@@ -2,9 +2,10 @@
 
     python benchmarks/bomrl_report.py [--runs benchmarks/bomrl_mujoco] [--out benchmarks/bomrl_mujoco/summary]
 
-Prints markdown tables (mean and standard deviation over seeds of the meta-test returns after
-K = 0..3 adaptation rounds, deterministic and stochastic; the paper's deterministic numbers; meta-
-iterations and seconds per iteration) and the orderings the paper reports, checked on our runs;
+Prints markdown tables (mean and standard deviation over the seeds that reached the same number of
+meta-iterations of the meta-test returns after K = 0..3 adaptation rounds, deterministic and
+stochastic; the paper's deterministic numbers; seconds per iteration) and the orderings the paper
+reports, checked on the longest-trained seeds of each configuration;
 writes ``summary.png`` (meta-test curves and training curves).
 """
 
@@ -31,6 +32,15 @@ def load(runs: Path) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
+def longest(runs: list[dict]) -> list[dict]:
+    """The runs (seeds) that reached the most meta-iterations: the ones averaged and compared.
+
+    Seeds that are still short of that count get their own rows in the tables, since a mean over
+    runs of different lengths would describe neither."""
+    most = max(r["iterations"] for r in runs)
+    return [r for r in runs if r["iterations"] == most]
+
+
 def cell(values: np.ndarray) -> str:
     return f"{values.mean():.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
 
@@ -45,14 +55,17 @@ def tables(groups: dict[tuple[str, str], list[dict]]) -> str:
                   "| method | seeds | meta-iterations | s / iteration | returns | K=0 | K=1 | K=2 | K=3 |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for key in sorted(keys, key=lambda k: k[1]):
-            runs = groups[key]
-            its = sorted({r["iterations"] for r in runs})
-            secs = np.mean([r["wall_time"]["seconds_per_iteration"] or 0 for r in runs])
-            head = f"| {LABELS[key[1]]} | {len(runs)} | {', '.join(map(str, its))} | {secs:.0f}"
-            for mode in ("deterministic", "stochastic"):
-                values = np.array([r["meta_test"][mode] for r in runs])
-                lines.append(f"{head} | {mode} | " + " | ".join(cell(values[:, k]) for k in range(values.shape[1])) + " |")
-                head = "| | | |"
+            label = LABELS[key[1]]
+            for its in sorted({r["iterations"] for r in groups[key]}, reverse=True):
+                runs = [r for r in groups[key] if r["iterations"] == its]
+                secs = np.mean([r["wall_time"]["seconds_per_iteration"] or 0 for r in runs])
+                seeds = ", ".join(str(r["seed"]) for r in runs)
+                head = f"| {label} | {seeds} | {its} | {secs:.0f}"
+                for mode in ("deterministic", "stochastic"):
+                    values = np.array([r["meta_test"][mode] for r in runs])
+                    lines.append(f"{head} | {mode} | " + " | ".join(cell(values[:, k]) for k in range(values.shape[1])) + " |")
+                    head = "| | | |"
+                label = ""
             if key in PAPER:
                 lines.append("| | | 500 (paper) | | deterministic | " + " | ".join(f"{v:.1f}" for v in PAPER[key]) + " |")
         lines.append("")
@@ -63,7 +76,7 @@ def orderings(groups: dict[tuple[str, str], list[dict]]) -> str:
     """The paper's orderings on our seed means, with deterministic and with stochastic returns."""
 
     def means(key: tuple[str, str], mode: str) -> np.ndarray:
-        return np.mean([r["meta_test"][mode] for r in groups[key]], axis=0)
+        return np.mean([r["meta_test"][mode] for r in longest(groups[key])], axis=0)
 
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
@@ -97,9 +110,9 @@ def plot(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
         for (t, method), runs in sorted(groups.items()):
             if t != task:
                 continue
-            det = np.array([r["meta_test"]["deterministic"] for r in runs])
+            det = np.array([r["meta_test"]["deterministic"] for r in longest(runs)])
             line = row[0].errorbar(range(det.shape[1]), det.mean(0), yerr=det.std(0), marker="o", capsize=3,
-                                   label=f"{LABELS[method]} ({runs[0]['iterations']} it.)")
+                                   label=f"{LABELS[method]} ({longest(runs)[0]['iterations']} it.)")
             if (task, method) in PAPER:
                 row[0].plot(range(4), PAPER[(task, method)], "--", color=line[0].get_color(), alpha=0.6,
                             label=f"{LABELS[method]}, paper (500 it.)")

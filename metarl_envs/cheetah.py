@@ -40,13 +40,13 @@ The cheetah never terminates. An episode is ``episode_steps`` (200) steps and en
 limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (1) episodes.
 
 ## Arguments
-``episodes_per_trial`` (>= 1, 1; pass ``max_episode_steps=200 * episodes_per_trial`` to
-``gymnasium.make``), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
+``episodes_per_trial`` (>= 1, 1), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
 ``(0.0, 3.0)``, BO-MRL uses ``(0.0, 2.0)``), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
-``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (MuJoCo rollout threads, 0 = the
-calling thread; default: 0 below 64 copies, else up to 8 by the CPU count), ``episode_steps`` (200;
-e.g. 400 to roll a trajectory on past its horizon, as BO-MRL's continuation returns do -- pass
-``max_episode_steps`` to ``gymnasium.make`` to match).
+``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (threads that step the copies,
+the calling thread included; 0 or 1 = the calling thread alone; default: 0 below 64 copies, else up
+to 8 by the CPU count), ``episode_steps`` (200; e.g. 400 to roll a trajectory on past its horizon, as
+BO-MRL's continuation returns do). No step limit is registered: a trial ends by itself after
+``episodes_per_trial * episode_steps`` steps.
 
 ## Tasks
 Dir: ``[d]`` with ``d`` in ``{-1, +1}``, uniform. Vel: ``[v*]`` with ``v* ~ U(velocity_range)``.
@@ -61,12 +61,11 @@ without ``DISPLAY`` / ``WAYLAND_DISPLAY`` the first ``render()`` sets ``MUJOCO_G
 
 ## Vectorisation
 ``gymnasium.make_vec(id, num_envs=N)`` gives the native batched vector env: the ``N`` copies'
-physics states live in one array and every step is a single call into MuJoCo's C rollout
-(``mujoco.rollout``, ``nthread`` worker threads; by default the calling thread below 64 copies),
-with no Python loop over copies. Each env step starts MuJoCo's constraint solver cold (no warm start
-carried over from the previous step), so that a step depends on the physics state alone; this
-agrees with ``HalfCheetah-v5`` to about ``1e-11`` and makes copy ``i`` of a vector env seeded ``s``
-identical, bit for bit, to a single env seeded ``s + i``.
+physics states live in one array and every step is a single call into MuJoCo's C library
+(``mujoco.batch``, ``nthread`` threads; by default the calling thread alone below 64 copies), with
+no Python loop over copies. Each copy's state includes the constraint solver's warm start, so a copy
+steps exactly as ``HalfCheetah-v5``'s ``MjData`` does (the physics agrees bit for bit), and copy
+``i`` of a vector env seeded ``s`` is identical, bit for bit, to a single env seeded ``s + i``.
 
 ## Optimal and chance returns (defaults)
 Uniform random actions: Dir about -20 per trial (the control cost, 0.05 * 6 / 3 a step), Vel about
@@ -124,22 +123,23 @@ def load_half_cheetah(width: int = 480, height: int = 480) -> mujoco.MjModel:
 
 
 def default_threads(num_envs: int) -> int:
-    """Rollout threads for ``num_envs`` copies: none (the calling thread) for small batches."""
+    """Threads for ``num_envs`` copies: none besides the calling thread for small batches."""
     return 0 if num_envs < 64 else min(8, os.cpu_count() or 1)
 
 
 class CheetahCore(FamilyCore):
     """``num_envs`` half cheetahs; subclasses define the task and its reward.
 
-    The physics states (MuJoCo's ``mjSTATE_FULLPHYSICS``: time, ``qpos``, ``qvel``) of all copies are
-    rows of ``self.state``; a step is one ``mujoco.rollout`` call of ``FRAME_SKIP`` substeps for all
-    copies, threaded inside MuJoCo's C library.
+    The copies are the simulations of one ``mujoco.batch.Batch``: each is a row of MuJoCo's
+    ``mjSTATE_INTEGRATION`` state (time, ``qpos``, ``qvel``, the constraint solver's warm start, the
+    controls, ...), and a step is one ``Batch.step`` of ``FRAME_SKIP`` substeps for all copies, on
+    ``nthread`` threads inside MuJoCo's C library. A copy steps exactly as one ``MjData`` under
+    ``mj_step`` does, so the physics is ``HalfCheetah-v5``'s bit for bit, at any thread count.
     """
 
     limit_is_truncation = True
     accepts_unclipped_actions = True  # MuJoCo clamps ctrl; the control cost sees the raw action
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
-    state_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
     def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
                  episode_steps: int = EPISODE_STEPS) -> None:
@@ -148,13 +148,10 @@ class CheetahCore(FamilyCore):
         self.height = check_int("height", height, 1, MAX_IMAGE_SIDE)
         self.nthread = default_threads(num_envs) if nthread is None else check_int("nthread", nthread, 0, 256)
         self.model = load_half_cheetah(self.width, self.height)
-        scratch = mujoco.MjData(self.model)
-        self.init_qpos = scratch.qpos.copy()
-        self.init_qvel = scratch.qvel.copy()
-        self.state = np.zeros((num_envs, mujoco.mj_stateSize(self.model, self.state_spec)))
+        self.init_qpos = self.model.qpos0.copy()
+        self.init_qvel = np.zeros(self.model.nv)
         self.dt = self.model.opt.timestep * FRAME_SKIP
         self.torso = self.model.body("torso").id
-        self._torso_selector, self._torso_origin = self._torso_kinematics()
         self.torso_position = np.zeros((num_envs, 3))
         self.per_episode_limit = check_int("episode_steps", episode_steps, 1, 100_000)
         obs_dim = self.model.nq - 1 + self.model.nv + 3
@@ -167,50 +164,44 @@ class CheetahCore(FamilyCore):
         self.x_velocity = np.zeros(num_envs)
         self.reward_forward = np.zeros(num_envs)
         self.reward_ctrl = np.zeros(num_envs)
+        self._ctrl_cost_weight = np.float64(-CTRL_COST_WEIGHT)
+        self._never_terminal = np.zeros(num_envs, dtype=bool)
+        self._never_terminal.flags.writeable = False
         self._renderers: dict[int, Any] = {}
-        self._start_pool()
+        self._start_batch()
 
-    def _start_pool(self) -> None:
-        """The rollout thread pool and its buffers (rebuilt after unpickling)."""
-        from mujoco import rollout
+    def _start_batch(self, state: np.ndarray | None = None) -> None:
+        """The MuJoCo batch and live views of its fields (rebuilt after unpickling, from ``state``)."""
+        from mujoco import batch
 
-        n, model = self.num_envs, self.model
-        self._pool = rollout.Rollout(nthread=self.nthread)
-        self._thread_datas = [mujoco.MjData(model) for _ in range(max(1, self.nthread))]
-        self._models = [model] * n
-        self._cold_start = np.zeros((n, model.nv))
-        self._controls = np.zeros((n, FRAME_SKIP, model.nu))
-        self._substates = np.zeros((n, FRAME_SKIP, self.state.shape[1]))
-        self._sensordata = np.zeros((n, FRAME_SKIP, model.nsensordata))
+        # Batch's thread count includes the calling thread (and 0 would mean every CPU).
+        self._batch = batch.Batch(self.model, self.num_envs, nthread=max(1, self.nthread))
+        if state is not None:
+            self._batch.state[:] = state
+        self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
+        # A state row is (time, qpos, qvel, ...): the observed qpos[1:] and qvel are one slice of it.
+        skip = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_TIME) + 1
+        self._observed_joints = self._batch.state[:, skip : skip + self.model.nq - 1 + self.model.nv]
+        self._root_x = self._qpos[:, 0]
+        self._ctrl = self._batch.bind("ctrl")
+        # A derived field, refreshed in place by every call (as data.xpos by mj_step): views stay live.
+        self._xpos = self._batch.bind("xpos")
+        self._torso_xpos = self._xpos[:, self.torso]
 
-    def _torso_kinematics(self) -> tuple[np.ndarray, np.ndarray]:
-        """The torso frame's position is its body offset moved by the root slide joints (the root hinge
-        turns about the body origin), so it is an affine map of the physics state: ``state @ M + origin``."""
-        model = self.model
-        joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == self.torso]
-        if model.body_parentid[self.torso] != 0 or any(
-            model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE and np.any(model.jnt_pos[j]) for j in joints
-        ):
-            raise ValueError("the torso must be a child of the world whose hinges turn about its origin")
-        selector = np.zeros((self.state.shape[1], 3))
-        for j in joints:
-            if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
-                selector[1 + model.jnt_qposadr[j]] = model.jnt_axis[j]  # state = [time, qpos, qvel]
-        return selector, model.body_pos[self.torso].copy()
-
-    def _torso_from(self, state: np.ndarray) -> np.ndarray:
-        return state @ self._torso_selector + self._torso_origin
+    @property
+    def state(self) -> np.ndarray:
+        """The copies' ``mjSTATE_INTEGRATION`` rows, ``(num_envs, nstate)`` (live: writes are the state)."""
+        return self._batch.state
 
     @property
     def qpos(self) -> np.ndarray:
         """Joint positions of every copy, ``(num_envs, nq)`` (a view of ``state``)."""
-        return self.state[:, 1 : 1 + self.model.nq]
+        return self._qpos
 
     @property
     def qvel(self) -> np.ndarray:
         """Joint velocities of every copy, ``(num_envs, nv)`` (a view of ``state``)."""
-        nq = self.model.nq
-        return self.state[:, 1 + nq : 1 + nq + self.model.nv]
+        return self._qvel
 
     @abc.abstractmethod
     def velocity_reward(self, velocity: np.ndarray) -> np.ndarray:
@@ -223,30 +214,33 @@ class CheetahCore(FamilyCore):
         qpos = self.init_qpos + RESET_NOISE_SCALE * (2.0 * u[:, :nq] - 1.0)
         radius = np.sqrt(-2.0 * np.log1p(-u[:, nq : nq + nv]))  # Box-Muller; 1 - u is in (0, 1]
         qvel = self.init_qvel + RESET_NOISE_SCALE * radius * np.cos(2.0 * np.pi * u[:, nq + nv :])
-        self.state[idx] = np.concatenate([np.zeros((len(idx), 1)), qpos, qvel], axis=1)
-        self.torso_position[idx] = self._torso_from(self.state[idx])
+        # As HalfCheetah-v5's reset: mj_resetData (time, warm start and controls zero), the noisy
+        # qpos / qvel, then mj_forward for the first observation's torso position.
+        self._batch.reset(idx, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self._qpos[idx] = qpos
+        self._qvel[idx] = qvel
+        self._batch.forward(idx)
+        self.torso_position[idx] = self._torso_xpos[idx]
         self.x_position[idx] = qpos[:, 0]
 
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
-        self._controls[:] = actions[:, None, :]
-        self._pool.rollout(self._models, self._thread_datas, self.state, self._controls, skip_checks=True,
-                           nstep=FRAME_SKIP, initial_warmstart=self._cold_start, state=self._substates,
-                           sensordata=self._sensordata)
-        self.state = self._substates[:, -1].copy()
+        # ufuncs rather than array methods (``.sum`` goes through Python): a single env's step is
+        # mostly this bookkeeping on one-element arrays, so each call matters.
+        self._ctrl[:] = actions
+        self.reward_ctrl = self._ctrl_cost_weight * np.add.reduce(np.square(self._ctrl), axis=1)
+        self._batch.step(nstep=FRAME_SKIP)
         # Like ``data.xpos`` after ``mj_step``, the torso position is that of the last substep's start.
-        self.torso_position = self._torso_from(self._substates[:, -2])
-        x_position = self.state[:, 1].copy()
+        self.torso_position = self._torso_xpos.copy()
+        x_position = self._root_x.copy()
         self.x_velocity = (x_position - self.x_position) / self.dt
         self.x_position = x_position
         self.reward_forward = self.velocity_reward(self.x_velocity)
-        self.reward_ctrl = -CTRL_COST_WEIGHT * np.square(actions.astype(np.float64)).sum(axis=1)
-        return self.reward_forward + self.reward_ctrl, np.zeros(self.num_envs, dtype=bool)
+        return self.reward_forward + self.reward_ctrl, self._never_terminal
 
     def observe(self, out: np.ndarray) -> None:
-        nq, nv = self.model.nq, self.model.nv
-        out[:, : nq - 1] = self.state[:, 2 : 1 + nq]
-        out[:, nq - 1 : nq - 1 + nv] = self.state[:, 1 + nq : 1 + nq + nv]
-        out[:, nq - 1 + nv : nq + nv + 2] = self.torso_position
+        joints = self._observed_joints.shape[1]
+        out[:, :joints] = self._observed_joints
+        out[:, joints : joints + 3] = self.torso_position
 
     def step_info(self, i: int) -> dict[str, float]:
         return {
@@ -274,7 +268,7 @@ class CheetahCore(FamilyCore):
                 self.model, data, width=self.width, height=self.height, camera_name="track"
             ))
         data, renderer = self._renderers[i]
-        mujoco.mj_setState(self.model, data, self.state[i], self.state_spec)
+        self._batch.get_data(i, data)
         mujoco.mj_forward(self.model, data)
         return renderer.render("rgb_array")
 
@@ -282,18 +276,19 @@ class CheetahCore(FamilyCore):
         for _, renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
-        self._pool.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        # OpenGL contexts and the thread pool do not pickle; they are rebuilt on demand / on load.
-        transient = ("_pool", "_thread_datas", "_models", "_cold_start", "_controls", "_substates", "_sensordata")
+        # OpenGL contexts and the MuJoCo batch do not pickle; they are rebuilt on demand / on load.
+        transient = ("_batch", "_qpos", "_qvel", "_observed_joints", "_root_x", "_ctrl", "_xpos", "_torso_xpos")
         state = {k: v for k, v in self.__dict__.items() if k not in transient}
         state["_renderers"] = {}
+        state["_physics"] = self._batch.state.copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        physics = state.pop("_physics")
         self.__dict__.update(state)
-        self._start_pool()
+        self._start_batch(physics)
 
 
 class CheetahDirCore(CheetahCore):
@@ -378,16 +373,6 @@ class MetaCheetahEnv(MetaEnv):
         super().close()
 
 
-class MetaCheetahDirEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahDirCore
-
-
-class MetaCheetahVelEnv(MetaCheetahEnv):
-    __doc__ = __doc__
-    core_class = CheetahVelCore
-
-
 class MetaCheetahVectorEnv(MetaVectorEnv):
     """The batched cheetahs as a Gymnasium vector env (``gymnasium.make_vec``), with the single env's
     physical ``info`` keys as vector infos."""
@@ -413,11 +398,3 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.core.close()
-
-
-class MetaCheetahDirVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahDirEnv
-
-
-class MetaCheetahVelVectorEnv(MetaCheetahVectorEnv):
-    env_class = MetaCheetahVelEnv

@@ -19,6 +19,8 @@ counter-based stream (:mod:`metarl_envs.rng`).
 from __future__ import annotations
 
 import abc
+import dataclasses
+import importlib
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -185,6 +187,8 @@ class TrialRunner:
         self._last_episode = np.int64(self.episodes_per_trial - 1)
         self._none = np.zeros(n, dtype=bool)
         self._flag_set = False  # whether some copy shows the boundary flag (cleared on the next step)
+        self._discrete_actions = isinstance(core.action_space, spaces.Discrete)
+        self._action_shape = (n, *core.action_space.shape)
         base = core.observation_space
         # Families with a Discrete observation (a cell index) write the index into column 0.
         self.discrete_obs = isinstance(base, spaces.Discrete)
@@ -277,7 +281,7 @@ class TrialRunner:
             if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
                 return np.array([actions], dtype=np.int64)
         arr = np.asarray(actions)
-        if isinstance(space, spaces.Discrete):
+        if self._discrete_actions:
             if arr.shape == () and n == 1:
                 arr = arr.reshape(1)
             integral = np.issubdtype(arr.dtype, np.integer) or (
@@ -289,13 +293,15 @@ class TrialRunner:
                     f"[0, {space.n - 1}], got {actions!r}"
                 )
             return arr.astype(np.int64)
-        if arr.shape == space.shape and n == 1:
+        shape = self._action_shape
+        if n == 1 and arr.shape == shape[1:]:
             arr = arr[None]
         if arr.dtype.kind not in "iuf":
             raise ValueError(f"{self.core.family}: actions must be real numbers (not {arr.dtype} values) with shape "
-                             f"{(n, *space.shape)}, got {actions!r}")
-        if arr.shape != (n, *space.shape) or not np.isfinite(arr).all():
-            raise ValueError(f"{self.core.family}: actions must be finite with shape {(n, *space.shape)}, got {actions!r}")
+                             f"{shape}, got {actions!r}")
+        # The ufunc reduction, not ``.all()`` (a Python-level wrapper): this runs on every step.
+        if arr.shape != shape or not np.logical_and.reduce(np.isfinite(arr), axis=None):
+            raise ValueError(f"{self.core.family}: actions must be finite with shape {shape}, got {actions!r}")
         if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
@@ -329,25 +335,50 @@ def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.G
     return [seeding.np_random(s)[0] for s in seeds]
 
 
+def resolve_core(core: type[FamilyCore] | str | None, default: type[FamilyCore] | None) -> type[FamilyCore]:
+    """The core class ``core`` names (a class or a ``"module:Class"`` path), else ``default``.
+
+    The registry names each id's core by path, so ``import metarl_envs`` imports no family module.
+    """
+    if core is None:
+        if default is None:
+            raise ValueError("core must name a FamilyCore subclass (a class or 'module:Class'), got None")
+        return default
+    if isinstance(core, str):
+        module, _, name = core.partition(":")
+        try:
+            core = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            raise ValueError(f"core must name a FamilyCore subclass as 'module:Class', got {core!r}") from None
+    if not (isinstance(core, type) and issubclass(core, FamilyCore)):
+        raise ValueError(f"core must be a FamilyCore subclass or 'module:Class', got {core!r}")
+    return core
+
+
 class MetaEnv(gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
-    Family modules subclass this with ``core_class`` set; the constructor's kwargs are the core's
-    kwargs plus ``episodes_per_trial``, ``render_mode`` and ``render_scale`` (the integer enlargement
-    of ``rgb_array`` frames; ``None``: the least that gives a long side of at least 256 pixels,
-    ``MIN_FRAME_SIDE``; the ANSI render is unaffected). Trials end by themselves after at most
-    ``episodes_per_trial * per-episode limit`` steps, which is what each id registers as
-    ``max_episode_steps``: when you change ``episodes_per_trial`` (or a family's episode limit) in
-    ``gymnasium.make``, pass the new product as ``max_episode_steps`` too (or ``None``), or the
-    registered ``TimeLimit`` would cut trials short.
+    A family module subclasses this once with its documentation and its default ``core_class``; the
+    family's variants are other cores, chosen with the ``core`` kwarg (a class or ``"module:Class"``,
+    which is how each id is registered). The other kwargs are the core's kwargs plus
+    ``episodes_per_trial``, ``render_mode`` and ``render_scale`` (the integer enlargement of
+    ``rgb_array`` frames; ``None``: the least that gives a long side of at least 256 pixels,
+    ``MIN_FRAME_SIDE``; the ANSI render is unaffected).
+
+    Trials end by themselves after at most :attr:`max_trial_steps` (``episodes_per_trial`` times the
+    family's per-episode limit) steps, so no id registers a ``TimeLimit``: ``gymnasium.make(id,
+    episodes_per_trial=8)`` runs 8 episodes per trial, and ``env.spec.max_episode_steps`` reports the
+    bound that follows from the env's own kwargs.
     """
 
-    core_class: ClassVar[type[FamilyCore]]
+    core_class: ClassVar[type[FamilyCore] | None] = None
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
+    _spec: gym.envs.registration.EnvSpec | None = None
 
     def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
-                 **kwargs: Any) -> None:
+                 *, core: type[FamilyCore] | str | None = None, **kwargs: Any) -> None:
         self.render_scale = check_render_scale(render_scale)
+        self.core_class = resolve_core(core, type(self).core_class)
         self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
         self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
         self.core = self.runner.core
@@ -363,6 +394,20 @@ class MetaEnv(gym.Env):
         self._needs_key = True
         self._trial_over = True  # until the first reset
         self._idx = np.zeros(1, dtype=np.int64)
+
+    @property
+    def max_trial_steps(self) -> int:
+        """The most steps a trial can take; the trial ends by itself there."""
+        return self.runner.max_trial_steps
+
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec | None:
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: gym.envs.registration.EnvSpec | None) -> None:
+        # ``gymnasium.make`` sets the spec after construction; its step limit is this env's trial bound.
+        self._spec = None if spec is None else dataclasses.replace(spec, max_episode_steps=self.max_trial_steps)
 
     # --- task API --------------------------------------------------------------------------
     def sample_tasks(self, n: int) -> list[np.ndarray]:
@@ -430,16 +475,18 @@ class MetaVectorEnv(VectorEnv):
     ``SyncVectorEnv`` over the unwrapped single envs with the same seed.
     """
 
-    env_class: ClassVar[type[MetaEnv]]
+    core_class: ClassVar[type[FamilyCore] | None] = None
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
-                 max_episode_steps: int | None = None, render_scale: int | None = None, **kwargs: Any):
-        # ``max_episode_steps`` arrives from the registration through make_vec; trials end by
-        # themselves after at most episodes_per_trial * limit steps, so no time limit is applied.
+                 max_episode_steps: int | None = None, render_scale: int | None = None, *,
+                 core: type[FamilyCore] | str | None = None, **kwargs: Any):
+        # ``max_episode_steps`` may arrive through make_vec; trials end by themselves after at most
+        # episodes_per_trial * limit steps, so no time limit is applied.
         del max_episode_steps
         num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)  # before any family allocates copies
         self.render_scale = check_render_scale(render_scale)
-        self.runner = TrialRunner(self.env_class.core_class(num_envs, **kwargs), episodes_per_trial)
+        self.core_class = resolve_core(core, type(self).core_class)
+        self.runner = TrialRunner(self.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
         self.metadata = dict(self.core.metadata, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -455,6 +502,11 @@ class MetaVectorEnv(VectorEnv):
         self.reward_range = self.core.reward_range
         self._all = np.arange(self.num_envs)
         self._needs_key = True
+
+    @property
+    def max_trial_steps(self) -> int:
+        """The most steps a trial can take; the trial ends by itself there."""
+        return self.runner.max_trial_steps
 
     #: The keys of a reset info (a new trial's first info).
     _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")

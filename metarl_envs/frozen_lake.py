@@ -87,7 +87,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import colorize
 
-from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_float, check_int
+from metarl_envs.core import FamilyCore, MetaEnv, check_float, check_int
 from metarl_envs.rendering import PALETTE, upscale
 from metarl_envs.rng import CounterRNG
 
@@ -364,16 +364,3 @@ class MetaFrozenLakeEnv(MetaEnv):
     def transition_model(self, task: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(P (16, 4, 16), R (16, 4))`` of ``task`` (default: the current task)."""
         return self.core.transition_model(self.get_task() if task is None else task)
-
-
-class MetaFrozenLakePenaltyEnv(MetaFrozenLakeEnv):
-    __doc__ = __doc__
-    core_class = PenaltyCore
-
-
-class MetaFrozenLakeVectorEnv(MetaVectorEnv):
-    env_class = MetaFrozenLakeEnv
-
-
-class MetaFrozenLakePenaltyVectorEnv(MetaVectorEnv):
-    env_class = MetaFrozenLakePenaltyEnv

@@ -77,7 +77,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
+from metarl_envs.core import FamilyCore, MetaEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
 
@@ -314,7 +314,3 @@ class MinecraftCore(FamilyCore):
 class MetaMinecraftLongShortEnv(MetaEnv):
     __doc__ = __doc__
     core_class = MinecraftCore
-
-
-class MetaMinecraftLongShortVectorEnv(MetaVectorEnv):
-    env_class = MetaMinecraftLongShortEnv

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_int
+from metarl_envs.core import FamilyCore, MetaEnv, check_int
 from metarl_envs.rendering import PALETTE, canvas, stamp_number
 from metarl_envs.rng import CounterRNG
 
@@ -183,7 +183,3 @@ class PlanningCore(FamilyCore):
 class MetaPlanningGameEnv(MetaEnv):
     __doc__ = __doc__
     core_class = PlanningCore
-
-
-class MetaPlanningGameVectorEnv(MetaVectorEnv):
-    env_class = MetaPlanningGameEnv

@@ -64,7 +64,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from metarl_envs.core import FamilyCore, MetaEnv, MetaVectorEnv, check_float, check_int
+from metarl_envs.core import FamilyCore, MetaEnv, check_float, check_int
 from metarl_envs.rendering import PALETTE, canvas, upscale
 from metarl_envs.rng import CounterRNG
 
@@ -301,34 +301,3 @@ class LatentCore(TMazeCore):
 class MetaTMazeEnv(MetaEnv):
     __doc__ = __doc__
     core_class = TMazeCore
-
-
-class MetaTMazeLongShortEnv(MetaEnv):
-    __doc__ = __doc__
-    core_class = LongShortCore
-
-
-class MetaTMazeAgreementEnv(MetaEnv):
-    __doc__ = __doc__
-    core_class = AgreementCore
-
-
-class MetaTMazeLatentEnv(MetaEnv):
-    __doc__ = __doc__
-    core_class = LatentCore
-
-
-class MetaTMazeVectorEnv(MetaVectorEnv):
-    env_class = MetaTMazeEnv
-
-
-class MetaTMazeLongShortVectorEnv(MetaVectorEnv):
-    env_class = MetaTMazeLongShortEnv
-
-
-class MetaTMazeAgreementVectorEnv(MetaVectorEnv):
-    env_class = MetaTMazeAgreementEnv
-
-
-class MetaTMazeLatentVectorEnv(MetaVectorEnv):
-    env_class = MetaTMazeLatentEnv

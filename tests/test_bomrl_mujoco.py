@@ -148,7 +148,7 @@ def test_cli_runs_resumes_and_writes_results(tmp_path, capsys):
     first = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
     assert first["iterations"] == 1 and len(first["meta_test"]["deterministic"]) == 2
     assert (tmp_path / "vel_alg1_seed1.png").stat().st_size > 0 and "K=1" in (tmp_path / "vel_alg1_seed1.md").read_text()
-    main([*args, "--iterations", "2"])
+    main([*args, "nthread=2", "--iterations", "2"])  # MuJoCo's thread count may change on resuming
     assert "resuming vel_alg1_seed1 after 1 meta-iterations" in capsys.readouterr().out
     second = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
     assert second["iterations"] == 2 and second["training_curve"][0] == first["training_curve"][0]
@@ -162,8 +162,9 @@ def test_cli_runs_resumes_and_writes_results(tmp_path, capsys):
 def test_short_cheetah_vel_run_adapts_at_meta_test(tmp_path):
     """Two meta-iterations of Alg1 with the paper's protocol (meta-tested on two velocities): the
     return of the adapting policy after K = 3 rounds beats K = 0. At this budget the meta-policy's mean
-    action is still near zero (the cheetah stands), so the deterministic return stays flat; the gain is
-    in the stochastic policy that adaptation sharpens (about -238 -> -210)."""
+    action is still near zero (the cheetah stands), so the gain is mostly in the stochastic policy
+    that adaptation sharpens (last run, about 9 minutes on a loaded 2-core machine: stochastic
+    -240 -> -227 -> -213 -> -200, deterministic -200 -> -202 -> -201 -> -177)."""
     main(["--task", "vel", "--method", "alg1", "--seed", "0", "--iterations", "2", "--out", str(tmp_path),
           "--set", "test_velocities=[0.5, 1.5]"])
     result = json.loads((tmp_path / "vel_alg1_seed0.json").read_text())

@@ -53,11 +53,13 @@ def test_dynamics_and_observation_are_halfcheetah_v5(tmp_path, monkeypatch):
         obs, _, _, _, info = env.step(action)
         ref_obs, _, _, _, ref_info = reference.step(action)
         assert obs.shape == (20,) and obs.dtype == np.float32
-        # Equal up to the constraint solver's warm start, which our steps do not carry over.
-        np.testing.assert_allclose(obs[:17], ref_obs, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(obs[17:], reference.get_body_com("torso"), rtol=1e-6, atol=1e-6)
-        assert info["x_velocity"] == pytest.approx(ref_info["x_velocity"], abs=1e-8)
-        assert info["reward_forward"] == pytest.approx(-ref_info["reward_forward"], abs=1e-8)  # d = -1
+        # The physics is HalfCheetah-v5's bit for bit (the warm start is part of each copy's state).
+        np.testing.assert_array_equal(core.qpos[0], reference.data.qpos)
+        np.testing.assert_array_equal(core.qvel[0], reference.data.qvel)
+        np.testing.assert_array_equal(obs[:17], ref_obs.astype(np.float32))
+        np.testing.assert_array_equal(obs[17:], reference.get_body_com("torso").astype(np.float32))
+        assert info["x_velocity"] == pytest.approx(ref_info["x_velocity"], abs=1e-12)
+        assert info["reward_forward"] == pytest.approx(-ref_info["reward_forward"], abs=1e-12)  # d = -1
         assert info["reward_ctrl"] == pytest.approx(0.5 * ref_info["reward_ctrl"], rel=1e-6)  # 0.05 vs 0.1
 
 

@@ -127,9 +127,11 @@ def test_bad_kwargs_raise(env_id):
     for kwargs in ({"episodes_per_trial": 0}, {"episodes_per_trial": 1.5}):
         with pytest.raises(ValueError, match="episodes_per_trial"):
             gym.make(env_id, **kwargs)
-    env_class = type(gym.make(env_id).unwrapped)
+    env = gym.make(env_id).unwrapped
     with pytest.raises(ValueError, match="render_mode"):
-        env_class(render_mode="bogus")
+        type(env)(render_mode="bogus", core=env.core_class)
+    with pytest.raises(ValueError, match="core"):
+        gym.make(env_id, core="metarl_envs.tmaze:NoSuchCore")
     with pytest.raises(TypeError):
         gym.make(env_id, no_such_option=3)
 
@@ -246,13 +248,14 @@ def test_gymnasium_pickle_env(env_id):
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_gymnasium_make_paths(env_id):
-    """``module:id``, the id and the spec make the same env; the spec records the registration."""
+    """``module:id``, the id and the spec make the same env; the spec records the registration, and no
+    registered time limit: the env's spec reports the trial bound that follows from its kwargs."""
     spec = gym.spec(env_id)
-    assert spec.max_episode_steps is not None and spec.entry_point.startswith("metarl_envs.")
+    assert spec.max_episode_steps is None and spec.entry_point.startswith("metarl_envs.")
     by_module = gym.make(f"metarl_envs:{env_id}")
     by_spec = gym.make(spec)
     assert by_module.spec.id == by_spec.spec.id == env_id
-    assert by_module.spec.max_episode_steps == spec.max_episode_steps
+    assert by_module.spec.max_episode_steps == by_module.unwrapped.max_trial_steps
     assert data_equivalence(by_module.reset(seed=9), by_spec.reset(seed=9))
     assert data_equivalence(by_module.reset(seed=9), _make(env_id).reset(seed=9))
 

@@ -219,6 +219,7 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
         store.record_evaluation(record.id, 500, 1.5, [1.5], 2.0, checkpoint_path=None, finished=True)
     conn = sqlite3.connect(db)
     conn.executescript("ALTER TABLE runs DROP COLUMN stop_at_return; ALTER TABLE runs DROP COLUMN patience; "
+                       "ALTER TABLE runs DROP COLUMN policy_kwargs; ALTER TABLE runs DROP COLUMN resolved_config; "
                        "UPDATE schema_version SET version = 1;")
     conn.close()
     before = db.read_bytes()
@@ -230,7 +231,7 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
         (upgraded,) = store.runs()
         assert upgraded == old and [p.frames for p in store.evaluations(upgraded.id)] == [500]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
 
 

@@ -30,8 +30,8 @@ SMALL_SPLAGGER = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 1
 
 
 def _trial_steps(env_id: str) -> int:
-    """The longest trial of ``env_id`` (its registered time limit)."""
-    return gym.spec(env_id).max_episode_steps
+    """The longest trial of ``env_id`` (the step limit its env's spec reports)."""
+    return gym.make(env_id).spec.max_episode_steps
 
 
 class _Rows(KVWriter):

@@ -156,7 +156,7 @@ def test_evaluate_policy_trusts_monitor_on_both_paths(env_id, kwargs):
         warnings.simplefilter("error")  # e.g. "Evaluation environment is not wrapped with a Monitor"
         agent = _Constant(2 if env_id == "MetaTMaze-v0" else np.zeros(6, np.float32))
         returns, lengths = evaluate_policy(agent, env, n_eval_episodes=2, return_episode_rewards=True)
-    trial = gym.spec(env_id).max_episode_steps if not kwargs else 4 * 5
+    trial = gym.make(env_id).spec.max_episode_steps if not kwargs else 4 * 5
     assert lengths == [trial, trial]
     if env_id == "MetaTMaze-v0":  # forced right, then UP: +4 per episode on UP tasks, -3 on DOWN tasks
         assert all(r in {16.0, 9.0, 2.0, -5.0, -12.0} for r in returns)

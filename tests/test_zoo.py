@@ -51,7 +51,7 @@ def _zoo(*args: str, cwd: Path) -> str:
 
 
 def _train_and_enjoy(config: str, env_id: str, overrides: list[str], tmp_path: Path) -> list[float]:
-    steps = gym.spec(env_id).max_episode_steps  # one update of one trial per copy; enjoy one trial
+    steps = gym.make(env_id).spec.max_episode_steps  # one update of one trial per copy; enjoy one trial
     train = _zoo("rl_zoo3.train", "--algo", "ppo_lstm", "--env", env_id, "--gym-packages", "metarl_envs",
                  "--conf-file", f"metarl_agents.zoo.{config}", "-n", str(2 * steps), "-f", "logs", "--seed", "0",
                  "--eval-freq", "-1", "--hyperparams", "n_envs:2", f"n_steps:{steps}", f"batch_size:{steps}",

@@ -9,14 +9,24 @@ command line; the pieces are importable for scripted sweeps::
     write_report("metarl_results.db", "leaderboard_report")
 """
 
-from metarl_agents.leaderboard.checkpoint import CheckpointError
-from metarl_agents.leaderboard.grid import RunSpec, build_grid
-from metarl_agents.leaderboard.lock import StoreInUse
-from metarl_agents.leaderboard.report import write_report
-from metarl_agents.leaderboard.runner import MetaPPOTrainer, SweepSummary, Trainer, run_grid, train_one
-from metarl_agents.leaderboard.store import ResultStore, StoreError
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError", "MetaPPOTrainer", "ResultStore", "RunSpec", "StoreError", "StoreInUse", "SweepSummary",
-    "Trainer", "build_grid", "run_grid", "train_one", "write_report",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use, so that ``metarl-bench report`` (and any light use of the store) never imports torch.
+_LAZY = {
+    "CheckpointError": "checkpoint", "RunSpec": "grid", "build_grid": "grid", "StoreInUse": "lock",
+    "write_report": "report", "MetaPPOTrainer": "runner", "SweepSummary": "runner", "Trainer": "runner",
+    "run_grid": "runner", "train_one": "runner", "ResultStore": "store", "StoreError": "store",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'metarl_agents.leaderboard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"metarl_agents.leaderboard.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,3 +1,3 @@
-from metarl_agents.leaderboard.cli import main
+from metarl_agents.cli.bench import main
 
 raise SystemExit(main())

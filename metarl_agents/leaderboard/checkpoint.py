@@ -284,8 +284,10 @@ def read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     if payload.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload.get('version')}, this metarl reads {VERSION}")
     saved = payload.get("identity")
-    if saved != identity:
-        differ = sorted(k for k in set(saved or {}) | set(identity) if (saved or {}).get(k) != identity.get(k))
+    # A setting added to the run schema after the checkpoint was written is absent from it, which is the
+    # same as unset (None): such a checkpoint still belongs to its run.
+    differ = sorted(k for k in set(saved or {}) | set(identity) if (saved or {}).get(k) != identity.get(k))
+    if not isinstance(saved, dict) or differ:
         raise CheckpointError(
             f"checkpoint {path} belongs to another run (differs in {', '.join(differ)}: "
             f"{ {k: (saved or {}).get(k) for k in differ} } vs this run's { {k: identity.get(k) for k in differ} })"

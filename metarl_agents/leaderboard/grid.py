@@ -3,10 +3,16 @@
 A :class:`RunSpec` is everything that determines a run's results; its ``run_key`` names the run in the
 store and its checkpoint files, so re-running the same command finds the same runs again, while a
 different budget or preset gives different runs instead of silently mixing results.
+
+:class:`RunSpec` is also the run schema, defined once: the store's identity columns, the rows it reads
+back (:class:`~metarl_agents.leaderboard.store.RunRecord` extends it with the run's progress) and the
+report's groups are all derived from its fields. A field's ``column`` metadata names its store column
+where that differs from the field name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -14,13 +20,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from metarl_agents.training.config import (
+    EVAL_SEED_OFFSET,
+    MAX_SEED,
+    TRAINER_SETTINGS,
+    RunConfig,
+    check_buildable,
+    eval_seed,
+)
+
 # A reduced budget still gets at least this many evaluation points (the preset's eval_freq is per run).
 MIN_EVAL_POINTS = 10
 DEFAULT_EVAL_TASKS = 16
-# Preset keys that the grid options set (or that describe the protocol rather than the trainer).
-NOT_OVERRIDABLE = ("env_id", "frames", "learning_rate", "lr_grid", "seeds", "eval_freq", "eval_tasks")
-# Evaluation tasks come from a stream of their own so they are fresh w.r.t. the training tasks.
-EVAL_SEED_OFFSET = 1_000_003
+#: The most seeds ``--seeds N`` may ask for.
+MAX_SEED_COUNT = 1000
+__all__ = ["EVAL_SEED_OFFSET", "RunSpec", "build_grid"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +45,7 @@ class RunSpec:
     agent: str
     seed: int
     lr: float
-    frames: int
+    frames: int = field(metadata={"column": "frames_budget"})
     paper_frames: int
     preset_name: str
     preset_hash: str
@@ -43,6 +57,11 @@ class RunSpec:
     # report carries its last value forward to the budget (marked as carried).
     stop_at_return: float | None = None
     patience: int | None = None
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the agents' architecture, if not the default
+
+    #: Fields that may differ within one report group: the group ranks agents and learning rates over seeds,
+    #: and an early-stopped run's curve is carried to the budget, so runs with and without a rule compare.
+    UNGROUPED_FIELDS = ("agent", "seed", "lr", "stop_at_return", "patience")
 
     @property
     def reduced(self) -> bool:
@@ -50,15 +69,18 @@ class RunSpec:
 
     @property
     def eval_seed(self) -> int:
-        return self.seed + EVAL_SEED_OFFSET
+        return eval_seed(self.seed)
 
     @property
     def config_hash(self) -> str:
         """Hash of every setting that changes results and is not spelled out exactly in the key."""
         config: list[Any] = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks,
                              self.env_kwargs, self.overrides]
-        if self.stop_at_return is not None:  # appended only when set, so keys of runs without it never change
+        # Later settings are appended only when set, so the keys of runs without them never change.
+        if self.stop_at_return is not None:
             config.append({"stop_at_return": self.stop_at_return, "patience": self.patience})
+        if self.policy_kwargs:
+            config.append({"policy_kwargs": self.policy_kwargs})
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -69,15 +91,33 @@ class RunSpec:
             f"{budget_label(self.frames, self.paper_frames)}__{self.config_hash}"
         )
 
+    @classmethod
+    def columns(cls) -> dict[str, str]:
+        """Field name -> store column name, for every field of the schema."""
+        return {item.name: item.metadata.get("column", item.name) for item in dataclasses.fields(RunSpec)}
+
     def store_fields(self) -> dict[str, Any]:
         """The identity and configuration columns of this run's row in the store."""
-        return {
-            "run_key": self.run_key, "env_id": self.env_id, "agent": self.agent, "seed": self.seed,
-            "lr": self.lr, "preset_name": self.preset_name, "preset_hash": self.preset_hash,
-            "frames_budget": self.frames, "paper_frames": self.paper_frames, "reduced": int(self.reduced),
-            "eval_every": self.eval_every, "n_eval_tasks": self.n_eval_tasks, "env_kwargs": self.env_kwargs,
-            "overrides": self.overrides, "stop_at_return": self.stop_at_return, "patience": self.patience,
-        }
+        values = {column: getattr(self, name) for name, column in self.columns().items()}
+        return {"run_key": self.run_key, **values, "reduced": int(self.reduced)}
+
+    def spec(self) -> RunSpec:
+        """This run's specification alone (a :class:`RunRecord` drops its progress fields)."""
+        return RunSpec(**{name: getattr(self, name) for name in self.columns()})
+
+    def group_key(self) -> str:
+        """The configuration shared by the runs a report ranks together (every field but UNGROUPED_FIELDS)."""
+        config = {name: getattr(self, name) for name in self.columns() if name not in self.UNGROUPED_FIELDS}
+        return json.dumps(config, sort_keys=True)
+
+    def config(self, device: str = "cpu", threads: int = 1) -> RunConfig:
+        """The full, validated training configuration of this run (preset + this run's settings)."""
+        return RunConfig.from_preset(
+            self.env_id, self.agent, seed=self.seed, learning_rate=self.lr, frames=self.frames,
+            eval_every=self.eval_every, n_eval_tasks=self.n_eval_tasks, env_kwargs=dict(self.env_kwargs),
+            policy_kwargs=dict(self.policy_kwargs), stop_at_return=self.stop_at_return, patience=self.patience,
+            device=device, threads=threads, **self.overrides,
+        )
 
 
 def format_frames(frames: int) -> str:
@@ -123,13 +163,17 @@ def parse_seeds(values: Sequence[str] | None, preset_seeds: Sequence[int]) -> li
         return list(preset_seeds)
     if len(values) == 1 and "," not in values[0]:
         count = _parse_int("--seeds", values[0])
-        if count < 1:
-            raise ValueError(f"--seeds count must be >= 1, got {count}")
-        extra = (s for s in range(10**6) if s not in preset_seeds)
+        if not 1 <= count <= MAX_SEED_COUNT:
+            raise ValueError(f"--seeds count must be an integer in [1, {MAX_SEED_COUNT}], got {count} (list explicit "
+                             "seeds with commas, e.g. 2000000,)")
+        extra = (s for s in range(MAX_SEED_COUNT + len(preset_seeds)) if s not in preset_seeds)
         return [*preset_seeds[:count], *(next(extra) for _ in range(count - len(preset_seeds)))]
     seeds = [_parse_int("--seeds", item) for value in values for item in value.split(",") if item.strip()]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds lists a seed twice: {seeds}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed}")
     return seeds
 
 
@@ -154,12 +198,11 @@ def _parse_int(option: str, text: str) -> int:
         raise ValueError(f"{option} expects integers, got {text!r}") from None
 
 
-def _default_eval_every(preset: dict[str, Any], budget: int, overrides: dict[str, Any]) -> int:
-    """The preset's eval_freq (at most budget / MIN_EVAL_POINTS), rounded down to whole rollouts (at
+def _default_eval_every(preset_eval_every: int, config: RunConfig) -> int:
+    """The preset's eval_freq (at most frames / MIN_EVAL_POINTS), rounded down to whole rollouts (at
     least one): the trainer can only stop between updates, so this keeps evaluation points evenly spaced."""
-    settings = {**preset, **overrides}
-    rollout = int(settings["n_envs"]) * int(settings["n_steps"])
-    wanted = min(int(preset["eval_freq"]), math.ceil(budget / MIN_EVAL_POINTS))
+    rollout = config.n_envs * config.n_steps
+    wanted = min(preset_eval_every, math.ceil(config.frames / MIN_EVAL_POINTS))
     return max(1, wanted // rollout) * rollout
 
 
@@ -175,56 +218,50 @@ def build_grid(
     overrides: dict[str, Any] | None = None,
     stop_at_return: float | None = None,
     patience: int | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
     By default a run is evaluated about every preset ``eval_freq`` frames (see ``_default_eval_every``)
     on the preset's ``eval_tasks`` tasks.
-    ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``); like ``env_kwargs`` they
-    become part of each run's identity and are reported as departures from the paper's settings.
-    ``stop_at_return`` and ``patience`` (given together) end a run after ``patience`` consecutive
-    evaluations with a meta-episode return >= ``stop_at_return``.
+    ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``; the names in
+    ``TRAINER_SETTINGS``); like ``env_kwargs`` and ``policy_kwargs`` they become part of each run's
+    identity and are reported as departures from the paper's settings. ``stop_at_return`` ends a run after
+    ``patience`` (default 1) consecutive evaluations with a meta-episode return >= ``stop_at_return``.
+    Every run's configuration is validated (:class:`RunConfig`) before any is returned.
     """
-    from metarl_agents.presets import load_preset
+    from metarl_agents.training.presets import load_preset
 
-    check_choices("env", envs, registered_envs())
-    check_choices("agent", agents, registered_agents())
     if not envs or not agents:
         raise ValueError("need at least one env and one agent")
-    if frames is not None and frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {frames}")
-    if n_eval_tasks is not None and n_eval_tasks < 1:
-        raise ValueError(f"--n-eval-tasks must be >= 1, got {n_eval_tasks}")
-    if eval_every is not None and eval_every < 1:
-        raise ValueError(f"--eval-every must be >= 1 frame, got {eval_every}")
-    if (stop_at_return is None) != (patience is None):
-        raise ValueError("--stop-at-return and --patience go together: give both or neither, got "
-                         f"stop_at_return={stop_at_return}, patience={patience}")
-    if stop_at_return is not None and not math.isfinite(stop_at_return):
-        raise ValueError(f"--stop-at-return must be a finite return, got {stop_at_return}")
-    if patience is not None and patience < 1:
-        raise ValueError(f"--patience must be >= 1 evaluation, got {patience}")
-    for lr in lrs or ():
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning rates must be positive, got {lr}")
+    check_choices("env", envs, registered_envs())
+    check_choices("agent", agents, registered_agents())
+    check_choices("override", list(overrides or {}), TRAINER_SETTINGS)
     specs = []
     for env_id in envs:
         preset = load_preset(env_id)
-        allowed = sorted(set(preset) - set(NOT_OVERRIDABLE))
-        check_choices("preset override", list(overrides or {}), allowed)
         paper_frames = int(preset["frames"])
-        budget = paper_frames if frames is None else frames
-        every = eval_every or _default_eval_every(preset, budget, overrides or {})
-        tasks = n_eval_tasks or int(preset.get("eval_tasks", DEFAULT_EVAL_TASKS))
+        settings = dict(overrides or {}, env_kwargs=dict(env_kwargs or {}), policy_kwargs=dict(policy_kwargs or {}),
+                        stop_at_return=stop_at_return, patience=patience, frames=paper_frames if frames is None else frames)
+        if n_eval_tasks is not None:
+            settings["n_eval_tasks"] = n_eval_tasks
+        if eval_every is not None:
+            settings["eval_every"] = eval_every
+        # Checks every setting once for this env (a bad value stops the grid before anything is written).
+        config = RunConfig.from_preset(env_id, agents[0], **settings)
+        if eval_every is None:
+            config = config.replace(eval_every=_default_eval_every(config.eval_every, config))
         for agent in agents:
+            check_buildable(config.replace(agent=agent))  # env and policy kwargs
             for seed in parse_seeds(seeds, [int(s) for s in preset["seeds"]]):
                 for lr in lrs or preset["lr_grid"]:
+                    run = config.replace(agent=agent, seed=seed, learning_rate=lr)  # checks seed and lr
                     specs.append(RunSpec(
-                        env_id=env_id, agent=agent, seed=seed, lr=float(lr), frames=budget,
+                        env_id=env_id, agent=agent, seed=run.seed, lr=float(run.learning_rate), frames=run.frames,
                         paper_frames=paper_frames, preset_name=str(preset.get("env_id", env_id)),
-                        preset_hash=preset_hash(preset), eval_every=every, n_eval_tasks=tasks,
+                        preset_hash=preset_hash(preset), eval_every=run.eval_every, n_eval_tasks=run.n_eval_tasks,
                         env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
-                        stop_at_return=None if stop_at_return is None else float(stop_at_return),
-                        patience=patience,
+                        stop_at_return=run.stop_at_return, patience=run.patience,
+                        policy_kwargs=dict(policy_kwargs or {}),
                     ))
     return specs

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl_agents.leaderboard.grid import budget_label, format_frames
+from metarl_agents.leaderboard.grid import RunSpec, budget_label, format_frames
 from metarl_agents.leaderboard.store import ResultStore, RunRecord
 
 N_RESAMPLES = 1000
@@ -75,22 +75,23 @@ class Entry:
 
 @dataclass
 class Group:
-    """All runs of one environment under one configuration."""
+    """All runs of one environment under one configuration: every :class:`RunSpec` field but those in
+    ``RunSpec.UNGROUPED_FIELDS`` is shared (:meth:`RunSpec.group_key`); ``config`` is one of its runs' specs."""
 
-    env_id: str
-    frames: int
-    paper_frames: int
-    eval_every: int
-    n_eval_tasks: int
-    env_kwargs: dict[str, Any]
-    overrides: dict[str, Any]
+    config: RunSpec
     runs: list[RunRecord] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     slug: str = ""
 
-    @property
-    def reduced(self) -> bool:
-        return self.frames < self.paper_frames
+    env_id = property(lambda self: self.config.env_id)
+    frames = property(lambda self: self.config.frames)
+    paper_frames = property(lambda self: self.config.paper_frames)
+    eval_every = property(lambda self: self.config.eval_every)
+    n_eval_tasks = property(lambda self: self.config.n_eval_tasks)
+    env_kwargs = property(lambda self: self.config.env_kwargs)
+    overrides = property(lambda self: self.config.overrides)
+    policy_kwargs = property(lambda self: self.config.policy_kwargs)
+    reduced = property(lambda self: self.config.reduced)
 
     def best_entries(self) -> list[Entry]:
         """Each agent at the learning rate with the highest mean-over-run return."""
@@ -129,16 +130,12 @@ class Group:
 
 def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[Group]:
     """Group every run of the store; statistics use finished runs only."""
-    groups: dict[tuple, Group] = {}
+    groups: dict[str, Group] = {}
     for run in store.runs():
         if envs and run.env_id not in envs:
             continue
-        key = (run.env_id, run.frames_budget, run.paper_frames, run.preset_hash, run.eval_every,
-               run.n_eval_tasks, json.dumps(run.env_kwargs, sort_keys=True), json.dumps(run.overrides, sort_keys=True))
-        if key not in groups:
-            groups[key] = Group(run.env_id, run.frames_budget, run.paper_frames, run.eval_every,
-                                run.n_eval_tasks, run.env_kwargs, run.overrides)
-        groups[key].runs.append(run)
+        group = groups.setdefault(run.group_key(), Group(run.spec()))
+        group.runs.append(run)
     for group in groups.values():
         curves = defaultdict(list)
         for run in group.runs:
@@ -230,8 +227,8 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
     unfinished = sum(r.status != "finished" for r in group.runs)
     lines = [f"## {title}", ""]
     lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
-                 f"{group.eval_every:,} frames and at the end, on {group.n_eval_tasks} fresh tasks (deterministic "
-                 "actions, one trial each), meta-episode return")
+                 f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks each time "
+                 "(deterministic actions, one trial each), meta-episode return")
     for stop_at_return, patience in group.stopping_rules():
         with_rule = sum(r.patience == patience and r.stop_at_return == stop_at_return for r in group.runs)
         lines.append(f"- Early stopping ({with_rule} of {len(group.runs)} runs): a run ends after {patience} "
@@ -242,6 +239,8 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
         lines.append(f"- Environment overrides (not the paper's setting): {_code(json.dumps(group.env_kwargs))}")
     if group.overrides:
         lines.append(f"- Preset overrides (not the paper's setting): {_code(json.dumps(group.overrides))}")
+    if group.policy_kwargs:
+        lines.append(f"- Policy kwargs (not the paper's architecture): {_code(json.dumps(group.policy_kwargs))}")
     lines += [f"- Machine: {_md(m)}" for m in group.machines()]
     lines += [f"- Versions: {_md(v)}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
@@ -368,7 +367,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     _write_csv(out_dir / "evaluations.csv", evaluations, list(evaluations[0]) if evaluations else ["env_id"])
     provenance = [{"group": g.slug, "env_id": g.env_id, "frames_budget": g.frames, "paper_frames": g.paper_frames,
                    "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "overrides": g.overrides,
-                   "stopping_rules": g.stopping_rules(), "machines": g.machines(),
+                   "policy_kwargs": g.policy_kwargs, "stopping_rules": g.stopping_rules(), "machines": g.machines(),
                    "versions": g.versions()} for g in groups]
     (out_dir / "leaderboard.json").write_text(json.dumps(
         {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,

@@ -7,13 +7,14 @@ the process at any point therefore loses at most the evaluation interval in prog
 ``run`` resumes from the checkpoint the store names.
 
 Training goes through a small :class:`Trainer` seam (build / resume / evaluate) whose default,
-:class:`MetaPPOTrainer`, uses only the public trainer API (``MetaPPO.from_preset``, ``learn`` with a
+:class:`MetaPPOTrainer`, uses only the public trainer API (``RunSpec.config``, ``build_model``, ``learn`` with a
 callback, ``save``/``load``, ``evaluate_meta``); tests inject a fake one to exercise the bookkeeping.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import importlib.metadata
 import multiprocessing
 import os
@@ -70,25 +71,35 @@ class Trainer(Protocol):
 class MetaPPOTrainer:
     """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`).
 
-    ``policy_kwargs`` change the agents' architecture (e.g. a small network for a smoke test); they are part
-    of every checkpoint's identity, so a checkpoint of another architecture is refused.
+    A run's model is built from its configuration (:meth:`RunSpec.config`), on ``device`` with ``threads``
+    torch threads (None: leave torch's setting alone). ``policy_kwargs`` are a default architecture for runs
+    whose spec has none (e.g. a small network for a smoke test); the architecture is part of every
+    checkpoint's identity, so a checkpoint of another architecture is refused.
     """
 
-    def __init__(self, policy_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, policy_kwargs: dict[str, Any] | None = None, device: str = "cpu",
+                 threads: int | None = None) -> None:
         self.policy_kwargs = dict(policy_kwargs or {})
+        self.device, self.threads = device, threads
+
+    def config(self, spec: RunSpec) -> Any:
+        """The run's validated configuration (a RunConfig) on this trainer's device."""
+        if self.policy_kwargs and not spec.policy_kwargs:
+            spec = dataclasses.replace(spec, policy_kwargs=dict(self.policy_kwargs))
+        return spec.config(device=self.device, threads=1 if self.threads is None else self.threads)
 
     def build(self, spec: RunSpec) -> Model:
-        from metarl_agents.ppo import MetaPPO
+        from metarl_agents.training.config import build_model
 
-        extra: dict[str, Any] = {"env_kwargs": dict(spec.env_kwargs)} if spec.env_kwargs else {}
-        if self.policy_kwargs:
-            extra["policy_kwargs"] = dict(self.policy_kwargs)
-        return MetaPPO.from_preset(spec.env_id, spec.agent, seed=spec.seed, learning_rate=spec.lr,
-                                   **spec.overrides, **extra)
+        if self.threads is not None:
+            _limit_threads(self.threads)
+        return build_model(self.config(spec))
 
     def identity(self, spec: RunSpec) -> dict[str, Any]:
         """What a checkpoint must have been written for: the run's identity and settings, and the architecture."""
-        return {**spec.store_fields(), "policy_kwargs": repr(sorted(self.policy_kwargs.items()))}
+        fields = spec.store_fields()
+        fields["policy_kwargs"] = repr(sorted(self.config(spec).policy_kwargs.items()))
+        return fields
 
     def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
         from metarl_agents.leaderboard.checkpoint import training_state, write_checkpoint
@@ -104,7 +115,7 @@ class MetaPPOTrainer:
         return model
 
     def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
-        from metarl_agents.evaluation import evaluate_meta
+        from metarl_agents.training.evaluation import evaluate_meta
 
         return evaluate_meta(model, spec.env_id, n_tasks=spec.n_eval_tasks, seed=spec.eval_seed,
                              env_kwargs=dict(spec.env_kwargs) or None)
@@ -288,7 +299,8 @@ def train_one(
     record = store.register_run(spec.store_fields())
     if record.status == "finished":
         return "skipped"
-    store.mark_running(record.id, machine_info(), package_versions())
+    config = trainer.config(spec).as_dict() if hasattr(trainer, "config") else None
+    store.mark_running(record.id, machine_info(), package_versions(), config)
     checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
     _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)

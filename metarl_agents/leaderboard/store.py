@@ -15,6 +15,7 @@ place). Every failure -- a foreign, damaged, read-only or immutable file, a full
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -23,21 +24,35 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
-# Version 1 stores (no early-stopping columns) are upgraded in place on the first writable open: the
-# upgrade only adds nullable columns, so every stored run and evaluation stays as it was.
-_UPGRADES = {1: ("ALTER TABLE runs ADD COLUMN stop_at_return REAL", "ALTER TABLE runs ADD COLUMN patience INTEGER")}
+from metarl_agents.leaderboard.grid import RunSpec
+
+SCHEMA_VERSION = 3
+# Older stores are upgraded in place on the first writable open: an upgrade only adds columns (nullable
+# or with a default), so every stored run and evaluation stays as it was. Version 2 added early stopping,
+# version 3 the agents' architecture (policy_kwargs) and each run's full configuration (resolved_config).
+_UPGRADES = {
+    1: ("ALTER TABLE runs ADD COLUMN stop_at_return REAL", "ALTER TABLE runs ADD COLUMN patience INTEGER"),
+    2: ("ALTER TABLE runs ADD COLUMN policy_kwargs TEXT NOT NULL DEFAULT '{}'", "ALTER TABLE runs ADD COLUMN resolved_config TEXT"),
+}
 APP_NAME = "metarl-leaderboard"
 # Stamped into the SQLite header (PRAGMA application_id) so the file identifies itself: "MRLB".
 APPLICATION_ID = 0x4D524C42
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 RUN_STATUSES = ("pending", "running", "finished", "failed")
 
-_SCHEMA = """
+# The SQL type of each RunSpec field type: the run's identity columns are generated from RunSpec.
+_SQL_TYPES = {"str": "TEXT NOT NULL", "int": "INTEGER NOT NULL", "float": "REAL NOT NULL",
+              "dict[str, Any]": "TEXT NOT NULL DEFAULT '{}'", "float | None": "REAL", "int | None": "INTEGER"}
+_SPEC_COLUMNS = ",\n    ".join(
+    ["run_key TEXT NOT NULL UNIQUE"]
+    + [f"{RunSpec.columns()[item.name]} {_SQL_TYPES[str(item.type)]}" for item in fields(RunSpec)]
+    + ["reduced INTEGER NOT NULL"]
+)
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS schema_version (
     app TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -45,29 +60,15 @@ CREATE TABLE IF NOT EXISTS schema_version (
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
-    run_key TEXT NOT NULL UNIQUE,
-    env_id TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    lr REAL NOT NULL,
-    preset_name TEXT NOT NULL,
-    preset_hash TEXT NOT NULL,
-    frames_budget INTEGER NOT NULL,
-    paper_frames INTEGER NOT NULL,
-    reduced INTEGER NOT NULL,
-    eval_every INTEGER NOT NULL,
-    n_eval_tasks INTEGER NOT NULL,
-    env_kwargs TEXT NOT NULL,
-    overrides TEXT NOT NULL DEFAULT '{}',
-    stop_at_return REAL,
-    patience INTEGER,
+    {_SPEC_COLUMNS},
     status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
     frames_done INTEGER NOT NULL DEFAULT 0,
     checkpoint_path TEXT,
     checkpoint_frames INTEGER,
     wall_time_s REAL NOT NULL DEFAULT 0,
-    versions TEXT NOT NULL DEFAULT '{}',
-    machine TEXT NOT NULL DEFAULT '{}',
+    versions TEXT NOT NULL DEFAULT '{{}}',
+    machine TEXT NOT NULL DEFAULT '{{}}',
+    resolved_config TEXT,
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -90,27 +91,11 @@ class StoreError(RuntimeError):
     """The database file is not a leaderboard store this version can use (it is left untouched)."""
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of ``runs``; JSON columns decoded."""
+@dataclass(frozen=True, kw_only=True)
+class RunRecord(RunSpec):
+    """One row of ``runs``: the run's :class:`RunSpec` and its progress; JSON columns decoded."""
 
     id: int
-    run_key: str
-    env_id: str
-    agent: str
-    seed: int
-    lr: float
-    preset_name: str
-    preset_hash: str
-    frames_budget: int
-    paper_frames: int
-    reduced: bool
-    eval_every: int
-    n_eval_tasks: int
-    env_kwargs: dict[str, Any]
-    overrides: dict[str, Any]
-    stop_at_return: float | None
-    patience: int | None
     status: str
     frames_done: int
     checkpoint_path: str | None
@@ -118,15 +103,28 @@ class RunRecord:
     wall_time_s: float
     versions: dict[str, str]
     machine: dict[str, Any]
+    resolved_config: dict[str, Any] | None = None  # the full configuration of its latest session
     error: str | None
+
+    @property
+    def frames_budget(self) -> int:
+        return self.frames
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        present = set(row.keys())  # a version-1 store opened read-only has no early-stopping columns
-        values = {name: row[name] if name in present else None for name in cls.__dataclass_fields__}
-        values["reduced"] = bool(values["reduced"])
-        for name in ("env_kwargs", "overrides", "versions", "machine"):
-            values[name] = json.loads(values[name])
+        present = set(row.keys())  # an older store opened read-only lacks the newer columns
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            column = item.metadata.get("column", item.name)
+            if column in present:
+                value = row[column]
+                if value is not None and str(item.type).startswith("dict"):
+                    value = json.loads(value)
+            elif item.default_factory is not dataclasses.MISSING:
+                value = item.default_factory()
+            else:
+                value = None if item.default is dataclasses.MISSING else item.default
+            values[item.name] = value
         return cls(**values)
 
 
@@ -229,13 +227,17 @@ class ResultStore:
             conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT (run_key) DO NOTHING", row)
         return self.run_by_key(fields["run_key"])
 
-    def mark_running(self, run_id: int, machine: dict[str, Any], versions: dict[str, str]) -> None:
-        """Mark a run as started (again) here; the machine and versions are those of the latest session."""
+    def mark_running(self, run_id: int, machine: dict[str, Any], versions: dict[str, str],
+                     resolved_config: dict[str, Any] | None = None) -> None:
+        """Mark a run as started (again) here; the machine, versions and resolved configuration (device and
+        threads included) are those of the latest session."""
         with self._transaction() as conn:
             conn.execute(
-                "UPDATE runs SET status = 'running', error = NULL, machine = ?, versions = ?, updated_at = ? "
-                "WHERE id = ?",
-                (json.dumps(machine, sort_keys=True), json.dumps(versions, sort_keys=True), time.time(), run_id),
+                "UPDATE runs SET status = 'running', error = NULL, machine = ?, versions = ?, resolved_config = ?, "
+                "updated_at = ? WHERE id = ?",
+                (json.dumps(machine, sort_keys=True), json.dumps(versions, sort_keys=True),
+                 None if resolved_config is None else json.dumps(resolved_config, sort_keys=True), time.time(),
+                 run_id),
             )
 
     def record_evaluation(
@@ -337,10 +339,12 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
     if not path.exists():
         leftovers = [p.name for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
                      if p.exists()]
-        if leftovers:
+        # Another process may have created the store and opened it (its WAL) since the check above.
+        if leftovers and not path.exists():
             raise StoreError(f"{path} does not exist but {', '.join(leftovers)} beside it does (another "
                              "program's database?); refusing to create a store there. Pass another --db path.")
-        return False
+        if not path.exists():
+            return False
     try:
         with path.open("rb") as handle:
             header = handle.read(100)

@@ -1,8 +1,14 @@
-"""Meta-evaluation: one full trial on each of ``n_tasks`` fresh tasks (spec/agents.md §5).
+"""Meta-evaluation: one full trial on each of ``n_tasks`` held-out tasks (spec/agents.md §5).
 
 The reported number is the **meta-episode return**: the sum over the trial's inner episodes of
 the mean (over tasks) episode return. The per-episode means show whether the agent improves from
 episode to episode of a trial, which is what meta-learning is about.
+
+The protocol, shared by ``metarl-train``, ``metarl-bench`` and :class:`MetaEvalCallback`: every
+evaluation of a run uses the same ``n_tasks`` tasks -- env copies seeded ``seed + 1_000_003 + i``
+(:func:`~metarl_agents.training.config.eval_seed`), which the training envs (``seed + i``) never use --
+and deterministic actions, one trial per task. The same tasks at every point make a learning curve
+show the agent's progress rather than the tasks' difficulty.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.config import eval_seed
+from metarl_agents.training.vec_env import make_vec_env
 
 
 class Predictor(Protocol):
@@ -29,7 +36,8 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
                   deterministic: bool = True, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one trial per task on ``n_tasks`` copies of ``env_id`` (copy ``i`` seeded ``seed + i``).
 
-    Returns ``dict(meta_episode_return, episode_returns, per_task)``: ``per_task[i]`` lists the inner
+    For a run's evaluation protocol pass ``seed=eval_seed(run_seed)``. Returns ``dict(meta_episode_return,
+    episode_returns, per_task)``: ``per_task[i]`` lists the inner
     episode returns of task ``i`` and ``episode_returns[k]`` is their mean over tasks for episode ``k``.
     Pick a ``seed`` the training envs never use to get tasks the agent has not trained on.
     """
@@ -40,8 +48,11 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
                          f"got {type(model_or_policy).__name__}")
     env_kwargs = dict(env_kwargs or {})
     env = make_vec_env(env_id, n_tasks, seed, **env_kwargs)
-    # A generous cap against agents that never finish a trial (e.g. a family without a step limit).
-    max_steps = 10 * (gym.spec(env_id).max_episode_steps or 10_000)
+    # A generous cap against agents that never finish a trial (an env of ours ends every trial by itself).
+    try:
+        max_steps = 10 * int(env.get_attr("max_trial_steps")[0])
+    except AttributeError:
+        max_steps = 10 * (gym.spec(env_id).max_episode_steps or 10_000)
     try:
         obs = env.reset()
         state, starts = None, np.ones(n_tasks, dtype=bool)
@@ -70,13 +81,13 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
 class MetaEvalCallback(BaseCallback):
     """Evaluate with :func:`evaluate_meta` every ``eval_freq`` frames (at rollout ends) and at the end.
 
-    Evaluation ``k`` uses the seed ``seed + k * n_tasks``, so every evaluation sees fresh tasks.
-    Each result (with ``frames`` and ``wall_time_s`` added) is appended to ``self.results``, logged
+    Every evaluation uses the same held-out tasks, from ``seed`` (default: ``eval_seed(model.seed)``, the
+    protocol of ``metarl-train`` and ``metarl-bench``). Each result (with ``frames`` and ``wall_time_s`` added) is appended to ``self.results``, logged
     as ``eval/meta_episode_return`` and passed to ``on_result`` (e.g. to write it to disk). With
     ``stop_at_return`` training stops once an evaluation reaches it.
     """
 
-    def __init__(self, env_id: str, eval_freq: int, n_tasks: int = 16, seed: int = 1_000_000,
+    def __init__(self, env_id: str, eval_freq: int, n_tasks: int = 16, seed: int | None = None,
                  env_kwargs: dict[str, Any] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None, stop_at_return: float | None = None,
                  verbose: int = 0) -> None:
@@ -107,7 +118,7 @@ class MetaEvalCallback(BaseCallback):
             self.evaluate()
 
     def evaluate(self) -> dict[str, Any]:
-        seed = self.seed + len(self.results) * self.n_tasks
+        seed = self.seed if self.seed is not None else eval_seed(self.model.seed or 0)
         result = evaluate_meta(self.model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs)
         result.update(frames=int(self.num_timesteps), wall_time_s=round(time.time() - self._t0, 3), seed=seed)
         self.results.append(result)

@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from metarl_agents.leaderboard.grid import format_frames, parse_frames
+from metarl_agents.cli.options import OneLineParser, add_run_options, grid_settings
+from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.lock import StoreInUse
 from metarl_agents.leaderboard.store import StoreError
 
@@ -20,42 +19,15 @@ DEFAULT_DB = "metarl_results.db"
 DEFAULT_REPORT_DIR = "leaderboard_report"
 
 
-def _frames(text: str) -> int:
-    try:
-        return parse_frames(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _env_kwargs(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r} ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r}")
-    return value
-
-
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--override expects KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metarl-bench", description="metarl leaderboard benchmark")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="metarl-bench", description="metarl leaderboard benchmark")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = commands.add_parser(
         "run", help="train a grid of env x agent x seed x lr into the result store",
         description="Train every (env, agent, seed, lr) of the grid; finished runs are skipped and "
                     "unfinished ones resume from their last checkpoint. Unset options come from each "
-                    "env's preset (metarl_agents/presets/<env>.toml).",
+                    "env's preset (metarl_agents/training/presets/<env>.toml).",
     )
     run.add_argument("--envs", nargs="+", required=True, metavar="ENV", help="environment ids")
     run.add_argument("--agents", nargs="+", required=True, metavar="AGENT", help="agent names")
@@ -63,27 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one number N = the first N preset seeds; several numbers (or a comma list such "
                           "as 7,) = those seeds (default: the preset's seeds)")
     run.add_argument("--lrs", nargs="+", type=float, metavar="LR", help="learning rates (default: preset lr_grid)")
-    run.add_argument("--frames", type=_frames,
-                     help="frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
-                          "REDUCED BUDGET in the store, the report and its file names)")
-    run.add_argument("--eval-every", type=_frames, metavar="FRAMES",
-                     help="frames between evaluations (default: preset eval_freq, at least 10 points per run, "
-                          "in whole rollouts)")
-    run.add_argument("--n-eval-tasks", type=int, metavar="N", help="tasks per evaluation (default: preset)")
-    run.add_argument("--env-kwargs", type=_env_kwargs, metavar="JSON",
-                     help='environment overrides, e.g. \'{"length": 10}\' (reported as non-paper settings)')
-    run.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                     help="replace a preset trainer setting, e.g. n_steps=350 (repeatable; reported as a "
-                          "non-paper setting)")
-    run.add_argument("--stop-at-return", type=float, metavar="R",
-                     help="end a run after --patience consecutive evaluations with a return >= R; the report "
-                          "carries its last value forward to the budget, marked as carried")
-    run.add_argument("--patience", type=int, metavar="P", help="evaluations >= --stop-at-return before stopping")
+    add_run_options(run)
     run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
     run.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray instance)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--restart-failed", action="store_true",
                      help="train failed runs again from scratch, discarding their checkpoint and evaluation points "
                           "(for a damaged or missing checkpoint); without it failed runs resume")
@@ -98,21 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from metarl_agents.leaderboard import runner
     from metarl_agents.leaderboard.grid import build_grid
-    from metarl_agents.leaderboard.runner import run_grid
 
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
-    specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, args.frames, args.eval_every,
-                       args.n_eval_tasks, args.env_kwargs, dict(args.override), args.stop_at_return,
-                       args.patience)
+    specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
+    trainer = runner.MetaPPOTrainer(device=args.device, threads=args.threads)
+    # Every run's full configuration, which checks the device and threads too, before anything is written.
+    configs = [spec.config(device=args.device, threads=1 if args.threads is None else args.threads) for spec in specs]
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""
         print(f"{env_id}: {format_frames(frames)} frames per run{note}")
+    for env_id in dict.fromkeys(s.env_id for s in specs):
+        config = next(c for c in configs if c.env_id == env_id)
+        print(f"# configuration of the {env_id} runs (agent, seed and learning_rate vary)\n{config.describe()}")
     print(f"{len(specs)} runs -> {args.db} ({args.backend} backend)")
-    summary = run_grid(specs, args.db, backend=args.backend, workers=args.workers, address=args.address,
-                       show_progress=False if args.no_progress else None, restart_failed=args.restart_failed)
+    summary = runner.run_grid(specs, args.db, backend=args.backend, workers=args.workers, address=args.address,
+                              trainer=trainer, show_progress=False if args.no_progress else None,
+                              restart_failed=args.restart_failed)
     print(f"done: {len(summary.finished)} trained, {len(summary.skipped)} already finished, "
           f"{len(summary.failed)} failed")
     for key, error in summary.failed.items():
@@ -137,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args) if args.command == "run" else _report(args)
     except (ValueError, StoreError, StoreInUse, FileNotFoundError) as exc:
-        parser.exit(2, f"metarl-bench {args.command}: error: {exc}\n")
+        parser.exit(2, f"metarl-bench {args.command}: error: {' '.join(str(exc).split())}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted; re-run the same command to resume from the last checkpoints\n")
 

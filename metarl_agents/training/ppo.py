@@ -22,7 +22,6 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -34,19 +33,18 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance
+from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
-from metarl_agents.presets import load_preset
-from metarl_agents.rollout import (
+from metarl_agents.training.config import check_settings
+from metarl_agents.training.rollout import (
     ReturnNormalizer,
     SequenceRolloutBuffer,
     clone_states,
     select_states,
     trial_segments,
 )
-from metarl_agents.vec_env import make_vec_env
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 
@@ -57,11 +55,6 @@ class TrainingDivergedError(RuntimeError):
 #: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
 POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statistics", "memory_parameters",
               "head_parameters")
-#: Preset keys that are MetaPPO constructor arguments.
-PRESET_PPO_KEYS = (
-    "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda", "ent_coef", "vf_coef",
-    "max_grad_norm", "normalize_reward", "reward_clip", "clip_actions",
-)
 
 
 class MetaPPO(OnPolicyAlgorithm):
@@ -69,8 +62,8 @@ class MetaPPO(OnPolicyAlgorithm):
 
     :param policy: a policy class with MetaPPO's sequence API (the classes of
         :mod:`metarl_agents.policies`) or its name in ``POLICY_REGISTRY`` (``"SplAgger"``, ``"RNN"``, ...)
-    :param env: an SB3 VecEnv of transition observations (:func:`metarl_agents.make_vec_env`) or an
-        env id (16 copies are made)
+    :param env: an SB3 VecEnv of transition observations, as SB3 algorithms take
+        (:func:`metarl_agents.make_vec_env`; :meth:`from_preset` builds one from an env id)
     :param n_steps: steps per env per update; the memory is backpropagated through all of them
     :param n_minibatches: minibatches per epoch, each a set of ``n_envs / n_minibatches`` whole env
         sequences
@@ -89,7 +82,7 @@ class MetaPPO(OnPolicyAlgorithm):
     def __init__(
         self,
         policy: str | type[BasePolicy],
-        env: GymEnv | str,
+        env: VecEnv | None,
         learning_rate: float | Schedule = 1e-3,
         n_steps: int = 700,
         n_epochs: int = 2,
@@ -112,8 +105,18 @@ class MetaPPO(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if isinstance(env, str):
-            env = make_vec_env(env, 16, seed)
+        settings = {"n_steps": n_steps, "n_epochs": n_epochs, "n_minibatches": n_minibatches, "gamma": gamma,
+                    "gae_lambda": gae_lambda, "ent_coef": ent_coef, "vf_coef": vf_coef, "max_grad_norm": max_grad_norm,
+                    "normalize_reward": normalize_reward, "reward_clip": reward_clip, "clip_actions": clip_actions}
+        if not callable(clip_range):  # a schedule is checked by its values
+            settings["clip_range"] = clip_range
+        # The ranges of the run configuration (the learning rate may be 0 or a schedule here, e.g. to freeze weights).
+        check_settings(**settings)
+        if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
+            raise ValueError(
+                f"MetaPPO takes an SB3 VecEnv of transition observations, got {type(env).__name__}; build one with "
+                "metarl_agents.make_vec_env(env_id, n_envs, seed), or use MetaPPO.from_preset(env_id, policy)"
+            )
         super().__init__(
             policy,
             env,
@@ -135,9 +138,6 @@ class MetaPPO(OnPolicyAlgorithm):
             _init_setup_model=False,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        for name, value in (("n_steps", n_steps), ("n_epochs", n_epochs), ("n_minibatches", n_minibatches)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.env is not None and n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches={n_minibatches} exceeds n_envs={self.n_envs}: a minibatch is a set of envs")
         self.n_epochs = n_epochs
@@ -146,8 +146,6 @@ class MetaPPO(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.normalize_reward = normalize_reward
         self.reward_clip = reward_clip
-        if not isinstance(clip_actions, (bool, np.bool_)):
-            raise ValueError(f"clip_actions must be True or False, got {clip_actions!r}")
         self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
         self._last_states: RNNStates | None = None
@@ -186,29 +184,19 @@ class MetaPPO(OnPolicyAlgorithm):
         self._last_states = None
 
     @classmethod
-    def from_preset(cls: type[SelfMetaPPO], env_id: str, policy: str | type[BasePolicy], n_envs: int = 16,
-                    seed: int = 0, env_kwargs: dict[str, Any] | None = None, **overrides: Any) -> SelfMetaPPO:
-        """A model with ``env_id``'s reference settings (:mod:`metarl_agents.presets`).
+    def from_preset(cls: type[SelfMetaPPO], env_id: str, policy: str, seed: int = 0,
+                    env_kwargs: dict[str, Any] | None = None, verbose: int = 0, tensorboard_log: str | None = None,
+                    **settings: Any) -> SelfMetaPPO:
+        """A model with ``env_id``'s reference settings and its training envs, through the run configuration.
 
-        ``overrides`` replace preset values (``learning_rate``, ``n_steps``, ``adam_eps``,
-        ``lr_anneal``, ...) or pass other constructor arguments (``verbose``, ``device``,
-        ``policy_kwargs``, ``tensorboard_log``); ``env_kwargs`` go to the family.
+        ``settings`` replace preset values (``learning_rate``, ``n_steps``, ``n_envs``, ``adam_eps``,
+        ``lr_anneal``, ``policy_kwargs``, ``device``, ...; :class:`~metarl_agents.training.config.RunConfig`
+        checks each); ``env_kwargs`` go to the family. Same as ``build_model(RunConfig.from_preset(...))``.
         """
-        preset = load_preset(env_id)
-        constructor = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env", "seed", "learning_rate"}
-        allowed = set(preset) | constructor
-        unknown = sorted(set(overrides) - allowed)
-        if unknown:
-            raise ValueError(f"unknown overrides {unknown} for MetaPPO.from_preset; allowed: {sorted(allowed)}")
-        preset.update((k, v) for k, v in overrides.items() if k in preset)
-        kwargs = {k: v for k, v in overrides.items() if k not in preset}
-        kwargs.update((k, preset[k]) for k in PRESET_PPO_KEYS if k in preset)  # clip_actions is optional
-        policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
-        policy_kwargs["optimizer_kwargs"] = {"eps": preset["adam_eps"], **policy_kwargs.get("optimizer_kwargs", {})}
-        lr = preset["learning_rate"]
-        learning_rate = LinearSchedule(lr, 0.0, 1.0) if preset["lr_anneal"] else lr
-        env = make_vec_env(env_id, n_envs, seed, **(env_kwargs or {}))
-        return cls(policy, env, learning_rate=learning_rate, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
+        from metarl_agents.training.config import RunConfig, build_model
+
+        config = RunConfig.from_preset(env_id, policy, seed=seed, env_kwargs=env_kwargs or {}, **settings)
+        return build_model(config, verbose=verbose, algorithm=cls, tensorboard_log=tensorboard_log)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states"]

@@ -1,0 +1,322 @@
+"""One training run's configuration: a typed, validated dataclass built from a preset plus overrides.
+
+:class:`RunConfig` is the single place where a run's settings are named, defaulted and range-checked;
+``metarl-train``, ``metarl-bench`` (through :meth:`metarl_agents.leaderboard.RunSpec.config`) and the
+Python API all build one, and :func:`build_model` turns it into an environment and a :class:`MetaPPO`.
+Every bad value is a ``ValueError`` naming the field, the value and what is allowed, raised before
+anything is built or written.
+
+The evaluation protocol is defined here too (:func:`eval_seed`): every evaluation of a run uses the same
+``n_eval_tasks`` tasks -- copies of the env seeded ``seed + EVAL_SEED_OFFSET + i``, a stream the training
+envs (``seed + i``) never reach -- with deterministic actions, one trial each.
+
+This module imports neither torch nor Stable-Baselines3 (only checking a CUDA or MPS device does), so
+a command line can reject bad values in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metarl_agents.training.presets import load_preset
+
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation tasks come from seeds ``seed + EVAL_SEED_OFFSET + i``, never a training env's seed."""
+MAX_SEED = 2**31 - 1
+MAX_ENVS = 2**16
+MAX_FRAMES = 10**12
+DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+
+
+def eval_seed(seed: int) -> int:
+    """The seed of a run's evaluation tasks (the same at every evaluation point)."""
+    return seed + EVAL_SEED_OFFSET
+
+
+def _setting(default: Any = dataclasses.MISSING, *, kind: type, low: float | None = None, high: float | None = None,
+             low_open: bool = False, optional: bool = False, doc: str = "") -> Any:
+    """A field with its allowed range: ``kind`` int / float / bool / str / dict, bounds inclusive unless
+    ``low_open``; ``optional`` allows None."""
+    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional, "doc": doc}
+    if kind is dict:
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _allowed(meta: Mapping[str, Any]) -> str:
+    kind, low, high = meta["kind"], meta["low"], meta["high"]
+    if kind is bool:
+        text = "true or false"
+    elif kind is dict:
+        text = "a table of keyword arguments"
+    elif kind is str:
+        text = "a string"
+    else:
+        noun = "an integer" if kind is int else "a finite number"
+        if low is not None and high is not None and not meta["low_open"]:
+            text = f"{noun} in [{_number(low)}, {_number(high)}]"
+        elif low is not None and high is not None:
+            text = f"{noun} in ({_number(low)}, {_number(high)}]"
+        elif low is not None:
+            text = f"{noun} {'>' if meta['low_open'] else '>='} {_number(low)}"
+        else:
+            text = noun
+    return text + (" or none" if meta["optional"] else "")
+
+
+def _check(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
+    """``value`` converted to the field's type (an integral float such as 1.5e6 is an int), or ValueError."""
+    kind = meta["kind"]
+    if value is None and meta["optional"]:
+        return None
+    bad = ValueError(f"{name} must be {_allowed(meta)}, got {value!r}")
+    if kind is bool:
+        if type(value).__name__ not in ("bool", "bool_"):
+            raise bad
+        return bool(value)
+    if kind is str:
+        if not isinstance(value, str) or not value:
+            raise bad
+        return value
+    if kind is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise bad
+        return dict(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__") \
+            and not hasattr(value, "__float__"):
+        raise bad
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    if not math.isfinite(number):
+        raise bad
+    if kind is int:
+        if number != int(number):
+            raise bad
+        number = int(value) if hasattr(value, "__index__") else int(number)
+    low, high = meta["low"], meta["high"]
+    if low is not None and (number < low or (meta["low_open"] and number == low)):
+        raise bad
+    if high is not None and number > high:
+        raise bad
+    return number
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs, range-checked on construction.
+
+    Build it from a preset with :meth:`from_preset` (``RunConfig.from_preset("MetaTMaze-v0", "SplAgger",
+    n_steps=350)``) or change one with :meth:`replace`; :meth:`as_dict` is what is printed and stored.
+    """
+
+    # -- what is trained on what -----------------------------------------------------------------
+    env_id: str = _setting(kind=str, doc="registered environment id")
+    agent: str = _setting(kind=str, doc="policy name in POLICY_REGISTRY")
+    env_kwargs: dict[str, Any] = _setting(kind=dict, doc="family kwargs, e.g. length=10")
+    policy_kwargs: dict[str, Any] = _setting(kind=dict, doc="policy kwargs, e.g. head=mlp")
+    # -- the trainer (MetaPPO) -------------------------------------------------------------------
+    n_envs: int = _setting(16, kind=int, low=1, high=MAX_ENVS, doc="parallel envs")
+    n_steps: int = _setting(700, kind=int, low=1, high=10**6, doc="steps per env per update")
+    n_epochs: int = _setting(2, kind=int, low=1, high=10**4, doc="passes over each rollout")
+    n_minibatches: int = _setting(4, kind=int, low=1, high=MAX_ENVS, doc="minibatches (sets of envs) per epoch")
+    clip_range: float = _setting(0.05, kind=float, low=0.0, high=1.0, low_open=True, doc="PPO ratio and value clip")
+    gamma: float = _setting(0.95, kind=float, low=0.0, high=1.0, doc="discount")
+    gae_lambda: float = _setting(0.95, kind=float, low=0.0, high=1.0, doc="GAE lambda")
+    ent_coef: float = _setting(0.1, kind=float, low=0.0, doc="entropy coefficient")
+    vf_coef: float = _setting(0.5, kind=float, low=0.0, doc="value-loss coefficient")
+    max_grad_norm: float = _setting(0.5, kind=float, low=0.0, low_open=True, doc="gradient clip (memory, head)")
+    adam_eps: float = _setting(1e-5, kind=float, low=0.0, low_open=True, doc="Adam epsilon")
+    learning_rate: float = _setting(1e-3, kind=float, low=0.0, low_open=True, doc="Adam learning rate")
+    lr_anneal: bool = _setting(False, kind=bool, doc="decay the learning rate linearly to 0")
+    normalize_reward: bool = _setting(True, kind=bool, doc="scale rewards by the return's running std")
+    reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, doc="clip of the scaled rewards")
+    clip_actions: bool = _setting(True, kind=bool, doc="clip Box actions to the action space")
+    # -- budget and evaluation protocol ----------------------------------------------------------
+    frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, doc="training frames")
+    eval_every: int = _setting(50_000, kind=int, low=1, high=MAX_FRAMES, doc="frames between evaluations")
+    n_eval_tasks: int = _setting(16, kind=int, low=1, high=MAX_ENVS, doc="tasks per evaluation")
+    stop_at_return: float | None = _setting(None, kind=float, optional=True,
+                                            doc="stop after `patience` evaluations with a return >= this")
+    patience: int | None = _setting(None, kind=int, low=1, high=10**6, optional=True,
+                                    doc="evaluations >= stop_at_return in a row before stopping (default 1)")
+    # -- reproducibility and hardware (not part of a run's identity) -----------------------------
+    seed: int = _setting(0, kind=int, low=0, high=MAX_SEED, doc="seed of the model and the training envs")
+    device: str = _setting("cpu", kind=str, doc="torch device: cpu, cuda, cuda:N, mps or auto")
+    threads: int = _setting(1, kind=int, low=1, high=1024, doc="torch threads")
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            object.__setattr__(self, item.name, _check(item.name, getattr(self, item.name), item.metadata))
+        if self.n_minibatches > self.n_envs:
+            raise ValueError(f"n_minibatches must be at most n_envs={self.n_envs} (a minibatch is a set of envs), "
+                             f"got {self.n_minibatches}")
+        if self.stop_at_return is None and self.patience is not None:
+            raise ValueError(f"patience={self.patience} needs stop_at_return (the return to reach)")
+        if self.stop_at_return is not None and self.patience is None:
+            object.__setattr__(self, "patience", 1)  # stop at the first evaluation that reaches it
+        _check_device(self.device)
+        _check_registered(self.env_id, self.agent)
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, env_id: str, agent: str, **settings: Any) -> RunConfig:
+        """``env_id``'s preset (:mod:`metarl_agents.training.presets`) with ``settings`` replacing its values.
+
+        Preset keys map onto fields by name, except ``eval_freq`` -> ``eval_every`` and ``eval_tasks`` ->
+        ``n_eval_tasks``; the grid keys ``lr_grid`` and ``seeds`` are the leaderboard's, not a run's.
+        """
+        allowed = FIELDS[2:]  # all but env_id and agent
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"allowed: {', '.join(allowed)}")
+        return cls(env_id=env_id, agent=agent, **{**preset_settings(env_id), **settings})
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` (checked like the original)."""
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown setting {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """The configuration as ``key = value`` lines (TOML; unset optional settings left out), as the command
+        lines print it."""
+        return "\n".join(f"{name} = {_toml(value)}" for name, value in self.as_dict().items() if value is not None)
+
+    @property
+    def eval_seed(self) -> int:
+        return eval_seed(self.seed)
+
+
+FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
+#: Trainer settings a sweep may replace with ``--override KEY=VALUE`` (the rest have options of their own).
+TRAINER_SETTINGS = ("n_envs", "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda",
+                    "ent_coef", "vf_coef", "max_grad_norm", "adam_eps", "lr_anneal", "normalize_reward",
+                    "reward_clip", "clip_actions")
+_PRESET_NAMES = {"eval_freq": "eval_every", "eval_tasks": "n_eval_tasks"}
+_GRID_KEYS = ("env_id", "lr_grid", "seeds")
+
+
+def check_settings(**values: Any) -> dict[str, Any]:
+    """``values`` checked and converted as the :class:`RunConfig` fields of the same names (so an algorithm
+    built without a configuration refuses the same values); ``ValueError`` names the first bad one."""
+    meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
+    return {name: _check(name, value, meta[name]) for name, value in values.items()}
+
+
+def preset_settings(env_id: str) -> dict[str, Any]:
+    """The run settings of ``env_id``'s preset, under the configuration's field names."""
+    preset = load_preset(env_id)
+    return {_PRESET_NAMES.get(k, k): v for k, v in preset.items() if k not in _GRID_KEYS}
+
+
+def settings_help() -> str:
+    """Every overridable setting with what it is and its allowed values, for ``--help``."""
+    meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
+    return "; ".join(f"{name} ({meta[name]['doc']}: {_allowed(meta[name])})" for name in TRAINER_SETTINGS)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def _check_device(device: str) -> None:
+    """A device torch can use here; a CUDA or MPS device that is not available is an error, not a fallback."""
+    if not DEVICE_PATTERN.match(device):
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= available:
+            found = f"{available} CUDA device{'s' if available != 1 else ''}" if available else "no CUDA device"
+            raise ValueError(f"device {device!r} is not available: torch sees {found} (use cpu)")
+    elif device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' is not available on this machine (use cpu)")
+
+
+def _check_registered(env_id: str, agent: str) -> None:
+    import metarl_envs
+
+    if env_id not in metarl_envs.REGISTERED_IDS:
+        raise ValueError(f"unknown env_id {env_id!r}; allowed: {', '.join(metarl_envs.REGISTERED_IDS)}")
+    from metarl_agents.policies import POLICY_REGISTRY
+
+    if agent not in POLICY_REGISTRY:
+        raise ValueError(f"unknown agent {agent!r}; allowed: {', '.join(POLICY_REGISTRY)}")
+
+
+def check_buildable(config: RunConfig) -> None:
+    """Build one env and the policy of ``config`` (not the trainer), so that a bad env or policy kwarg is a
+    ``ValueError`` before a run starts rather than a failed run."""
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    from metarl_agents.policies import POLICY_REGISTRY
+
+    try:
+        env = build_env(config, n_envs=1)
+    except TypeError as exc:  # an unknown kwarg
+        raise ValueError(f"env_kwargs {config.env_kwargs} do not fit {config.env_id}: {exc}") from None
+    try:
+        POLICY_REGISTRY[config.agent](env.observation_space, env.action_space, ConstantSchedule(1e-3),
+                                      **config.policy_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"policy_kwargs {config.policy_kwargs} do not fit {config.agent}: {exc}") from None
+    finally:
+        env.close()
+
+
+def build_env(config: RunConfig, n_envs: int | None = None, seed: int | None = None) -> Any:
+    """The run's training envs (``n_envs`` copies seeded ``seed + i``) as an SB3 VecEnv."""
+    from metarl_agents.training.vec_env import make_vec_env
+
+    return make_vec_env(config.env_id, config.n_envs if n_envs is None else n_envs,
+                        config.seed if seed is None else seed, **config.env_kwargs)
+
+
+def build_model(config: RunConfig, verbose: int = 0, algorithm: type | None = None, **algorithm_kwargs: Any) -> Any:
+    """A fresh :class:`MetaPPO` (or subclass ``algorithm``) on the run's training envs, with the run's seed
+    and device (``algorithm_kwargs``: other constructor arguments, e.g. ``tensorboard_log``)."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    from metarl_agents.training.ppo import MetaPPO
+
+    policy_kwargs = dict(config.policy_kwargs)
+    policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps, **policy_kwargs.get("optimizer_kwargs", {})}
+    learning_rate = LinearSchedule(config.learning_rate, 0.0, 1.0) if config.lr_anneal else config.learning_rate
+    env = build_env(config)
+    return (algorithm or MetaPPO)(
+        config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
+        n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
+        clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, normalize_reward=config.normalize_reward,
+        reward_clip=config.reward_clip, clip_actions=config.clip_actions, device=config.device, verbose=verbose,
+        **algorithm_kwargs,
+    )

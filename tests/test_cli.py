@@ -1,0 +1,92 @@
+"""Both command lines take the same options and refuse every bad value: exit status 2, one line naming the
+value and what is allowed, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metarl_agents.cli import bench, train
+
+ROOT = Path(__file__).parents[1]
+
+BAD = [  # (options, words of the message)
+    (["--n-envs", "0"], ["n_envs", "got 0", "[1, 65536]"]),
+    (["--override", "gamma=2"], ["gamma", "got 2", "[0, 1]"]),
+    (["--override", "clip_range=-0.1"], ["clip_range", "got -0.1", "(0, 1]"]),
+    (["--frames", "inf"], ["--frames", "'inf'", ">= 1"]),
+    (["--threads", "0"], ["threads", "got 0", "[1, 1024]"]),
+    (["--device", "bogus"], ["device", "'bogus'", "cpu, cuda, cuda:N, mps or auto"]),
+    (["--override", "n_steps=0"], ["n_steps", "got 0", "[1, 1000000]"]),
+    (["--override", "n_stepz=5"], ["n_stepz", "allowed: n_envs, n_steps"]),
+    (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
+    (["--eval-every", "-5"], ["--eval-every", "'-5'"]),
+    (["--env-kwarg", "length=1"], ["length"]),
+    (["--policy-kwarg", "net_arch"], ["--policy-kwarg", "KEY=VALUE", "'net_arch'"]),
+    (["--policy-kwarg", "bogus=1"], ["policy_kwargs", "bogus"]),
+    (["--patience", "3"], ["patience=3", "stop_at_return"]),
+    (["--stop-at-return", "nan"], ["stop_at_return", "nan", "finite"]),
+]
+BENCH_ONLY = [
+    (["--seeds", "2000000"], ["--seeds", "2000000", "[1, 1000]"]),
+    (["--lrs", "-1"], ["learning_rate", "-1.0", "> 0"]),
+]
+TRAIN_ONLY = [
+    (["--seed", "-1"], ["seed", "-1", "[0, 2147483647]"]),
+    (["--lr", "0"], ["learning_rate", "0.0", "> 0"]),
+]
+
+
+def _check(capsys, run, tmp_path, words):
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.count("\n") == 1 and "error: " in err, err  # one line
+    assert all(word in err for word in words), err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(("options", "words"), BAD + TRAIN_ONLY, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_metarl_train_refuses(capsys, tmp_path, options, words):
+    argv = ["--env", "MetaTMaze-v0", "--agent", "RNN", "--out", str(tmp_path / "out"), *options]
+    _check(capsys, lambda: sys.exit(train.main(argv)), tmp_path, words)
+
+
+@pytest.mark.parametrize(("options", "words"), BAD + BENCH_ONLY, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_metarl_bench_run_refuses(capsys, tmp_path, options, words):
+    argv = ["run", "--envs", "MetaTMaze-v0", "--agents", "RNN", "--db", str(tmp_path / "r.db"), *options]
+    _check(capsys, lambda: sys.exit(bench.main(argv)), tmp_path, words)
+
+
+def test_cuda_without_cuda_is_refused_by_both(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    words = ["device 'cuda' is not available", "no CUDA device"]
+    _check(capsys, lambda: sys.exit(train.main(["--env", "MetaTMaze-v0", "--agent", "RNN", "--out",
+                                                str(tmp_path / "o"), "--device", "cuda"])), tmp_path, words)
+    _check(capsys, lambda: sys.exit(bench.main(["run", "--envs", "MetaTMaze-v0", "--agents", "RNN", "--db",
+                                                str(tmp_path / "r.db"), "--device", "cuda"])), tmp_path, words)
+
+
+def test_both_command_lines_share_their_run_options():
+    def options(parser):
+        actions = parser._actions if parser is not bench.build_parser() else []
+        return {s for a in actions for s in a.option_strings}
+
+    run_parser = bench.build_parser()._subparsers._group_actions[0].choices["run"]
+    shared = {"--frames", "--eval-every", "--n-eval-tasks", "--n-envs", "--override", "--env-kwarg", "--policy-kwarg",
+              "--stop-at-return", "--patience", "--device", "--threads", "--no-progress"}
+    assert shared <= options(train.build_parser()) and shared <= options(run_parser)
+
+
+def test_old_entry_points_still_run():
+    for module in ("metarl_agents.train_cli", "metarl_agents.leaderboard"):
+        result = subprocess.run([sys.executable, "-m", module, *([] if module.endswith("cli") else ["run"]), "--help"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 0 and "--override KEY=VALUE" in result.stdout, result.stderr
