@@ -308,8 +308,9 @@ def test_ray_address_that_does_not_answer_fails_fast_and_clearly():
 
 
 def early_stopping_spec(**changes) -> RunSpec:
-    # Returns of seed 73 at lr 1e-3: 2.03, 2.23, 2.53, 2.73 at EVAL_FRAMES; two in a row >= 2.2 end at 800.
-    return RunSpec(**{**spec().__dict__, "stop_at_return": 2.2, "patience": 2, **changes})
+    # Returns of seed 73 at lr 1e-3: 2.03, 2.23, 2.53 at 300, 500, 800; two in a row >= 2.2 end the run at
+    # 800 of its 2000 frames (a run that went on would be evaluated at 1000, 1300, ...).
+    return RunSpec(**{**spec().__dict__, "frames": 2000, "stop_at_return": 2.2, "patience": 2, **changes})
 
 
 def test_early_stopping_ends_the_run_after_patience_evaluations_at_the_target(tmp_path):
@@ -323,7 +324,7 @@ def test_early_stopping_ends_the_run_after_patience_evaluations_at_the_target(tm
         record = store.run_by_key(run.run_key)
     assert (record.stop_at_return, record.patience) == (2.2, 2)
     assert record.run_key != spec().run_key and spec().run_key == early_stopping_spec(
-        stop_at_return=None, patience=None).run_key  # keys of runs without the rule are unchanged
+        frames=FRAMES, stop_at_return=None, patience=None).run_key  # keys of runs without the rule are unchanged
 
 
 def test_early_stopping_streak_survives_a_crash_and_a_resume(tmp_path):
