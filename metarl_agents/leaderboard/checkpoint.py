@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unreadable, damaged, or written for another run."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint written by an older version of the code, resumed with the newer code's defaults."""
 
 
 # -- environment state -------------------------------------------------------------------------------
@@ -152,9 +157,16 @@ def restore_env_state(env: Any, state: dict[str, Any]) -> None:
         parent, _, name = path.rpartition(".")
         if parent in owners and name.isidentifier():
             slots[path] = (None, lambda v, o=owners[parent], n=name: setattr(o, n, v))
-    if set(slots) != set(state):
-        differ = sorted(set(slots) ^ set(state))[:5]
-        raise CheckpointError(f"the checkpoint's environment state does not fit this environment (differs at {differ})")
+    unknown = sorted(set(state) - set(slots))
+    if unknown:
+        raise CheckpointError("the checkpoint's environment state does not fit this environment "
+                              f"(it holds {unknown[:5]}, which this environment does not have)")
+    added = sorted(set(slots) - set(state))
+    if added:
+        # A newer version of the code added these attributes (derived caches such as an action shape):
+        # they keep the values the freshly built env gave them, so runs survive a package upgrade.
+        warnings.warn(f"the checkpoint predates environment attributes {added[:5]}; they keep their "
+                      "freshly built values", CheckpointWarning, stacklevel=2)
     for path, saved in state.items():
         current, setter = slots[path]
         if type(current).__name__ == "MjData":
