@@ -3,6 +3,8 @@
 # skipped and unfinished ones resume from their checkpoint, so re-running this script continues where the
 # last session stopped. Runs go one at a time on one torch thread, at low priority:
 #   nohup nice -n 19 bash benchmarks/results/run_sweeps.sh > sweep.log 2>&1 &
+# SWEEP_DB=PATH trains into another store (say, one outside the checkout, so that updating the checkout
+# never touches a live database).
 # Commit benchmarks/results/leaderboard.db (never its .checkpoints folder; from a sweep in another checkout,
 # `python benchmarks/results/snapshot.py LIVE_DB benchmarks/results/leaderboard.db` copies its finished runs)
 # and regenerate the report with
@@ -11,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-DB=benchmarks/results/leaderboard.db
+DB=${SWEEP_DB:-benchmarks/results/leaderboard.db}
 # A failed run is recorded in the store (and resumed next time); go on with the others.
 run() { python -m metarl_agents.leaderboard run --db "$DB" --no-progress "$@" || echo "step failed: $*" >&2; }
 
