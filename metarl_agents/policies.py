@@ -288,14 +288,9 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         self, observation: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor,
         deterministic: bool = False,
     ) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
-        # SB3's predict asks for one step per copy: the rollout's one-step path (the sequence path's
-        # numbers, tested, at a fraction of its per-call overhead, which is what an evaluation pays for).
         # deterministic also means the posterior mean for variational memories
-        keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
-        obs = observation.reshape(observation.shape[0], -1).to(th.float32)
-        latent, state = self.memory.step(obs, self._unpack(lstm_states) * keep, sample=not deterministic)
-        action_out, _ = self.head.step(obs[:, self.layout["slices"]["s"]], latent)
-        return self._distribution(action_out).get_actions(deterministic=deterministic), self._pack(state)
+        action_out, _, new_states = self._sequence(observation, episode_starts, lstm_states, sample=not deterministic)
+        return self._distribution(action_out).get_actions(deterministic=deterministic), new_states
 
     def predict_values(
         self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor

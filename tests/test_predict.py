@@ -1,4 +1,4 @@
-"""SB3's ``predict`` runs the one-step path: the same actions and memory states as the sequence path."""
+"""SB3's ``predict``, step by step with the state carried across calls: the actions and memory states of the sequence path."""
 
 import numpy as np
 import pytest
