@@ -66,7 +66,11 @@ def test_tables_give_frames_to_the_first_solved_evaluation_and_list_what_is_miss
     assert lru.split(" | ")[4] == "**200** (best 16.00)"
     (max_row,) = [line for line in lines if line.startswith("| none (Max)")]
     assert max_row.split(" | ")[5] == "**100** (best 16.00)"
-    assert "MetaTMaze-v0 RNN seed 73" in lines[-2] and "MetaTMaze-v0 LRU seed 73" not in lines[-2]
+    remaining = lines[lines.index("Not finished yet:"):]
+    (tls73,) = [line for line in remaining if line.startswith("- MetaTMaze-v0, seed 73: ")]
+    assert tls73.split(": ")[1].split(", ") == [a for a in study.AGENTS if a not in ("LRU", "SplAgger-LRU")]
+    assert "- MetaTMaze-v0, seed 20: " + ", ".join(a for a in study.AGENTS if a != "Max") in remaining
+    assert "- MetaTMazeLatent-v0, seed 3: all 14" in remaining
 
 
 def test_document_keeps_its_hand_written_text_and_refuses_missing_markers(tmp_path):

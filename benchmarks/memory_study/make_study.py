@@ -96,10 +96,15 @@ def study_markdown(results: dict[tuple[str, str, int], SeedResult]) -> list[str]
             cells = [_cell(results.get((env, agent, seed)), env) for seed in SEEDS]
             lines.append(f"| none ({agent}) | — | — | — | " + " | ".join(cells) + " |")
         lines.append("")
-    missing = [f"{env} {agent} seed {seed}" for seed in SEEDS for env in ENVS for agent in AGENTS
-               if (env, agent, seed) not in results]
-    if missing:
-        lines += [f"Not finished ({len(missing)}): " + ", ".join(missing) + ".", ""]
+    remaining = []
+    for env in ENVS:
+        for seed in SEEDS:
+            missing = [agent for agent in AGENTS if (env, agent, seed) not in results]
+            if missing:
+                names = f"all {len(AGENTS)}" if len(missing) == len(AGENTS) else ", ".join(missing)
+                remaining.append(f"- {env}, seed {seed}: {names}")
+    if remaining:
+        lines += ["Not finished yet:", "", *remaining, ""]
     return lines
 
 
