@@ -81,11 +81,25 @@ def test_claims_are_judged_on_separated_intervals(db):
     assert "SplAgger 2, RNN 0, Max 0" in judge(CLAIMS[3], groups).evidence
 
 
+def test_over_the_run_separates_agents_that_solve_at_different_speeds(db):
+    """SplAgger stopped at 500k with the final returns AMRL reaches only at 1M: tied finally, ahead over the run."""
+    with ResultStore(db, readonly=True) as store:
+        groups = load_groups(store)
+    verdicts = {claim.text: judge(claim, groups, "over_run").verdict for claim in CLAIMS}
+    assert verdicts[CLAIMS[2].text] == verdicts[CLAIMS[5].text] == "reproduced"
+    assert verdicts[CLAIMS[4].text] == "—"  # "fails to learn" is about the final return only
+    assert verdicts[CLAIMS[7].text] == "refuted"
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        judge(CLAIMS[0], groups, "auc")
+
+
 def test_report_has_the_claims_section_and_links_plots_from_another_folder(db, tmp_path):
     markdown = write_report(db, tmp_path / "plots", markdown=tmp_path / "LEADERBOARD.md")
     text = markdown.read_text()
     assert markdown == tmp_path / "LEADERBOARD.md"
     assert text.index("## Paper claims") < text.index("## MetaTMaze-v0")
+    row = next(line for line in text.splitlines() if line.startswith("| Dropping AMRL's straight-through"))
+    assert "| **not separated** | **reproduced** |" in row and "Over the run: SplAgger 15.800" in row
     assert "(plots/MetaTMaze-v0__frames1.5M.png)" in text and (tmp_path / "plots" / "MetaTMaze-v0__frames1.5M.png").exists()
     assert "3 at 500,000, 20 at 500,000, 73 at 500,000" in text
     assert "Early stopping (3 of 18 runs): a run ends after 1 consecutive evaluations with a return >= 15.5" in text

@@ -12,6 +12,11 @@ a verdict. Orderings are judged on the 68 % bootstrap intervals the leaderboard 
   ``MIN_SEEDS`` seeds of it).
 
 Each agent is taken at its best learning rate, as in the leaderboard tables.
+
+A second verdict judges the same ordering on each seed's mean over all evaluation points (the area under
+the learning curve): with early stopping at the solved return, agents that all solve tie on the final
+return, and only the mean over the run still tells which learned sooner, which is what the paper's
+learning-curve figures show. A "fails to learn" claim has no such verdict.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from metarl_agents.leaderboard.report import Entry, Group, _ci, _markdown_table
+from metarl_agents.leaderboard.report import Group, _ci, _markdown_table
 
 MIN_SEEDS = 3
 SOLVED_RETURN = {"MetaTMaze-v0": 15.5}  # the T-maze's optimum is 16: 15.5 means solved in (nearly) every task
@@ -68,8 +73,14 @@ class Verdict:
     group: Group | None
 
 
-def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
-    """The claim's verdict from the paper-budget group of its environment with the most finished runs."""
+METRICS = ("final", "over_run")
+
+
+def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdict:
+    """The claim's verdict from the paper-budget group of its environment with the most finished runs,
+    on the entries' ``metric`` interval ("final": last evaluation; "over_run": mean over the run)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {METRICS}")
     candidates = [g for g in groups if g.env_id == claim.env_id and not g.reduced and g.entries]
     if not candidates:
         return Verdict(claim, "not run", "no finished runs at the paper's budget", None)
@@ -80,40 +91,51 @@ def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
         have = ", ".join(f"{a} {len(best[a].seeds) if a in best else 0}" for a in missing)
         return Verdict(claim, "not run", f"needs {MIN_SEEDS} finished seeds each; have {have}", group)
     if claim.losers:
-        outcomes = [_compare(best[w], best[loser]) for w in claim.winners for loser in claim.losers]
+        outcomes = [_compare(getattr(best[w], metric), getattr(best[loser], metric))
+                    for w in claim.winners for loser in claim.losers]
         if claim.same_or_better:
             outcomes = ["holds" if outcome == "overlap" else outcome for outcome in outcomes]
+    elif metric != "final":
+        return Verdict(claim, "—", "judged on the final return only", group)
     else:
         solved = SOLVED_RETURN[claim.env_id]
         outcomes = ["holds" if best[w].final[2] < solved else "reversed" if best[w].final[1] >= solved else "overlap"
                     for w in claim.winners]
     verdict = ("refuted" if "reversed" in outcomes else "reproduced" if set(outcomes) == {"holds"}
                else "not separated")
-    evidence = "; ".join(f"{a} {_ci(best[a].final)} (lr {best[a].lr:g})" for a in (*claim.winners, *claim.losers))
+    evidence = "; ".join(f"{a} {_ci(getattr(best[a], metric))} (lr {best[a].lr:g})"
+                         for a in (*claim.winners, *claim.losers))
     return Verdict(claim, verdict, evidence, group)
 
 
-def _compare(winner: Entry, loser: Entry) -> str:
-    """"holds" if the winner's interval lies above the loser's, "reversed" if below, else "overlap"."""
-    if winner.final[1] > loser.final[2]:
+def _compare(winner: tuple[float, float, float], loser: tuple[float, float, float]) -> str:
+    """"holds" if the winner's (mean, low, high) interval lies above the loser's, "reversed" if below,
+    else "overlap"."""
+    if winner[1] > loser[2]:
         return "holds"
-    if winner.final[2] < loser.final[1]:
+    if winner[2] < loser[1]:
         return "reversed"
     return "overlap"
 
 
 def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
-    """The "paper claims" section: one row per claim, with its verdict, budget, numbers and figure."""
+    """The "paper claims" section: one row per claim, with its verdicts, budget, numbers and figure."""
     lines = ["## Paper claims", "",
-             "Each claim of the SplAgger paper as an ordering of final returns (mean over seeds, 68 % bootstrap "
-             "CI; each agent at its best learning rate), judged only at the paper's budget: *reproduced* = "
-             "the ordering holds with separated intervals, *refuted* = reversed with separated intervals, "
-             f"*not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished seeds.", ""]
+             "Each claim of the SplAgger paper as an ordering of returns (mean over seeds, 68 % bootstrap CI; "
+             "each agent at its best learning rate), judged only at the paper's budget: *reproduced* = the "
+             "ordering holds with separated intervals, *refuted* = reversed with separated intervals, "
+             f"*not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished seeds. "
+             "Judged twice: on the final return, and on each seed's mean over the run (the area under its "
+             "learning curve, which separates agents that all solve but at different speeds).", ""]
     rows = []
-    for verdict in (judge(claim, groups) for claim in CLAIMS):
-        group = verdict.group
+    for claim in CLAIMS:
+        final, over_run = judge(claim, groups, "final"), judge(claim, groups, "over_run")
+        group = final.group
         budget = f"{group.frames:,} frames" if group is not None else "—"
         figure = f"[plot]({figures}{group.slug}.png)" if group is not None else "—"
+        evidence = final.evidence if over_run.verdict in ("not run", "—") else \
+            f"final: {final.evidence}. Over the run: {over_run.evidence}"
         # Claim texts and evidence are built from this module's constants and numbers: no escaping needed.
-        rows.append((verdict.claim.text, f"**{verdict.verdict}**", budget, verdict.evidence, figure))
-    return lines + _markdown_table(["claim", "verdict", "budget", "final return [68 % CI]", "figure"], rows) + [""]
+        rows.append((claim.text, f"**{final.verdict}**", f"**{over_run.verdict}**", budget, evidence, figure))
+    return lines + _markdown_table(
+        ["claim", "final return", "mean over the run", "budget", "returns [68 % CI]", "figure"], rows) + [""]
