@@ -21,10 +21,8 @@
 # STUDY_DB=PATH trains into another store (one outside the checkout, so that updating the checkout never
 # touches a live database). Commit benchmarks/memory_study/study.db only (never its .checkpoints folder);
 # `python benchmarks/results/snapshot.py LIVE_DB benchmarks/memory_study/study.db` copies the finished runs
-# of a live store, and
-#   python -m metarl_agents.leaderboard report --db benchmarks/memory_study/study.db \
-#       --out benchmarks/memory_study/report --markdown benchmarks/memory_study/REPORT.md
-# regenerates the tables and plots that benchmarks/MEMORY_STUDY.md links to.
+# of a live store, and `python benchmarks/memory_study/make_study.py` regenerates the tables and plots of
+# benchmarks/MEMORY_STUDY.md from the committed store.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
