@@ -81,6 +81,8 @@ def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdi
     on the entries' ``metric`` interval ("final": last evaluation; "over_run": mean over the run)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; allowed: {METRICS}")
+    if not claim.losers and metric != "final":
+        return Verdict(claim, "—", "judged on the final return only", None)
     candidates = [g for g in groups if g.env_id == claim.env_id and not g.reduced and g.entries]
     if not candidates:
         return Verdict(claim, "not run", "no finished runs at the paper's budget", None)
@@ -95,8 +97,6 @@ def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdi
                     for w in claim.winners for loser in claim.losers]
         if claim.same_or_better:
             outcomes = ["holds" if outcome == "overlap" else outcome for outcome in outcomes]
-    elif metric != "final":
-        return Verdict(claim, "—", "judged on the final return only", group)
     else:
         solved = SOLVED_RETURN[claim.env_id]
         outcomes = ["holds" if best[w].final[2] < solved else "reversed" if best[w].final[1] >= solved else "overlap"
