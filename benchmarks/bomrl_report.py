@@ -5,7 +5,8 @@
 Prints markdown tables (mean and standard deviation over the seeds that reached the same number of
 meta-iterations of the meta-test returns after K = 0..3 adaptation rounds, deterministic and
 stochastic; the paper's deterministic numbers; seconds per iteration) and the orderings the paper
-reports, checked on the longest-trained seeds of each configuration;
+reports, checked on the longest-trained seeds of each configuration and on every seed separately
+(BO-MRL against MAML-TRPO of the same seed);
 writes ``summary.png`` (meta-test curves and training curves).
 """
 
@@ -98,6 +99,41 @@ def orderings(groups: dict[tuple[str, str], list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def orderings_per_seed(groups: dict[tuple[str, str], list[dict]]) -> str:
+    """Each of the paper's orderings on every seed separately (BO-MRL against MAML-TRPO of the same
+    seed), with each run's meta-iterations, and on how many seeds it holds."""
+
+    def rises(run: dict, mode: str) -> bool:
+        return bool(np.all(np.diff(run["meta_test"][mode]) > 0))
+
+    def verdict(flags: list[tuple[bool, bool]]) -> str:
+        return f"{sum(d for d, _ in flags)}/{len(flags)} | {sum(s for _, s in flags)}/{len(flags)}"
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    lines = ["| claim (paper) | per seed: deterministic / stochastic (meta-iterations) | holds on seeds, deterministic | stochastic |",
+             "|---|---|---|---|"]
+    for key in sorted(groups):
+        runs = sorted(groups[key], key=lambda r: r["seed"])
+        flags = [(rises(r, "deterministic"), rises(r, "stochastic")) for r in runs]
+        per_seed = "; ".join(f"seed {r['seed']}: {yes(d)} / {yes(s)} ({r['iterations']})" for r, (d, s) in zip(runs, flags, strict=True))
+        lines.append(f"| {TASKS[key[0]]} {LABELS[key[1]]}: return rises with K | {per_seed} | {verdict(flags)} |")
+    for task, bomrl in (("vel", "alg1"), ("dir", "alg2")):
+        ours = {r["seed"]: r for r in groups.get((task, bomrl), [])}
+        maml = {r["seed"]: r for r in groups.get((task, "maml"), [])}
+        seeds = sorted(set(ours) & set(maml))
+        if not seeds:
+            continue
+        for k in range(1, len(ours[seeds[0]]["meta_test"]["deterministic"])):
+            flags = [tuple(ours[s]["meta_test"][m][k] > maml[s]["meta_test"][m][k] for m in ("deterministic", "stochastic"))
+                     for s in seeds]
+            per_seed = "; ".join(f"seed {s}: {yes(d)} / {yes(st)} ({ours[s]['iterations']} vs {maml[s]['iterations']})"
+                                 for s, (d, st) in zip(seeds, flags, strict=True))
+            lines.append(f"| {TASKS[task]} K={k}: {LABELS[bomrl]} > MAML-TRPO | {per_seed} | {verdict(flags)} |")
+    return "\n".join(lines)
+
+
 def plot(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -141,6 +177,8 @@ def main() -> None:
         raise SystemExit(f"no run results (*.json) in {args.runs}")
     print(tables(groups))
     print(orderings(groups))
+    print()
+    print(orderings_per_seed(groups))
     plot(groups, args.out.with_suffix(".png"))
 
 

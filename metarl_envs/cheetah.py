@@ -164,7 +164,6 @@ class CheetahCore(FamilyCore):
         self.x_velocity = np.zeros(num_envs)
         self.reward_forward = np.zeros(num_envs)
         self.reward_ctrl = np.zeros(num_envs)
-        self._ctrl_cost_weight = np.float64(-CTRL_COST_WEIGHT)
         self._never_terminal = np.zeros(num_envs, dtype=bool)
         self._never_terminal.flags.writeable = False
         self._renderers: dict[int, Any] = {}
@@ -187,6 +186,9 @@ class CheetahCore(FamilyCore):
         # A derived field, refreshed in place by every call (as data.xpos by mj_step): views stay live.
         self._xpos = self._batch.bind("xpos")
         self._torso_xpos = self._xpos[:, self.torso]
+        # Constants as arrays: numpy mixes a scalar into an operation on tiny arrays more slowly.
+        self._ctrl_cost_weight = np.full(self.num_envs, -CTRL_COST_WEIGHT)
+        self._dt = np.full(self.num_envs, self.dt)
 
     @property
     def state(self) -> np.ndarray:
@@ -226,16 +228,17 @@ class CheetahCore(FamilyCore):
     def step(self, actions: np.ndarray, rng: CounterRNG) -> tuple[np.ndarray, np.ndarray]:
         # ufuncs rather than array methods (``.sum`` goes through Python): a single env's step is
         # mostly this bookkeeping on one-element arrays, so each call matters.
-        self._ctrl[:] = actions
-        self.reward_ctrl = self._ctrl_cost_weight * np.add.reduce(np.square(self._ctrl), axis=1)
+        ctrl = self._ctrl
+        ctrl[:] = actions
+        self.reward_ctrl = np.multiply(self._ctrl_cost_weight, np.add.reduce(np.square(ctrl), 1))
         self._batch.step(nstep=FRAME_SKIP)
         # Like ``data.xpos`` after ``mj_step``, the torso position is that of the last substep's start.
         self.torso_position = self._torso_xpos.copy()
         x_position = self._root_x.copy()
-        self.x_velocity = (x_position - self.x_position) / self.dt
+        self.x_velocity = np.divide(np.subtract(x_position, self.x_position), self._dt)
         self.x_position = x_position
         self.reward_forward = self.velocity_reward(self.x_velocity)
-        return self.reward_forward + self.reward_ctrl, self._never_terminal
+        return np.add(self.reward_forward, self.reward_ctrl), self._never_terminal
 
     def observe(self, out: np.ndarray) -> None:
         joints = self._observed_joints.shape[1]
@@ -244,10 +247,10 @@ class CheetahCore(FamilyCore):
 
     def step_info(self, i: int) -> dict[str, float]:
         return {
-            "x_position": float(self.x_position[i]),
-            "x_velocity": float(self.x_velocity[i]),
-            "reward_forward": float(self.reward_forward[i]),
-            "reward_ctrl": float(self.reward_ctrl[i]),
+            "x_position": self.x_position.item(i),
+            "x_velocity": self.x_velocity.item(i),
+            "reward_forward": self.reward_forward.item(i),
+            "reward_ctrl": self.reward_ctrl.item(i),
         }
 
     # --- rendering -------------------------------------------------------------------------
@@ -279,7 +282,8 @@ class CheetahCore(FamilyCore):
 
     def __getstate__(self) -> dict[str, Any]:
         # OpenGL contexts and the MuJoCo batch do not pickle; they are rebuilt on demand / on load.
-        transient = ("_batch", "_qpos", "_qvel", "_observed_joints", "_root_x", "_ctrl", "_xpos", "_torso_xpos")
+        transient = ("_batch", "_qpos", "_qvel", "_observed_joints", "_root_x", "_ctrl", "_xpos", "_torso_xpos",
+                     "_ctrl_cost_weight", "_dt")
         state = {k: v for k, v in self.__dict__.items() if k not in transient}
         state["_renderers"] = {}
         state["_physics"] = self._batch.state.copy()

@@ -183,7 +183,7 @@ class TrialRunner:
         self.episode_return = np.zeros(n, dtype=np.float64)
         # Constants as arrays: mixing Python scalars into tiny-array ops costs more than the op.
         self._one = np.ones(n, dtype=np.int64)
-        self._limit = np.int64(core.per_episode_limit)
+        self._limit = np.full(n, core.per_episode_limit, dtype=np.int64)
         self._last_episode = np.int64(self.episodes_per_trial - 1)
         self._none = np.zeros(n, dtype=bool)
         self._flag_set = False  # whether some copy shows the boundary flag (cleared on the next step)

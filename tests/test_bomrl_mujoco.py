@@ -171,3 +171,30 @@ def test_short_cheetah_vel_run_adapts_at_meta_test(tmp_path):
     test = result["meta_test"]
     print("meta-test returns K=0..3: deterministic", test["deterministic"], "stochastic", test["stochastic"])
     assert test["stochastic"][3] > test["stochastic"][0] + 10
+
+
+def test_report_checks_each_ordering_on_every_seed_against_the_same_seeds_baseline():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bomrl_report.py"
+    module_spec = importlib.util.spec_from_file_location("bomrl_report", path)
+    report = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(report)
+
+    def run(method: str, seed: int, iterations: int, det: list[float], sto: list[float]) -> dict:
+        return {"task": "vel", "method": method, "seed": seed, "iterations": iterations,
+                "meta_test": {"deterministic": det, "stochastic": sto}}
+
+    groups = {("vel", "alg1"): [run("alg1", 1, 28, [-200, -190, -180, -170], [-220, -210, -230, -200]),
+                                run("alg1", 0, 25, [-200, -201, -199, -198], [-215, -205, -200, -195])],
+              ("vel", "maml"): [run("maml", 0, 32, [-200, -175, -215, -216], [-228, -207, -224, -222]),
+                                run("maml", 1, 28, [-200, -185, -185, -185], [-220, -212, -205, -190]),
+                                run("maml", 2, 10, [-200, -150, -150, -150], [-200, -150, -150, -150])]}
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in report.orderings_per_seed(groups).splitlines()[2:]}
+    assert rows["HalfCheetah-Vel BO-MRL Alg1: return rises with K"][1:] == ["1/2", "1/2 |"]
+    assert rows["HalfCheetah-Vel MAML-TRPO: return rises with K"][1:] == ["0/3", "1/3 |"]
+    # Seed 2 has no BO-MRL run, so it is left out of the comparison; seed 1's BO-MRL meets seed 1's MAML.
+    k1 = rows["HalfCheetah-Vel K=1: BO-MRL Alg1 > MAML-TRPO"]
+    assert k1[0] == "seed 0: no / yes (25 vs 32); seed 1: no / yes (28 vs 28)" and k1[1:] == ["0/2", "2/2 |"]
+    assert rows["HalfCheetah-Vel K=3: BO-MRL Alg1 > MAML-TRPO"][1:] == ["2/2", "1/2 |"]
