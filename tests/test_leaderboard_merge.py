@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from metarl_agents.cli.bench import main
+from metarl_agents.leaderboard import merge
 from metarl_agents.leaderboard.grid import RunSpec
 from metarl_agents.leaderboard.lock import StoreInUse
-from metarl_agents.leaderboard import merge
 from metarl_agents.leaderboard.merge import merge_stores
 from metarl_agents.leaderboard.store import ResultStore, StoreError
 
