@@ -58,7 +58,7 @@ def test_import_into_an_empty_store_copies_finished_runs_exactly_without_checkpo
 
     (result,) = summary.sources
     assert result.imported == done and result.replaced == {} and result.conflicts == {} and result.identical == []
-    assert result.unfinished == {live: "running at 500 of 1000 frames; its checkpoint stays with it"}
+    assert result.unfinished == {live: "running at 500 of 1000 frames; it resumes where its checkpoint is"}
     assert digest(source) == before
     expected = {key: ({**run, "checkpoint_path": None, "checkpoint_frames": None}, points)
                 for key, (run, points) in contents(source).items() if key in done}
@@ -254,7 +254,7 @@ def test_cli_round_trip_and_report_of_the_merged_store(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == f"{far}: 4 imported, 0 replaced, 0 identical, 0 conflicts, 1 unfinished skipped"
     assert printed[1:5] == [f"  imported {key}" for key in imported]
-    assert printed[5] == f"  skipped {live}: running at 500 of 1000 frames; its checkpoint stays with it"
+    assert printed[5] == f"  skipped {live}: running at 500 of 1000 frames; it resumes where its checkpoint is"
     assert printed[6] == f"{other}: 0 imported, 0 replaced, 0 identical, 1 conflicts, 0 unfinished skipped"
     assert printed[7] == (f"  CONFLICT {clash}: both stores finished this run with different evaluation points; "
                           "kept ours")

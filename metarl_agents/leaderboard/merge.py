@@ -96,6 +96,7 @@ def merge_stores(destination: str | Path, sources: Sequence[str | Path],
         raise ValueError("merge needs at least one source store")
     loaded = [(Path(path), _read_source(Path(path), destination)) for path in sources]
     check_store_file(destination)  # refuse a foreign file before the lock file is written beside it
+    # The lock keeps sweeps (and other merges) out from reading our runs to writing the imports.
     with SweepLock(destination), ResultStore(destination) as store:
         ours = {run.key: run for run in _read(store)}
         summaries, imports = [], {}
@@ -105,7 +106,7 @@ def merge_stores(destination: str | Path, sources: Sequence[str | Path],
                 key = run.key
                 if run.record.status != "finished":
                     summary.unfinished[key] = (f"{run.record.status} at {run.record.frames_done} of "
-                                               f"{run.record.frames_budget} frames; its checkpoint stays with it")
+                                               f"{run.record.frames_budget} frames; it resumes where its checkpoint is")
                     continue
                 action, why = _decide(ours.get(key), run, replace_unfinished)
                 if action == "import":
