@@ -6,7 +6,9 @@
 # SWEEP_DB=PATH trains into another store (say, one outside the checkout, so that updating the checkout
 # never touches a live database).
 # Commit benchmarks/results/leaderboard.db (never its .checkpoints folder; from a sweep in another checkout,
-# `python benchmarks/results/snapshot.py LIVE_DB benchmarks/results/leaderboard.db` copies its finished runs)
+# `python benchmarks/results/snapshot.py LIVE_DB benchmarks/results/leaderboard.db` copies its finished runs,
+# replacing the committed store; `metarl-bench merge --db benchmarks/results/leaderboard.db OTHER_DB` instead
+# adds the finished runs of a store trained on another machine, keeping those already there)
 # and regenerate the report with
 #   metarl-bench report --db benchmarks/results/leaderboard.db --out benchmarks/results/report \
 #       --markdown benchmarks/LEADERBOARD.md

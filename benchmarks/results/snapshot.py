@@ -5,7 +5,8 @@
 The copy is taken with SQLite's online backup (consistent while the sweep keeps writing), then runs that
 are not finished are dropped from the copy: their checkpoints are never committed, so a later session
 could not resume them and would have to train them again anyway. The destination is replaced only
-once the new copy is complete; the live store is only read.
+once the new copy is complete; the live store is only read. To add runs to the committed store instead of
+replacing it (say, those of a store trained on another machine), use ``metarl-bench merge``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     metarl-bench run --envs MetaTMaze-v0 --agents SplAgger RNN --seeds 3 --frames 1.5e6 --workers 2
     metarl-bench report          # ./leaderboard_report/leaderboard.md + curves + CSV/JSON
+    metarl-bench merge --db metarl_results.db other_machine.db   # add the finished runs of another store
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--envs", nargs="+", metavar="ENV", help="only these environments")
     report.add_argument("--markdown", metavar="FILE",
                         help="write the markdown there instead of OUT/leaderboard.md (plots stay in OUT, linked)")
+
+    merge = commands.add_parser(
+        "merge", help="add the finished runs of stores trained elsewhere to a result store",
+        description="Add the finished runs of each SOURCE store (say, one trained on another machine and copied "
+                    "here) to the store at --db, in one transaction; the sources are only read. A run the "
+                    "destination lacks, or has not started, is imported without its checkpoint (checkpoints "
+                    "never travel). A run both stores finished is skipped when its evaluation points are "
+                    "identical and otherwise reported as a conflict: finished results in --db are never "
+                    "overwritten. Unfinished source runs are skipped (they resume where their checkpoint is).",
+    )
+    merge.add_argument("sources", nargs="+", metavar="SOURCE", help="result stores to take finished runs from")
+    merge.add_argument("--db", default=DEFAULT_DB, help=f"destination result database (default: ./{DEFAULT_DB})")
+    merge.add_argument("--replace-unfinished", action="store_true",
+                       help="let a finished source run replace a run that --db has started but not finished (its "
+                            "checkpoint stays on disk, unused); without it that is reported as a conflict")
     return parser
 
 
@@ -92,15 +108,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from metarl_agents.leaderboard.merge import merge_stores
+
+    summary = merge_stores(args.db, args.sources, replace_unfinished=args.replace_unfinished)
+    for source in summary.sources:
+        print("\n".join(source.lines()))
+    print(f"{summary.written} runs written to {summary.destination}"
+          + (f"; {summary.conflicts} conflicts left the destination's runs as they were" if summary.conflicts else ""))
+    return 0
+
+
+COMMANDS = {"run": _run, "report": _report, "merge": _merge}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(args) if args.command == "run" else _report(args)
+        return COMMANDS[args.command](args)
     except (ValueError, StoreError, StoreInUse, FileNotFoundError) as exc:
         parser.exit(2, f"metarl-bench {args.command}: error: {' '.join(str(exc).split())}\n")
     except KeyboardInterrupt:
-        parser.exit(130, "interrupted; re-run the same command to resume from the last checkpoints\n")
+        resume = "; re-run the same command to resume from the last checkpoints" if args.command == "run" else ""
+        parser.exit(130, f"interrupted{resume}\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ _LAZY = {
     "CheckpointError": "checkpoint", "RunSpec": "grid", "build_grid": "grid", "StoreInUse": "lock",
     "write_report": "report", "MetaPPOTrainer": "runner", "SweepSummary": "runner", "Trainer": "runner",
     "run_grid": "runner", "train_one": "runner", "ResultStore": "store", "StoreError": "store",
+    "merge_stores": "merge", "MergeSummary": "merge",
 }
 __all__ = sorted(_LAZY)
 

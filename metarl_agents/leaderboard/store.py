@@ -295,7 +295,50 @@ class ResultStore:
                 (time.time(), run_id),
             )
 
+    def import_runs(self, runs: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]]) -> None:
+        """Add runs copied from another store (:meth:`raw_run` rows), all in one transaction.
+
+        Each replaces the run with the same ``run_key``, if any, and that run's evaluation points. Checkpoints
+        never travel between stores, so ``checkpoint_path`` and ``checkpoint_frames`` are cleared; every other
+        column is kept as it was. A row of an older schema lacks the newer columns, which then take their
+        defaults, exactly as :func:`_upgrade` would have given them.
+        """
+        with self._transaction() as conn:
+            for row, points in runs:
+                row = {**row, "checkpoint_path": None, "checkpoint_frames": None}
+                row.pop("id", None)
+                old = conn.execute("SELECT id FROM runs WHERE run_key = ?", (row["run_key"],)).fetchone()
+                if old is not None:
+                    conn.execute("DELETE FROM evaluations WHERE run_id = ?", (old[0],))
+                    conn.execute("DELETE FROM runs WHERE id = ?", (old[0],))
+                run_id = conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                      tuple(row.values())).lastrowid
+                for point in points:
+                    point = {**point, "run_id": run_id}
+                    conn.execute(f"INSERT INTO evaluations ({', '.join(point)}) VALUES "
+                                 f"({', '.join('?' * len(point))})", tuple(point.values()))
+
     # -- reads -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ResultStore]:
+        """Read a consistent state: every read inside sees the store as it was at the first one, even while a
+        sweep keeps writing to it (one read transaction)."""
+        try:
+            self._conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(explain(exc, self.path, "read")) from exc
+        try:
+            yield self
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def raw_run(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A run's row and its evaluation rows exactly as stored (JSON undecoded), to copy them to another store."""
+        run = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        points = self._query("SELECT * FROM evaluations WHERE run_id = ? ORDER BY frames", (run_id,))
+        return dict(run[0]), [dict(point) for point in points]
 
     def run_by_key(self, run_key: str) -> RunRecord:
         rows = self._query("SELECT * FROM runs WHERE run_key = ?", (run_key,))
