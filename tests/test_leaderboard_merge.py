@@ -52,13 +52,16 @@ def test_import_into_an_empty_store_copies_finished_runs_exactly_without_checkpo
     source, dest = tmp_path / "far.db", tmp_path / "here.db"
     done = [add_run(source, spec(seed), [1.0 + seed, 2.5 + seed]) for seed in (1, 2)]
     live = add_run(source, spec(3), [4.0], finished=False)
+    with ResultStore(source) as store:
+        queued = store.register_run(spec(4).store_fields()).run_key
     before = digest(source)
 
     summary = merge_stores(dest, [source])
 
     (result,) = summary.sources
     assert result.imported == done and result.replaced == {} and result.conflicts == {} and result.identical == []
-    assert result.unfinished == {live: "running at 500 of 1000 frames; it resumes where its checkpoint is"}
+    assert result.unfinished == {live: "running at 500 of 1000 frames; it resumes where its checkpoint is",
+                                 queued: "pending at 0 of 1000 frames; not started there"}
     assert digest(source) == before
     expected = {key: ({**run, "checkpoint_path": None, "checkpoint_frames": None}, points)
                 for key, (run, points) in contents(source).items() if key in done}

@@ -105,8 +105,9 @@ def merge_stores(destination: str | Path, sources: Sequence[str | Path],
             for run in theirs:
                 key = run.key
                 if run.record.status != "finished":
-                    summary.unfinished[key] = (f"{run.record.status} at {run.record.frames_done} of "
-                                               f"{run.record.frames_budget} frames; it resumes where its checkpoint is")
+                    summary.unfinished[key] = (
+                        f"{run.record.status} at {run.record.frames_done} of {run.record.frames_budget} frames; "
+                        + ("it resumes where its checkpoint is" if run.started else "not started there"))
                     continue
                 action, why = _decide(ours.get(key), run, replace_unfinished)
                 if action == "import":
