@@ -4,7 +4,8 @@
 
 Prints markdown tables (mean and standard deviation over the seeds that reached the same number of
 meta-iterations of the meta-test returns after K = 0..3 adaptation rounds, deterministic and
-stochastic; the paper's deterministic numbers; seconds per iteration) and the orderings the paper
+stochastic; the paper's deterministic numbers; wall seconds per iteration over the whole run and over
+its last five iterations, which differ when a run was resumed on another machine) and the orderings the paper
 reports, checked on the longest-trained seeds of each configuration and on every seed separately
 (BO-MRL against MAML-TRPO of the same seed);
 writes ``summary.png`` (meta-test curves and training curves).
@@ -53,15 +54,15 @@ def tables(groups: dict[tuple[str, str], list[dict]]) -> str:
         if not keys:
             continue
         lines += [f"### {TASKS[task]}", "",
-                  "| method | seeds | meta-iterations | s / iteration | returns | K=0 | K=1 | K=2 | K=3 |",
+                  "| method | seeds | meta-iterations | s / iteration: mean (last 5) | returns | K=0 | K=1 | K=2 | K=3 |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for key in sorted(keys, key=lambda k: k[1]):
             label = LABELS[key[1]]
             for its in sorted({r["iterations"] for r in groups[key]}, reverse=True):
                 runs = [r for r in groups[key] if r["iterations"] == its]
-                secs = np.mean([r["wall_time"]["seconds_per_iteration"] or 0 for r in runs])
+                seconds = np.array([[h["seconds"] for h in r["training_curve"]] for r in runs])
                 seeds = ", ".join(str(r["seed"]) for r in runs)
-                head = f"| {label} | {seeds} | {its} | {secs:.0f}"
+                head = f"| {label} | {seeds} | {its} | {seconds.mean():.0f} ({seconds[:, -5:].mean():.0f})"
                 for mode in ("deterministic", "stochastic"):
                     values = np.array([r["meta_test"][mode] for r in runs])
                     lines.append(f"{head} | {mode} | " + " | ".join(cell(values[:, k]) for k in range(values.shape[1])) + " |")
@@ -146,9 +147,12 @@ def plot(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
         for (t, method), runs in sorted(groups.items()):
             if t != task:
                 continue
-            det = np.array([r["meta_test"]["deterministic"] for r in longest(runs)])
-            line = row[0].errorbar(range(det.shape[1]), det.mean(0), yerr=det.std(0), marker="o", capsize=3,
-                                   label=f"{LABELS[method]} ({longest(runs)[0]['iterations']} it.)")
+            markers = iter("osd^v<>")
+            line = None
+            for r in sorted(runs, key=lambda r: r["seed"]):
+                line = row[0].plot(range(len(r["meta_test"]["deterministic"])), r["meta_test"]["deterministic"],
+                                   marker=next(markers, "o"), color=None if line is None else line[0].get_color(),
+                                   label=f"{LABELS[method]} seed {r['seed']} ({r['iterations']} it.)")
             if (task, method) in PAPER:
                 row[0].plot(range(4), PAPER[(task, method)], "--", color=line[0].get_color(), alpha=0.6,
                             label=f"{LABELS[method]}, paper (500 it.)")

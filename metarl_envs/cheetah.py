@@ -395,7 +395,7 @@ class MetaCheetahVectorEnv(MetaVectorEnv):
         return obs, reward, terminated, truncated, info
 
     def step_info(self) -> dict[str, np.ndarray]:
-        core, ones = self.core, np.ones(self.num_envs, dtype=bool)
+        core, ones = self.core, self._every_copy.copy()
         info = {"x_position": core.x_position, "x_velocity": core.x_velocity,
                 "reward_forward": core.reward_forward, "reward_ctrl": core.reward_ctrl}
         return {**{k: v.copy() for k, v in info.items()}, **{f"_{k}": ones for k in info}}

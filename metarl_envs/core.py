@@ -501,6 +501,7 @@ class MetaVectorEnv(VectorEnv):
         self.task_space = self.core.task_space
         self.reward_range = self.core.reward_range
         self._all = np.arange(self.num_envs)
+        self._every_copy = np.ones(self.num_envs, dtype=bool)  # copied for info masks (cheaper than np.ones)
         self._needs_key = True
 
     @property
@@ -566,12 +567,13 @@ class MetaVectorEnv(VectorEnv):
         runner = self.runner
         r = runner.step(runner.check_actions(actions))
         n = self.num_envs
-        ones = np.ones(n, dtype=bool)
+        ones = self._every_copy.copy()
         episode = runner.episode.copy()
         info: dict[str, Any] = {"task": self.core.tasks.copy(), "_task": ones, "inner_episode": episode, "_inner_episode": ones}
         info.update(self.step_info())
         ended = r["episode_end"]
-        if ended.any():
+        # count_nonzero, not ``.any()`` (a Python-level wrapper): this runs on every step.
+        if np.count_nonzero(ended):
             info["episode_end"] = ended.copy()
             info["_episode_end"] = ended.copy()
             info["episode_return"] = np.where(ended, r["episode_return"], 0.0)
@@ -585,7 +587,7 @@ class MetaVectorEnv(VectorEnv):
         terminated = trial_end & ~r["truncated"]
         truncated = r["truncated"].copy()
         obs = r["obs"]
-        if trial_end.any():
+        if np.count_nonzero(trial_end):
             idx = np.flatnonzero(trial_end)
             final_obs = np.full(n, None, dtype=object)
             final_obs[idx] = list(obs[idx])
