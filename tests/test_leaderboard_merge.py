@@ -275,3 +275,17 @@ def test_cli_round_trip_and_report_of_the_merged_store(tmp_path, capsys):
         main(["merge", "--db", str(dest), str(tmp_path / "missing.db")])
     assert exit_info.value.code == 2
     assert f"metarl-bench merge: error: source store {tmp_path / 'missing.db'} does not exist" in capsys.readouterr().err
+
+
+def test_a_source_with_columns_the_destination_lacks_is_refused_and_nothing_is_written(tmp_path):
+    """Column names reach the INSERT statement, so a source's extra (possibly crafted) column is refused."""
+    source, dest = tmp_path / "far.db", tmp_path / "here.db"
+    add_run(source, spec(1), [1.0])
+    add_run(dest, spec(2), [2.0])
+    with sqlite3.connect(source) as conn:
+        conn.execute('ALTER TABLE runs ADD COLUMN "x) VALUES (1); DROP TABLE runs; --" TEXT')
+    before = digest(dest)
+
+    with pytest.raises(StoreError, match="columns this store lacks"):
+        merge_stores(dest, [source])
+    assert digest(dest) == before

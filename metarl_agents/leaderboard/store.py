@@ -304,9 +304,15 @@ class ResultStore:
         defaults, exactly as :func:`_upgrade` would have given them.
         """
         with self._transaction() as conn:
+            known = {table: {column[1] for column in conn.execute(f"PRAGMA table_info({table})")}
+                     for table in ("runs", "evaluations")}
             for row, points in runs:
                 row = {**row, "checkpoint_path": None, "checkpoint_frames": None}
                 row.pop("id", None)
+                # Column names are spliced into the SQL below: only this store's own columns may pass.
+                unknown = sorted((set(row) - known["runs"]) | ({k for p in points for k in p} - known["evaluations"]))
+                if unknown:
+                    raise StoreError(f"run {row.get('run_key')!r} has columns this store lacks: {', '.join(unknown)}")
                 old = conn.execute("SELECT id FROM runs WHERE run_key = ?", (row["run_key"],)).fetchone()
                 if old is not None:
                     conn.execute("DELETE FROM evaluations WHERE run_id = ?", (old[0],))
