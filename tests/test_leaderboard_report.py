@@ -168,3 +168,20 @@ def test_hostile_stored_values_stay_inside_out_and_are_escaped(tmp_path):
     assert "## ../../escaped" in text and "\\<img src=x\\>\\|\\`rm\\`\\|" in text
     assert "h\\|x \\# injected" in text and "\\[c\\]\\(http://evil\\)" in text
     assert not re.search(r"(?<!\\)<img|\n# injected|(?<!\\)\]\(http", text.replace("`` ](http://evil) ``", ""))
+
+
+def test_ranking_breaks_ties_by_the_other_statistic():
+    """Agents that all solve end tied at the maximum; the faster learner (higher mean over the run) ranks first."""
+    from metarl_agents.leaderboard.report import Entry, Group
+
+    def entry(agent, curve):
+        curves = np.array([curve], dtype=float)
+        return Entry(agent, 1e-3, [73], np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
+
+    slow, fast, best_final = entry("Slow", [0, 8, 16]), entry("Fast", [8, 16, 16]), entry("Late", [0, 0, 17])
+    group = Group(config=spec("Slow", 1e-3, 73), entries=[slow, best_final, fast])
+    assert [e.agent for e in group.ranked("final")] == ["Late", "Fast", "Slow"]
+    assert [e.agent for e in group.ranked("over_run")] == ["Fast", "Slow", "Late"]
+    tied = entry("Tied", [8, 16, 16])  # tied on both: the order given is kept (a stable sort)
+    group.entries = [tied, fast]
+    assert [e.agent for e in group.ranked("final")] == ["Tied", "Fast"]

@@ -102,7 +102,13 @@ class Group:
         return list(best.values())
 
     def ranked(self, statistic: str) -> list[Entry]:
-        return sorted(self.best_entries(), key=lambda e: -getattr(e, statistic)[0])
+        """Best entries by ``statistic`` ("final" or "over_run"), ties broken by the other one.
+
+        Early-stopped runs make ties common: every agent that solves ends at the carried maximum, and then
+        the agent that got there sooner (higher mean over the run) ranks first.
+        """
+        other = "over_run" if statistic == "final" else "final"
+        return sorted(self.best_entries(), key=lambda e: (-getattr(e, statistic)[0], -getattr(e, other)[0]))
 
     def budget_text(self) -> str:
         text = f"{self.frames:,} frames per run"
@@ -245,7 +251,8 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
     lines += [f"- Versions: {_md(v)}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
     lines.append(f"- Mean over seeds with a {CONFIDENCE:.0%} bootstrap CI ({N_RESAMPLES:,} resamples, "
-                 f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run")
+                 f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run; "
+                 "ties in a ranking are broken by the other statistic")
     lines.append("")
     if not group.entries:
         return lines + ["No finished runs yet.", ""]
