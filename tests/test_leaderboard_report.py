@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metarl_agents.leaderboard.grid import RunSpec
-from metarl_agents.leaderboard.report import bootstrap_ci, write_report
+from metarl_agents.leaderboard.report import Entry, Group, bootstrap_ci, write_report
 from metarl_agents.leaderboard.store import ResultStore
 
 FRAMES = [250, 500, 750, 1000]
@@ -172,8 +172,6 @@ def test_hostile_stored_values_stay_inside_out_and_are_escaped(tmp_path):
 
 def test_ranking_breaks_ties_by_the_other_statistic():
     """Agents that all solve end tied at the maximum; the faster learner (higher mean over the run) ranks first."""
-    from metarl_agents.leaderboard.report import Entry, Group
-
     def entry(agent, curve):
         curves = np.array([curve], dtype=float)
         return Entry(agent, 1e-3, [73], np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
