@@ -183,3 +183,17 @@ def test_ranking_breaks_ties_by_the_other_statistic():
     tied = entry("Tied", [8, 16, 16])  # tied on both: the order given is kept (a stable sort)
     group.entries = [tied, fast]
     assert [e.agent for e in group.ranked("final")] == ["Tied", "Fast"]
+
+
+def test_best_lr_is_chosen_among_the_lrs_with_the_most_seeds():
+    """A second learning rate with one (better) seed does not displace a complete one until its seeds are in."""
+    def entry(lr, seeds, curve):
+        curves = np.array([curve] * len(seeds), dtype=float)
+        return Entry("RNN", lr, seeds, np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
+
+    complete, partial = entry(1e-3, [73, 20, 3], [1, 1, 2]), entry(3e-4, [73], [2, 2, 2])
+    group = Group(config=spec("RNN", 1e-3, 73), entries=[complete, partial])
+    assert group.best_entries() == [complete]
+    both_complete = entry(3e-4, [73, 20, 3], [2, 2, 2])
+    group.entries = [complete, both_complete]
+    assert group.best_entries() == [both_complete]

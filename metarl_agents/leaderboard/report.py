@@ -2,7 +2,7 @@
 
 Statistics follow the paper: per (agent, lr) the mean over seeds with a 68 % bootstrap confidence
 interval (1,000 resamples of the seeds, fixed generator seed); each agent is shown at the learning
-rate with the best mean-over-run return. Runs are grouped by environment *and* configuration (budget,
+rate with the best mean-over-run return among those with the most finished seeds. Runs are grouped by environment *and* configuration (budget,
 preset, evaluation protocol, env kwargs), so a reduced-budget sweep is never ranked against a full one,
 and every group states its budget, machine and package versions above its tables.
 """
@@ -94,10 +94,17 @@ class Group:
     reduced = property(lambda self: self.config.reduced)
 
     def best_entries(self) -> list[Entry]:
-        """Each agent at the learning rate with the highest mean-over-run return."""
+        """Each agent at the learning rate with the highest mean-over-run return, among its learning rates
+        with the most finished seeds.
+
+        A sweep fills one learning rate after another, so a second rate often has one seed while the first
+        has three; one lucky seed must not displace the complete evidence (and leave every claim about the
+        agent short of seeds) until its own seeds are in.
+        """
         best: dict[str, Entry] = {}
         for entry in self.entries:
-            if entry.agent not in best or entry.over_run[0] > best[entry.agent].over_run[0]:
+            held = best.get(entry.agent)
+            if held is None or (len(entry.seeds), entry.over_run[0]) > (len(held.seeds), held.over_run[0]):
                 best[entry.agent] = entry
         return list(best.values())
 
@@ -251,7 +258,8 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
     lines += [f"- Versions: {_md(v)}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")
     lines.append(f"- Mean over seeds with a {CONFIDENCE:.0%} bootstrap CI ({N_RESAMPLES:,} resamples, "
-                 f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run; "
+                 f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run, among its lrs with "
+                 "the most finished seeds; "
                  "ties in a ranking are broken by the other statistic")
     lines.append("")
     if not group.entries:
