@@ -170,30 +170,30 @@ def test_hostile_stored_values_stay_inside_out_and_are_escaped(tmp_path):
     assert not re.search(r"(?<!\\)<img|\n# injected|(?<!\\)\]\(http", text.replace("`` ](http://evil) ``", ""))
 
 
+def make_entry(agent, curve, lr=1e-3, seeds=(73,)):
+    """An Entry whose seeds all follow ``curve`` (one evaluation per index, nothing carried)."""
+    curves = np.array([curve] * len(seeds), dtype=float)
+    return Entry(agent, lr, list(seeds), np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
+
+
 def test_ranking_breaks_ties_by_the_other_statistic():
     """Agents that all solve end tied at the maximum; the faster learner (higher mean over the run) ranks first."""
-    def entry(agent, curve):
-        curves = np.array([curve], dtype=float)
-        return Entry(agent, 1e-3, [73], np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
-
-    slow, fast, best_final = entry("Slow", [0, 8, 16]), entry("Fast", [8, 16, 16]), entry("Late", [0, 0, 17])
+    slow, fast = make_entry("Slow", [0, 8, 16]), make_entry("Fast", [8, 16, 16])
+    best_final = make_entry("Late", [0, 0, 17])
     group = Group(config=spec("Slow", 1e-3, 73), entries=[slow, best_final, fast])
     assert [e.agent for e in group.ranked("final")] == ["Late", "Fast", "Slow"]
     assert [e.agent for e in group.ranked("over_run")] == ["Fast", "Slow", "Late"]
-    tied = entry("Tied", [8, 16, 16])  # tied on both: the order given is kept (a stable sort)
+    tied = make_entry("Tied", [8, 16, 16])  # tied on both: the order given is kept (a stable sort)
     group.entries = [tied, fast]
     assert [e.agent for e in group.ranked("final")] == ["Tied", "Fast"]
 
 
 def test_best_lr_is_chosen_among_the_lrs_with_the_most_seeds():
     """A second learning rate with one (better) seed does not displace a complete one until its seeds are in."""
-    def entry(lr, seeds, curve):
-        curves = np.array([curve] * len(seeds), dtype=float)
-        return Entry("RNN", lr, seeds, np.arange(len(curve)), curves, np.zeros_like(curves, dtype=bool))
-
-    complete, partial = entry(1e-3, [73, 20, 3], [1, 1, 2]), entry(3e-4, [73], [2, 2, 2])
+    complete = make_entry("RNN", [1, 1, 2], lr=1e-3, seeds=(73, 20, 3))
+    partial = make_entry("RNN", [2, 2, 2], lr=3e-4, seeds=(73,))
     group = Group(config=spec("RNN", 1e-3, 73), entries=[complete, partial])
     assert group.best_entries() == [complete]
-    both_complete = entry(3e-4, [73, 20, 3], [2, 2, 2])
+    both_complete = make_entry("RNN", [2, 2, 2], lr=3e-4, seeds=(73, 20, 3))
     group.entries = [complete, both_complete]
     assert group.best_entries() == [both_complete]

@@ -2,9 +2,10 @@
 
 Statistics follow the paper: per (agent, lr) the mean over seeds with a 68 % bootstrap confidence
 interval (1,000 resamples of the seeds, fixed generator seed); each agent is shown at the learning
-rate with the best mean-over-run return among those with the most finished seeds. Runs are grouped by environment *and* configuration (budget,
-preset, evaluation protocol, env kwargs), so a reduced-budget sweep is never ranked against a full one,
-and every group states its budget, machine and package versions above its tables.
+rate with the best mean-over-run return among those with the most finished seeds. Runs are grouped by
+environment *and* configuration (budget, preset, evaluation protocol, env kwargs), so a reduced-budget
+sweep is never ranked against a full one, and every group states its budget, machine and package
+versions above its tables.
 """
 
 from __future__ import annotations
