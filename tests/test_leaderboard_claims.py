@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -106,3 +107,28 @@ def test_report_has_the_claims_section_and_links_plots_from_another_folder(db, t
     summary = json.loads((tmp_path / "plots" / "leaderboard.json").read_text())
     splagger = [e for e in summary["entries"] if e["agent"] == "SplAgger" and e["env_id"] == "MetaTMaze-v0"]
     assert splagger[0]["stopped_early"] == ["3@500000", "20@500000", "73@500000"]
+
+
+def test_a_fails_to_learn_claim_must_hold_at_every_learning_rate_with_enough_seeds(tmp_path):
+    """The RNN's best lr (by mean over the run) fails, but another lr with 3 seeds solves: refuted, since
+    the failure is a learning-rate artefact. A third lr with one solving seed is too thin to count."""
+    rnn_fails = CLAIMS[4]
+    path = tmp_path / "lrs.db"
+    with ResultStore(path) as store:
+        for seed in SEEDS:  # lr 1e-3: flat at 8, the best mean over the run, never solved
+            add(store, replace(spec("MetaTMaze-v0", "RNN", seed, False), lr=1e-3), {EVERY: 8.0, 2 * EVERY: 8.0, BUDGET: 8.0})
+        add(store, replace(spec("MetaTMaze-v0", "RNN", 73, False), lr=1e-4), {EVERY: 0.0, 2 * EVERY: 0.0, BUDGET: 16.0})
+    with ResultStore(path, readonly=True) as store:
+        verdict = judge(rnn_fails, load_groups(store))
+    assert verdict.verdict == "reproduced" and verdict.evidence == "RNN 8.000 [8.000, 8.000] (lr 0.001)"
+
+    with ResultStore(path) as store:
+        for seed in SEEDS:  # lr 3e-4: solves at the end, a lower mean over the run than lr 1e-3
+            add(store, replace(spec("MetaTMaze-v0", "RNN", seed, False), lr=3e-4), {EVERY: 0.0, 2 * EVERY: 0.0, BUDGET: 16.0})
+    with ResultStore(path, readonly=True) as store:
+        groups = load_groups(store)
+    (group,) = groups
+    assert [e.lr for e in group.best_entries()] == [1e-3]
+    verdict = judge(rnn_fails, groups)
+    assert verdict.verdict == "refuted"
+    assert verdict.evidence == "RNN 8.000 [8.000, 8.000] (lr 0.001); RNN 16.000 [16.000, 16.000] (lr 0.0003)"
