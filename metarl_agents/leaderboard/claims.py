@@ -103,8 +103,8 @@ def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdi
                              for a in (*claim.winners, *claim.losers))
     else:
         solved = SOLVED_RETURN[claim.env_id]
-        tried = [e for w in claim.winners for e in sorted(group.entries, key=lambda e: -e.lr)
-                 if e.agent == w and len(e.seeds) >= MIN_SEEDS]
+        tried = sorted((e for e in group.entries if e.agent in claim.winners and len(e.seeds) >= MIN_SEEDS),
+                       key=lambda e: (claim.winners.index(e.agent), -e.lr))
         outcomes = ["holds" if e.final[2] < solved else "reversed" if e.final[1] >= solved else "overlap"
                     for e in tried]
         evidence = "; ".join(f"{e.agent} {_ci(e.final)} (lr {e.lr:g})" for e in tried)
