@@ -197,3 +197,22 @@ def test_best_lr_is_chosen_among_the_lrs_with_the_most_seeds():
     both_complete = make_entry("RNN", [2, 2, 2], lr=3e-4, seeds=(73, 20, 3))
     group.entries = [complete, both_complete]
     assert group.best_entries() == [both_complete]
+
+
+def test_learning_curve_plot_gives_every_agent_its_own_colour(tmp_path, monkeypatch):
+    """Matplotlib's default cycle has 10 colours; a 14-agent study must not draw two agents alike."""
+    import matplotlib.pyplot as plt
+
+    from metarl_agents.leaderboard import report as report_module
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # keep the figure to inspect it
+    agents = [f"Agent{i:02d}" for i in range(14)]
+    group = Group(config=spec("Agent00", 1e-3, 73), entries=[make_entry(a, [0, i, 16]) for i, a in enumerate(agents)])
+    report_module._plot(group, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    (figure,) = drawn
+    curves = [line for line in figure.axes[0].get_lines() if line.get_label().startswith("Agent")]
+    assert [line.get_label().split(" ")[0] for line in curves] == agents
+    assert len({line.get_color() for line in curves}) == 14
+    plt.close(figure)

@@ -83,3 +83,34 @@ def test_document_keeps_its_hand_written_text_and_refuses_missing_markers(tmp_pa
     with pytest.raises(ValueError, match="must hold"):
         study.update_document(document, ["new"])
     assert document.read_text() == "no markers\n"
+
+
+def test_pairs_figure_has_a_panel_per_memory_and_the_document_links_it(tmp_path, monkeypatch):
+    """Each panel compares one memory alone with it under split max; Max and CNP are the references."""
+    import matplotlib.pyplot as plt
+
+    study = load_generator()
+    db = tmp_path / "study.db"
+    with ResultStore(db) as store:
+        _store_run(store, "LRU", 73, [2.0, 3.75, 9.0, 7.25])
+        _store_run(store, "SplAgger-LRU", 73, [2.0, 15.5, 16.0, 16.0])
+        _store_run(store, "Max", 73, [16.0, 16.0, 16.0])
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    figures = study.write_figures(db, tmp_path / "figures")
+    assert figures == {"MetaTMaze-v0": tmp_path / "figures" / "MetaTMaze-v0.png"}
+    assert figures["MetaTMaze-v0"].stat().st_size > 0
+    (figure,) = drawn
+    panels = {ax.get_title(): ax for ax in figure.axes}
+    assert list(panels) == [f"{label} (seeds: {'1 / 1' if label == 'LRU' else 'none yet'})"
+                            for label, _, _ in study.PAIRS]
+    lru = [line.get_ydata() for line in panels["LRU (seeds: 1 / 1)"].get_lines()]
+    # Max (carried to the budget after it stopped), then LRU alone, then LRU under split max
+    assert [list(y) for y in lru] == [[16.0, 16.0, 16.0, 16.0], [2.0, 3.75, 9.0, 7.25], [2.0, 15.5, 16.0, 16.0]]
+    assert [len(panel.get_lines()) for title, panel in panels.items() if "none yet" in title] == [1] * 5
+    plt.close(figure)
+    lines = study.study_markdown(study.collect(db), {"MetaTMaze-v0": "memory_study/figures/MetaTMaze-v0.png"})
+    (image,) = [i for i, line in enumerate(lines) if line.startswith("![")]
+    assert lines[image].endswith("(memory_study/figures/MetaTMaze-v0.png)")
+    assert lines.index("#### MetaTMaze-v0 (3 of 42 runs finished)") < image < lines.index(
+        "#### MetaTMazeLatent-v0 (0 of 42 runs finished)")  # under its own environment's table

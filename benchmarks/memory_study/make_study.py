@@ -8,8 +8,9 @@ Two things are written:
   learning-curve plot per environment) as ``benchmarks/memory_study/LEADERBOARD.md`` and ``report/``;
 * between the ``<!-- study:begin -->`` and ``<!-- study:end -->`` markers of ``benchmarks/MEMORY_STUDY.md``,
   the study's own view: every memory next to its split-max version, seed by seed (frames to the first
-  evaluation >= 15.5 on T-LS, best and final return), and how much of the grid has finished. The text
-  around the markers is the hand-written part and is left as it is.
+  evaluation >= 15.5 on T-LS, best and final return), one figure per environment with a panel per memory
+  (``figures/``), and how much of the grid has finished. The text around the markers is the hand-written
+  part and is left as it is.
 
 The grid (agents, seeds, environments) is the one of ``run_study.sh``, which a test keeps in step.
 """
@@ -22,7 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from metarl_agents.leaderboard.report import write_report
+from metarl_agents.leaderboard.grid import format_frames
+from metarl_agents.leaderboard.report import Group, bootstrap_ci, load_groups, write_report
 from metarl_agents.leaderboard.store import ResultStore
 
 HERE = Path(os.path.relpath(Path(__file__).resolve().parent))  # relative, as the report names its paths
@@ -71,8 +73,66 @@ def _cell(result: SeedResult | None, env: str) -> str:
     return f"{result.final:.2f} (best {result.best:.2f})"
 
 
-def study_markdown(results: dict[tuple[str, str, int], SeedResult]) -> list[str]:
-    """The pairs tables and the progress of the grid, as markdown lines."""
+def plot_pairs(group: Group, path: Path) -> None:
+    """One panel per memory: alone against split max, with Max and CNP drawn thin in every panel.
+
+    The study's question is asked pair by pair, and one plot of all 14 agents hides the pairs in a tangle;
+    a panel each puts the two curves to compare side by side on shared axes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = {entry.agent: entry for entry in group.best_entries()}
+    fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.0), sharex=True, sharey=True)
+    styles = {"alone": dict(color="tab:blue"), "split max": dict(color="tab:red"),
+              "Max": dict(color="0.35", linestyle=":", linewidth=1.2),
+              "CNP": dict(color="0.35", linestyle="-.", linewidth=1.2)}
+    for ax, (label, alone, split) in zip(axes.flat, PAIRS, strict=True):
+        seeds = []
+        for agent, style in [("Max", "Max"), ("CNP", "CNP"), (alone, "alone"), (split, "split max")]:
+            entry = entries.get(agent)
+            if entry is None:
+                continue
+            mean, low, high = bootstrap_ci(entry.curves)
+            ax.plot(entry.frames, mean, **styles[style])
+            if agent not in AGGREGATORS_ONLY:
+                ax.fill_between(entry.frames, low, high, color=styles[style]["color"], alpha=0.2, linewidth=0)
+                seeds.append(str(len(entry.seeds)))
+        ax.set_title(f"{label} (seeds: {' / '.join(seeds) or 'none yet'})", fontsize="medium")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], **style) for style in styles.values()]
+    fig.legend(handles, ["memory alone", "memory + split max", "Max (no recurrence)", "CNP (no recurrence)"],
+               loc="lower center", ncol=4, frameon=False)
+    budget = f"{format_frames(group.frames)} frames per run"
+    if group.reduced:
+        budget += f", REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
+    fig.suptitle(f"{group.env_id}, {budget}: mean over seeds, 68 % bootstrap band")
+    fig.supxlabel("frames", y=0.07)
+    fig.supylabel("meta-episode return")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_figures(db: Path, out_dir: Path) -> dict[str, Path]:
+    """Draw :func:`plot_pairs` for every study environment with finished runs; return env -> figure path."""
+    with ResultStore(db, readonly=True) as store:
+        groups = [group for group in load_groups(store, ENVS) if group.entries]
+    figures = {}
+    for group in groups:
+        if group.env_id in figures:  # another configuration of an env already drawn: not part of this study
+            continue
+        figures[group.env_id] = out_dir / f"{group.env_id}.png"
+        plot_pairs(group, figures[group.env_id])
+    return figures
+
+
+def study_markdown(results: dict[tuple[str, str, int], SeedResult], figures: dict[str, str] | None = None) -> list[str]:
+    """The pairs tables, a figure per environment (``figures``: env -> link) and the progress of the grid,
+    as markdown lines."""
     total = len(ENVS) * len(AGENTS) * len(SEEDS)
     lines = [f"Finished runs: **{len(results)} of {total}** ({len(AGENTS)} agents x {len(SEEDS)} seeds x "
              f"{len(ENVS)} environments).", ""]
@@ -96,6 +156,9 @@ def study_markdown(results: dict[tuple[str, str, int], SeedResult]) -> list[str]
             cells = [_cell(results.get((env, agent, seed)), env) for seed in SEEDS]
             lines.append(f"| none ({agent}) | — | — | — | " + " | ".join(cells) + " |")
         lines.append("")
+        if figures and env in figures:
+            carried = " (a run stopped early carries its last value to the budget)" if env in SOLVED else ""
+            lines += [f"![{env}: each memory alone and with split max{carried}]({figures[env]})", ""]
     remaining = []
     for env in ENVS:
         for seed in SEEDS:
@@ -123,7 +186,9 @@ def main() -> None:
     parser.add_argument("--document", type=Path, default=HERE.parent / "MEMORY_STUDY.md")
     args = parser.parse_args()
     write_report(args.db, HERE / "report", markdown=HERE / "LEADERBOARD.md")
-    update_document(args.document, study_markdown(collect(args.db)))
+    figures = {env: Path(os.path.relpath(path, args.document.parent)).as_posix()
+               for env, path in write_figures(args.db, HERE / "figures").items()}
+    update_document(args.document, study_markdown(collect(args.db), figures))
     print(f"updated {args.document} and {HERE / 'LEADERBOARD.md'}")
 
 

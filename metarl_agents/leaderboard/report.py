@@ -288,11 +288,14 @@ def _plot(group: Group, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for entry in sorted(group.best_entries(), key=lambda e: e.agent):
+    entries = sorted(group.best_entries(), key=lambda e: e.agent)
+    # Matplotlib's default cycle repeats after 10 colours; a study of more agents would draw two in one colour.
+    colours = plt.get_cmap("tab10" if len(entries) <= 10 else "tab20").colors
+    fig, ax = plt.subplots(figsize=(8.4, 4.0))
+    for index, entry in enumerate(entries):
         mean, low, high = bootstrap_ci(entry.curves)
         label = f"{_plain(entry.agent)} (lr {entry.lr:g}, {len(entry.seeds)} seeds)"
-        (line,) = ax.plot(entry.frames, mean, label=label)
+        (line,) = ax.plot(entry.frames, mean, label=label, color=colours[index % len(colours)])
         ax.fill_between(entry.frames, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
         carried = entry.carried.any(axis=0)
         if carried.any():
@@ -300,12 +303,12 @@ def _plot(group: Group, path: Path) -> None:
                     color=line.get_color())
     title = f"{_plain(group.env_id)}, {format_frames(group.frames)} frames"
     if group.reduced:
-        title += f" — REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
+        title += f"\nREDUCED BUDGET (paper {format_frames(group.paper_frames)})"
     if any(entry.carried.any() for entry in group.entries):
         ax.plot([], [], "o", markerfacecolor="none", color="grey", label="includes carried values (stopped early)")
     ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
