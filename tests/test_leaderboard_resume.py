@@ -48,21 +48,35 @@ def run_here(db: Path) -> int:
         torch.set_num_threads(threads)
 
 
+def kill_mid_interval(db: Path, target: int, fraction: float) -> int:
+    """Start the driver, wait until ``target`` points are stored, then SIGKILL it ``fraction`` of one
+    evaluation interval later; returns how many points survived.
+
+    The delay is a fraction of the interval measured in this very process, not a fixed time: a fast
+    machine finishes the whole tiny run in a few tenths of a second, and a fixed delay let the run end
+    before the kill."""
+    process, first_seen = start(db), {}
+    while process.poll() is None:
+        stored = len(points(db))
+        first_seen.setdefault(stored, time.monotonic())
+        if stored >= target:
+            break
+        time.sleep(0.005)
+    if target - 1 in first_seen and target in first_seen:
+        time.sleep(fraction * (first_seen[target] - first_seen[target - 1]))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    return len(points(db))
+
+
 def test_killed_at_random_moments_and_resumed_equals_uninterrupted(tmp_path):
     reference = tmp_path / "reference.db"
     assert run_here(reference) == 0
     expected = points(reference)
     assert len(expected) == N_POINTS
 
-    db, rng, kills = tmp_path / "killed.db", random.Random(15), []
-    for target in (2, 5):  # kill once this many points are stored, plus a random part of an interval
-        process = start(db)
-        while len(points(db)) < target and process.poll() is None:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        kills.append(len(points(db)))
+    db, rng = tmp_path / "killed.db", random.Random(15)
+    kills = [kill_mid_interval(db, target, rng.random()) for target in (2, 5)]
     assert all(0 < n < N_POINTS for n in kills), kills  # every kill landed mid-run
     assert run_here(db) == 0
 
