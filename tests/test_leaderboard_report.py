@@ -215,4 +215,6 @@ def test_learning_curve_plot_gives_every_agent_its_own_colour(tmp_path, monkeypa
     curves = [line for line in figure.axes[0].get_lines() if line.get_label().startswith("Agent")]
     assert [line.get_label().split(" ")[0] for line in curves] == agents
     assert len({line.get_color() for line in curves}) == 14
+    axis = figure.axes[0].xaxis
+    assert [axis.get_major_formatter()(x, 0) for x in (0, 134_400, 1_500_000)] == ["0", "134.4k", "1.5M"]
     plt.close(figure)

@@ -108,6 +108,7 @@ def test_pairs_figure_has_a_panel_per_memory_and_the_document_links_it(tmp_path,
     # Max (carried to the budget after it stopped), then LRU alone, then LRU under split max
     assert [list(y) for y in lru] == [[16.0, 16.0, 16.0, 16.0], [2.0, 3.75, 9.0, 7.25], [2.0, 15.5, 16.0, 16.0]]
     assert [len(panel.get_lines()) for title, panel in panels.items() if "none yet" in title] == [1] * 5
+    assert all(ax.xaxis.get_major_formatter()(1_500_000, 0) == "1.5M" for ax in figure.axes)  # every panel
     plt.close(figure)
     lines = study.study_markdown(study.collect(db), {"MetaTMaze-v0": "memory_study/figures/MetaTMaze-v0.png"})
     (image,) = [i for i, line in enumerate(lines) if line.startswith("![")]

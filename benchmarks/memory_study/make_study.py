@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metarl_agents.leaderboard.grid import format_frames
-from metarl_agents.leaderboard.report import Group, bootstrap_ci, load_groups, write_report
+from metarl_agents.leaderboard.report import Group, bootstrap_ci, label_frames_axis, load_groups, write_report
 from metarl_agents.leaderboard.store import ResultStore
 
 HERE = Path(os.path.relpath(Path(__file__).resolve().parent))  # relative, as the report names its paths
@@ -109,6 +109,7 @@ def plot_pairs(group: Group, path: Path) -> None:
     if group.reduced:
         budget += f", REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
     fig.suptitle(f"{group.env_id}, {budget}: mean over seeds, 68 % bootstrap band")
+    label_frames_axis(axes.flat[0])  # the axes share x, and so their tick labels
     fig.supxlabel("frames", y=0.07)
     fig.supylabel("meta-episode return")
     fig.tight_layout(rect=(0, 0.06, 1, 1))

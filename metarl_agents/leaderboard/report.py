@@ -282,6 +282,13 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
     return lines
 
 
+def label_frames_axis(ax: Any) -> None:
+    """Frame ticks as the budgets are written ("100k", "1.5M"), not as matplotlib's 1e6 offset notation."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda frames, _: format_frames(int(frames)) if frames >= 0 else ""))
+
+
 def _plot(group: Group, path: Path) -> None:
     import matplotlib
 
@@ -307,6 +314,7 @@ def _plot(group: Group, path: Path) -> None:
     if any(entry.carried.any() for entry in group.entries):
         ax.plot([], [], "o", markerfacecolor="none", color="grey", label="includes carried values (stopped early)")
     ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
+    label_frames_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     fig.tight_layout()
