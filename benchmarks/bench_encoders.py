@@ -18,28 +18,28 @@ from metarl_agents.sequence import Segments, gru_with_resets, make_gru
 CHUNK, N_ENVS, IN_DIM, HIDDEN = 700, 16, 80, 256
 
 
-def chunk_inputs(seed: int = 0) -> tuple[th.Tensor, Segments]:
-    """Inputs ``[CHUNK, N_ENVS, IN_DIM]`` and the segments of two trial starts per copy."""
+def chunk_inputs(seed: int = 0) -> tuple[th.Tensor, th.Tensor]:
+    """Inputs ``[CHUNK, N_ENVS, IN_DIM]`` and trial-start flags ``[CHUNK, N_ENVS]``: two starts per copy."""
     gen = th.Generator().manual_seed(seed)
     x = th.randn(CHUNK, N_ENVS, IN_DIM, generator=gen)
     starts = th.zeros(CHUNK, N_ENVS)
     starts[0] = 1.0
     for b in range(N_ENVS):
         starts[th.randint(1, CHUNK, (2,), generator=gen), b] = 1.0
-    return x, Segments.from_starts(starts)
+    return x, starts
 
 
-def encoder_pass(name: str):
-    """A function running one forward + backward of encoder ``name`` ("gru" or a scan encoder)."""
+def encoder_pass(name: str, device: str = "cpu"):
+    """A function running one forward + backward of encoder ``name`` ("gru" or a scan encoder) on ``device``."""
     th.manual_seed(0)
-    x, seg = chunk_inputs()
-    x.requires_grad_()
+    x, starts = chunk_inputs()
+    x, seg = x.to(device).requires_grad_(), Segments.from_starts(starts.to(device))
     if name == "gru":
-        gru = make_gru(IN_DIM, HIDDEN)
-        h0 = th.zeros(N_ENVS, HIDDEN)
+        gru = make_gru(IN_DIM, HIDDEN).to(device)
+        h0 = th.zeros(N_ENVS, HIDDEN, device=device)
         return lambda: gru_with_resets(gru, x, h0, seg)[0].sum().backward()
-    enc = make_scan_encoder(name, IN_DIM, HIDDEN)
-    state = th.zeros(N_ENVS, enc.state_size)
+    enc = make_scan_encoder(name, IN_DIM, HIDDEN).to(device)
+    state = th.zeros(N_ENVS, enc.state_size, device=device)
     return lambda: enc(x, state, seg)[0].sum().backward()
 
 

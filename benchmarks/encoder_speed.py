@@ -7,6 +7,7 @@
 
     python benchmarks/encoder_speed.py                  # both, 3 rounds, 1 torch thread
     python benchmarks/encoder_speed.py --skip-trainer --rounds 5
+    python benchmarks/encoder_speed.py --device cuda    # the same comparison on a GPU
 
 Every variant is built and warmed up first; each round then times every variant once, in turn, and
 each variant's best round is reported, so a changing load on a shared machine treats them alike.
@@ -31,14 +32,18 @@ from metarl_agents.encoders import SCAN_ENCODERS  # noqa: E402
 from metarl_agents.policies import SCAN_MODEL_NAMES  # noqa: E402
 
 
-def best_seconds(passes: dict, rounds: int) -> dict[str, float]:
+def best_seconds(passes: dict, rounds: int, device: str = "cpu") -> dict[str, float]:
+    # A GPU runs kernels asynchronously: wait for them before reading the clock.
+    sync = th.cuda.synchronize if th.device(device).type == "cuda" else (lambda: None)
     best = dict.fromkeys(passes, float("inf"))
     for run in passes.values():
         run()  # warm-up
     for _ in range(rounds):
         for name, run in passes.items():
+            sync()
             start = time.perf_counter()
             run()
+            sync()
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
@@ -49,19 +54,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoders", nargs="+", default=list(SCAN_ENCODERS), choices=list(SCAN_ENCODERS))
     parser.add_argument("--skip-trainer", action="store_true", help="only the encoder passes (a)")
+    parser.add_argument("--device", default="cpu", help="torch device for both parts, e.g. cuda (default: cpu)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()}")
-    seconds = best_seconds({name: encoder_pass(name) for name in ["gru", *args.encoders]}, args.rounds)
+    passes = {name: encoder_pass(name, args.device) for name in ["gru", *args.encoders]}
+    seconds = best_seconds(passes, args.rounds, args.device)
     print(f"\n(a) encoder forward + backward, {CHUNK} x {N_ENVS}, hidden {HIDDEN}, best of {args.rounds}, "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), {args.device}")
     for name, value in seconds.items():
         print(f"  {name:8s} {value * 1e3:8.1f} ms   {seconds['gru'] / value:5.2f}x the GRU")
     if not args.skip_trainer:
         agents = ["RNN", *[SCAN_MODEL_NAMES[name] for name in args.encoders]]
-        models = {agent: meta_ppo("MetaTMaze-v0", 700, agent, head="mlp") for agent in agents}
+        models = {agent: meta_ppo("MetaTMaze-v0", 700, agent, device=args.device, head="mlp") for agent in agents}
         fps = measure(models, args.rounds)
-        print(f"\n(b) MetaPPO on MetaTMaze-v0, plain MLP head, frames/s (best of {args.rounds} updates)")
+        print(f"\n(b) MetaPPO on MetaTMaze-v0, plain MLP head, {args.device}, frames/s (best of {args.rounds} updates)")
         for agent, value in fps.items():
             print(f"  {agent:8s} {value:8.0f} frames/s   {value / fps['RNN']:5.2f}x the GRU (RNN)")
     print(f"\nload average after: {os.getloadavg()}")

@@ -55,9 +55,9 @@ def _ppo_settings(env_id: str, n_steps: int | None) -> dict:
     return {"n_steps": n_steps or preset["n_steps"], **{k: preset[k] for k in keys}}
 
 
-def meta_ppo(env_id: str, n_steps: int | None, policy: str, **policy_kwargs) -> MetaPPO:
+def meta_ppo(env_id: str, n_steps: int | None, policy: str, device: str = "cpu", **policy_kwargs) -> MetaPPO:
     env = make_vec_env(env_id, N_ENVS, seed=0)
-    return MetaPPO(policy, env, n_minibatches=4, policy_kwargs=policy_kwargs, seed=0, device="cpu",
+    return MetaPPO(policy, env, n_minibatches=4, policy_kwargs=policy_kwargs, seed=0, device=device,
                    **_ppo_settings(env_id, n_steps))
 
 
