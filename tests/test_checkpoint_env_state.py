@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,16 @@ def test_restored_env_continues_exactly():
         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_env_without_mujoco_data_checkpoints_where_mujoco_cannot_be_imported(monkeypatch):
+    """Only the Cheetah families hold MuJoCo data; the others checkpoint and resume without MuJoCo."""
+    env = _trained_env()
+    fresh = make_vec_env("MetaTMaze-v0", n_envs=3, seed=99)
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # makes `import mujoco` raise ImportError
+    restore_env_state(fresh, env_state(env))
+    for ours, theirs in zip(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_checkpoint_from_before_a_derived_attribute_still_resumes_exactly():
     env = _trained_env()
     state = env_state(env)
@@ -57,3 +69,20 @@ def test_checkpoint_with_state_this_env_lacks_is_refused():
     state["env.venv.env.no_such_part.counter"] = 3
     with pytest.raises(CheckpointError, match="no_such_part.counter"):
         restore_env_state(make_vec_env("MetaTMaze-v0", n_envs=3, seed=99), state)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect, cause not yet confirmed: a restored Cheetah env drifts "
+                   "from the original from the first steps; probably the mujoco.batch.Batch physics state, "
+                   "which env_state does not walk")
+def test_restored_cheetah_env_continues_exactly():
+    env = make_vec_env("MetaCheetahVel-v0", n_envs=2, seed=5)
+    env.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        env.step(rng.uniform(-1, 1, size=(2, *env.action_space.shape)))
+    fresh = make_vec_env("MetaCheetahVel-v0", n_envs=2, seed=9)
+    restore_env_state(fresh, env_state(env))
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        actions = rng.uniform(-1, 1, size=(2, *env.action_space.shape))
+        np.testing.assert_array_equal(env.step(actions)[0], fresh.step(actions)[0])

@@ -132,11 +132,11 @@ def _slots(root: Any, owners: dict[str, Any] | None = None) -> Iterator[tuple[st
 
 def env_state(env: Any) -> dict[str, Any]:
     """The state of a (vectorised, wrapped) environment as weights-only-loadable values by path."""
-    import mujoco
-
     state = {}
     for path, value, _ in _slots(env):
         if type(value).__name__ == "MjData":
+            import mujoco  # only where an env holds MuJoCo data: other families checkpoint without it
+
             size = mujoco.mj_stateSize(value.model, mujoco.mjtState.mjSTATE_INTEGRATION)
             buffer = np.empty(size)
             mujoco.mj_getState(value.model, value, buffer, mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -149,8 +149,6 @@ def env_state(env: Any) -> dict[str, Any]:
 
 def restore_env_state(env: Any, state: dict[str, Any]) -> None:
     """Put ``state`` (from :func:`env_state`) into a freshly built env of the same configuration."""
-    import mujoco
-
     owners: dict[str, Any] = {}
     slots = {path: (value, setter) for path, value, setter in _slots(env, owners)}
     for path in set(state) - set(slots):  # attributes made on first use (e.g. a generator at the first reset)
@@ -170,6 +168,8 @@ def restore_env_state(env: Any, state: dict[str, Any]) -> None:
     for path, saved in state.items():
         current, setter = slots[path]
         if type(current).__name__ == "MjData":
+            import mujoco
+
             mujoco.mj_setState(current.model, current, saved["__mjdata__"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
             current.xpos[:] = saved["xpos"].numpy()
         elif isinstance(current, np.random.Generator):
