@@ -53,6 +53,11 @@ def _is_stateful_object(value: Any) -> bool:
             and not isinstance(value, (spaces.Space, EnvSpec, th.nn.Module, type)))
 
 
+def _is_mujoco_state(value: Any) -> bool:
+    """MuJoCo's simulation state, which only MuJoCo's own state functions read and write in full."""
+    return type(value).__module__.split(".")[0] == "mujoco" and type(value).__name__ in ("MjData", "Batch")
+
+
 def _encode_plain(value: Any) -> Any:
     """A weights-only-loadable copy of a data value, or ``_SKIP`` if it holds anything else."""
     if isinstance(value, np.generic):  # before float: np.float64 is a float
@@ -114,13 +119,13 @@ def _slots(root: Any, owners: dict[str, Any] | None = None) -> Iterator[tuple[st
     def visit(value: Any, path: str, setter: Callable[[Any], None]) -> Iterator:
         if id(value) in seen and not isinstance(value, (bool, int, float, str, type(None))):
             return
-        if type(value).__name__ == "MjData":
+        if _is_mujoco_state(value):
             seen.add(id(value))
             yield path, value, setter
         elif _is_stateful_object(value):
             yield from walk(value, path)
         elif isinstance(value, (list, tuple)) and value and any(
-                _is_stateful_object(v) or type(v).__name__ == "MjData" for v in value):
+                _is_stateful_object(v) or _is_mujoco_state(v) for v in value):
             seen.add(id(value))
             for i, item in enumerate(value):
                 yield from visit(item, f"{path}[{i}]", lambda v, c=value, i=i: c.__setitem__(i, v))
@@ -142,6 +147,8 @@ def env_state(env: Any) -> dict[str, Any]:
             mujoco.mj_getState(value.model, value, buffer, mujoco.mjtState.mjSTATE_INTEGRATION)
             # xpos is derived, but observations read it between steps, when it lags the state.
             state[path] = {"__mjdata__": th.from_numpy(buffer), "xpos": th.from_numpy(value.xpos.copy())}
+        elif type(value).__name__ == "Batch":  # mujoco.batch: every copy's integration state in one array
+            state[path] = {"__mjbatch__": th.from_numpy(value.state.copy())}
         else:
             state[path] = _encode_plain(value)
     return state
@@ -172,11 +179,17 @@ def restore_env_state(env: Any, state: dict[str, Any]) -> None:
 
             mujoco.mj_setState(current.model, current, saved["__mjdata__"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
             current.xpos[:] = saved["xpos"].numpy()
+        elif type(current).__name__ == "Batch":
+            current.state[:] = saved["__mjbatch__"].numpy()
         elif isinstance(current, np.random.Generator):
             current.bit_generator.state = saved["__generator__"]
         elif isinstance(current, np.ndarray) and current.flags.writeable and isinstance(saved, th.Tensor) \
                 and tuple(saved.shape) == current.shape:
             current[...] = saved.numpy()  # in place: keeps arrays that other objects share
+        elif isinstance(current, np.ndarray) and not current.flags.writeable and current.base is not None:
+            # A read-only live view of a field the simulator derives (mujoco.batch's xpos): replacing it
+            # with a plain array would freeze it; the next step derives it from the restored state.
+            continue
         else:
             setter(_decode_plain(saved))
 
