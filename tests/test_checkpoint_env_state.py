@@ -82,6 +82,8 @@ def test_restored_cheetah_env_continues_exactly(env_id):
         env.step(rng.uniform(-1, 1, size=(2, *env.action_space.shape)))
     fresh = make_vec_env(env_id, n_envs=2, seed=9)
     restore_env_state(fresh, env_state(env))
+    # MuJoCo's whole integration state (time and solver warm start included), not only what steps show.
+    np.testing.assert_array_equal(fresh.venv.env.core.state, env.venv.env.core.state)
     rng = np.random.default_rng(1)
     for _ in range(60):
         actions = rng.uniform(-1, 1, size=(2, *env.action_space.shape))
