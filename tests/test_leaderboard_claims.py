@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from metarl_agents.leaderboard.claims import CLAIMS, judge
+from metarl_agents.leaderboard.claims import CLAIMS, claims_markdown, judge
 from metarl_agents.leaderboard.grid import RunSpec
 from metarl_agents.leaderboard.report import load_groups, write_report
 from metarl_agents.leaderboard.store import ResultStore
@@ -132,3 +132,41 @@ def test_a_fails_to_learn_claim_must_hold_at_every_learning_rate_with_enough_see
     verdict = judge(rnn_fails, groups)
     assert verdict.verdict == "refuted"
     assert verdict.evidence == "RNN 8.000 [8.000, 8.000] (lr 0.001); RNN 16.000 [16.000, 16.000] (lr 0.0003)"
+
+
+def test_an_environment_with_reduced_budgets_only_is_judged_at_the_largest_and_marked(tmp_path):
+    """MC-LS at 400k and 100k frames of the paper's 60 M: ordering claims are judged at 400k (a group with
+    env kwargs, even larger, is not the paper's configuration); "fails to learn" is never judged reduced."""
+    path = tmp_path / "reduced.db"
+    mc_ls, paper = "MetaMinecraftLongShort-v0", 60_000_000
+    with ResultStore(path) as store:
+        for frames, finals in ((400_000, {"Max": 24.0, "SplAgger": 22.0, "RNN": 19.0}),
+                               (100_000, {"Max": 10.0, "SplAgger": 30.0, "RNN": 19.0})):
+            for agent, final in finals.items():
+                for i, seed in enumerate(SEEDS):
+                    run = replace(spec(mc_ls, agent, seed, False), frames=frames, paper_frames=paper,
+                                  eval_every=frames // 2)
+                    add(store, run, {frames // 2: final / 2, frames: final + i / 10})
+        for agent in ("Max", "RNN"):  # reversed, but on another maze: not the paper's configuration
+            for seed in SEEDS:
+                run = replace(spec(mc_ls, agent, seed, False), frames=800_000, paper_frames=paper,
+                              env_kwargs={"n_rooms": 3})
+                add(store, run, {800_000: 30.0 if agent == "RNN" else 1.0})
+        for seed in SEEDS:  # T-LS at a reduced budget only: the RNN "fails" there, which proves nothing
+            add(store, replace(spec("MetaTMaze-v0", "RNN", seed, False), frames=EVERY), {EVERY: 1.0})
+    with ResultStore(path, readonly=True) as store:
+        groups = load_groups(store)
+
+    verdicts = {claim.text: judge(claim, groups) for claim in CLAIMS}
+    max_beats_rnn, splagger_highest, rnn_fails = (verdicts[CLAIMS[i].text] for i in (6, 3, 4))
+    assert (max_beats_rnn.verdict, max_beats_rnn.reduced, max_beats_rnn.group.frames) == ("reproduced", True, 400_000)
+    assert max_beats_rnn.evidence == "Max 24.100 [24.061, 24.133] (lr 0.001); RNN 19.100 [19.061, 19.133] (lr 0.001)"
+    assert (splagger_highest.verdict, splagger_highest.group.frames) == ("refuted", 400_000)
+    assert (rnn_fails.verdict, rnn_fails.evidence, rnn_fails.reduced) == (
+        "not run", "no finished runs at the paper's budget", False)
+    assert judge(CLAIMS[0], groups).verdict == "not run"  # T-LS at a reduced budget: no aggregator ran
+
+    row = next(line for line in claims_markdown(groups) if line.startswith("| On MC-LS max aggregation"))
+    assert ("| **reproduced** at a reduced budget | **reproduced** at a reduced budget | 400,000 frames "
+            "(REDUCED: 0.7% of the paper's 60,000,000) |") in row
+    assert claims_markdown([g for g in groups if g.env_kwargs]) == []  # nothing in the paper's configuration

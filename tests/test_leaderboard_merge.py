@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,33 @@ def test_a_source_with_columns_the_destination_lacks_is_refused_and_nothing_is_w
     with pytest.raises(StoreError, match="columns this store lacks"):
         merge_stores(dest, [source])
     assert digest(dest) == before
+
+
+def test_envs_and_agents_take_a_part_of_the_sources_and_a_misspelt_name_is_refused(tmp_path, capsys):
+    source, dest = tmp_path / "study.db", tmp_path / "here.db"
+    latent = [replace(spec(seed, agent), env_id="MetaTMazeLatent-v0", preset_name="MetaTMazeLatent-v0")
+              for seed in (1, 2) for agent in ("RNN", "Max", "SplAgger-minGRU")]
+    for run in latent:
+        add_run(source, run, [1.0, 2.0], checkpoint=None)  # a checkpoint would not travel
+    add_run(source, spec(1, "Max"), [3.0, 4.0])
+    before = digest(source)
+
+    summary = merge_stores(dest, [source], envs=["MetaTMazeLatent-v0"], agents=["RNN", "Max"])
+    wanted = [run.run_key for run in latent if run.agent in ("RNN", "Max")]
+    assert summary.sources[0].imported == wanted
+    assert sorted(contents(dest)) == sorted(wanted)
+    assert contents(dest) == {key: value for key, value in contents(source).items() if key in wanted}
+    assert digest(source) == before
+
+    after = digest(dest)
+    with pytest.raises(ValueError, match=r"no source run has agent 'Splagger'; the sources hold: Max, RNN, "
+                                         r"SplAgger-minGRU"):
+        merge_stores(dest, [source], agents=["Splagger"])
+    with pytest.raises(SystemExit):
+        main(["merge", "--db", str(dest), str(source), "--envs", "MetaTMaze-v1"])
+    assert "no source run has environment 'MetaTMaze-v1'" in capsys.readouterr().err
+    assert digest(dest) == after
+
+    assert main(["merge", "--db", str(dest), str(source), "--envs", "MetaTMaze-v0"]) == 0
+    assert "1 imported" in capsys.readouterr().out
+    assert len(contents(dest)) == len(wanted) + 1

@@ -3,6 +3,7 @@
     metarl-bench run --envs MetaTMaze-v0 --agents SplAgger RNN --seeds 3 --frames 1.5e6 --workers 2
     metarl-bench report          # ./leaderboard_report/leaderboard.md + curves + CSV/JSON
     metarl-bench merge --db metarl_results.db other_machine.db   # add the finished runs of another store
+    metarl-bench merge --db metarl_results.db study.db --envs MetaTMaze-v0 --agents RNN Max   # a part of it
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--replace-unfinished", action="store_true",
                        help="let a finished source run replace a run that --db has started but not finished (its "
                             "checkpoint stays on disk, unused); without it that is reported as a conflict")
+    merge.add_argument("--envs", nargs="+", metavar="ENV", help="only the source runs of these environments")
+    merge.add_argument("--agents", nargs="+", metavar="AGENT", help="only the source runs of these agents")
     return parser
 
 
@@ -111,7 +114,8 @@ def _report(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from metarl_agents.leaderboard.merge import merge_stores
 
-    summary = merge_stores(args.db, args.sources, replace_unfinished=args.replace_unfinished)
+    summary = merge_stores(args.db, args.sources, replace_unfinished=args.replace_unfinished,
+                           envs=args.envs, agents=args.agents)
     for source in summary.sources:
         print("\n".join(source.lines()))
     print(f"{summary.written} runs written to {summary.destination}"

@@ -1,15 +1,19 @@
 """The SplAgger paper's claims, checked against the runs of a result store.
 
 Each claim is an ordering of final returns (the last evaluation, with early-stopped runs carried forward)
-between agents on one environment, judged only at the paper's budget: a reduced-budget group never gives
-a verdict. Orderings are judged on the 68 % bootstrap intervals the leaderboard prints:
+between agents on one environment, judged on runs of the paper's configuration (its preset, with no env
+kwargs, overrides or policy kwargs) at the paper's budget. Where an environment has runs at reduced
+budgets only (MC-LS's 60 M frames are out of reach of a CPU), an ordering claim is judged at the largest of
+them and its verdict marked as such; a "fails to learn" claim never is, since failing with fewer frames
+says nothing about the paper's budget. Orderings are judged on the 68 % bootstrap intervals the
+leaderboard prints:
 
 - *reproduced*: every comparison holds with separated intervals (for a "same or better" claim: no
   comparison is reversed);
 - *refuted*: some comparison is reversed with separated intervals;
 - *not separated*: neither (the means may be ordered either way; the intervals overlap);
-- *not run*: the store has no finished paper-budget runs of an agent the claim needs (or fewer than
-  ``MIN_SEEDS`` seeds of it).
+- *not run*: the store has no finished runs of an agent the claim needs (or fewer than ``MIN_SEEDS``
+  seeds of it).
 
 Each agent is taken at its best learning rate, as in the leaderboard tables, except in a "fails to learn"
 claim: a failure at the best learning rate alone could be a learning-rate artefact, so such a claim must
@@ -74,21 +78,43 @@ class Verdict:
     evidence: str
     group: Group | None
 
+    @property
+    def reduced(self) -> bool:
+        """Judged at a reduced budget (the environment has no paper-budget runs)."""
+        return self.group is not None and self.group.reduced
+
 
 METRICS = ("final", "over_run")
 
 
+def claim_group(claim: Claim, groups: Sequence[Group]) -> Group | None:
+    """The group a claim is judged on: of its environment's groups in the paper's configuration, the
+    paper-budget one with the most finished runs; with none at the paper's budget, for an ordering claim,
+    the one with the largest reduced budget."""
+    def finished(group: Group) -> int:
+        return sum(len(e.seeds) for e in group.entries)
+
+    paper_config = [g for g in groups if g.env_id == claim.env_id and g.entries
+                    and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
+    paper_budget = [g for g in paper_config if not g.reduced]
+    if paper_budget:
+        return max(paper_budget, key=finished)
+    if paper_config and claim.losers:
+        return max(paper_config, key=lambda g: (g.frames, finished(g)))
+    return None
+
+
 def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdict:
-    """The claim's verdict from the paper-budget group of its environment with the most finished runs,
-    on the entries' ``metric`` interval ("final": last evaluation; "over_run": mean over the run)."""
+    """The claim's verdict from its :func:`claim_group`, on the entries' ``metric`` interval ("final": last
+    evaluation; "over_run": mean over the run)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; allowed: {METRICS}")
     if not claim.losers and metric != "final":
         return Verdict(claim, "—", "judged on the final return only", None)
-    candidates = [g for g in groups if g.env_id == claim.env_id and not g.reduced and g.entries]
-    if not candidates:
-        return Verdict(claim, "not run", "no finished runs at the paper's budget", None)
-    group = max(candidates, key=lambda g: sum(len(e.seeds) for e in g.entries))
+    group = claim_group(claim, groups)
+    if group is None:
+        where = "at the paper's budget" if not claim.losers else "in the paper's configuration"
+        return Verdict(claim, "not run", f"no finished runs {where}", None)
     best = {e.agent: e for e in group.best_entries()}
     missing = [a for a in (*claim.winners, *claim.losers) if len(best[a].seeds if a in best else ()) < MIN_SEEDS]
     if missing:
@@ -124,24 +150,34 @@ def _compare(winner: tuple[float, float, float], loser: tuple[float, float, floa
 
 
 def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
-    """The "paper claims" section: one row per claim, with its verdicts, budget, numbers and figure."""
+    """The "paper claims" section: one row per claim, with its verdicts, budget, numbers and figure; empty
+    when no claim's environment has runs in the paper's configuration."""
+    verdicts = [(judge(claim, groups, "final"), judge(claim, groups, "over_run")) for claim in CLAIMS]
+    if all(final.group is None for final, _ in verdicts):
+        return []
     lines = ["## Paper claims", "",
              "Each claim of the SplAgger paper as an ordering of returns (mean over seeds, 68 % bootstrap CI; "
              "each agent at its best learning rate; a \"fails\" claim at every learning rate with "
-             f"{MIN_SEEDS} seeds), judged only at the paper's budget: *reproduced* = the "
-             "ordering holds with separated intervals, *refuted* = reversed with separated intervals, "
-             f"*not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished seeds. "
-             "Judged twice: on the final return, and on each seed's mean over the run (the area under its "
-             "learning curve, which separates agents that all solve but at different speeds).", ""]
+             f"{MIN_SEEDS} seeds), judged on runs of the paper's configuration at the paper's budget: "
+             "*reproduced* = the ordering holds with separated intervals, *refuted* = reversed with separated "
+             f"intervals, *not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished "
+             "seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at the "
+             "largest of them, marked *at a reduced budget*: evidence about the early part of training, not a "
+             "verdict on the paper's result. Judged twice: on the final return, and on each seed's mean over the "
+             "run (the area under its learning curve, which separates agents that all solve but at different "
+             "speeds).", ""]
     rows = []
-    for claim in CLAIMS:
-        final, over_run = judge(claim, groups, "final"), judge(claim, groups, "over_run")
+    for final, over_run in verdicts:
         group = final.group
-        budget = f"{group.frames:,} frames" if group is not None else "—"
+        budget = "—" if group is None else f"{group.frames:,} frames"
+        if group is not None and group.reduced:
+            budget += f" (REDUCED: {group.frames / group.paper_frames:.1%} of the paper's {group.paper_frames:,})"
         figure = f"[plot]({figures}{group.slug}.png)" if group is not None else "—"
         evidence = final.evidence if over_run.verdict in ("not run", "—") else \
             f"final: {final.evidence}. Over the run: {over_run.evidence}"
+        marks = [f"**{v.verdict}**" + (" at a reduced budget" if v.reduced and v.verdict != "not run" else "")
+                 for v in (final, over_run)]
         # Claim texts and evidence are built from this module's constants and numbers: no escaping needed.
-        rows.append((claim.text, f"**{final.verdict}**", f"**{over_run.verdict}**", budget, evidence, figure))
+        rows.append((final.claim.text, *marks, budget, evidence, figure))
     return lines + _markdown_table(
         ["claim", "final return", "mean over the run", "budget", "returns [68 % CI]", "figure"], rows) + [""]

@@ -6,6 +6,8 @@ overwritten: where both stores finished a run differently, ours is kept and the 
 the other machine finished replaces our run of the same key only if ours has not started, or, with
 ``replace_unfinished``, if ours is unfinished. Checkpoints never travel, so unfinished runs of a source
 stay behind (they resume on the machine that holds their checkpoint) and imported runs have none.
+``envs`` and ``agents`` take a part of the sources only: say, the runs of the three agents a claim needs
+from a store that also holds a study's variants.
 
 The destination is taken under its sweep lock and changed in one transaction; sources are only read.
 """
@@ -82,19 +84,22 @@ class _Run:
         return bool(self.record.frames_done or self.points or self.record.checkpoint_path)
 
 
-def merge_stores(destination: str | Path, sources: Sequence[str | Path],
-                 replace_unfinished: bool = False) -> MergeSummary:
+def merge_stores(destination: str | Path, sources: Sequence[str | Path], replace_unfinished: bool = False,
+                 envs: Sequence[str] | None = None, agents: Sequence[str] | None = None) -> MergeSummary:
     """Add the finished runs of every store in ``sources`` to the store at ``destination``.
 
     Every source is read completely (and refused if it is not a readable result store) before the
     destination is opened, which is created if missing and then changed in one transaction. Sources are
     merged in order, so a run two sources finished is imported from the first and compared with the second.
+    With ``envs`` or ``agents``, only the source runs of those environments and agents are considered; a name
+    that no source run has is refused (a misspelt selection would otherwise merge nothing, silently).
     Raises :class:`~metarl_agents.leaderboard.lock.StoreInUse` while a sweep uses the destination.
     """
     destination = Path(destination)
     if not sources:
         raise ValueError("merge needs at least one source store")
     loaded = [(Path(path), _read_source(Path(path), destination)) for path in sources]
+    loaded = _select(loaded, envs, agents)
     check_store_file(destination)  # refuse a foreign file before the lock file is written beside it
     # The lock keeps sweeps (and other merges) out from reading our runs to writing the imports.
     with SweepLock(destination), ResultStore(destination) as store:
@@ -135,6 +140,22 @@ def _read_source(path: Path, destination: Path) -> list[_Run]:
     # Read-only: an older schema is read as is, its missing columns taking the defaults an upgrade would give.
     with ResultStore(path, readonly=True) as store:
         return _read(store)
+
+
+def _select(loaded: list[tuple[Path, list[_Run]]], envs: Sequence[str] | None,
+            agents: Sequence[str] | None) -> list[tuple[Path, list[_Run]]]:
+    """The source runs of the chosen environments and agents (all of them where a choice is None)."""
+    for field_name, chosen in (("env_id", envs), ("agent", agents)):
+        if chosen is None:
+            continue
+        held = sorted({getattr(run.record, field_name) for _, runs in loaded for run in runs})
+        unknown = [name for name in chosen if name not in held]
+        if unknown:
+            label = "environment" if field_name == "env_id" else "agent"
+            raise ValueError(f"no source run has {label} {', '.join(map(repr, unknown))}; "
+                             f"the sources hold: {', '.join(held) or 'no runs'}")
+        loaded = [(path, [run for run in runs if getattr(run.record, field_name) in chosen]) for path, runs in loaded]
+    return loaded
 
 
 def _read(store: ResultStore) -> list[_Run]:

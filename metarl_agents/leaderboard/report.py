@@ -358,7 +358,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     plots in ``out_dir``. When the store has paper-budget runs of an environment the SplAgger paper makes a
     claim about, a "paper claims" section with each claim's verdict comes first.
     """
-    from metarl_agents.leaderboard.claims import CLAIMS, claims_markdown
+    from metarl_agents.leaderboard.claims import claims_markdown
 
     db_path, out_dir = Path(db_path), Path(out_dir)
     markdown = out_dir / "leaderboard.md" if markdown is None else Path(markdown)
@@ -381,8 +381,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from `{db_path}` by `metarl-bench report`.", ""]
     if not groups:
         lines.append("The store holds no runs yet.")
-    if any(not g.reduced for g in groups if g.env_id in {claim.env_id for claim in CLAIMS}):
-        lines += claims_markdown(groups, figures)
+    lines += claims_markdown(groups, figures)
     for group in groups:
         lines += _group_markdown(group, figures)
         if group.entries:
