@@ -33,5 +33,9 @@ done
 run --envs MetaTMaze-v0 --agents RNN PEARL --seeds 73 20 3 --lrs 3e-4 "${SOLVED[@]}"
 # T-maze Latent, 1.5 M frames, lr 1e-3 (no solved threshold: full budget).
 run --envs MetaTMazeLatent-v0 --agents SplAgger RNN AMRL Max --seeds 73 20 3 --lrs 1e-3
-# MC-LS at a REDUCED budget: the paper trains 60 M frames, out of reach on 2 CPU cores; 1.5 M (2.5 %) first.
+# MC-LS at a REDUCED budget: the paper trains 60 M frames, out of reach on 2 CPU cores. The committed store
+# has these agents at 400k frames (0.7 %) from the memory study, the same preset and runs, merged with
+#   metarl-bench merge --db benchmarks/results/leaderboard.db benchmarks/memory_study/study.db \
+#       --envs MetaMinecraftLongShort-v0 --agents SplAgger RNN Max
+# 1.5 M (2.5 %) next.
 run --envs MetaMinecraftLongShort-v0 --agents SplAgger RNN Max --seeds 73 20 3 --lrs 3e-4 --frames 1.5M
