@@ -134,7 +134,7 @@ def test_a_fails_to_learn_claim_must_hold_at_every_learning_rate_with_enough_see
     assert verdict.evidence == "RNN 8.000 [8.000, 8.000] (lr 0.001); RNN 16.000 [16.000, 16.000] (lr 0.0003)"
 
 
-def test_an_environment_with_reduced_budgets_only_is_judged_at_the_largest_and_marked(tmp_path):
+def test_an_environment_with_reduced_budgets_only_is_judged_at_the_largest_complete_one_and_marked(tmp_path):
     """MC-LS at 400k and 100k frames of the paper's 60 M: ordering claims are judged at 400k (a group with
     env kwargs, even larger, is not the paper's configuration); "fails to learn" is never judged reduced."""
     path = tmp_path / "reduced.db"
@@ -152,12 +152,22 @@ def test_an_environment_with_reduced_budgets_only_is_judged_at_the_largest_and_m
                 run = replace(spec(mc_ls, agent, seed, False), frames=800_000, paper_frames=paper,
                               env_kwargs={"n_rooms": 3})
                 add(store, run, {800_000: 30.0 if agent == "RNN" else 1.0})
+        # A larger budget a sweep has only begun: one seed of Max does not displace the 400k evidence.
+        add(store, replace(spec(mc_ls, "Max", 73, False), frames=1_500_000, paper_frames=paper), {1_500_000: 27.0})
         for seed in SEEDS:  # T-LS at a reduced budget only: the RNN "fails" there, which proves nothing
             add(store, replace(spec("MetaTMaze-v0", "RNN", seed, False), frames=EVERY), {EVERY: 1.0})
+        # Planning Game: a larger budget without seeds of the RNN gives way to a smaller complete one.
+        for frames, agents in ((400_000, ("RNN", "Max")), (800_000, ("Max",))):
+            for agent in agents:
+                for seed in SEEDS:
+                    run = replace(spec("MetaPlanningGame-v0", agent, seed, False), frames=frames, paper_frames=paper)
+                    add(store, run, {frames: 5.0 if agent == "RNN" else 1.0})
     with ResultStore(path, readonly=True) as store:
         groups = load_groups(store)
 
     verdicts = {claim.text: judge(claim, groups) for claim in CLAIMS}
+    planning = verdicts[CLAIMS[7].text]
+    assert (planning.verdict, planning.group.frames) == ("reproduced", 400_000)
     max_beats_rnn, splagger_highest, rnn_fails = (verdicts[CLAIMS[i].text] for i in (6, 3, 4))
     assert (max_beats_rnn.verdict, max_beats_rnn.reduced, max_beats_rnn.group.frames) == ("reproduced", True, 400_000)
     assert max_beats_rnn.evidence == "Max 24.100 [24.061, 24.133] (lr 0.001); RNN 19.100 [19.061, 19.133] (lr 0.001)"

@@ -3,10 +3,10 @@
 Each claim is an ordering of final returns (the last evaluation, with early-stopped runs carried forward)
 between agents on one environment, judged on runs of the paper's configuration (its preset, with no env
 kwargs, overrides or policy kwargs) at the paper's budget. Where an environment has runs at reduced
-budgets only (MC-LS's 60 M frames are out of reach of a CPU), an ordering claim is judged at the largest of
-them and its verdict marked as such; a "fails to learn" claim never is, since failing with fewer frames
-says nothing about the paper's budget. Orderings are judged on the 68 % bootstrap intervals the
-leaderboard prints:
+budgets only (MC-LS's 60 M frames are out of reach of a CPU), an ordering claim is judged at the largest
+of them with enough seeds (:func:`claim_group`) and its verdict marked as such; a "fails to learn" claim
+never is, since failing with fewer frames says nothing about the paper's budget. Orderings are judged on
+the 68 % bootstrap intervals the leaderboard prints:
 
 - *reproduced*: every comparison holds with separated intervals (for a "same or better" claim: no
   comparison is reversed);
@@ -88,20 +88,22 @@ METRICS = ("final", "over_run")
 
 
 def claim_group(claim: Claim, groups: Sequence[Group]) -> Group | None:
-    """The group a claim is judged on: of its environment's groups in the paper's configuration, the
-    paper-budget one with the most finished runs; with none at the paper's budget, for an ordering claim,
-    the one with the largest reduced budget."""
-    def finished(group: Group) -> int:
-        return sum(len(e.seeds) for e in group.entries)
-
+    """The group a claim is judged on, among its environment's groups in the paper's configuration: at the
+    paper's budget if there is one, else (for an ordering claim) at a reduced budget. Among those, a group
+    with ``MIN_SEEDS`` seeds of every agent the claim needs comes first, so that a larger budget a sweep
+    has only begun does not displace complete evidence; then the largest budget, then the most runs."""
     paper_config = [g for g in groups if g.env_id == claim.env_id and g.entries
                     and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
-    paper_budget = [g for g in paper_config if not g.reduced]
-    if paper_budget:
-        return max(paper_budget, key=finished)
-    if paper_config and claim.losers:
-        return max(paper_config, key=lambda g: (g.frames, finished(g)))
-    return None
+    pool = [g for g in paper_config if not g.reduced] or (paper_config if claim.losers else [])
+    if not pool:
+        return None
+
+    def preference(group: Group) -> tuple[bool, int, int]:
+        seeds = {e.agent: len(e.seeds) for e in group.best_entries()}
+        complete = all(seeds.get(agent, 0) >= MIN_SEEDS for agent in (*claim.winners, *claim.losers))
+        return complete, group.frames, sum(len(e.seeds) for e in group.entries)
+
+    return max(pool, key=preference)
 
 
 def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdict:
@@ -162,7 +164,7 @@ def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
              "*reproduced* = the ordering holds with separated intervals, *refuted* = reversed with separated "
              f"intervals, *not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished "
              "seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at the "
-             "largest of them, marked *at a reduced budget*: evidence about the early part of training, not a "
+             f"largest of them with {MIN_SEEDS} seeds of each agent it needs, marked *at a reduced budget*: evidence about the early part of training, not a "
              "verdict on the paper's result. Judged twice: on the final return, and on each seed's mean over the "
              "run (the area under its learning curve, which separates agents that all solve but at different "
              "speeds).", ""]
