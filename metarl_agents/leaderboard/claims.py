@@ -164,10 +164,10 @@ def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
              "*reproduced* = the ordering holds with separated intervals, *refuted* = reversed with separated "
              f"intervals, *not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished "
              "seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at the "
-             f"largest of them with {MIN_SEEDS} seeds of each agent it needs, marked *at a reduced budget*: evidence about the early part of training, not a "
-             "verdict on the paper's result. Judged twice: on the final return, and on each seed's mean over the "
-             "run (the area under its learning curve, which separates agents that all solve but at different "
-             "speeds).", ""]
+             f"largest of them with {MIN_SEEDS} seeds of each agent it needs, marked *at a reduced budget*: "
+             "evidence about the early part of training, not a verdict on the paper's result. Judged twice: on "
+             "the final return, and on each seed's mean over the run (the area under its learning curve, which "
+             "separates agents that all solve but at different speeds).", ""]
     rows = []
     for final, over_run in verdicts:
         group = final.group
