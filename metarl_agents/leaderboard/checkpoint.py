@@ -139,7 +139,7 @@ def env_state(env: Any) -> dict[str, Any]:
     """The state of a (vectorised, wrapped) environment as weights-only-loadable values by path."""
     state = {}
     for path, value, _ in _slots(env):
-        if type(value).__name__ == "MjData":
+        if _is_mujoco_state(value) and type(value).__name__ == "MjData":
             import mujoco  # only where an env holds MuJoCo data: other families checkpoint without it
 
             size = mujoco.mj_stateSize(value.model, mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -147,7 +147,7 @@ def env_state(env: Any) -> dict[str, Any]:
             mujoco.mj_getState(value.model, value, buffer, mujoco.mjtState.mjSTATE_INTEGRATION)
             # xpos is derived, but observations read it between steps, when it lags the state.
             state[path] = {"__mjdata__": th.from_numpy(buffer), "xpos": th.from_numpy(value.xpos.copy())}
-        elif type(value).__name__ == "Batch":  # mujoco.batch: every copy's integration state in one array
+        elif _is_mujoco_state(value):  # a mujoco.batch Batch: every copy's integration state in one array
             state[path] = {"__mjbatch__": th.from_numpy(value.state.copy())}
         else:
             state[path] = _encode_plain(value)
@@ -174,12 +174,12 @@ def restore_env_state(env: Any, state: dict[str, Any]) -> None:
                       "freshly built values", CheckpointWarning, stacklevel=2)
     for path, saved in state.items():
         current, setter = slots[path]
-        if type(current).__name__ == "MjData":
+        if _is_mujoco_state(current) and type(current).__name__ == "MjData":
             import mujoco
 
             mujoco.mj_setState(current.model, current, saved["__mjdata__"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
             current.xpos[:] = saved["xpos"].numpy()
-        elif type(current).__name__ == "Batch":
+        elif _is_mujoco_state(current):  # a mujoco.batch Batch
             current.state[:] = saved["__mjbatch__"].numpy()
         elif isinstance(current, np.random.Generator):
             current.bit_generator.state = saved["__generator__"]

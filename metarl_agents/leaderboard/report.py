@@ -355,8 +355,8 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     """Write leaderboard.md, one PNG per group, leaderboard.csv/.json and evaluations.csv; return the .md.
 
     ``markdown`` puts the markdown file elsewhere (e.g. a committed ``LEADERBOARD.md``), linking to the
-    plots in ``out_dir``. When the store has paper-budget runs of an environment the SplAgger paper makes a
-    claim about, a "paper claims" section with each claim's verdict comes first.
+    plots in ``out_dir``. When the store has runs in the paper's configuration of an environment the
+    SplAgger paper makes a claim about, a "paper claims" section with each claim's verdict comes first.
     """
     from metarl_agents.leaderboard.claims import claims_markdown
 
