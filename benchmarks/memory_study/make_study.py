@@ -5,7 +5,8 @@
 Two things are written:
 
 * the leaderboard report of the store (``metarl-bench report``: ranked tables with bootstrap intervals and a
-  learning-curve plot per environment) as ``benchmarks/memory_study/LEADERBOARD.md`` and ``report/``;
+  learning-curve plot per environment) as ``benchmarks/memory_study/LEADERBOARD.md`` and ``report/`` (with
+  the page ``report/index.html``);
 * between the ``<!-- study:begin -->`` and ``<!-- study:end -->`` markers of ``benchmarks/MEMORY_STUDY.md``,
   the study's own view: every memory next to its split-max version, seed by seed (frames to the first
   evaluation >= 15.5 on T-LS, best and final return), one figure per environment with a panel per memory
@@ -108,7 +109,7 @@ def plot_pairs(group: Group, path: Path) -> None:
     budget = f"{format_frames(group.frames)} frames per run"
     if group.reduced:
         budget += f", REDUCED BUDGET (paper {format_frames(group.paper_frames)})"
-    fig.suptitle(f"{group.env_id}, {budget}: mean over seeds, 68 % bootstrap band")
+    fig.suptitle(f"{group.label()}, {budget}: mean over seeds, 68 % bootstrap band")
     label_frames_axis(axes.flat[0])  # the axes share x, and so their tick labels
     fig.supxlabel("frames", y=0.07)
     fig.supylabel("meta-episode return")

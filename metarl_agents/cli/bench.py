@@ -1,7 +1,7 @@
 """``metarl-bench``: run a leaderboard grid into a result store, and report on the store.
 
     metarl-bench run --envs MetaTMaze-v0 --agents SplAgger RNN --seeds 3 --frames 1.5e6 --workers 2
-    metarl-bench report          # ./leaderboard_report/leaderboard.md + curves + CSV/JSON
+    metarl-bench report          # ./leaderboard_report/leaderboard.md + index.html + curves + CSV/JSON
     metarl-bench merge --db metarl_results.db other_machine.db   # add the finished runs of another store
     metarl-bench merge --db metarl_results.db study.db --envs MetaTMaze-v0 --agents RNN Max   # a part of it
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from metarl_agents.cli.options import OneLineParser, add_run_options, grid_settings
 from metarl_agents.leaderboard.grid import format_frames
@@ -107,7 +108,8 @@ def _report(args: argparse.Namespace) -> int:
     from metarl_agents.leaderboard.report import write_report
 
     path = write_report(args.db, args.out, args.envs, args.markdown)
-    print(f"leaderboard written to {path} (curves, CSV and JSON beside it)")
+    page = Path(args.out) / "index.html"
+    print(f"leaderboard written to {path} (curves, CSV and JSON in {args.out}); open {page} in a browser")
     return 0
 
 

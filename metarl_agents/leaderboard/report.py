@@ -1,4 +1,4 @@
-"""Turn a result store into a leaderboard: markdown tables, learning-curve PNGs, CSV and JSON.
+"""Turn a result store into a leaderboard: markdown tables, learning-curve PNGs, CSV, JSON and an HTML page.
 
 Statistics follow the paper: per (agent, lr) the mean over seeds with a 68 % bootstrap confidence
 interval (1,000 resamples of the seeds, fixed generator seed); each agent is shown at the learning
@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -93,6 +93,15 @@ class Group:
     overrides = property(lambda self: self.config.overrides)
     policy_kwargs = property(lambda self: self.config.policy_kwargs)
     reduced = property(lambda self: self.config.reduced)
+
+    def label(self, quote: Callable[[str], str] = str) -> str:
+        """The environment id with the group's env kwargs, e.g. "MetaTMaze-v0 (length=10)": the kwargs change
+        the task, so a title without them would name a different environment. ``quote`` is applied to each
+        stored string (id, kwarg names and values) and not to the punctuation around them."""
+        if not self.env_kwargs:
+            return quote(self.env_id)
+        kwargs = ", ".join(f"{quote(str(key))}={quote(json.dumps(value))}" for key, value in sorted(self.env_kwargs.items()))
+        return f"{quote(self.env_id)} ({kwargs})"
 
     def best_entries(self) -> list[Entry]:
         """Each agent at the learning rate with the highest mean-over-run return, among its learning rates
@@ -234,12 +243,26 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> lis
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def _group_markdown(group: Group, figures: str = "") -> list[str]:
-    title = f"{_md(group.env_id)} — {format_frames(group.frames)} frames"
+RANKED_HEADER = ("rank", "agent", "best lr", "final return", "mean over run", "seeds",
+                 "stopped early (seed at frames)")
+EVERY_LR_HEADER = ("agent", "lr", "final return", "mean over run", "seeds", "stopped early")
+RANKINGS = (("final", "final"), ("over_run", "mean-over-run"))  # (statistic, its name in titles)
+
+
+def group_title(group: Group, quote: Callable[[str], str] = str) -> str:
+    """The group's heading: environment with its env kwargs (:meth:`Group.label`, stored strings passed
+    through ``quote``), budget and the reduced-budget mark."""
+    title = f"{group.label(quote)} — {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
+    return title
+
+
+def provenance_markdown(group: Group) -> list[str]:
+    """The markdown bullets stating how the group's numbers were made: budget, evaluation protocol, early
+    stopping, non-paper settings, machines, versions, runs counted and the statistics."""
     unfinished = sum(r.status != "finished" for r in group.runs)
-    lines = [f"## {title}", ""]
+    lines = []
     lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
                  f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks each time "
                  "(deterministic actions, one trial each), meta-episode return")
@@ -262,23 +285,26 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
                  f"seed {BOOTSTRAP_SEED}); each agent at its best lr by mean over the run, among its lrs with "
                  "the most finished seeds; "
                  "ties in a ranking are broken by the other statistic")
-    lines.append("")
+    return lines
+
+
+def _group_markdown(group: Group, figures: str = "") -> list[str]:
+    lines = [f"## {group_title(group, _md)}", "", *provenance_markdown(group), ""]
     if not group.entries:
         return lines + ["No finished runs yet.", ""]
-    caption = f"_{_md(group.env_id)}, {group.budget_text()}; machine: {_md('; '.join(group.machines()))}_"
-    for statistic, name in (("final", "final"), ("over_run", "mean-over-run")):
+    caption = f"_{group.label(_md)}, {group.budget_text()}; machine: {_md('; '.join(group.machines()))}_"
+    for statistic, name in RANKINGS:
         lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
         rows = [(rank, _md(e.agent), f"{e.lr:g}", _ci(e.final), _ci(e.over_run), len(e.seeds), e.stopped_text())
                 for rank, e in enumerate(group.ranked(statistic), 1)]
-        lines += _markdown_table(["rank", "agent", "best lr", "final return", "mean over run", "seeds",
-                                  "stopped early (seed at frames)"], rows)
+        lines += _markdown_table(RANKED_HEADER, rows)
         lines.append("")
     best = {id(e) for e in group.best_entries()}
     lines += ["### Every learning rate", "", caption, ""]
     rows = [(_md(e.agent), f"{e.lr:g}" + (" (best)" if id(e) in best else ""), _ci(e.final), _ci(e.over_run),
              " ".join(map(str, e.seeds)), e.stopped_text()) for e in group.entries]
-    lines += _markdown_table(["agent", "lr", "final return", "mean over run", "seeds", "stopped early"], rows)
-    lines += ["", f"![{_md(group.env_id)} learning curves]({figures}{group.slug}.png)", ""]
+    lines += _markdown_table(EVERY_LR_HEADER, rows)
+    lines += ["", f"![{group.label(_md)} learning curves]({figures}{group.slug}.png)", ""]
     return lines
 
 
@@ -289,7 +315,15 @@ def label_frames_axis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda frames, _: format_frames(int(frames)) if frames >= 0 else ""))
 
 
-def _plot(group: Group, path: Path) -> None:
+def _plot(group: Group, path: Path) -> str:
+    """Draw the group's learning curves into the PNG at ``path``; return the same figure as SVG markup.
+
+    The SVG keeps its text as text (searchable, selectable in the page) and takes its element ids from a
+    hash salted with the group's slug, so that several figures inlined in one page never share an id and
+    regenerating a page from the same store gives the same bytes.
+    """
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +342,7 @@ def _plot(group: Group, path: Path) -> None:
         if carried.any():
             ax.plot(entry.frames[carried], mean[carried], "o", markerfacecolor="none", markersize=4,
                     color=line.get_color())
-    title = f"{_plain(group.env_id)}, {format_frames(group.frames)} frames"
+    title = f"{group.label(_plain)}, {format_frames(group.frames)} frames"
     if group.reduced:
         title += f"\nREDUCED BUDGET (paper {format_frames(group.paper_frames)})"
     if any(entry.carried.any() for entry in group.entries):
@@ -319,7 +353,11 @@ def _plot(group: Group, path: Path) -> None:
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    svg = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": group.slug}):
+        fig.savefig(svg, format="svg", metadata={"Date": None})
     plt.close(fig)
+    return svg.getvalue()
 
 
 def _summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
@@ -352,13 +390,15 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
 
 def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report",
                  envs: Sequence[str] | None = None, markdown: str | Path | None = None) -> Path:
-    """Write leaderboard.md, one PNG per group, leaderboard.csv/.json and evaluations.csv; return the .md.
+    """Write leaderboard.md, one PNG per group, leaderboard.csv/.json, evaluations.csv and the self-contained
+    page index.html (the same leaderboard with sortable tables and the curves inlined); return the .md.
 
     ``markdown`` puts the markdown file elsewhere (e.g. a committed ``LEADERBOARD.md``), linking to the
     plots in ``out_dir``. When the store has runs in the paper's configuration of an environment the
     SplAgger paper makes a claim about, a "paper claims" section with each claim's verdict comes first.
     """
     from metarl_agents.leaderboard.claims import claims_markdown
+    from metarl_agents.leaderboard.html_page import render_page
 
     db_path, out_dir = Path(db_path), Path(out_dir)
     markdown = out_dir / "leaderboard.md" if markdown is None else Path(markdown)
@@ -377,15 +417,16 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     if envs and not groups:
         raise ValueError(f"no runs for {', '.join(envs)} in {db_path}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# metarl leaderboard", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from `{db_path}` by `metarl-bench report`.", ""]
+    generated = time.strftime('%Y-%m-%d %H:%M:%S %Z')
+    lines = ["# metarl leaderboard", "", f"Generated {generated} from `{db_path}` by `metarl-bench report`.", ""]
     if not groups:
         lines.append("The store holds no runs yet.")
     lines += claims_markdown(groups, figures)
+    svgs = {}
     for group in groups:
         lines += _group_markdown(group, figures)
         if group.entries:
-            _plot(group, out_dir / f"{group.slug}.png")
+            svgs[group.slug] = _plot(group, out_dir / f"{group.slug}.png")
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text("\n".join(lines) + "\n")
     summary = _summary_rows(groups)
@@ -398,4 +439,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     (out_dir / "leaderboard.json").write_text(json.dumps(
         {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,
          "groups": provenance, "entries": summary}, indent=2))
+    # The page's figure links in the claims table point at plots beside the page (its own folder).
+    page = render_page(groups, claims_markdown(groups), svgs, source=str(db_path), generated=generated)
+    (out_dir / "index.html").write_text(page, encoding="utf-8")
     return markdown

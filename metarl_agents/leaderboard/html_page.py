@@ -1,0 +1,393 @@
+"""The leaderboard as one self-contained HTML page: what a researcher opens in a browser.
+
+Everything the page shows travels inside it: the styles, the sorting script and the learning curves (inline
+SVG), so it opens from a mail attachment or a copied folder with no network. A Content-Security-Policy in the
+page forbids loading anything at all and lets only the page's own script run.
+
+Store contents (agent names, machines, versions, env kwargs) are untrusted: every piece of text is passed
+through :func:`html.escape`, and the only markup the page holds is the markup this module writes. The claims
+section is rendered from the markdown lines the claims module produces (paragraphs and a table, with bold,
+emphasis, code and links), so columns it adds appear here without a change to this module; links in it become
+anchors to the plots on this page, never links out of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from metarl_agents.leaderboard.report import (
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    EVERY_LR_HEADER,
+    N_RESAMPLES,
+    RANKED_HEADER,
+    RANKINGS,
+    Entry,
+    Group,
+    _ci,
+    group_title,
+    provenance_markdown,
+)
+
+#: verdict words of the claims table that get a colour (others are shown plainly)
+VERDICT_CLASSES = {"reproduced": "reproduced", "refuted": "refuted", "not separated": "not-separated",
+                   "not run": "not-run"}
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1f24;
+       margin: 0 auto; max-width: 1280px; padding: 0 1.5rem 4rem; }
+h1 { margin: 1.2rem 0 .2rem; } h2 { margin-top: 2.4rem; border-bottom: 2px solid #d0d7de; padding-bottom: .2rem; }
+h3 { margin: 1.6rem 0 .3rem; }
+a { color: #0757b5; } a.up { font-size: .8rem; font-weight: normal; margin-left: .6rem; }
+nav { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .4rem 1.2rem; }
+nav h2 { border: 0; margin: .4rem 0; font-size: 1.05rem; } nav ol { margin: .2rem 0 .6rem; padding-left: 1.4rem; }
+nav li { margin: .15rem 0; } nav .parts { font-size: .85rem; color: #57606a; }
+.meta { color: #57606a; font-size: .9rem; }
+.provenance { font-size: .9rem; color: #333; margin: .4rem 0 .8rem; }
+.provenance li { margin: .1rem 0; }
+.caption { font-size: .85rem; color: #57606a; margin: .2rem 0 .4rem; }
+.reduced { color: #9a3412; font-weight: 600; }
+table { border-collapse: collapse; margin: .3rem 0 1rem; font-size: .88rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .55rem; text-align: left; vertical-align: top; }
+thead th { background: #eef1f4; cursor: pointer; user-select: none; white-space: nowrap; }
+thead th:hover { background: #e1e6eb; }
+thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
+thead th[aria-sort="descending"]::after { content: " \\25BC"; }
+tbody tr:nth-child(even) { background: #f9fafb; }
+td.number { font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.verdict { font-weight: 600; min-width: 7em; }
+table.generic td:first-child { min-width: 15em; }
+td.reproduced { background: #dcfce7; } td.refuted { background: #fee2e2; }
+td.not-separated { background: #fef3c7; } td.not-run { background: #f1f5f9; color: #57606a; }
+code { background: #eef1f4; padding: 0 .25rem; border-radius: 3px; font-size: .85em; }
+figure.curves { margin: .6rem 0 1.4rem; } figure.curves svg { max-width: 100%; height: auto; }
+figcaption { font-size: .85rem; color: #57606a; }
+"""
+
+# Sorts a table by the clicked header (again: the other way). A cell's data-sort value, else its text, is the
+# key; numbers sort as numbers, empty cells and dashes last in either direction.
+SCRIPT = """
+(function () {
+  function key(cell) {
+    var text = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
+    if (text === "" || text === "\\u2014") return [2, ""];
+    var number = parseFloat(text.replace(/,/g, ""));
+    return /^[-+.0-9]/.test(text) && !isNaN(number) ? [0, number] : [1, text.toLowerCase()];
+  }
+  function sortBy(table, column, header) {
+    var ascending = header.getAttribute("aria-sort") !== "ascending";
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.removeAttribute("aria-sort"); });
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (x, y) {
+      var a = key(x.cells[column]), b = key(y.cells[column]);
+      if (a[0] !== b[0]) return a[0] - b[0];
+      var order = a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (header, column) {
+      header.tabIndex = 0;
+      header.title = "sort by this column (click again to reverse)";
+      header.addEventListener("click", function () { sortBy(table, column, header); });
+      header.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(table, column, header); }
+      });
+    });
+  });
+})();
+"""
+
+
+def _script_hash(script: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
+CSP = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src '{_script_hash(SCRIPT)}'; "
+       "base-uri 'none'; form-action 'none'")
+
+# -- the markdown subset of the generated report, to HTML ------------------------------------------
+
+_INLINE = re.compile(
+    r"\\(?P<escaped>[^\sA-Za-z0-9])"  # a backslash escape: the character itself
+    r"|(?P<fence>`+)(?P<code>.+?)(?<!`)(?P=fence)(?!`)"  # a code span, fenced by a run of backticks
+    r"|\*\*(?P<strong>.+?)\*\*"
+    r"|\*(?P<em>[^*\s](?:[^*]*?[^*\s\\])?)\*"
+    r"|\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]*)\)"
+)
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
+
+
+def inline_html(text: str, anchors: Mapping[str, str] | None = None, linked: set[str] | None = None) -> str:
+    """One line of the report's markdown as HTML: every character escaped, bold/emphasis/code kept.
+
+    A link whose target's file name is a key of ``anchors`` (a plot's file name) becomes a link to that
+    anchor on the page, and the file name is added to ``linked``; any other link keeps its text only.
+    """
+    anchors = anchors or {}
+    out, position = [], 0
+    for match in _INLINE.finditer(text):
+        out.append(html.escape(text[position:match.start()]))
+        position = match.end()
+        if match["escaped"] is not None:
+            out.append(html.escape(match["escaped"]))
+        elif match["code"] is not None:
+            code = match["code"]
+            if len(code) > 2 and code[0] == code[-1] == " ":
+                code = code[1:-1]
+            out.append(f"<code>{html.escape(code)}</code>")
+        elif match["strong"] is not None:
+            out.append(f"<strong>{inline_html(match['strong'], anchors, linked)}</strong>")
+        elif match["em"] is not None:
+            out.append(f"<em>{inline_html(match['em'], anchors, linked)}</em>")
+        else:
+            label = inline_html(match["text"], anchors, linked)
+            name = match["target"].rsplit("/", 1)[-1]
+            if name in anchors:
+                if linked is not None:
+                    linked.add(name)
+                out.append(f'<a href="#{html.escape(anchors[name])}">{label}</a>')
+            else:
+                out.append(label)
+    out.append(html.escape(text[position:]))
+    return "".join(out)
+
+
+def _plain_text(markdown: str) -> str:
+    """The text a markdown line shows, without its markup (for matching verdict words)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", inline_html(markdown))).strip()
+
+
+def _generic_cell(markdown: str, anchors: Mapping[str, str], linked: set[str]) -> str:
+    markdown = markdown.strip()
+    verdict = next((css for word, css in VERDICT_CLASSES.items()
+                    if re.match(rf"\*\*{re.escape(word)}\*\*", markdown)), None)
+    classes = f' class="verdict {verdict}"' if verdict else ""
+    return f"<td{classes}>{inline_html(markdown, anchors, linked)}</td>"
+
+
+def _table_html(header: Iterable[str], rows: Iterable[str], caption: str = "", kind: str = "ranking") -> str:
+    """A sortable table from header texts (markdown) and ready-made ``<tr>`` rows."""
+    heads = "".join(f'<th scope="col">{inline_html(text)}</th>' for text in header)
+    before = f'<p class="caption">{caption}</p>\n' if caption else ""
+    return (f'{before}<table class="sortable {kind}">\n<thead><tr>{heads}</tr></thead>\n<tbody>\n'
+            + "\n".join(rows) + "\n</tbody>\n</table>")
+
+
+def markdown_blocks(lines: Sequence[str], anchors: Mapping[str, str],
+                    provenance: Mapping[str, str] | None = None) -> str:
+    """The report's markdown lines (headings, paragraphs, bullet lists, tables) as HTML.
+
+    Before each table goes the provenance (``provenance``: plot file name -> HTML) of every plot its rows
+    link to, so the budget, machine and versions of the runs a table is built from are stated above it.
+    """
+    blocks, index = [], 0
+    while index < len(lines):
+        line = lines[index].rstrip()
+        if not line.strip():
+            index += 1
+            continue
+        if line.startswith("#"):
+            level = min(max(len(line) - len(line.lstrip("#")), 2), 6)
+            blocks.append(f"<h{level}>{inline_html(line.lstrip('#').strip(), anchors)}</h{level}>")
+            index += 1
+            continue
+        kind = "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
+        chunk = []
+        while index < len(lines) and lines[index].strip() and not lines[index].startswith("#") and (
+                ("table" if lines[index].startswith("|") else "list" if lines[index].startswith("- ")
+                 else "paragraph") == kind):
+            chunk.append(lines[index].rstrip())
+            index += 1
+        if kind == "paragraph":
+            blocks.append(f"<p>{inline_html(' '.join(chunk), anchors)}</p>")
+        elif kind == "list":
+            items = "".join(f"<li>{inline_html(item[2:], anchors)}</li>" for item in chunk)
+            blocks.append(f"<ul>{items}</ul>")
+        else:
+            blocks.append(_markdown_table_html(chunk, anchors, provenance or {}))
+    return "\n".join(blocks)
+
+
+def _cells(row: str) -> list[str]:
+    row = row.strip()
+    if row.startswith("|"):
+        row = row[1:]
+    if row.endswith("|") and not row.endswith("\\|"):
+        row = row[:-1]
+    return _CELL_SPLIT.split(row)
+
+
+def _markdown_table_html(chunk: list[str], anchors: Mapping[str, str], provenance: Mapping[str, str]) -> str:
+    header = _cells(chunk[0])
+    body = chunk[2:] if len(chunk) > 1 and _TABLE_RULE.match(chunk[1]) else chunk[1:]
+    linked: set[str] = set()
+    rows = ["<tr>" + "".join(_generic_cell(cell, anchors, linked) for cell in _cells(row)) + "</tr>" for row in body]
+    table = _table_html([cell.strip() for cell in header], rows, kind="generic")
+    sources = [provenance[name] for name in sorted(linked, key=list(anchors).index) if name in provenance]
+    if sources:
+        table = ('<div class="provenance"><strong>Runs behind this table</strong> (budget, machine, versions):'
+                 f'<ul>{"".join(f"<li>{source}</li>" for source in sources)}</ul></div>\n' + table)
+    return table
+
+
+# -- a group's section, from its data --------------------------------------------------------------
+
+
+def _ids(group: Group) -> dict[str, str]:
+    """Anchor ids of a group's parts; slugs are file-safe ([A-Za-z0-9._-]), so they are valid ids."""
+    return {"section": f"group-{group.slug}", "final": f"{group.slug}-final", "over_run": f"{group.slug}-over-run",
+            "every": f"{group.slug}-every-lr", "curves": f"{group.slug}-curves"}
+
+
+def _machines_and_versions(group: Group) -> str:
+    machines = "; ".join(group.machines()) or "none recorded"
+    versions = "; ".join(group.versions()) or "none recorded"
+    return f"machine: {html.escape(machines)}; versions: {html.escape(versions)}"
+
+
+def _caption(group: Group) -> str:
+    """The line above each of a group's tables: what was run, on what budget, machine and versions."""
+    return (f"{group.label(html.escape)}, {inline_html(group.budget_text())}; "
+            f"{_machines_and_versions(group)}")
+
+
+def _number(value: float, text: str) -> str:
+    return f'<td class="number" data-sort="{value!r}">{html.escape(text)}</td>'
+
+
+def _text(text: str) -> str:
+    return f"<td>{html.escape(text)}</td>"
+
+
+def _ranked_row(rank: int, entry: Entry) -> str:
+    return ("<tr>" + _number(rank, str(rank)) + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}")
+            + _number(entry.final[0], _ci(entry.final)) + _number(entry.over_run[0], _ci(entry.over_run))
+            + _number(len(entry.seeds), str(len(entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
+
+
+def _every_lr_row(entry: Entry, best: bool) -> str:
+    return ("<tr>" + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}" + (" (best)" if best else ""))
+            + _number(entry.final[0], _ci(entry.final)) + _number(entry.over_run[0], _ci(entry.over_run))
+            + _number(len(entry.seeds), " ".join(map(str, entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
+
+
+def inline_svg(markup: str, prefix: str) -> str:
+    """Matplotlib's SVG document ready to sit inside HTML: without its XML prolog and doctype, and with every
+    element id (and every reference to one) prefixed, since ids must be unique across the whole page and
+    matplotlib numbers the groups of each figure from 1 ("figure_1", "axes_1")."""
+    start = markup.find("<svg")
+    if start < 0:
+        raise ValueError("figure markup holds no <svg> element")
+    markup = markup[start:].strip()
+    ids = set(re.findall(r'\bid="([^"]+)"', markup))
+    if not ids:
+        return markup
+
+    def rename(match: re.Match) -> str:
+        head, name, tail = match.groups()
+        return f"{head}{prefix}{name}{tail}" if name in ids else match.group(0)
+
+    return re.sub(r'(\bid="|href="#|url\(#)([^")]+)([")])', rename, markup)
+
+
+def group_section(group: Group, svg: str | None) -> str:
+    """A group's heading, provenance, ranked tables, every-learning-rate table and learning curves."""
+    ids = _ids(group)
+    title = html.escape(group_title(group))
+    parts = [f'<section id="{ids["section"]}">',
+             f'<h2>{title}<a class="up" href="#contents">&uarr; contents</a></h2>',
+             '<ul class="provenance">'
+             + "".join(f"<li>{inline_html(line[2:])}</li>" for line in provenance_markdown(group)) + "</ul>"]
+    if not group.entries:
+        return "\n".join([*parts, "<p>No finished runs yet.</p>", "</section>"])
+    for statistic, name in RANKINGS:
+        rows = [_ranked_row(rank, entry) for rank, entry in enumerate(group.ranked(statistic), 1)]
+        parts += [f'<h3 id="{ids[statistic]}">Ranked by {name} meta-episode return</h3>',
+                  _table_html(RANKED_HEADER, rows, _caption(group))]
+    best = {id(entry) for entry in group.best_entries()}
+    rows = [_every_lr_row(entry, id(entry) in best) for entry in group.entries]
+    parts += [f'<h3 id="{ids["every"]}">Every learning rate</h3>', _table_html(EVERY_LR_HEADER, rows, _caption(group))]
+    if svg is not None:
+        parts += [f'<h3 id="{ids["curves"]}">Learning curves</h3>',
+                  f'<figure class="curves">{inline_svg(svg, ids["curves"] + "-")}<figcaption>{group.label(html.escape)}: mean over seeds '
+                  f"with a {CONFIDENCE:.0%} bootstrap band, each agent at its best learning rate; hollow markers "
+                  f"where a seed's value is carried after it stopped early. {_caption(group)}</figcaption></figure>"]
+    return "\n".join([*parts, "</section>"])
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+def _contents(groups: Sequence[Group], claims_title: str | None) -> str:
+    items = []
+    if claims_title is not None:
+        items.append(f'<li><a href="#claims">{html.escape(claims_title)}</a></li>')
+    for group in groups:
+        ids = _ids(group)
+        parts = ""
+        if group.entries:
+            links = [(ids["final"], "ranked by final"), (ids["over_run"], "ranked by mean over run"),
+                     (ids["every"], "every learning rate"), (ids["curves"], "learning curves")]
+            parts = ' <span class="parts">— ' + " · ".join(f'<a href="#{i}">{t}</a>' for i, t in links) + "</span>"
+        items.append(f'<li><a href="#{ids["section"]}">{html.escape(group_title(group))}</a>{parts}</li>')
+    if not items:
+        return ""
+    return f'<nav id="contents"><h2>Contents</h2><ol>{"".join(items)}</ol></nav>'
+
+
+def render_page(groups: Sequence[Group], claims_lines: Sequence[str], svgs: Mapping[str, str], source: str,
+                generated: str) -> str:
+    """The whole page: contents, the claims section (when ``claims_lines`` has one), every group's section.
+
+    ``claims_lines`` are the claims module's markdown lines with plot links relative to the page's folder;
+    ``svgs`` maps a group's slug to its learning-curve SVG.
+    """
+    anchors = {f"{group.slug}.png": _ids(group)["curves"] for group in groups if group.entries}
+    provenance = {f"{group.slug}.png": f'<a href="#{_ids(group)["section"]}">{html.escape(group_title(group))}</a>: '
+                                       f"{inline_html(group.budget_text())}; {_machines_and_versions(group)}"
+                  for group in groups if group.entries}
+    claims_title = None
+    claims = ""
+    if claims_lines:
+        headings = [line for line in claims_lines if line.startswith("#")]
+        claims_title = _plain_text(headings[0].lstrip("#").strip()) if headings else "Paper claims"
+        body = [line for line in claims_lines if line not in headings[:1]]
+        claims = (f'<section id="claims"><h2>{html.escape(claims_title)}'
+                  f'<a class="up" href="#contents">&uarr; contents</a></h2>\n'
+                  f"{markdown_blocks(body, anchors, provenance)}\n</section>")
+    sections = "\n".join(group_section(group, svgs.get(group.slug)) for group in groups)
+    empty = "" if groups else "<p>The store holds no runs yet.</p>"
+    downloads = " · ".join(f'<a href="{name}">{name}</a>' for name in
+                           ("leaderboard.csv", "evaluations.csv", "leaderboard.json"))
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>metarl leaderboard</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>metarl leaderboard</h1>
+<p class="meta">Generated {html.escape(generated)} from <code>{html.escape(source)}</code> by
+<code>metarl-bench report</code>. Every number is the mean over seeds with a {CONFIDENCE:.0%} bootstrap interval
+({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}). Click a column header to sort a table. The same numbers:
+{downloads} (beside this page).</p>
+{_contents(groups, claims_title)}
+{empty}
+{claims}
+{sections}
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""
