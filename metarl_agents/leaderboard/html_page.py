@@ -2,7 +2,7 @@
 
 Everything the page shows travels inside it: the styles, the sorting script and the learning curves (inline
 SVG), so it opens from a mail attachment or a copied folder with no network. A Content-Security-Policy in the
-page forbids loading anything at all and lets only the page's own script run.
+page forbids fetching anything (images only as data URIs) and lets only the page's own script run.
 
 Store contents (agent names, machines, versions, env kwargs) are untrusted: every piece of text is passed
 through :func:`html.escape`, and the only markup the page holds is the markup this module writes. The claims
