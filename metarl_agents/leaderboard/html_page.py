@@ -182,6 +182,13 @@ def _table_html(header: Iterable[str], rows: Iterable[str], caption: str = "", k
             + "\n".join(rows) + "\n</tbody>\n</table>")
 
 
+def _block_kind(line: str) -> str | None:
+    """Which block a markdown line belongs to; None for a blank line or a heading (each ends a block)."""
+    if not line.strip() or line.startswith("#"):
+        return None
+    return "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
+
+
 def markdown_blocks(lines: Sequence[str], anchors: Mapping[str, str],
                     provenance: Mapping[str, str] | None = None) -> str:
     """The report's markdown lines (headings, paragraphs, bullet lists, tables) as HTML.
@@ -200,11 +207,8 @@ def markdown_blocks(lines: Sequence[str], anchors: Mapping[str, str],
             blocks.append(f"<h{level}>{inline_html(line.lstrip('#').strip(), anchors)}</h{level}>")
             index += 1
             continue
-        kind = "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
-        chunk = []
-        while index < len(lines) and lines[index].strip() and not lines[index].startswith("#") and (
-                ("table" if lines[index].startswith("|") else "list" if lines[index].startswith("- ")
-                 else "paragraph") == kind):
+        kind, chunk = _block_kind(line), []
+        while index < len(lines) and _block_kind(lines[index]) == kind:
             chunk.append(lines[index].rstrip())
             index += 1
         if kind == "paragraph":
