@@ -27,6 +27,7 @@ class FakeModel:
         self.key, self.seed, self.lr, self.num_timesteps = key, seed, lr, num_timesteps
         self.hooks = hooks
         self.logger = None
+        self.n_envs, self.n_steps = 1, ROLLOUT  # a rollout of ROLLOUT frames, as SB3 counts it
 
     def get_env(self):
         return None
@@ -85,12 +86,12 @@ class FakeTrainer:
         self._log("resume", spec.run_key, saved["frames"])
         return FakeModel(spec.run_key, spec.seed, spec.lr, saved["frames"], **self._hooks(spec.run_key))
 
-    def evaluate(self, model, spec):
+    def evaluate(self, model, spec, n_tasks=None):
         evals = sum(1 for line in self.lines() if line[:2] == ["eval", spec.run_key])
         for part, limit in self.crash_after_evals.items():
             if part in spec.run_key and evals >= limit:
                 raise RuntimeError(f"fake crash after {limit} evaluations")
-        self._log("eval", spec.run_key, model.num_timesteps)
+        self._log("eval", spec.run_key, model.num_timesteps, *([] if n_tasks is None else [f"tasks={n_tasks}"]))
         value = fake_return(spec.seed, spec.lr, model.num_timesteps)
         return {"meta_episode_return": value, "episode_returns": [value / 2, value / 2]}
 

@@ -20,7 +20,8 @@ BAD = {
     "max_grad_norm": (0, "> 0"), "adam_eps": (math.inf, "> 0"), "learning_rate": (-1e-3, "> 0"),
     "lr_anneal": (3, "true or false"), "normalize_reward": ("yes", "true or false"),
     "reward_clip": (0.0, "> 0"), "clip_actions": (None, "true or false"), "frames": (math.inf, "[1, "),
-    "eval_every": (0, "[1, "), "n_eval_tasks": (0, "[1, 65536]"), "stop_at_return": (math.nan, "finite number"),
+    "eval_every": (0, "[1, "), "n_eval_tasks": (0, "[1, 65536]"), "n_final_eval_tasks": (0, "[1, 65536] or none"),
+    "stop_at_return": (math.nan, "finite number"),
     "patience": (0, "[1, "), "seed": (-1, "[0, 2147483647]"), "device": ("bogus", "cpu, cuda, cuda:N, mps or auto"),
     "threads": (0, "[1, 1024]"),
 }
@@ -139,7 +140,7 @@ def test_a_finished_run_of_a_version_2_store_is_recognised_and_skipped(tmp_path)
             store.record_evaluation(record.id, spec.frames, 1.0, [1.0], 2.0, checkpoint_path=None, finished=True)
     conn = sqlite3.connect(db)
     conn.executescript("ALTER TABLE runs DROP COLUMN policy_kwargs; ALTER TABLE runs DROP COLUMN resolved_config; "
-                       "UPDATE schema_version SET version = 2;")
+                       "ALTER TABLE runs DROP COLUMN n_final_eval_tasks; UPDATE schema_version SET version = 2;")
     conn.close()
     summary = run_grid(specs, db, trainer=FakeTrainer(str(tmp_path / "log")), show_progress=False)
     assert sorted(summary.skipped) == sorted(spec.run_key for spec in specs) and not summary.finished

@@ -220,6 +220,7 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
     conn = sqlite3.connect(db)
     conn.executescript("ALTER TABLE runs DROP COLUMN stop_at_return; ALTER TABLE runs DROP COLUMN patience; "
                        "ALTER TABLE runs DROP COLUMN policy_kwargs; ALTER TABLE runs DROP COLUMN resolved_config; "
+                       "ALTER TABLE runs DROP COLUMN n_final_eval_tasks; "
                        "UPDATE schema_version SET version = 1;")
     conn.close()
     before = db.read_bytes()
@@ -231,7 +232,7 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
         (upgraded,) = store.runs()
         assert upgraded == old and [p.frames for p in store.evaluations(upgraded.id)] == [500]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()
 
 

@@ -1,6 +1,7 @@
 """The options ``metarl-train`` and ``metarl-bench run`` share: one parser for one run configuration.
 
 Both command lines spell a setting the same way (``--frames``, ``--eval-every``, ``--n-eval-tasks``,
+``--final-eval-tasks``,
 ``--override KEY=VALUE``, ``--env-kwarg KEY=VALUE``, ``--policy-kwarg KEY=VALUE``, ``--stop-at-return``,
 ``--patience``, ``--device``, ``--threads``) and hand the values to the same configuration
 (:class:`~metarl_agents.training.config.RunConfig`, through :func:`~metarl_agents.leaderboard.grid.build_grid`),
@@ -58,6 +59,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-eval-tasks", "--eval-tasks", dest="n_eval_tasks", type=int, metavar="N",
                         help="tasks per evaluation: the same held-out tasks (seeds seed + 1000003 + i) at every "
                              "point, deterministic actions, one trial each (default: the preset's)")
+    parser.add_argument("--final-eval-tasks", dest="n_final_eval_tasks", type=int, metavar="N",
+                        help="tasks in each of the run's last 3 evaluations, whose mean is its final statistic "
+                             "(the first --n-eval-tasks of them the same tasks as before; default: --n-eval-tasks; "
+                             "the paper-claim runs use 64)")
     parser.add_argument("--n-envs", type=int, metavar="N", help="parallel envs (same as --override n_envs=N)")
     parser.add_argument("--override", "--set", dest="overrides", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE",
@@ -98,6 +103,7 @@ def grid_settings(args: argparse.Namespace) -> dict[str, Any]:
         overrides["n_envs"] = args.n_envs
     return {
         "frames": args.frames, "eval_every": args.eval_every, "n_eval_tasks": args.n_eval_tasks,
+        "n_final_eval_tasks": args.n_final_eval_tasks,
         "env_kwargs": _pairs("--env-kwarg", args.env_kwargs), "overrides": overrides,
         "policy_kwargs": _pairs("--policy-kwarg", args.policy_kwargs), "stop_at_return": args.stop_at_return,
         "patience": args.patience,

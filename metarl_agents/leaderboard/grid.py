@@ -22,6 +22,7 @@ from typing import Any
 
 from metarl_agents.training.config import (
     EVAL_SEED_OFFSET,
+    FINAL_EVALUATIONS,
     MAX_SEED,
     TRAINER_SETTINGS,
     RunConfig,
@@ -34,7 +35,7 @@ MIN_EVAL_POINTS = 10
 DEFAULT_EVAL_TASKS = 16
 #: The most seeds ``--seeds N`` may ask for.
 MAX_SEED_COUNT = 1000
-__all__ = ["EVAL_SEED_OFFSET", "RunSpec", "build_grid"]
+__all__ = ["EVAL_SEED_OFFSET", "RunSpec", "build_grid", "evaluation_frames"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class RunSpec:
     stop_at_return: float | None = None
     patience: int | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the agents' architecture, if not the default
+    # Tasks in each of the last FINAL_EVALUATIONS evaluations (None: n_eval_tasks), for a steadier final statistic.
+    n_final_eval_tasks: int | None = None
 
     #: Fields that may differ within one report group: the group ranks agents and learning rates over seeds,
     #: and an early-stopped run's curve is carried to the budget, so runs with and without a rule compare.
@@ -72,6 +75,20 @@ class RunSpec:
         return eval_seed(self.seed)
 
     @property
+    def final_eval_tasks(self) -> int:
+        """Tasks in each of the run's last ``FINAL_EVALUATIONS`` evaluations."""
+        return self.n_eval_tasks if self.n_final_eval_tasks is None else self.n_final_eval_tasks
+
+    def eval_tasks_at(self, frames: int, rollout: int) -> int:
+        """Tasks of the evaluation after ``frames`` frames, with ``rollout`` frames per PPO update: the last
+        ``FINAL_EVALUATIONS`` evaluations of the run's schedule (:func:`evaluation_frames`) use
+        :attr:`final_eval_tasks`, the others ``n_eval_tasks``."""
+        if self.n_final_eval_tasks is None:
+            return self.n_eval_tasks
+        final = evaluation_frames(self.frames, self.eval_every, rollout)[-FINAL_EVALUATIONS:]
+        return self.n_final_eval_tasks if frames >= final[0] else self.n_eval_tasks
+
+    @property
     def config_hash(self) -> str:
         """Hash of every setting that changes results and is not spelled out exactly in the key."""
         config: list[Any] = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks,
@@ -81,6 +98,8 @@ class RunSpec:
             config.append({"stop_at_return": self.stop_at_return, "patience": self.patience})
         if self.policy_kwargs:
             config.append({"policy_kwargs": self.policy_kwargs})
+        if self.n_final_eval_tasks is not None:
+            config.append({"n_final_eval_tasks": self.n_final_eval_tasks})
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -114,10 +133,30 @@ class RunSpec:
         """The full, validated training configuration of this run (preset + this run's settings)."""
         return RunConfig.from_preset(
             self.env_id, self.agent, seed=self.seed, learning_rate=self.lr, frames=self.frames,
-            eval_every=self.eval_every, n_eval_tasks=self.n_eval_tasks, env_kwargs=dict(self.env_kwargs),
+            eval_every=self.eval_every, n_eval_tasks=self.n_eval_tasks, n_final_eval_tasks=self.n_final_eval_tasks,
+            env_kwargs=dict(self.env_kwargs),
             policy_kwargs=dict(self.policy_kwargs), stop_at_return=self.stop_at_return, patience=self.patience,
             device=device, threads=threads, **self.overrides,
         )
+
+
+def evaluation_frames(frames: int, eval_every: int, rollout: int) -> list[int]:
+    """The frame counts at which a run of ``frames`` frames is evaluated, ``rollout`` frames per PPO update.
+
+    The runner evaluates between updates, at the first update boundary at or past each multiple of
+    ``eval_every``, and once more at the end (the last update may go past the budget); an evaluation's place
+    in the run is therefore known before it is taken, which lets the last ones use more tasks.
+    """
+    for name, value in (("frames", frames), ("eval_every", eval_every), ("rollout", rollout)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    points, next_at, done = [], eval_every, 0
+    while done < frames:  # an update starts at `done` frames
+        if done >= next_at:
+            points.append(done)
+            next_at = (done // eval_every + 1) * eval_every
+        done += rollout
+    return [*points, done]
 
 
 def format_frames(frames: int) -> str:
@@ -219,11 +258,12 @@ def build_grid(
     stop_at_return: float | None = None,
     patience: int | None = None,
     policy_kwargs: dict[str, Any] | None = None,
+    n_final_eval_tasks: int | None = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
     By default a run is evaluated about every preset ``eval_freq`` frames (see ``_default_eval_every``)
-    on the preset's ``eval_tasks`` tasks.
+    on the preset's ``eval_tasks`` tasks; with ``n_final_eval_tasks`` the last ``FINAL_EVALUATIONS`` on that many.
     ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``; the names in
     ``TRAINER_SETTINGS``); like ``env_kwargs`` and ``policy_kwargs`` they become part of each run's
     identity and are reported as departures from the paper's settings. ``stop_at_return`` ends a run after
@@ -245,6 +285,8 @@ def build_grid(
                         stop_at_return=stop_at_return, patience=patience, frames=paper_frames if frames is None else frames)
         if n_eval_tasks is not None:
             settings["n_eval_tasks"] = n_eval_tasks
+        if n_final_eval_tasks is not None:
+            settings["n_final_eval_tasks"] = n_final_eval_tasks
         if eval_every is not None:
             settings["eval_every"] = eval_every
         # Checks every setting once for this env (a bad value stops the grid before anything is written).
@@ -262,6 +304,6 @@ def build_grid(
                         preset_hash=preset_hash(preset), eval_every=run.eval_every, n_eval_tasks=run.n_eval_tasks,
                         env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
                         stop_at_return=run.stop_at_return, patience=run.patience,
-                        policy_kwargs=dict(policy_kwargs or {}),
+                        policy_kwargs=dict(policy_kwargs or {}), n_final_eval_tasks=run.n_final_eval_tasks,
                     ))
     return specs

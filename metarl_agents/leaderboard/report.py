@@ -25,27 +25,17 @@ from typing import Any
 import numpy as np
 
 from metarl_agents.leaderboard.grid import RunSpec, budget_label, format_frames
+from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED, bootstrap_ci
+from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
+from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
 from metarl_agents.leaderboard.store import ResultStore, RunRecord
+from metarl_agents.training.config import FINAL_EVALUATIONS
 
-N_RESAMPLES = 1000
-CONFIDENCE = 0.68
-BOOTSTRAP_SEED = 0
+__all__ = ["BOOTSTRAP_SEED", "CONFIDENCE", "N_RESAMPLES", "Entry", "Group", "bootstrap_ci", "load_groups",
+           "write_report"]
 
-
-def bootstrap_ci(values: np.ndarray, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, low, high) over axis 0 (seeds) by the percentile bootstrap of the mean.
-
-    Every column (e.g. every point of a learning curve) uses the same resampled seed sets, drawn from
-    ``numpy.random.default_rng(seed)``, so the numbers are reproducible and a curve's band is coherent.
-    """
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    means = values[picks].mean(axis=1)
-    tail = 50.0 * (1.0 - confidence)
-    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
-    return values.mean(axis=0), low, high
+#: One run's stored curve: its record, evaluation frames and returns (before any carrying forward).
+RawRun = tuple[RunRecord, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -59,6 +49,7 @@ class Entry:
     curves: np.ndarray  # [seeds, points]
     carried: np.ndarray  # [seeds, points] True where an early-stopped seed's last value is carried forward
     stopped: dict[int, int] = field(default_factory=dict)  # seed -> frames of its last real evaluation
+    raw: list[RawRun] = field(default_factory=list)  # the seeds' runs as stored, in the order of ``seeds``
 
     def stopped_text(self) -> str:
         return ", ".join(f"{seed} at {frames:,}" for seed, frames in sorted(self.stopped.items())) or "—"
@@ -72,6 +63,33 @@ class Entry:
     def over_run(self) -> tuple[float, float, float]:
         """(mean, low, high) of each seed's mean over all its evaluation points."""
         return tuple(float(x) for x in bootstrap_ci(self.curves.mean(axis=1)))
+
+    @cached_property
+    def last_means(self) -> np.ndarray:
+        """Each seed's mean over its last ``FINAL_EVALUATIONS`` real evaluations (never carried values): a
+        steadier final statistic than the last evaluation alone."""
+        if self.raw:
+            return np.array([returns[-FINAL_EVALUATIONS:].mean() for _, _, returns in self.raw])
+        return self.curves[:, -FINAL_EVALUATIONS:].mean(axis=1)
+
+    @cached_property
+    def last_mean(self) -> tuple[float, float, float]:
+        """(mean, low, high) over seeds of :attr:`last_means`."""
+        return tuple(float(x) for x in bootstrap_ci(self.last_means))
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return [record for record, _, _ in self.raw]
+
+    def trained_to_budget(self) -> Entry | None:
+        """This entry without its early-stopped seeds (None if every seed stopped early): a run stopped once it
+        reached a return, its last value carried forward, is selected on its outcome."""
+        kept = [run for run in self.raw if run[0].seed not in self.stopped]
+        if not kept:
+            return None
+        if len(kept) == len(self.raw):
+            return self
+        return build_entry(self.agent, self.lr, kept, self.raw[0][0].eval_every, self.raw[0][0].frames)
 
 
 @dataclass
@@ -164,29 +182,28 @@ def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[G
         for run in group.runs:
             points = store.evaluations(run.id)
             if run.status == "finished" and points:
-                curves[run.agent, run.lr].append((run.seed, np.array([p.frames for p in points]),
+                curves[run.agent, run.lr].append((run, np.array([p.frames for p in points]),
                                                   np.array([p.meta_episode_return for p in points])))
-        group.entries = [_entry(agent, lr, seeds, group.eval_every, group.frames)
-                         for (agent, lr), seeds in sorted(curves.items())]
+        group.entries = [build_entry(agent, lr, runs, group.eval_every, group.frames)
+                         for (agent, lr), runs in sorted(curves.items())]
     _assign_slugs(list(groups.values()))
     return sorted(groups.values(), key=lambda g: (g.env_id, -g.frames))
 
 
-def _entry(agent: str, lr: float, seeds: list[tuple[int, np.ndarray, np.ndarray]], every: int,
-           budget: int) -> Entry:
+def build_entry(agent: str, lr: float, runs: Sequence[RawRun], every: int, budget: int) -> Entry:
     """Align the seeds' curves on the evaluation frames of the shortest one (they normally coincide).
 
     A seed that stopped early (its last evaluation is before the budget) has its last value carried forward
     to the evaluation frames it skipped, so that its curve and its final return compare with full runs;
     those points are flagged as carried.
     """
-    seeds = sorted(seeds, key=lambda seed: seed[0])
-    stopped = {seed: int(f[-1]) for seed, f, _ in seeds if f[-1] < budget}
-    extended = [(seed, *_carry_forward(f, r, every, budget)) for seed, f, r in seeds]
+    runs = sorted(runs, key=lambda run: run[0].seed)
+    stopped = {run.seed: int(f[-1]) for run, f, _ in runs if f[-1] < budget}
+    extended = [(run.seed, *_carry_forward(f, r, every, budget)) for run, f, r in runs]
     frames = min((f for _, f, _ in extended), key=len)
     curves = np.stack([np.interp(frames, f, r) for _, f, r in extended])
     carried = np.stack([frames > stopped.get(seed, np.inf) for seed, _, _ in extended])
-    return Entry(agent, lr, [seed for seed, _, _ in seeds], frames, curves, carried, stopped)
+    return Entry(agent, lr, [run.seed for run, _, _ in runs], frames, curves, carried, stopped, list(runs))
 
 
 def _carry_forward(frames: np.ndarray, returns: np.ndarray, every: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +282,9 @@ def provenance_markdown(group: Group) -> list[str]:
     lines = []
     lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
                  f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks each time "
-                 "(deterministic actions, one trial each), meta-episode return")
+                 + (f"(the last {FINAL_EVALUATIONS} on {group.config.n_final_eval_tasks}, the first "
+                    f"{group.n_eval_tasks} of them the same) " if group.config.n_final_eval_tasks is not None else "")
+                 + "(deterministic actions, one trial each), meta-episode return")
     for stop_at_return, patience in group.stopping_rules():
         with_rule = sum(r.patience == patience and r.stop_at_return == stop_at_return for r in group.runs)
         lines.append(f"- Early stopping ({with_rule} of {len(group.runs)} runs): a run ends after {patience} "

@@ -64,8 +64,9 @@ class Trainer(Protocol):
         """The model saved in ``checkpoint``, ready to continue training; ``CheckpointError`` if the file is
         damaged or was written for another run."""
 
-    def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
-        """``evaluate_meta``'s result: needs ``meta_episode_return`` and ``episode_returns``."""
+    def evaluate(self, model: Model, spec: RunSpec, n_tasks: int | None = None) -> dict[str, Any]:
+        """``evaluate_meta``'s result: needs ``meta_episode_return`` and ``episode_returns``. ``n_tasks`` (passed
+        only when it differs from ``spec.n_eval_tasks``: one of the run's last evaluations) replaces it."""
 
 
 class MetaPPOTrainer:
@@ -114,10 +115,11 @@ class MetaPPOTrainer:
         restore_training_state(model, state)
         return model
 
-    def evaluate(self, model: Model, spec: RunSpec) -> dict[str, Any]:
+    def evaluate(self, model: Model, spec: RunSpec, n_tasks: int | None = None) -> dict[str, Any]:
         from metarl_agents.training.evaluation import evaluate_meta
 
-        return evaluate_meta(model, spec.env_id, n_tasks=spec.n_eval_tasks, seed=spec.eval_seed,
+        n_tasks = spec.n_eval_tasks if n_tasks is None else n_tasks
+        return evaluate_meta(model, spec.env_id, n_tasks=n_tasks, seed=spec.eval_seed,
                              env_kwargs=dict(spec.env_kwargs) or None)
 
 
@@ -232,7 +234,10 @@ class _Recorder:
 
     def record(self, model: Model, finished: bool = False) -> None:
         frames = int(model.num_timesteps)
-        result = self.trainer.evaluate(model, self.spec)
+        # The run's last evaluations may use more tasks; a trainer is asked for that only when it does.
+        n_tasks = self.spec.eval_tasks_at(frames, _rollout_frames(model))
+        result = self.trainer.evaluate(model, self.spec, **({} if n_tasks == self.spec.n_eval_tasks
+                                                              else {"n_tasks": n_tasks}))
         saved = _save_checkpoint(self.trainer, model, self.spec, checkpoint_dir(self.store.path), frames, finished)
         self.store.record_evaluation(
             self.run_id, frames, result["meta_episode_return"], result["episode_returns"], self.wall_time(),
@@ -247,6 +252,11 @@ class _Recorder:
     def report(self, event: tuple) -> None:
         if self.progress is not None:
             self.progress(event)
+
+
+def _rollout_frames(model: Model) -> int:
+    """Frames per PPO update (SB3's ``n_steps`` per env times ``n_envs``), which fixes the evaluation schedule."""
+    return int(getattr(model, "n_steps", 1) or 1) * int(getattr(model, "n_envs", 1) or 1)
 
 
 def _evaluation_callback(recorder: _Recorder, frames_done: int) -> Any:

@@ -30,13 +30,15 @@ from typing import Any
 
 from metarl_agents.leaderboard.grid import RunSpec
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Older stores are upgraded in place on the first writable open: an upgrade only adds columns (nullable
 # or with a default), so every stored run and evaluation stays as it was. Version 2 added early stopping,
-# version 3 the agents' architecture (policy_kwargs) and each run's full configuration (resolved_config).
+# version 3 the agents' architecture (policy_kwargs) and each run's full configuration (resolved_config),
+# version 4 the tasks of the last evaluations (n_final_eval_tasks; NULL: as many as the others).
 _UPGRADES = {
     1: ("ALTER TABLE runs ADD COLUMN stop_at_return REAL", "ALTER TABLE runs ADD COLUMN patience INTEGER"),
     2: ("ALTER TABLE runs ADD COLUMN policy_kwargs TEXT NOT NULL DEFAULT '{}'", "ALTER TABLE runs ADD COLUMN resolved_config TEXT"),
+    3: ("ALTER TABLE runs ADD COLUMN n_final_eval_tasks INTEGER",),
 }
 APP_NAME = "metarl-leaderboard"
 # Stamped into the SQLite header (PRAGMA application_id) so the file identifies itself: "MRLB".

@@ -8,7 +8,10 @@ anything is built or written.
 
 The evaluation protocol is defined here too (:func:`eval_seed`): every evaluation of a run uses the same
 ``n_eval_tasks`` tasks -- copies of the env seeded ``seed + EVAL_SEED_OFFSET + i``, a stream the training
-envs (``seed + i``) never reach -- with deterministic actions, one trial each.
+envs (``seed + i``) never reach -- with deterministic actions, one trial each. With ``n_final_eval_tasks`` the
+last ``FINAL_EVALUATIONS`` evaluations of a run use that many tasks instead (the first ``n_eval_tasks`` of them
+the same as before): the mean of those evaluations is the run's final statistic, and one evaluation of 16
+tasks is too noisy for it (a single late collapse moves it).
 
 This module imports neither torch nor Stable-Baselines3 (only checking a CUDA or MPS device does), so
 a command line can reject bad values in a fraction of a second.
@@ -30,6 +33,8 @@ EVAL_SEED_OFFSET = 1_000_003
 MAX_SEED = 2**31 - 1
 MAX_ENVS = 2**16
 MAX_FRAMES = 10**12
+#: How many evaluations at the end of a run make its final statistic (their mean).
+FINAL_EVALUATIONS = 3
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 
 
@@ -146,6 +151,9 @@ class RunConfig:
     frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, doc="training frames")
     eval_every: int = _setting(50_000, kind=int, low=1, high=MAX_FRAMES, doc="frames between evaluations")
     n_eval_tasks: int = _setting(16, kind=int, low=1, high=MAX_ENVS, doc="tasks per evaluation")
+    n_final_eval_tasks: int | None = _setting(None, kind=int, low=1, high=MAX_ENVS, optional=True,
+                                              doc=f"tasks in each of the last {FINAL_EVALUATIONS} evaluations "
+                                                  "(default: n_eval_tasks)")
     stop_at_return: float | None = _setting(None, kind=float, optional=True,
                                             doc="stop after `patience` evaluations with a return >= this")
     patience: int | None = _setting(None, kind=int, low=1, high=10**6, optional=True,
