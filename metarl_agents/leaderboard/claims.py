@@ -1,147 +1,308 @@
-"""The SplAgger paper's claims, checked against the runs of a result store.
+"""The SplAgger paper's claims, in the paper's words and from its figures, judged on a result store's runs.
 
-Each claim is an ordering of final returns (the last evaluation, with early-stopped runs carried forward)
-between agents on one environment, judged on runs of the paper's configuration (its preset, with no env
-kwargs, overrides or policy kwargs) at the paper's budget. Where an environment has runs at reduced
-budgets only (MC-LS's 60 M frames are out of reach of a CPU), an ordering claim is judged at the largest
-of them with enough seeds (:func:`claim_group`) and its verdict marked as such; a "fails to learn" claim
-never is, since failing with fewer frames says nothing about the paper's budget. Orderings are judged on
-the 68 % bootstrap intervals the leaderboard prints:
+Only what the paper's figures show is a claim: Fig. 2 (on MC-LS max aggregation beats the RNN; on the
+Planning Game it does worse; the straight-through gradient hurts max), Fig. 4 (on Cheetah-Dir and Cheetah-Vel
+SplAgger's return is the same or better than the baselines'; PEARL's is much lower on Cheetah-Dir) and
+Fig. 5 (SplAgger has the highest return on T-LS and MC-LS; the plain RNN fails on both within the budget).
+PEARL there is the reference code's PEARL, the ``PEARL-GRU`` agent. T-maze Latent and T-maze Agreement are
+the paper's ablations (the conditions under which permutation variance remains useful): their runs are shown
+as results (:data:`ABLATIONS`), never as a claim to reproduce or refute.
 
-- *reproduced*: every comparison holds with separated intervals (for a "same or better" claim: no
-  comparison is reversed);
-- *refuted*: some comparison is reversed with separated intervals;
-- *not separated*: neither (the means may be ordered either way; the intervals overlap);
-- *not run*: the store has no finished runs of an agent the claim needs (or fewer than ``MIN_SEEDS``
-  seeds of it).
+How a claim is judged (:func:`judge`):
 
-Each agent is taken at its best learning rate, as in the leaderboard tables, except in a "fails to learn"
-claim: a failure at the best learning rate alone could be a learning-rate artefact, so such a claim must
-hold at every learning rate with ``MIN_SEEDS`` finished seeds, and its evidence lists each of them.
+- *Runs.* Runs of the paper's configuration (its preset: no env kwargs, overrides or policy kwargs), at
+  the paper's budget, or, for an ordering claim on an environment with reduced-budget runs only, at the
+  largest reduced budget with ``MIN_SEEDS`` seeds of every agent the claim needs (marked as such; a "fails
+  to learn" claim is never judged at a reduced budget). A run stopped early by a solved-return rule is not
+  judged: it was selected on its outcome. It stays in the store and in the leaderboard's tables, marked.
+- *Statistic.* Each seed's mean over its last ``FINAL_EVALUATIONS`` evaluations, which should each cover
+  at least ``MIN_FINAL_TASKS`` held-out tasks; runs evaluated on fewer are judged on the same statistic,
+  and the row says how many tasks it rests on.
+- *Learning rates.* An agent is taken at its best learning rate (by mean over the run) only where at least
+  ``MIN_LR_SEARCH`` of its preset grid's rates ran with ``MIN_SEEDS`` seeds; otherwise at one learning rate,
+  the preset's default where it ran, and the row says so. A "fails to learn" claim must hold at every rate
+  that ran with ``MIN_SEEDS`` seeds (a failure at one rate could be that rate's).
+- *Verdicts.* On the paper's interval (mean over seeds, 68 % bootstrap, 1,000 resamples): *reproduced* when
+  every comparison holds with separated intervals (for "same or better": none is reversed), *refuted* when
+  one is reversed with separated intervals, *not separated* otherwise, *not run* with fewer than
+  ``MIN_SEEDS`` judged seeds of an agent. The same rule on rliable's 95 % stratified-bootstrap intervals says
+  whether the verdict holds at 95 %, and each comparison's probability of improvement P(X > Y) is given
+  with its 95 % interval.
+- *Provenance.* Judged runs of one claim trained on different machines or package versions are flagged.
 
-A second verdict judges the same ordering on each seed's mean over all evaluation points (the area under
-the learning curve): with early stopping at the solved return, agents that all solve tie on the final
-return, and only the mean over the run still tells which learned sooner, which is what the paper's
-learning-curve figures show. A "fails to learn" claim has no such verdict.
+:func:`claims_tables` returns the tables as plain-text rows (for any renderer); :func:`claims_markdown`
+writes them as markdown.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from metarl_agents.leaderboard.report import Group, _ci, _markdown_table
+from metarl_agents.leaderboard.grid import format_frames
+from metarl_agents.leaderboard.report import Entry, Group
+from metarl_agents.leaderboard.store import RunRecord
+from metarl_agents.leaderboard.stats import (
+    PAPER_CONFIDENCE,
+    PAPER_RESAMPLES,
+    RLIABLE_CONFIDENCE,
+    RLIABLE_RESAMPLES,
+    Interval,
+    bootstrap_ci,
+    probability_of_improvement_ci,
+    stratified_bootstrap_ci,
+)
+from metarl_agents.training.config import FINAL_EVALUATIONS, preset_settings
+from metarl_agents.training.presets import load_preset
 
 MIN_SEEDS = 3
-SOLVED_RETURN = {"MetaTMaze-v0": 15.5}  # the T-maze's optimum is 16: 15.5 means solved in (nearly) every task
+MIN_LR_SEARCH = 3  # grid learning rates that must have run before an agent is "at its best learning rate"
+MIN_FINAL_TASKS = 64  # held-out tasks each of the last evaluations should cover
+# A "fails to learn" claim: the final statistic stays below this. T-maze: 15.5 of the optimal 16 (at most one
+# wrong episode in some tasks). MC-LS: 27.0 of the optimal 27.4 (guessing the end gives 20.4).
+SOLVED_RETURN = {"MetaTMaze-v0": 15.5, "MetaMinecraftLongShort-v0": 27.0}
+
+T_LS, MC_LS, PLANNING = "MetaTMaze-v0", "MetaMinecraftLongShort-v0", "MetaPlanningGame-v0"
+CHEETAH_DIR, CHEETAH_VEL = "MetaCheetahDir-v0", "MetaCheetahVel-v0"
+PEARL = "PEARL-GRU"  # the paper's PEARL: the reference code's GRU encoder + product of Gaussians
+BASELINES = ("RNN", "AMRL", "CNP", PEARL)
+
+VERDICTS = ("reproduced", "refuted", "not separated", "not run")
 
 
 @dataclass(frozen=True)
 class Claim:
     """``winners`` beat every one of ``losers`` on ``env_id`` (or, with ``same_or_better``, are not
     separated below them); with no losers, ``winners`` stay below the environment's solved return (the
-    paper's "fails to learn within the budget")."""
+    paper's "fails to learn within the budget"). ``figure`` names the paper's figure that shows it."""
 
+    figure: str
     text: str
     env_id: str
     winners: tuple[str, ...]
     losers: tuple[str, ...] = ()
     same_or_better: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.losers and self.env_id not in SOLVED_RETURN:
+            raise ValueError(f"a 'fails to learn' claim needs a solved return for {self.env_id!r}; "
+                             f"known: {', '.join(SOLVED_RETURN)}")
+
 
 CLAIMS = (
-    Claim("Permutation-invariant aggregation helps: the aggregating agents beat the RNN on T-LS",
-          "MetaTMaze-v0", ("SplAgger", "Max", "AMRL", "CNP"), ("RNN",)),
-    Claim("Permutation-invariant aggregation helps: the aggregating agents beat the RNN on T-maze Latent",
-          "MetaTMazeLatent-v0", ("SplAgger", "Max", "AMRL"), ("RNN",)),
-    Claim("SplAgger has the highest return on T-LS", "MetaTMaze-v0", ("SplAgger",),
-          ("RNN", "AMRL", "CNP", "Max", "PEARL")),
-    Claim("SplAgger has the highest return on MC-LS", "MetaMinecraftLongShort-v0", ("SplAgger",), ("RNN", "Max")),
-    Claim("The plain RNN fails to learn T-LS within the budget (its final return stays below 15.5 of 16)",
-          "MetaTMaze-v0", ("RNN",)),
-    Claim("Dropping AMRL's straight-through gradient helps: SplAgger beats AMRL on T-LS", "MetaTMaze-v0",
-          ("SplAgger",), ("AMRL",)),
-    Claim("On MC-LS max aggregation beats the RNN", "MetaMinecraftLongShort-v0", ("Max",), ("RNN",)),
-    Claim("On the Planning Game a pure max aggregator does worse than the RNN", "MetaPlanningGame-v0", ("RNN",),
-          ("Max",)),
-    Claim("On Cheetah-Dir SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
-          "MetaCheetahDir-v0", ("SplAgger",), ("RNN", "CNP", "AMRL", "PEARL"), same_or_better=True),
-    Claim("On Cheetah-Vel SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
-          "MetaCheetahVel-v0", ("SplAgger",), ("RNN", "CNP", "AMRL", "PEARL"), same_or_better=True),
+    Claim("Fig. 2", "On MC-LS, max aggregation beats the RNN", MC_LS, ("Max",), ("RNN",)),
+    Claim("Fig. 2", "On the Planning Game, max aggregation does worse than the RNN", PLANNING, ("RNN",), ("Max",)),
+    Claim("Fig. 2", "The straight-through gradient hurts max aggregation: on MC-LS SplAgger (max without it) "
+          "beats AMRL (max with it)", MC_LS, ("SplAgger",), ("AMRL",)),
+    Claim("Fig. 4", "On Cheetah-Dir, SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
+          CHEETAH_DIR, ("SplAgger",), ("RNN", "CNP", "AMRL", PEARL), same_or_better=True),
+    Claim("Fig. 4", "On Cheetah-Vel, SplAgger's return is the same or better than RNN, CNP, AMRL and PEARL's",
+          CHEETAH_VEL, ("SplAgger",), ("RNN", "CNP", "AMRL", PEARL), same_or_better=True),
+    Claim("Fig. 4", "On Cheetah-Dir, PEARL's return is much lower than SplAgger, RNN, CNP and AMRL's", CHEETAH_DIR,
+          ("SplAgger", "RNN", "CNP", "AMRL"), (PEARL,)),
+    Claim("Fig. 5", "On T-LS, SplAgger has the highest return", T_LS, ("SplAgger",), BASELINES),
+    Claim("Fig. 5", "On MC-LS, SplAgger has the highest return", MC_LS, ("SplAgger",), BASELINES),
+    Claim("Fig. 5", f"The plain RNN fails to learn T-LS within the budget (stays below {SOLVED_RETURN[T_LS]:g} "
+          "of the optimal 16)", T_LS, ("RNN",)),
+    Claim("Fig. 5", f"The plain RNN fails to learn MC-LS within the budget (stays below {SOLVED_RETURN[MC_LS]:g} "
+          "of the optimal 27.4)", MC_LS, ("RNN",)),
 )
+
+#: The paper's ablations: conditions where permutation variance remains useful. Results, not claims.
+ABLATIONS = (("T-maze Latent", "MetaTMazeLatent-v0"), ("T-maze Agreement", "MetaTMazeAgreement-v0"))
+
+
+# -- one agent's judged runs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One agent's runs as a claim judges them: an entry of seeds trained to the budget (or None), how its
+    learning rate was chosen, and the seeds left out for stopping early."""
+
+    agent: str
+    entry: Entry | None
+    lr_note: str
+    stopped: int = 0  # seeds of the agent (any learning rate) that stopped early and are not judged
+    trained: int = 0  # the most seeds trained to the budget at one learning rate
+
+    @property
+    def seeds(self) -> int:
+        return 0 if self.entry is None else len(self.entry.seeds)
+
+    @property
+    def paper(self) -> Interval:
+        """Mean of the seeds' final statistic with the paper's 68 % bootstrap interval."""
+        assert self.entry is not None
+        return tuple(float(x) for x in bootstrap_ci(self.entry.last_means, PAPER_RESAMPLES, PAPER_CONFIDENCE))
+
+    @property
+    def rliable(self) -> Interval:
+        """The same mean with rliable's 95 % stratified-bootstrap interval."""
+        assert self.entry is not None
+        return stratified_bootstrap_ci([self.entry.last_means], RLIABLE_CONFIDENCE, RLIABLE_RESAMPLES)
+
+    def text(self) -> str:
+        mean, low, high = self.paper
+        _, low95, high95 = self.rliable
+        return f"{self.agent} {mean:.3f} [68 %: {low:.3f}, {high:.3f}; 95 %: {low95:.3f}, {high95:.3f}] (lr {self.entry.lr:g})"
+
+    def shortfall(self) -> str:
+        stopped = f", {self.stopped} stopped early (not judged)" if self.stopped else ""
+        return f"{self.agent} {self.trained}{stopped}"
+
+
+def judged_entries(group: Group, agent: str) -> list[Entry]:
+    """The agent's entries without their early-stopped seeds, those with ``MIN_SEEDS`` seeds left."""
+    kept = (entry.trained_to_budget() for entry in group.entries if entry.agent == agent)
+    return [entry for entry in kept if entry is not None and len(entry.seeds) >= MIN_SEEDS]
+
+
+def choose(group: Group, agent: str) -> Judged:
+    """The agent's entry a claim is judged on, with the learning-rate rule of the module docstring."""
+    entries = [entry for entry in group.entries if entry.agent == agent]
+    stopped = sum(len(entry.stopped) for entry in entries)
+    trained = max((len(entry.seeds) - len(entry.stopped) for entry in entries), default=0)
+    eligible = judged_entries(group, agent)
+    if not eligible:
+        return Judged(agent, None, "", stopped, trained)
+    grid = [float(lr) for lr in load_preset(group.env_id)["lr_grid"]]
+    searched = sorted({entry.lr for entry in eligible if entry.lr in grid})
+    if len(searched) >= MIN_LR_SEARCH:
+        best = max((entry for entry in eligible if entry.lr in grid), key=lambda entry: entry.over_run[0])
+        note = f"best of {len(searched)} learning rates by mean over the run: {best.lr:g}"
+        return Judged(agent, best, note, stopped, trained)
+    default = float(preset_settings(group.env_id)["learning_rate"])
+    one = next((entry for entry in eligible if entry.lr == default), None) or \
+        max(eligible, key=lambda entry: (len(entry.seeds), entry.lr))
+    others = sorted({entry.lr for entry in eligible} - {one.lr})
+    also = f"; also ran {', '.join(f'{lr:g}' for lr in others)}" if others else ""
+    return Judged(agent, one, f"one learning rate ({one.lr:g}{also})", stopped, trained)
+
+
+# -- the group a claim is judged on ------------------------------------------------------------------
+
+
+def paper_groups(groups: Sequence[Group], env_id: str) -> list[Group]:
+    """The environment's groups in the paper's configuration (preset settings, default architecture)."""
+    return [g for g in groups if g.env_id == env_id and g.entries
+            and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
+
+
+def claim_group(claim: Claim, groups: Sequence[Group]) -> Group | None:
+    """The group a claim is judged on: at the paper's budget if there is one, else (for an ordering claim)
+    at a reduced budget. Among those, a group with ``MIN_SEEDS`` judged seeds of every agent the claim needs
+    comes first, so that a budget a sweep has only begun does not displace complete evidence; then the
+    largest budget, then the most runs."""
+    candidates = paper_groups(groups, claim.env_id)
+    pool = [g for g in candidates if not g.reduced] or (candidates if claim.losers else [])
+    if not pool:
+        return None
+
+    def preference(group: Group) -> tuple[bool, int, int]:
+        complete = all(judged_entries(group, agent) for agent in (*claim.winners, *claim.losers))
+        return complete, group.frames, sum(len(e.seeds) for e in group.entries)
+
+    return max(pool, key=preference)
+
+
+# -- verdicts ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict on the paper's 68 % intervals (``verdict``) and on rliable's 95 % ones
+    (``verdict_95``), with the numbers behind them."""
+
     claim: Claim
     verdict: str
+    verdict_95: str
     evidence: str
     group: Group | None
+    improvement: tuple[str, ...] = ()  # "P(X > Y) = p [low, high]" per comparison
+    notes: tuple[str, ...] = ()
+    judged: tuple[Judged, ...] = field(default=(), repr=False)
 
     @property
     def reduced(self) -> bool:
         """Judged at a reduced budget (the environment has no paper-budget runs)."""
         return self.group is not None and self.group.reduced
 
-
-METRICS = ("final", "over_run")
-
-
-def claim_group(claim: Claim, groups: Sequence[Group]) -> Group | None:
-    """The group a claim is judged on, among its environment's groups in the paper's configuration: at the
-    paper's budget if there is one, else (for an ordering claim) at a reduced budget. Among those, a group
-    with ``MIN_SEEDS`` seeds of every agent the claim needs comes first, so that a larger budget a sweep
-    has only begun does not displace complete evidence; then the largest budget, then the most runs."""
-    paper_config = [g for g in groups if g.env_id == claim.env_id and g.entries
-                    and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
-    pool = [g for g in paper_config if not g.reduced] or (paper_config if claim.losers else [])
-    if not pool:
-        return None
-
-    def preference(group: Group) -> tuple[bool, int, int]:
-        seeds = {e.agent: len(e.seeds) for e in group.best_entries()}
-        complete = all(seeds.get(agent, 0) >= MIN_SEEDS for agent in (*claim.winners, *claim.losers))
-        return complete, group.frames, sum(len(e.seeds) for e in group.entries)
-
-    return max(pool, key=preference)
+    @property
+    def text(self) -> str:
+        """The 68 % verdict and whether it holds at 95 %, e.g. "reproduced (68 %); holds at 95 %" or
+        "reproduced (68 %); not separated at 95 %"."""
+        if self.verdict == "not run":
+            return "not run"
+        head = f"{self.verdict} (68 %)" + (" at a reduced budget" if self.reduced else "")
+        if self.verdict_95 != self.verdict:
+            return f"{head}; {self.verdict_95} at 95 %"
+        return head + {"reproduced": "; holds at 95 %", "refuted": "; refuted at 95 % too",
+                       "not separated": "; not separated at 95 % either"}[self.verdict]
 
 
-def judge(claim: Claim, groups: Sequence[Group], metric: str = "final") -> Verdict:
-    """The claim's verdict from its :func:`claim_group`, on the entries' ``metric`` interval ("final": last
-    evaluation; "over_run": mean over the run)."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; allowed: {METRICS}")
-    if not claim.losers and metric != "final":
-        return Verdict(claim, "—", "judged on the final return only", None)
+def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
+    """The claim's verdicts from its :func:`claim_group`."""
     group = claim_group(claim, groups)
     if group is None:
         where = "at the paper's budget" if not claim.losers else "in the paper's configuration"
-        return Verdict(claim, "not run", f"no finished runs {where}", None)
-    best = {e.agent: e for e in group.best_entries()}
-    missing = [a for a in (*claim.winners, *claim.losers) if len(best[a].seeds if a in best else ()) < MIN_SEEDS]
+        return Verdict(claim, "not run", "not run", f"no finished runs {where}", None)
+    if not claim.losers:
+        return _judge_fails(claim, group)
+    judged = {agent: choose(group, agent) for agent in (*claim.winners, *claim.losers)}
+    missing = [j for j in judged.values() if j.entry is None]
     if missing:
-        have = ", ".join(f"{a} {len(best[a].seeds) if a in best else 0}" for a in missing)
-        return Verdict(claim, "not run", f"needs {MIN_SEEDS} finished seeds each; have {have}", group)
-    if claim.losers:
-        outcomes = [_compare(getattr(best[w], metric), getattr(best[loser], metric))
-                    for w in claim.winners for loser in claim.losers]
+        evidence = (f"needs {MIN_SEEDS} seeds trained to the budget at one learning rate; have "
+                    + "; ".join(j.shortfall() for j in missing))
+        return Verdict(claim, "not run", "not run", evidence, group, notes=_notes(group, list(judged.values())))
+    pairs = [(judged[w], judged[loser]) for w in claim.winners for loser in claim.losers]
+    verdicts = []
+    for interval in ("paper", "rliable"):
+        outcomes = [_compare(getattr(w, interval), getattr(loser, interval)) for w, loser in pairs]
         if claim.same_or_better:
             outcomes = ["holds" if outcome == "overlap" else outcome for outcome in outcomes]
-        evidence = "; ".join(f"{a} {_ci(getattr(best[a], metric))} (lr {best[a].lr:g})"
-                             for a in (*claim.winners, *claim.losers))
-    else:
-        solved = SOLVED_RETURN[claim.env_id]
-        tried = sorted((e for e in group.entries if e.agent in claim.winners and len(e.seeds) >= MIN_SEEDS),
-                       key=lambda e: (claim.winners.index(e.agent), -e.lr))
-        outcomes = ["holds" if e.final[2] < solved else "reversed" if e.final[1] >= solved else "overlap"
-                    for e in tried]
-        evidence = "; ".join(f"{e.agent} {_ci(e.final)} (lr {e.lr:g})" for e in tried)
-    verdict = ("refuted" if "reversed" in outcomes else "reproduced" if set(outcomes) == {"holds"}
-               else "not separated")
-    return Verdict(claim, verdict, evidence, group)
+        verdicts.append(_verdict(outcomes))
+    improvement = tuple(f"P({w.agent} > {loser.agent}) = {_interval(improvement_interval(w, loser), 2)}"
+                        for w, loser in pairs)
+    evidence = "; ".join(j.text() for j in judged.values())
+    return Verdict(claim, *verdicts, evidence, group, improvement, _notes(group, list(judged.values())),
+                   tuple(judged.values()))
 
 
-def _compare(winner: tuple[float, float, float], loser: tuple[float, float, float]) -> str:
+def _judge_fails(claim: Claim, group: Group) -> Verdict:
+    """"Fails to learn": every learning rate with ``MIN_SEEDS`` judged seeds stays below the solved return."""
+    solved = SOLVED_RETURN[claim.env_id]
+    tried = []
+    for agent in claim.winners:
+        entries = sorted(judged_entries(group, agent), key=lambda entry: -entry.lr)
+        held = choose(group, agent)
+        if not entries:
+            evidence = f"needs {MIN_SEEDS} seeds trained to the budget at one learning rate; have {held.shortfall()}"
+            return Verdict(claim, "not run", "not run", evidence, group, notes=_notes(group, [held]))
+        tried += [Judged(agent, entry, "every learning rate", held.stopped, held.trained) for entry in entries]
+    verdicts = []
+    for interval in ("paper", "rliable"):
+        verdicts.append(_verdict([
+            "holds" if getattr(j, interval)[2] < solved else "reversed" if getattr(j, interval)[1] >= solved
+            else "overlap" for j in tried]))
+    rates = {j.agent: [] for j in tried}
+    for j in tried:
+        rates[j.agent].append(f"{j.entry.lr:g}")
+    notes = [f"{agent}: every learning rate that ran with {MIN_SEEDS} seeds ({', '.join(lrs)})"
+             for agent, lrs in rates.items()]
+    evidence = "; ".join(j.text() for j in tried)
+    return Verdict(claim, *verdicts, evidence, group, (), (*notes, *_notes(group, tried, lr_notes=False)),
+                   tuple(tried))
+
+
+def _verdict(outcomes: list[str]) -> str:
+    if "reversed" in outcomes:
+        return "refuted"
+    return "reproduced" if set(outcomes) == {"holds"} else "not separated"
+
+
+def _compare(winner: Interval, loser: Interval) -> str:
     """"holds" if the winner's (mean, low, high) interval lies above the loser's, "reversed" if below,
     else "overlap"."""
     if winner[1] > loser[2]:
@@ -151,35 +312,196 @@ def _compare(winner: tuple[float, float, float], loser: tuple[float, float, floa
     return "overlap"
 
 
-def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
-    """The "paper claims" section: one row per claim, with its verdicts, budget, numbers and figure; empty
-    when no claim's environment has runs in the paper's configuration."""
-    verdicts = [(judge(claim, groups, "final"), judge(claim, groups, "over_run")) for claim in CLAIMS]
-    if all(final.group is None for final, _ in verdicts):
-        return []
-    lines = ["## Paper claims", "",
-             "Each claim of the SplAgger paper as an ordering of returns (mean over seeds, 68 % bootstrap CI; "
-             "each agent at its best learning rate; a \"fails\" claim at every learning rate with "
-             f"{MIN_SEEDS} seeds), judged on runs of the paper's configuration at the paper's budget: "
-             "*reproduced* = the ordering holds with separated intervals, *refuted* = reversed with separated "
-             f"intervals, *not separated* = overlapping intervals, *not run* = fewer than {MIN_SEEDS} finished "
-             "seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at the "
-             f"largest of them with {MIN_SEEDS} seeds of each agent it needs, marked *at a reduced budget*: "
-             "evidence about the early part of training, not a verdict on the paper's result. Judged twice: on "
-             "the final return, and on each seed's mean over the run (the area under its learning curve, which "
-             "separates agents that all solve but at different speeds).", ""]
+def improvement_interval(winner: Judged, loser: Judged) -> Interval:
+    """P(winner > loser) over their seeds' final statistics, with its 95 % stratified-bootstrap interval."""
+    return probability_of_improvement_ci([winner.entry.last_means], [loser.entry.last_means],
+                                         RLIABLE_CONFIDENCE, RLIABLE_RESAMPLES)
+
+
+def _interval(stat: Interval, digits: int = 3) -> str:
+    point, low, high = stat
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+# -- what a row must say besides the verdict -----------------------------------------------------------
+
+
+def budget_text(group: Group) -> str:
+    """The budget, and for a reduced one what those runs are: with the learning rate annealed to zero over
+    the reduced budget, a complete short schedule, not the early part of a run at the paper's budget."""
+    text = f"{group.frames:,} frames"
+    if not group.reduced:
+        return text
+    text += f" (REDUCED: {group.frames / group.paper_frames:.1%} of the paper's {group.paper_frames:,})"
+    annealed = group.overrides.get("lr_anneal", preset_settings(group.env_id).get("lr_anneal", False))
+    if annealed:
+        return (text + f"; the learning rate is annealed to 0 over these {format_frames(group.frames)} frames, so "
+                f"these are complete short runs, not the early part of a {format_frames(group.paper_frames)} run")
+    return text + f"; a constant learning rate: the first {format_frames(group.frames)} frames of the paper's run"
+
+
+def statistic_text(judged: Sequence[Judged]) -> str:
+    """The final statistic and the number of tasks it rests on (flagged below ``MIN_FINAL_TASKS``)."""
+    tasks = sorted({r.final_eval_tasks for j in judged if j.entry is not None for r in j.entry.records})
+    if not tasks:
+        return f"mean of the last {FINAL_EVALUATIONS} evaluations"
+    counts = "/".join(map(str, tasks))
+    text = f"mean of the last {FINAL_EVALUATIONS} evaluations, {counts} held-out tasks each"
+    if tasks[0] < MIN_FINAL_TASKS:
+        text += f" (FLAGGED: fewer than {MIN_FINAL_TASKS} tasks; these runs predate the longer final evaluations)"
+    return text
+
+
+def provenance_text(records: Sequence[RunRecord]) -> str:
+    """"" when every run trained on one machine with one set of package versions, else what differs."""
+    machines = Counter(f"{r.machine.get('cpu', '?')} ({r.machine.get('cpu_count', '?')} cores)" for r in records)
+    packages = sorted({name for r in records for name in r.versions})
+    differing = {name: Counter(r.versions.get(name, "?") for r in records) for name in packages}
+    differing = {name: count for name, count in differing.items() if len(count) > 1}
+    parts = []
+    if len(machines) > 1:
+        parts.append("machines " + ", ".join(f"{m}: {n} runs" for m, n in sorted(machines.items())))
+    for name, count in differing.items():
+        parts.append(f"{name} " + ", ".join(f"{v}: {n} runs" for v, n in sorted(count.items())))
+    return "; ".join(parts)
+
+
+def _provenance_note(group: Group, judged: Sequence[Judged]) -> str:
+    """A flag when the finished runs of the group a claim is judged on trained on different machines or
+    package versions, saying whether the judged runs themselves differ."""
+    mixed = provenance_text([r for r in group.runs if r.status == "finished"])
+    if not mixed:
+        return ""
+    judged_mixed = provenance_text([r for j in judged if j.entry is not None for r in j.entry.records])
+    scope = (f"the judged runs differ too ({judged_mixed})" if judged_mixed
+             else "the judged runs share one machine and one set of versions")
+    return f"MIXED PROVENANCE in this group: {mixed}; {scope}"
+
+
+def _notes(group: Group, judged: Sequence[Judged], lr_notes: bool = True) -> tuple[str, ...]:
+    notes = [statistic_text(judged)] if any(j.entry is not None for j in judged) else []
+    if lr_notes:
+        notes += [f"{j.agent}: {j.lr_note}" for j in judged if j.entry is not None]
+    stopped = {j.agent: j.stopped for j in judged if j.stopped}
+    if stopped:
+        notes.append("stopped early, not judged: " + ", ".join(f"{a} {n} seeds" for a, n in stopped.items()))
+    provenance = _provenance_note(group, judged)
+    if provenance:
+        notes.append(provenance)
+    return tuple(notes)
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table of plain-text cells (no markup), so that any renderer can lay it out: ``link_column``
+    names the column whose cells are relative paths of plots ("" where there is none)."""
+
+    title: str
+    intro: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    link_column: str = "plot"
+    emphasis_column: str = ""  # a column a renderer may set in bold
+
+
+CLAIM_HEADER = ("figure", "claim", "verdict", "budget", "final statistic: mean [68 % CI; 95 % CI]",
+                "probability of improvement [95 % CI]", "notes", "plot")
+ABLATION_HEADER = ("ablation", "agent", "runs", "final statistic: mean [68 % CI; 95 % CI]", "P(agent > RNN) [95 % CI]",
+                   "budget", "notes", "plot")
+
+
+def claims_intro() -> str:
+    return (
+        "Each claim of the SplAgger paper, in its words, from the figure that shows it (PEARL is the reference "
+        f"code's PEARL, agent {PEARL}). Judged on runs of the paper's configuration trained to the budget (runs "
+        "stopped early at a solved return are left out: they were selected on their outcome). Final statistic: "
+        f"each seed's mean over its last {FINAL_EVALUATIONS} evaluations (on {MIN_FINAL_TASKS} or more held-out "
+        f"tasks each; rows on fewer are flagged), then the mean over seeds with the paper's {PAPER_CONFIDENCE * 100:.0f} % "
+        f"bootstrap interval ({PAPER_RESAMPLES:,} resamples) and rliable's {RLIABLE_CONFIDENCE * 100:.0f} % stratified-"
+        f"bootstrap interval ({RLIABLE_RESAMPLES:,} resamples). *reproduced* = every comparison holds with "
+        "separated intervals (for \"same or better\": none is reversed), *refuted* = one is reversed with "
+        "separated intervals, *not separated* = overlapping intervals, *not run* = fewer than "
+        f"{MIN_SEEDS} seeds trained to the budget; the verdict is given on the 68 % intervals and says whether it "
+        "holds on the 95 % ones. Probability of improvement: the chance that a seed of the first agent ends "
+        "above a seed of the second (ties count one half). An agent is at its best learning rate (by mean over "
+        f"the run) only where {MIN_LR_SEARCH} or more of its preset grid's rates ran; otherwise the notes say "
+        "\"one learning rate\". A \"fails\" claim must hold at every learning rate that ran with "
+        f"{MIN_SEEDS} seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at "
+        f"the largest of them with {MIN_SEEDS} seeds of each agent, marked *at a reduced budget*; the budget "
+        "column says what those runs are. A claim whose group of runs trained on different machines or package "
+        "versions is flagged MIXED PROVENANCE.")
+
+
+def claims_table(groups: Sequence[Group], figures: str = "") -> Table | None:
+    """One row per claim; None when no claim's environment has runs in the paper's configuration."""
+    verdicts = [judge(claim, groups) for claim in CLAIMS]
+    if all(v.group is None for v in verdicts):
+        return None
     rows = []
-    for final, over_run in verdicts:
-        group = final.group
-        budget = "—" if group is None else f"{group.frames:,} frames"
-        if group is not None and group.reduced:
-            budget += f" (REDUCED: {group.frames / group.paper_frames:.1%} of the paper's {group.paper_frames:,})"
-        figure = f"[plot]({figures}{group.slug}.png)" if group is not None else "—"
-        evidence = final.evidence if over_run.verdict in ("not run", "—") else \
-            f"final: {final.evidence}. Over the run: {over_run.evidence}"
-        marks = [f"**{v.verdict}**" + (" at a reduced budget" if v.reduced and v.verdict != "not run" else "")
-                 for v in (final, over_run)]
-        # Claim texts and evidence are built from this module's constants and numbers: no escaping needed.
-        rows.append((final.claim.text, *marks, budget, evidence, figure))
-    return lines + _markdown_table(
-        ["claim", "final return", "mean over the run", "budget", "returns [68 % CI]", "figure"], rows) + [""]
+    for v in verdicts:
+        group = v.group
+        rows.append((
+            v.claim.figure, v.claim.text, v.text, "—" if group is None else budget_text(group), v.evidence,
+            "; ".join(v.improvement) or "—", "; ".join(v.notes) or "—",
+            "" if group is None else f"{figures}{group.slug}.png",
+        ))
+    return Table("Paper claims", claims_intro(), CLAIM_HEADER, tuple(rows), emphasis_column="verdict")
+
+
+def ablations_table(groups: Sequence[Group], figures: str = "") -> Table | None:
+    """Each agent's final statistic on the paper's ablation environments: results, not claims to judge."""
+    rows = []
+    for name, env_id in ABLATIONS:
+        candidates = paper_groups(groups, env_id)
+        if not candidates:
+            rows.append((name, "—", "not run", "—", "—", "—", "no finished runs in the paper's configuration", ""))
+            continue
+        group = max(candidates, key=lambda g: (not g.reduced, g.frames, sum(len(e.seeds) for e in g.entries)))
+        judged = [choose(group, agent) for agent in sorted({e.agent for e in group.entries})]
+        rnn = next((j for j in judged if j.agent == "RNN" and j.entry is not None), None)
+        for j in sorted(judged, key=lambda j: -j.paper[0] if j.entry is not None else float("inf")):
+            if j.entry is None:
+                rows.append((name, j.agent, j.shortfall(), "not run", "—", budget_text(group), "—", ""))
+                continue
+            mean, low, high = j.paper
+            _, low95, high95 = j.rliable
+            improvement = "—" if rnn is None or j is rnn else _interval(improvement_interval(j, rnn), 2)
+            rows.append((name, j.agent, f"{j.seeds} seeds", f"{mean:.3f} [{low:.3f}, {high:.3f}; {low95:.3f}, {high95:.3f}]",
+                         improvement, budget_text(group), "; ".join(_notes(group, [j])) or "—",
+                         f"{figures}{group.slug}.png"))
+    if all(row[2] == "not run" for row in rows):
+        return None
+    intro = ("The paper's ablations: T-maze Latent and T-maze Agreement are conditions under which permutation "
+             "variance remains useful, so they are shown as results (each agent's final statistic, as in the claims "
+             "table), not as claims that aggregation beats the RNN.")
+    return Table("Ablations (results, not claims)", intro, ABLATION_HEADER, tuple(rows))
+
+
+def claims_tables(groups: Sequence[Group], figures: str = "") -> list[Table]:
+    """The claims table and the ablations table, those that have rows."""
+    return [table for table in (claims_table(groups, figures), ablations_table(groups, figures)) if table is not None]
+
+
+def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
+    """The claims and ablations sections as markdown lines; empty when neither has runs."""
+    from metarl_agents.leaderboard.report import _markdown_table
+
+    lines: list[str] = []
+    for table in claims_tables(groups, figures):
+        link = table.header.index(table.link_column) if table.link_column in table.header else -1
+        bold = table.header.index(table.emphasis_column) if table.emphasis_column in table.header else -1
+        rows = []
+        for row in table.rows:
+            cells = list(row)
+            if link >= 0:
+                cells[link] = f"[plot]({cells[link]})" if cells[link] else "—"
+            if bold >= 0:
+                verdict = next((v for v in VERDICTS if cells[bold].startswith(v)), "")
+                if verdict:
+                    cells[bold] = f"**{verdict}**{cells[bold][len(verdict):]}"
+            rows.append(cells)
+        lines += [f"## {table.title}", "", table.intro, ""] + _markdown_table(table.header, rows) + [""]
+    return lines
