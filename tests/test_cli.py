@@ -23,6 +23,7 @@ BAD = [  # (options, words of the message)
     (["--override", "n_steps=0"], ["n_steps", "got 0", "[1, 1000000]"]),
     (["--override", "n_stepz=5"], ["n_stepz", "allowed: n_envs, n_steps"]),
     (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
+    (["--final-eval-tasks", "0"], ["n_final_eval_tasks", "got 0", "[1, 65536] or none"]),
     (["--eval-every", "-5"], ["--eval-every", "'-5'"]),
     (["--env-kwarg", "length=1"], ["length"]),
     (["--policy-kwarg", "net_arch"], ["--policy-kwarg", "KEY=VALUE", "'net_arch'"]),

@@ -70,6 +70,10 @@ def test_grid_from_presets():
     (tiny,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=1000, overrides={"n_steps": 8, "n_envs": 4})
     assert tiny.eval_every == 96 and tiny.overrides == {"n_steps": 8, "n_envs": 4}
     assert "frames1.5M__" in full.run_key and "REDUCED" not in full.run_key
+    # the last three evaluations on 64 tasks: another run (its key says so), the earlier key unchanged
+    (longer,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["73,"], [1e-3], n_final_eval_tasks=64)
+    assert (longer.n_eval_tasks, longer.n_final_eval_tasks, longer.final_eval_tasks) == (16, 64, 64)
+    assert longer.run_key != full.run_key and full.n_final_eval_tasks is None and full.final_eval_tasks == 16
 
 
 def test_seed_and_frame_parsing():

@@ -344,3 +344,29 @@ def test_run_killed_after_meeting_the_rule_is_finished_without_training(tmp_path
     assert train_one(run, db, trainer) == "finished"
     assert trainer.lines() == []
     assert stored(db)[run.run_key][:2] == ("finished", [500])
+
+
+def test_the_evaluation_schedule_is_known_ahead_and_the_last_three_use_the_final_tasks(tmp_path):
+    from dataclasses import replace
+
+    from metarl_agents.leaderboard.grid import evaluation_frames
+
+    assert evaluation_frames(FRAMES, EVAL_EVERY, ROLLOUT) == EVAL_FRAMES
+    # the committed store's schedules: MC-LS at 400k (every 38,400, 16 x 800 frames a rollout), T-LS at 1.5 M
+    mc_ls = evaluation_frames(400_000, 38_400, 12_800)
+    assert (len(mc_ls), mc_ls[-4:]) == (11, [307_200, 345_600, 384_000, 409_600])  # as stored
+    t_ls = evaluation_frames(1_500_000, 44_800, 11_200)
+    assert (len(t_ls), t_ls[-2:]) == (34, [1_478_400, 1_500_800])  # as stored
+    with pytest.raises(ValueError, match="rollout must be an integer >= 1, got 0"):
+        evaluation_frames(FRAMES, EVAL_EVERY, 0)
+
+    db, log = tmp_path / "r.db", str(tmp_path / "log")
+    run = replace(spec(), n_final_eval_tasks=64)
+    assert run.run_key != spec().run_key and spec().run_key.endswith(spec().config_hash)
+    crashing = FakeTrainer(log, crash_after_evals={run.run_key: 2})
+    assert not run_grid([run], db, trainer=crashing, show_progress=False).ok
+    assert run_grid([run], db, trainer=FakeTrainer(log), show_progress=False).ok  # resumed at 500
+    evals = [line[2:] for line in FakeTrainer(log).lines() if line[0] == "eval"]
+    assert evals == [["300"], ["500", "tasks=64"], ["800", "tasks=64"], ["1000", "tasks=64"]]
+    with ResultStore(db) as store:
+        assert store.run_by_key(run.run_key).n_final_eval_tasks == 64

@@ -78,3 +78,21 @@ def test_divergence_is_recorded_with_the_last_finite_checkpoint(tmp_path):
     error = summary.failed[spec.run_key]
     assert "training diverged at update" in error and "a parameter became non-finite" in error
     assert error.endswith(f"Last finite checkpoint: {spec.run_key}.f32.pt (32 frames)")
+
+
+def test_the_last_three_evaluations_use_the_final_task_count(tmp_path, monkeypatch):
+    """Evaluations at 32, 64, 96 and 128 frames: the first on 2 tasks, the last three on 3 (the same seeds)."""
+    import metarl_agents.training.evaluation as evaluation
+
+    calls = []
+
+    def recording(model, env_id, n_tasks, seed, env_kwargs=None):
+        calls.append((model.num_timesteps, n_tasks, seed))
+        return {"meta_episode_return": 1.0, "episode_returns": [0.5, 0.5]}
+
+    monkeypatch.setattr(evaluation, "evaluate_meta", recording)
+    (spec,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=128, eval_every=32, n_eval_tasks=2,
+                         n_final_eval_tasks=3, env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+    assert run_grid([spec], tmp_path / "r.db", show_progress=False).ok
+    assert calls == [(32, 2, spec.eval_seed), (64, 3, spec.eval_seed), (96, 3, spec.eval_seed),
+                     (128, 3, spec.eval_seed)]
