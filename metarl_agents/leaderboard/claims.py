@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.report import Entry, Group
-from metarl_agents.leaderboard.store import RunRecord
 from metarl_agents.leaderboard.stats import (
     PAPER_CONFIDENCE,
     PAPER_RESAMPLES,
@@ -53,6 +52,7 @@ from metarl_agents.leaderboard.stats import (
     probability_of_improvement_ci,
     stratified_bootstrap_ci,
 )
+from metarl_agents.leaderboard.store import RunRecord
 from metarl_agents.training.config import FINAL_EVALUATIONS, preset_settings
 from metarl_agents.training.presets import load_preset
 
@@ -342,13 +342,16 @@ def budget_text(group: Group) -> str:
 
 def statistic_text(judged: Sequence[Judged]) -> str:
     """The final statistic and the number of tasks it rests on (flagged below ``MIN_FINAL_TASKS``)."""
-    tasks = sorted({r.final_eval_tasks for j in judged if j.entry is not None for r in j.entry.records})
+    records = [r for j in judged if j.entry is not None for r in j.entry.records]
+    tasks = sorted({r.final_eval_tasks for r in records})
     if not tasks:
         return f"mean of the last {FINAL_EVALUATIONS} evaluations"
     counts = "/".join(map(str, tasks))
     text = f"mean of the last {FINAL_EVALUATIONS} evaluations, {counts} held-out tasks each"
     if tasks[0] < MIN_FINAL_TASKS:
-        text += f" (FLAGGED: fewer than {MIN_FINAL_TASKS} tasks; these runs predate the longer final evaluations)"
+        older = any(r.n_final_eval_tasks is None for r in records)
+        text += (f" (FLAGGED: fewer than {MIN_FINAL_TASKS} tasks"
+                 + ("; these runs predate the longer final evaluations)" if older else ")"))
     return text
 
 

@@ -31,9 +31,6 @@ from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
 from metarl_agents.leaderboard.store import ResultStore, RunRecord
 from metarl_agents.training.config import FINAL_EVALUATIONS
 
-__all__ = ["BOOTSTRAP_SEED", "CONFIDENCE", "N_RESAMPLES", "Entry", "Group", "bootstrap_ci", "load_groups",
-           "write_report"]
-
 #: One run's stored curve: its record, evaluation frames and returns (before any carrying forward).
 RawRun = tuple[RunRecord, np.ndarray, np.ndarray]
 
