@@ -73,17 +73,30 @@ def kaiming_linear(out_features: int, in_features: int) -> tuple[th.Tensor, th.T
     return layer.weight.detach().clone(), layer.bias.detach().clone()
 
 
-def base_initialisation(sizes: Sequence[int], role: str, discrete: bool) -> list[tuple[th.Tensor, th.Tensor]]:
+def reference_critic_output(fan_in: int) -> tuple[th.Tensor, th.Tensor]:
+    """The SplAgger reference's hypernetwork critic output layer: ``kaiming_uniform_`` with ``a = 0`` (bound
+    ``√(6 / fan_in)``, 0.217 at 128) and a bias from ``U(−1, 1)`` (the reference took the bias's fan-in from a
+    ``(fan_in, 1)`` tensor, i.e. 1)."""
+    weight = nn.init.kaiming_uniform_(th.empty(1, fan_in), a=0.0)
+    bias = th.empty(1).uniform_(-1.0, 1.0)
+    return weight, bias
+
+
+def base_initialisation(sizes: Sequence[int], role: str, discrete: bool,
+                        critic_init: str = "torch") -> list[tuple[th.Tensor, th.Tensor]]:
     """Standard ``(weight, bias)`` of a base net ``sizes[0] → … → sizes[-1]`` for ``role`` actor/critic.
 
     Hidden layers: rows of norm 5/3, zero bias. Actor output: orthogonal with gain 0.01 (discrete) or
-    rows of norm 1 (Gaussian), zero bias. Critic output: Kaiming-uniform weight, ``U(±1/√fan_in)`` bias.
+    rows of norm 1 (Gaussian), zero bias. Critic output: Kaiming-uniform weight, ``U(±1/√fan_in)`` bias
+    (``critic_init="torch"``, nn.Linear's default) or :func:`reference_critic_output` (``"reference"``).
     """
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         bias = th.zeros(fan_out)
         if i < len(sizes) - 2:
             weight = normc(fan_out, fan_in, TANH_GAIN)
+        elif role == "critic" and critic_init == "reference" and fan_out == 1:
+            weight, bias = reference_critic_output(fan_in)
         elif role == "critic":
             weight, bias = kaiming_linear(fan_out, fan_in)
         elif discrete:
@@ -144,7 +157,7 @@ class HyperHead(nn.Module):
     def __init__(
         self, obs_dim: int, latent_dim: int, action_dim: int, discrete: bool, *,
         state_dim: int = 256, hyper_dim: int = 25, hidden: Sequence[int] = (256, 128), obs_clip: float = 10.0,
-        autocast_bf16: bool = False,
+        autocast_bf16: bool = False, critic_init: str = "torch",
     ) -> None:
         super().__init__()
         # Opt-in bfloat16 autocast of the head's products (parameters, gradients and outputs stay float32).
@@ -156,7 +169,9 @@ class HyperHead(nn.Module):
         self.actor = nn.ModuleList(
             HyperLinear(hyper_dim, w, b) for w, b in base_initialisation([*sizes, action_dim], "actor", discrete)
         )
-        self.critic = nn.ModuleList(HyperLinear(hyper_dim, w, b) for w, b in base_initialisation([*sizes, 1], "critic", discrete))
+        self.critic = nn.ModuleList(
+            HyperLinear(hyper_dim, w, b) for w, b in base_initialisation([*sizes, 1], "critic", discrete, critic_init)
+        )
 
     @staticmethod
     def _run(layers: nn.ModuleList, h: th.Tensor, e1: th.Tensor) -> th.Tensor:

@@ -40,6 +40,8 @@ from metarl_agents.memory import Memory
 from metarl_envs.wrappers import transition_layout_from_space
 
 HEADS = ("hyper", "mlp")
+START_LATENTS = ("encode", "prior")
+CRITIC_INITS = ("torch", "reference")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,14 @@ class PolicyConfig:
     log_std_init: float = 0.0  #: Gaussian policies: initial state-independent log-std
     optimizer_class: type[th.optim.Optimizer] = th.optim.Adam
     optimizer_kwargs: dict[str, Any] | None = None
+    #: the memory's own optimizer settings, e.g. {"eps": 1e-8} (None: the memory shares ``optimizer_kwargs``)
+    memory_optimizer_kwargs: dict[str, Any] | None = None
+    #: a trial's first latent: "encode" its observation from the empty memory, or the memory's "prior"
+    #: (a zero embedding read out of the empty state, the state left empty), as the SplAgger reference did
+    start_latent: str = "encode"
+    #: hypernetwork head's critic output layer: "torch" (nn.Linear's default) or "reference" (the SplAgger
+    #: reference's: Kaiming-uniform with a = 0, bias U(-1, 1))
+    critic_init: str = "torch"
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(PolicyConfig))
@@ -113,6 +123,9 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         config = {**self.preset, **kwargs}
         if config.get("head", "hyper") not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {config['head']!r}")
+        for name, allowed in (("start_latent", START_LATENTS), ("critic_init", CRITIC_INITS)):
+            if name in config and config[name] not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {config[name]!r}")
         if "net_arch" in config:
             arch = config["net_arch"]
             if not isinstance(arch, (list, tuple)) or not all(isinstance(n, int) and n > 0 for n in arch):
@@ -135,7 +148,14 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         self.lstm_critic = None
         self.critic = None
         self.lstm_hidden_state_shape = (1, 1, hidden)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _parameter_groups(self) -> Any:
+        """All parameters, or the head's and the memory's as two groups where the memory has its own settings."""
+        if not self.config.memory_optimizer_kwargs:
+            return self.parameters()
+        return [{"params": self.head_parameters()},
+                {"params": self.memory_parameters(), **self.config.memory_optimizer_kwargs}]
 
     # --- construction ----------------------------------------------------------------------
     def _build(self, lr_schedule: Schedule) -> None:
@@ -147,12 +167,13 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             split=cfg.split,
             aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
             state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
+            prior_at_start=cfg.start_latent == "prior",
         )
         head_class = HyperHead if cfg.head == "hyper" else MlpHead
         if cfg.head_bf16 and cfg.head != "hyper":
             raise ValueError(f"head_bf16=True applies to the hypernetwork head only, got head={cfg.head!r}")
-        extra = ({"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch, "autocast_bf16": cfg.head_bf16}
-                 if cfg.head == "hyper" else {"net_arch": cfg.net_arch})
+        extra = ({"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch, "autocast_bf16": cfg.head_bf16,
+                  "critic_init": cfg.critic_init} if cfg.head == "hyper" else {"net_arch": cfg.net_arch})
         self.head = head_class(
             self.layout["obs_dim"], self.memory.output_dim, self.layout["act_dim"], discrete,
             state_dim=cfg.head_state_dim, obs_clip=cfg.obs_clip, **extra,
@@ -230,21 +251,23 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         :meth:`forward` without the statistics update: :meth:`step_flat` between the packed states.
         """
         keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
-        actions, values, log_prob, state = self.step_flat(obs, self.flat_state(lstm_states) * keep, deterministic)
+        actions, values, log_prob, state = self.step_flat(obs, self.flat_state(lstm_states) * keep, deterministic,
+                                                          starts=episode_starts)
         return actions, values.reshape(-1, 1), log_prob, self.packed_states(state)
 
     def step_flat(
-        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False
+        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """:meth:`step` on the flat memory state ``[B, state_size]`` (already zeroed where a trial
         starts): ``(actions, values [B], log_prob, new flat state)``, the numbers of :meth:`step`.
+        ``starts [B]`` marks the memory's start steps (used by ``start_latent="prior"``).
 
         Rollouts are a loop over single steps at small batch, where per-call overhead outweighs
         arithmetic, so this path skips the sequence machinery (:meth:`Memory.step`), the packing of
         the state (MetaPPO packs it once per chunk) and, for Discrete actions, SB3's distribution objects.
         """
         obs = obs.reshape(obs.shape[0], -1).to(th.float32)
-        latent, state = self.memory.step(obs, state, sample=not deterministic)
+        latent, state = self.memory.step(obs, state, sample=not deterministic, starts=starts)
         action_out, values = self.head.step(obs[:, self.layout["slices"]["s"]], latent)
         if isinstance(self.action_space, spaces.Discrete):
             log_probs = th.log_softmax(action_out, dim=-1)
@@ -307,22 +330,33 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
 
     # --- MetaPPO API -----------------------------------------------------------------------
     def evaluate_sequence(
-        self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, states: RNNStates
+        self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, states: RNNStates,
+        select: th.Tensor | None = None, sample: bool = True,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """Whole sequences ``[T, B, ...]`` with full backprop: ``(values, log_prob, entropy, aux_loss)``.
 
         ``episode_starts[t, b] = 1`` resets the memory before step ``t``; ``states`` hold the memory
         before step 0. ``aux_loss`` is PEARL's weighted KL term (zero for the other memories).
+        ``select`` (flat indices into ``T * B``): the memory still runs over every step, the head only
+        at these, and the results are 1-D in ``select``'s order. ``sample=False``: a variational
+        memory's posterior mean instead of a sample.
         """
         t_count, batch = obs.shape[:2]
-        action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, states.pi)
-        distribution = self._distribution(action_out.reshape(t_count * batch, -1))
-        if isinstance(self.action_space, spaces.Discrete):
-            flat_actions = actions.reshape(-1).long()
+        if select is None:
+            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, states.pi, sample)
+            action_out, flat_actions = action_out.reshape(t_count * batch, -1), actions.reshape(t_count * batch, -1)
         else:
-            flat_actions = actions.reshape(t_count * batch, -1)
-        log_prob = distribution.log_prob(flat_actions).view(t_count, batch)
-        return values, log_prob, distribution.entropy().view(t_count, batch), aux
+            obs = obs.reshape(t_count, batch, -1).to(th.float32)
+            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), self._unpack(states.pi), sample)
+            s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)[select]
+            action_out, values = self.head(s, latent.reshape(t_count * batch, -1)[select])
+            flat_actions = actions.reshape(t_count * batch, -1)[select]
+        distribution = self._distribution(action_out)
+        if isinstance(self.action_space, spaces.Discrete):
+            flat_actions = flat_actions.reshape(-1).long()
+        shape = (t_count, batch) if select is None else (-1,)
+        log_prob = distribution.log_prob(flat_actions).view(shape)
+        return values, log_prob, distribution.entropy().view(shape), aux
 
     def memory_parameters(self) -> list[nn.Parameter]:
         """The memory's parameters (embeddings, encoder, aggregator, latent projection)."""

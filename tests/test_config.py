@@ -23,7 +23,7 @@ BAD = {
     "eval_every": (0, "[1, "), "n_eval_tasks": (0, "[1, 65536]"), "n_final_eval_tasks": (0, "[1, 65536] or none"),
     "stop_at_return": (math.nan, "finite number"),
     "patience": (0, "[1, "), "seed": (-1, "[0, 2147483647]"), "device": ("bogus", "cpu, cuda, cuda:N, mps or auto"),
-    "threads": (0, "[1, 1024]"),
+    "threads": (0, "[1, 1024]"), "protocol": ("reference", "metarl, paper"),
 }
 
 
@@ -75,20 +75,22 @@ def test_build_model_honours_every_trainer_setting_including_n_envs():
 
 
 # Keys computed by the code before the run configuration existed: the background sweep's store holds such
-# runs, and a finished run must be recognised (and skipped) by its key.
+# runs, and a finished run must be recognised (and skipped) by its key. They trained under the "metarl"
+# protocol (the paper presets now default to "paper", which gives other keys: see the test below).
+METARL = {"protocol": "metarl"}
 GOLDEN = [
-    (dict(envs=["MetaTMaze-v0"], agents=["SplAgger"], seeds=["73,"], lrs=[1e-3]),
+    (dict(**METARL, envs=["MetaTMaze-v0"], agents=["SplAgger"], seeds=["73,"], lrs=[1e-3]),
      ["MetaTMaze-v0__SplAgger__seed73__lr0.001__frames1.5M__5c7f5a1a"]),
-    (dict(envs=["MetaTMaze-v0"], agents=["RNN"], seeds=["2"], lrs=[1e-3], frames=22400, eval_every=5600,
+    (dict(**METARL, envs=["MetaTMaze-v0"], agents=["RNN"], seeds=["2"], lrs=[1e-3], frames=22400, eval_every=5600,
           env_kwargs={"length": 10}, overrides={"n_steps": 100}),
      ["MetaTMaze-v0__RNN__seed73__lr0.001__frames22.4k-REDUCED__098bf993",
       "MetaTMaze-v0__RNN__seed20__lr0.001__frames22.4k-REDUCED__098bf993"]),
-    (dict(envs=["MetaCheetahDir-v0"], agents=["SplAgger"], seeds=["3,"], lrs=[3e-4], frames=2_000_000),
+    (dict(**METARL, envs=["MetaCheetahDir-v0"], agents=["SplAgger"], seeds=["3,"], lrs=[3e-4], frames=2_000_000),
      ["MetaCheetahDir-v0__SplAgger__seed3__lr0.0003__frames2M-REDUCED__17b8b5e9"]),
-    (dict(envs=["MetaPlanningGame-v0"], agents=["CNP"], seeds=["20,"], lrs=[3e-5], frames=300_000, n_eval_tasks=8,
+    (dict(**METARL, envs=["MetaPlanningGame-v0"], agents=["CNP"], seeds=["20,"], lrs=[3e-5], frames=300_000, n_eval_tasks=8,
           overrides={"ent_coef": 0.05, "lr_anneal": True}),
      ["MetaPlanningGame-v0__CNP__seed20__lr3e-05__frames300k-REDUCED__6df5c4dc"]),
-    (dict(envs=["MetaTMaze-v0"], agents=["SplAgger"], seeds=["73,"], lrs=[1e-3], stop_at_return=15.5, patience=3),
+    (dict(**METARL, envs=["MetaTMaze-v0"], agents=["SplAgger"], seeds=["73,"], lrs=[1e-3], stop_at_return=15.5, patience=3),
      ["MetaTMaze-v0__SplAgger__seed73__lr0.001__frames1.5M__6bc1ba2b"]),
 ]
 
@@ -103,6 +105,37 @@ def test_run_keys_of_existing_specs_never_change(grid, keys, tmp_path):
             record = store.register_run(spec.store_fields())
             assert record.run_key == spec.run_key and record.spec() == spec
     assert all(spec.config().as_dict()["learning_rate"] == spec.lr for spec in specs)
+
+
+def test_paper_presets_default_to_the_paper_protocol_under_new_keys_and_stored_runs_stay_metarl(tmp_path):
+    """The paper presets train under "paper"; that is part of a run's identity, while a run stored before
+    protocols existed (no protocol column) reads back as "metarl" with its old key and resumes as metarl."""
+    import sqlite3
+
+    (paper,) = build_grid(["MetaTMaze-v0"], ["SplAgger"], ["73,"], [1e-3])
+    (metarl,) = build_grid(**GOLDEN[0][0])
+    assert (paper.protocol, metarl.protocol) == ("paper", "metarl") and paper.preset_hash == metarl.preset_hash
+    assert metarl.run_key == GOLDEN[0][1][0] and paper.run_key != metarl.run_key
+    assert paper.run_key.rsplit("__", 1)[0] == metarl.run_key.rsplit("__", 1)[0]
+    assert paper.config().protocol == "paper" and metarl.config().protocol == "metarl"
+    assert dataclasses.replace(paper, protocol="metarl") == metarl  # the only difference
+    (other,) = build_grid(["MetaTMazeLongShort-v0"], ["RNN"], ["3,"], [1e-3])  # not a paper preset
+    assert other.protocol == "metarl"
+    db = tmp_path / "old.db"
+    with ResultStore(db) as store:
+        store.register_run(metarl.store_fields())
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE runs DROP COLUMN protocol; UPDATE schema_version SET version = 3;")
+    conn.close()
+    with ResultStore(db, readonly=True) as store:
+        (old,) = store.runs()
+        assert (old.protocol, old.run_key, old.spec()) == ("metarl", metarl.run_key, metarl)
+        assert old.spec().config().protocol == "metarl"
+    with ResultStore(db) as store:  # the upgrade fills in "metarl"
+        (upgraded,) = store.runs()
+        assert upgraded.protocol == "metarl" and store.run_by_key(metarl.run_key) == upgraded
+        with pytest.raises(KeyError):
+            store.run_by_key(paper.run_key)
 
 
 def test_policy_kwargs_join_a_runs_identity_only_when_set():

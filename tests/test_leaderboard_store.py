@@ -221,18 +221,19 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
     conn.executescript("ALTER TABLE runs DROP COLUMN stop_at_return; ALTER TABLE runs DROP COLUMN patience; "
                        "ALTER TABLE runs DROP COLUMN policy_kwargs; ALTER TABLE runs DROP COLUMN resolved_config; "
                        "ALTER TABLE runs DROP COLUMN n_final_eval_tasks; "
-                       "UPDATE schema_version SET version = 1;")
+                       "ALTER TABLE runs DROP COLUMN protocol; UPDATE schema_version SET version = 1;")
     conn.close()
     before = db.read_bytes()
     with ResultStore(db, readonly=True) as store:
         (old,) = store.runs()
         assert (old.run_key, old.status, old.stop_at_return, old.patience) == (run.run_key, "finished", None, None)
+        assert old.protocol == "metarl"  # every run stored before protocols existed trained as metarl
     assert db.read_bytes() == before
     with ResultStore(db) as store:
         (upgraded,) = store.runs()
         assert upgraded == old and [p.frames for p in store.evaluations(upgraded.id)] == [500]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
     conn.close()
 
 

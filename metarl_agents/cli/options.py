@@ -72,6 +72,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE", help="family kwarg, e.g. length=10 (repeatable; a non-paper setting)")
     parser.add_argument("--policy-kwarg", dest="policy_kwargs", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="policy kwarg, e.g. head=mlp or net_arch=[16] (repeatable)")
+    parser.add_argument("--protocol", choices=("paper", "metarl"),
+                        help="training protocol: paper (as the SplAgger reference trained; the paper presets' "
+                             "default) or metarl (this trainer's own; what runs stored before protocols used)")
     parser.add_argument("--stop-at-return", type=float, metavar="R",
                         help="end a run after --patience consecutive evaluations with a meta-episode return >= R "
                              "(e.g. 15.5 on MetaTMaze-v0)")
@@ -106,7 +109,7 @@ def grid_settings(args: argparse.Namespace) -> dict[str, Any]:
         "n_final_eval_tasks": args.n_final_eval_tasks,
         "env_kwargs": _pairs("--env-kwarg", args.env_kwargs), "overrides": overrides,
         "policy_kwargs": _pairs("--policy-kwarg", args.policy_kwargs), "stop_at_return": args.stop_at_return,
-        "patience": args.patience,
+        "patience": args.patience, "protocol": args.protocol,
     }
 
 

@@ -61,6 +61,8 @@ class RunSpec:
     policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the agents' architecture, if not the default
     # Tasks in each of the last FINAL_EVALUATIONS evaluations (None: n_eval_tasks), for a steadier final statistic.
     n_final_eval_tasks: int | None = None
+    # The training protocol (MetaPPO's): every run stored before protocols existed trained as "metarl".
+    protocol: str = "metarl"
 
     #: Fields that may differ within one report group: the group ranks agents and learning rates over seeds,
     #: and an early-stopped run's curve is carried to the budget, so runs with and without a rule compare.
@@ -100,6 +102,8 @@ class RunSpec:
             config.append({"policy_kwargs": self.policy_kwargs})
         if self.n_final_eval_tasks is not None:
             config.append({"n_final_eval_tasks": self.n_final_eval_tasks})
+        if self.protocol != "metarl":
+            config.append({"protocol": self.protocol})
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -136,7 +140,7 @@ class RunSpec:
             eval_every=self.eval_every, n_eval_tasks=self.n_eval_tasks, n_final_eval_tasks=self.n_final_eval_tasks,
             env_kwargs=dict(self.env_kwargs),
             policy_kwargs=dict(self.policy_kwargs), stop_at_return=self.stop_at_return, patience=self.patience,
-            device=device, threads=threads, **self.overrides,
+            protocol=self.protocol, device=device, threads=threads, **self.overrides,
         )
 
 
@@ -174,7 +178,10 @@ def budget_label(frames: int, paper_frames: int) -> str:
 
 
 def preset_hash(preset: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(preset, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """Hash of a preset's values, its ``protocol`` left out: a run's protocol is a field of its own
+    (:attr:`RunSpec.protocol`), so naming it in the presets left every stored run's key as it was."""
+    values = {key: value for key, value in preset.items() if key != "protocol"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def registered_envs() -> tuple[str, ...]:
@@ -259,6 +266,7 @@ def build_grid(
     patience: int | None = None,
     policy_kwargs: dict[str, Any] | None = None,
     n_final_eval_tasks: int | None = None,
+    protocol: str | None = None,
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × lr; unset options come from each environment's preset.
 
@@ -268,6 +276,8 @@ def build_grid(
     ``TRAINER_SETTINGS``); like ``env_kwargs`` and ``policy_kwargs`` they become part of each run's
     identity and are reported as departures from the paper's settings. ``stop_at_return`` ends a run after
     ``patience`` (default 1) consecutive evaluations with a meta-episode return >= ``stop_at_return``.
+    ``protocol`` ("paper" or "metarl") replaces the preset's training protocol (the paper presets' is
+    "paper"; a preset without one, and every run stored before protocols existed, is "metarl").
     Every run's configuration is validated (:class:`RunConfig`) before any is returned.
     """
     from metarl_agents.training.presets import load_preset
@@ -283,6 +293,8 @@ def build_grid(
         paper_frames = int(preset["frames"])
         settings = dict(overrides or {}, env_kwargs=dict(env_kwargs or {}), policy_kwargs=dict(policy_kwargs or {}),
                         stop_at_return=stop_at_return, patience=patience, frames=paper_frames if frames is None else frames)
+        if protocol is not None:
+            settings["protocol"] = protocol
         if n_eval_tasks is not None:
             settings["n_eval_tasks"] = n_eval_tasks
         if n_final_eval_tasks is not None:
@@ -305,5 +317,6 @@ def build_grid(
                         env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
                         stop_at_return=run.stop_at_return, patience=run.patience,
                         policy_kwargs=dict(policy_kwargs or {}), n_final_eval_tasks=run.n_final_eval_tasks,
+                        protocol=run.protocol,
                     ))
     return specs

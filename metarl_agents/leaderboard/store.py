@@ -30,15 +30,17 @@ from typing import Any
 
 from metarl_agents.leaderboard.grid import RunSpec
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Older stores are upgraded in place on the first writable open: an upgrade only adds columns (nullable
 # or with a default), so every stored run and evaluation stays as it was. Version 2 added early stopping,
 # version 3 the agents' architecture (policy_kwargs) and each run's full configuration (resolved_config),
-# version 4 the tasks of the last evaluations (n_final_eval_tasks; NULL: as many as the others).
+# version 4 the tasks of the last evaluations (n_final_eval_tasks; NULL: as many as the others),
+# version 5 the training protocol (runs stored before it trained as "metarl").
 _UPGRADES = {
     1: ("ALTER TABLE runs ADD COLUMN stop_at_return REAL", "ALTER TABLE runs ADD COLUMN patience INTEGER"),
     2: ("ALTER TABLE runs ADD COLUMN policy_kwargs TEXT NOT NULL DEFAULT '{}'", "ALTER TABLE runs ADD COLUMN resolved_config TEXT"),
     3: ("ALTER TABLE runs ADD COLUMN n_final_eval_tasks INTEGER",),
+    4: ("ALTER TABLE runs ADD COLUMN protocol TEXT NOT NULL DEFAULT 'metarl'",),
 }
 APP_NAME = "metarl-leaderboard"
 # Stamped into the SQLite header (PRAGMA application_id) so the file identifies itself: "MRLB".
@@ -475,9 +477,11 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         while version != SCHEMA_VERSION:
             for statement in _UPGRADES[version]:
-                conn.execute(statement)
+                if statement.split("ADD COLUMN ")[-1].split()[0] not in present:  # a column once, however reached
+                    conn.execute(statement)
             version += 1
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")

@@ -103,8 +103,10 @@ class Memory(nn.Module):
         state_embed: int = 32,
         action_embed: int = 8,
         reward_embed: int = 8,
+        prior_at_start: bool = False,
     ) -> None:
         super().__init__()
+        self.prior_at_start = bool(prior_at_start)
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if split and aggregator is None:
@@ -149,8 +151,11 @@ class Memory(nn.Module):
         Returns ``(latent [T, B, output_dim], final state [B, state_size], auxiliary loss)``. ``sample``
         only matters for variational memories (``False``: the posterior mean).
         """
-        seg = Segments.from_starts(episode_starts)
         x = self.embed(obs)
+        resets = episode_starts
+        if self.prior_at_start:
+            x, resets = self._prior_steps(x, episode_starts)
+        seg = Segments.from_starts(resets)
         enc_state, agg_state = state[:, : self.encoder_state_size], state[:, self.encoder_state_size :]
         if self.gru is not None:
             x, enc_state = gru_with_resets(self.gru, x, enc_state, seg)
@@ -158,13 +163,36 @@ class Memory(nn.Module):
             x, enc_state = self.scan(x, enc_state, seg)
         else:
             x = self.per_step(x)
-        return self._read_out(x, enc_state, agg_state, lambda h, s: self.aggregator(h, s, seg), sample)
+        latent, new_state, aux = self._read_out(x, enc_state, agg_state, lambda h, s: self.aggregator(h, s, seg), sample)
+        if self.prior_at_start:  # a prior step leaves the memory empty, the last one included
+            new_state = new_state * (1.0 - episode_starts[-1].to(new_state.dtype)).unsqueeze(-1)
+        return latent, new_state, aux
 
-    def step(self, obs: th.Tensor, state: th.Tensor, sample: bool = True) -> tuple[th.Tensor, th.Tensor]:
+    @staticmethod
+    def _prior_steps(x: th.Tensor, starts: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Zero embeddings at start steps, and resets both at them and right after them: a start step
+        reads the prior out of the empty state, and the next step builds on the empty state again."""
+        prior = starts.bool()
+        resets = prior.clone()
+        resets[1:] |= prior[:-1]
+        return x.masked_fill(prior.unsqueeze(-1), 0.0), resets
+
+    def step(self, obs: th.Tensor, state: th.Tensor, sample: bool = True,
+             starts: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
         """One step for a batch: ``obs [B, obs_dim]``, ``state [B, state_size]`` (already zeroed where
         a trial starts) -> ``(latent [B, output_dim], new state)``. No auxiliary loss: this is the
-        rollout's path; training runs :meth:`forward`."""
+        rollout's path; training runs :meth:`forward`. ``starts [B]`` marks start steps (only
+        ``prior_at_start`` needs it: there the latent is the prior and the state stays empty)."""
+        keep = None
+        if self.prior_at_start and starts is not None:
+            keep = (1.0 - starts.reshape(-1, 1).to(obs.dtype))
         x = self.embed.step(obs)
+        if keep is not None:
+            x = x * keep
+        latent, new_state = self._step_encoded(x, state, sample)
+        return latent, (new_state if keep is None else new_state * keep)
+
+    def _step_encoded(self, x: th.Tensor, state: th.Tensor, sample: bool) -> tuple[th.Tensor, th.Tensor]:
         enc_state, agg_state = state[:, : self.encoder_state_size], state[:, self.encoder_state_size :]
         if self.gru is not None:
             x = enc_state = gru_step(self.gru, x, enc_state)

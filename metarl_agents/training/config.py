@@ -36,6 +36,8 @@ MAX_FRAMES = 10**12
 #: How many evaluations at the end of a run make its final statistic (their mean).
 FINAL_EVALUATIONS = 3
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+#: Training protocols (MetaPPO's): "metarl", what runs stored before protocols existed used, and "paper".
+PROTOCOLS = ("metarl", "paper")
 
 
 def eval_seed(seed: int) -> int:
@@ -147,6 +149,8 @@ class RunConfig:
     normalize_reward: bool = _setting(True, kind=bool, doc="scale rewards by the return's running std")
     reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, doc="clip of the scaled rewards")
     clip_actions: bool = _setting(True, kind=bool, doc="clip Box actions to the action space")
+    protocol: str = _setting("metarl", kind=str, doc="training protocol: paper (as the SplAgger reference trained) "
+                                                     "or metarl (this trainer's own)")
     # -- budget and evaluation protocol ----------------------------------------------------------
     frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, doc="training frames")
     eval_every: int = _setting(50_000, kind=int, low=1, high=MAX_FRAMES, doc="frames between evaluations")
@@ -173,6 +177,8 @@ class RunConfig:
             raise ValueError(f"patience={self.patience} needs stop_at_return (the return to reach)")
         if self.stop_at_return is not None and self.patience is None:
             object.__setattr__(self, "patience", 1)  # stop at the first evaluation that reaches it
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         _check_device(self.device)
         _check_registered(self.env_id, self.agent)
 
@@ -325,6 +331,7 @@ def build_model(config: RunConfig, verbose: int = 0, algorithm: type | None = No
         n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
         clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
         vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, normalize_reward=config.normalize_reward,
-        reward_clip=config.reward_clip, clip_actions=config.clip_actions, device=config.device, verbose=verbose,
+        reward_clip=config.reward_clip, clip_actions=config.clip_actions, protocol=config.protocol,
+        device=config.device, verbose=verbose,
         **algorithm_kwargs,
     )

@@ -18,11 +18,20 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md Â
   and the update of a chunk see the same statistics; RecurrentPPO updates them every step).
 * Bootstrapping stops only at trial ends; a trial cut by a time limit bootstraps from the value
   of its last observation. PEARL's KL term enters through the policy's ``aux_loss``.
+
+That is the ``protocol="metarl"`` (the default). ``protocol="paper"`` trains as the SplAgger reference
+code did wherever that changes results (:data:`PAPER_PROTOCOL` lists each difference; benchmarks/PROTOCOL.md
+explains them): every memory but a variational one restarts from its prior at each chunk, a trial's first
+latent is the prior, the value loss weighs half as much, the critic output layer starts as the reference's,
+a minibatch is a random quarter of all transitions (every sequence re-encoded for each), the reward scale
+restarts every return when any trial ends, the memory's Adam epsilon is 1e-8, the observation statistics
+are updated before the update, a variational memory's update uses its mean latent and a time-limit step has
+no advantage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -37,7 +46,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
-from metarl_agents.training.config import check_settings
+from metarl_agents.training.config import PROTOCOLS, check_settings
 from metarl_agents.training.rollout import (
     ReturnNormalizer,
     SequenceRolloutBuffer,
@@ -47,6 +56,44 @@ from metarl_agents.training.rollout import (
 )
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
+#: The per-transition quantities a minibatch's loss compares against.
+_TARGETS = ("advantages", "old_values", "returns", "old_log_probs")
+
+#: What ``protocol="paper"`` changes, one line each (the table in benchmarks/PROTOCOL.md gives the reasons).
+PAPER_PROTOCOL = {
+    "chunk_restart": "every memory but a variational one starts each rollout chunk from its prior",
+    "value_weight": "the value loss is vf_coef * 0.5 * max(Huber) (effective 0.25 with vf_coef 0.5)",
+    "critic_init": "the hypernetwork's critic output layer: kaiming_uniform_(a=0) weight, U(-1, 1) bias",
+    "minibatches": "a minibatch is a random 1/n_minibatches of all transitions; all sequences re-encoded per step",
+    "reward_scale": "every return accumulator zeroed when any trial ends, before the statistics update",
+    "wsoftmax_width": "SplAgger-wsoftmax's GRU is 512 wide",
+    "start_latent": "a trial's first latent is the memory's prior (zero embedding, state not advanced)",
+    "memory_adam_eps": "the memory's Adam epsilon is 1e-8; observation statistics updated before the update",
+    "mean_latent": "a variational memory's update uses its posterior mean (rollouts sample)",
+    "time_limit": "a time-limit step's advantage is zero (no bootstrap from the last observation)",
+    "advantage_eps": "advantages normalised with std + 1e-5",
+}
+#: Paper-protocol policy settings (the caller's policy_kwargs win).
+PAPER_POLICY_KWARGS = {"start_latent": "prior", "critic_init": "reference", "memory_optimizer_kwargs": {"eps": 1e-8}}
+#: Agents whose reference memory is wider than our default under the paper protocol.
+PAPER_ENCODER_HIDDEN = {"wsoftmax": 512}
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it names a training protocol, else a ValueError listing them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
+def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``policy_kwargs`` with the paper protocol's policy settings added where the caller set none."""
+    preset = {**getattr(policy_class, "preset", {}), **policy_kwargs}
+    extra = dict(PAPER_POLICY_KWARGS)
+    width = PAPER_ENCODER_HIDDEN.get(preset.get("aggregator", "max"))
+    if width is not None and preset.get("encoder", "gru") == "gru":
+        extra["encoder_hidden"] = width
+    return {**extra, **policy_kwargs}
 
 
 class TrainingDivergedError(RuntimeError):
@@ -74,6 +121,8 @@ class MetaPPO(OnPolicyAlgorithm):
         the env (True, as SB3 does), or step the raw Gaussian sample (False, as the SplAgger reference
         did on Cheetah; the env must accept it, e.g. MuJoCo clamps the control itself). The buffer
         keeps the raw sample either way, so log-probabilities are those of the sampled action.
+    :param protocol: ``"metarl"`` (this trainer's own training, the default) or ``"paper"`` (the SplAgger
+        reference's, :data:`PAPER_PROTOCOL`); the paper presets choose ``"paper"``
     Other parameters as SB3's PPO.
     """
 
@@ -97,6 +146,7 @@ class MetaPPO(OnPolicyAlgorithm):
         normalize_reward: bool = True,
         reward_clip: float = 10.0,
         clip_actions: bool = True,
+        protocol: str = "metarl",
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -112,6 +162,7 @@ class MetaPPO(OnPolicyAlgorithm):
             settings["clip_range"] = clip_range
         # The ranges of the run configuration (the learning rate may be 0 or a schedule here, e.g. to freeze weights).
         check_settings(**settings)
+        check_protocol(protocol)
         if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
             raise ValueError(
                 f"MetaPPO takes an SB3 VecEnv of transition observations, got {type(env).__name__}; build one with "
@@ -140,6 +191,7 @@ class MetaPPO(OnPolicyAlgorithm):
         )
         if self.env is not None and n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches={n_minibatches} exceeds n_envs={self.n_envs}: a minibatch is a set of envs")
+        self.protocol = protocol
         self.n_epochs = n_epochs
         self.n_minibatches = n_minibatches
         self.clip_range = clip_range
@@ -160,8 +212,15 @@ class MetaPPO(OnPolicyAlgorithm):
             raise ValueError(f"unknown policy {policy_name!r}; available: {sorted(POLICY_REGISTRY)}")
         return POLICY_REGISTRY[policy_name]
 
+    @property
+    def paper(self) -> bool:
+        """Whether this model trains under the paper protocol (models saved before protocols are "metarl")."""
+        return getattr(self, "protocol", "metarl") == "paper"
+
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
+        if self.paper:
+            self.policy_kwargs = paper_policy_kwargs(self.policy_class, self.policy_kwargs)
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
@@ -180,6 +239,7 @@ class MetaPPO(OnPolicyAlgorithm):
             if self.reward_normalizer is None:
                 self.reward_normalizer = ReturnNormalizer(self.n_envs, self.gamma, self.reward_clip)
             self.reward_normalizer.set_num_envs(self.n_envs)
+            self.reward_normalizer.reset_all_on_done = self.paper  # (also for normalizers saved before it existed)
         self.clip_range = FloatSchedule(self.clip_range)
         self._last_states = None
 
@@ -208,7 +268,8 @@ class MetaPPO(OnPolicyAlgorithm):
         assert self._last_obs is not None, "No previous observation was provided"
         policy, device = self.policy, self.device
         policy.set_training_mode(False)
-        if self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
+        restart = self._restarts_memory_at_chunks()
+        if restart or self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
             self._last_states = policy.initial_states(env.num_envs)
         rollout_buffer.reset(self._last_states)
         box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
@@ -216,11 +277,13 @@ class MetaPPO(OnPolicyAlgorithm):
 
         step, unpacked, packed = self._rollout_step(policy)
         obs, episode_starts, state = self._last_obs, self._last_episode_starts, unpacked(self._last_states)
-        for _ in range(n_rollout_steps):
+        for t in range(n_rollout_steps):
+            # Under the paper protocol a chunk's first step is a memory start (the prior) for most memories.
+            memory_starts = np.ones_like(episode_starts) if restart and t == 0 else episode_starts
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
                 try:
-                    actions, values, log_probs, new_state = step(obs_tensor, state, episode_starts)
+                    actions, values, log_probs, new_state = step(obs_tensor, state, memory_starts)
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(obs_tensor) or exc) from None
             actions = actions.cpu().numpy()
@@ -233,7 +296,11 @@ class MetaPPO(OnPolicyAlgorithm):
                 return False
             if dones.any():
                 self._update_info_buffer(infos, dones)
-                self._store_truncation_bootstrap(rollout_buffer, infos, dones, packed(new_state))
+                if self.paper:
+                    rollout_buffer.truncated[rollout_buffer.pos] = [
+                        bool(done and info.get("TimeLimit.truncated", False)) for done, info in zip(dones, infos)]
+                else:
+                    self._store_truncation_bootstrap(rollout_buffer, infos, dones, packed(new_state))
             rollout_buffer.add(obs, actions, rewards, episode_starts, values.cpu().numpy().ravel(), log_probs.cpu().numpy())
             obs, episode_starts, state = new_obs, dones, new_state
             self._last_obs, self._last_episode_starts = obs, episode_starts
@@ -245,7 +312,8 @@ class MetaPPO(OnPolicyAlgorithm):
             scaled_rewards = self.reward_normalizer(scaled_rewards, rollout_buffer.trial_ends(episode_starts))
         # The bootstrap is a value, already on the scale the critic learns.
         rollout_buffer.compute_returns_and_advantage(
-            scaled_rewards + rollout_buffer.bootstrap, last_values, episode_starts, self.gamma, self.gae_lambda
+            scaled_rewards + rollout_buffer.bootstrap, last_values, episode_starts, self.gamma, self.gae_lambda,
+            zero_truncated=self.paper,
         )
         callback.update_locals(locals())
         callback.on_rollout_end()
@@ -266,10 +334,15 @@ class MetaPPO(OnPolicyAlgorithm):
             return step_packed, lambda states: states, lambda states: states
 
         def step_flat(obs: th.Tensor, state: th.Tensor, starts: np.ndarray):
-            if starts.any():
-                state = state * th.as_tensor(1.0 - starts.astype(np.float32), device=device).reshape(-1, 1)
-            return policy.step_flat(obs, state)
+            if not starts.any():
+                return policy.step_flat(obs, state)
+            starts_t = th.as_tensor(starts.astype(np.float32), device=device)
+            return policy.step_flat(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
         return step_flat, policy.flat_state, policy.packed_states
+
+    def _restarts_memory_at_chunks(self) -> bool:
+        """Paper protocol: the reference restarted every memory but PEARL's (variational) at each chunk."""
+        return self.paper and not getattr(getattr(self.policy, "memory", None), "variational", False)
 
     def _values(self, obs: np.ndarray, states: RNNStates, episode_starts: np.ndarray) -> np.ndarray:
         """Values after one more memory step (``predict_values`` leaves observation statistics alone)."""
@@ -291,8 +364,10 @@ class MetaPPO(OnPolicyAlgorithm):
 
     # --- update ----------------------------------------------------------------------------
     def train(self) -> None:
-        """``n_epochs`` passes over the chunk, each in ``n_minibatches`` sets of whole env sequences."""
+        """``n_epochs`` passes over the chunk, each in ``n_minibatches`` sets of whole env sequences (paper
+        protocol: random sets of transitions, every sequence re-encoded for each)."""
         policy, buffer, device = self.policy, self.rollout_buffer, self.device
+        paper = self.paper
         policy.set_training_mode(True)
         self._update_learning_rate(policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)
@@ -305,25 +380,21 @@ class MetaPPO(OnPolicyAlgorithm):
         data = {key: th.from_numpy(value).to(device) for key, value in data.items()}
         if self.normalize_advantage:
             advantages = data["advantages"]
-            data["advantages"] = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            # (the reference's epsilon under the paper protocol)
+            data["advantages"] = (advantages - advantages.mean()) / (advantages.std() + (1e-5 if paper else 1e-8))
         initial_states = clone_states(buffer.initial_states)
         memory_params, head_params = list(policy.memory_parameters()), list(policy.head_parameters())
+        if paper:  # the reference updated its observation statistics before the update
+            policy.update_obs_statistics(data["obs"])
+        # The reference's value loss is 0.5 * max(Huber), weighted by vf_coef again.
+        value_weight = self.vf_coef * (0.5 if paper else 1.0)
+        minibatches = self._paper_minibatches if paper else self._env_minibatches
 
         stats: dict[str, list[th.Tensor]] = {k: [] for k in ("pg", "value", "entropy", "aux", "clip_fraction", "kl")}
         for _ in range(self.n_epochs):
-            for envs in np.array_split(th.randperm(buffer.n_envs).numpy(), self.n_minibatches):
-                batch, states, valid = self._minibatch(data, initial_states, envs)
-                try:
-                    values, log_prob, entropy, aux_loss = policy.evaluate_sequence(
-                        batch["obs"], batch["actions"], batch["starts"], states
-                    )
-                except ValueError as exc:  # torch's distribution check on non-finite logits
-                    raise (self._nonfinite(batch["obs"]) or exc) from None
-                # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
-                steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
-                values, log_prob, entropy = steps(values), steps(log_prob), steps(entropy)
-                adv, old_v, ret = (steps(batch[k]) for k in ("advantages", "old_values", "returns"))
-                log_ratio = log_prob - steps(batch["old_log_probs"])
+            for values, log_prob, entropy, aux_loss, batch in minibatches(data, initial_states):
+                adv, old_v, ret = batch["advantages"], batch["old_values"], batch["returns"]
+                log_ratio = log_prob - batch["old_log_probs"]
                 ratio = th.exp(log_ratio)
                 policy_loss = -th.min(adv * ratio, adv * th.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
                 values_clipped = old_v + th.clamp(values - old_v, -clip_range, clip_range)
@@ -331,7 +402,7 @@ class MetaPPO(OnPolicyAlgorithm):
                     F.smooth_l1_loss(values, ret, reduction="none"), F.smooth_l1_loss(values_clipped, ret, reduction="none")
                 ).mean()
                 entropy_loss = -entropy.mean()
-                loss = policy_loss + self.vf_coef * value_loss + self.ent_coef * entropy_loss + aux_loss
+                loss = policy_loss + value_weight * value_loss + self.ent_coef * entropy_loss + aux_loss
                 if not th.isfinite(loss):
                     parts = {"policy loss": policy_loss, "value loss": value_loss, "entropy": entropy_loss,
                              "auxiliary loss": aux_loss}
@@ -353,7 +424,8 @@ class MetaPPO(OnPolicyAlgorithm):
             self._n_updates += 1
         # Once per chunk, after the update: the rollout and the update of a chunk see the same
         # observation statistics, so the probability ratio starts at exactly 1.
-        policy.update_obs_statistics(data["obs"])
+        if not paper:
+            policy.update_obs_statistics(data["obs"])
         problem = self._nonfinite()  # e.g. an infinite learning rate, or a NaN observation in the statistics
         if problem is not None:
             raise problem
@@ -391,6 +463,55 @@ class MetaPPO(OnPolicyAlgorithm):
                "The model keeps the weights of the last finite update; ")
             + "resume from the last checkpoint saved before this point, with a lower learning rate or clipped inputs"
         )
+
+    def _env_minibatches(self, data: dict[str, th.Tensor], initial_states: RNNStates) -> Iterator[tuple]:
+        """``(values, log_prob, entropy, aux_loss, targets)`` of each of ``n_minibatches`` random sets of whole
+        env sequences (targets: the flat ``advantages``, ``old_values``, ``returns``, ``old_log_probs``)."""
+        for envs in np.array_split(th.randperm(self.rollout_buffer.n_envs).numpy(), self.n_minibatches):
+            batch, states, valid = self._minibatch(data, initial_states, envs)
+            try:
+                values, log_prob, entropy, aux_loss = self.policy.evaluate_sequence(
+                    batch["obs"], batch["actions"], batch["starts"], states
+                )
+            except ValueError as exc:  # torch's distribution check on non-finite logits
+                raise (self._nonfinite(batch["obs"]) or exc) from None
+            # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
+            steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
+            yield steps(values), steps(log_prob), steps(entropy), aux_loss, {k: steps(batch[k]) for k in _TARGETS}
+
+    def _paper_minibatches(self, data: dict[str, th.Tensor], initial_states: RNNStates) -> Iterator[tuple]:
+        """The reference's minibatches: ``n_minibatches`` random sets of ``T * N / n_minibatches`` transitions
+        (drawn from all envs and steps, the remainder dropped), every env's whole sequence re-encoded with the
+        current parameters for each; the head runs only at the drawn transitions. A variational memory
+        gives its posterior mean (the reference re-encoded without sampling)."""
+        buffer, device = self.rollout_buffer, self.device
+        memory_starts = buffer.episode_starts.copy()
+        if self._restarts_memory_at_chunks():
+            memory_starts[0] = 1.0
+        time_index, segment_env, valid = trial_segments(memory_starts)
+        rows, columns = th.from_numpy(time_index).to(device), th.from_numpy(segment_env).to(device)
+        batch = {key: data[key][rows, columns] for key in ("obs", "actions")}
+        # padding continues its segment, never resets
+        batch["starts"] = th.from_numpy((memory_starts[time_index, segment_env] * valid).astype(np.float32)).to(device)
+        states = select_states(initial_states, columns)
+        # position[t * N + n]: where transition (t, n) lies in the flat [L, S] layout
+        n_steps, n_envs = memory_starts.shape
+        position = np.empty(n_steps * n_envs, dtype=np.int64)
+        layout = np.arange(valid.size).reshape(valid.shape)
+        position[(time_index * n_envs + segment_env[None])[valid]] = layout[valid]
+        position = th.from_numpy(position).to(device)
+        targets = {key: data[key].reshape(-1) for key in _TARGETS}
+        size = n_steps * n_envs // self.n_minibatches
+        order = th.randperm(n_steps * n_envs, device=device)
+        for i in range(self.n_minibatches):
+            chosen = order[i * size:(i + 1) * size]
+            try:
+                values, log_prob, entropy, aux_loss = self.policy.evaluate_sequence(
+                    batch["obs"], batch["actions"], batch["starts"], states, select=position[chosen], sample=False
+                )
+            except ValueError as exc:  # torch's distribution check on non-finite logits
+                raise (self._nonfinite(batch["obs"]) or exc) from None
+            yield values, log_prob, entropy, aux_loss, {k: v[chosen] for k, v in targets.items()}
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
                    envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor | None]:

@@ -50,10 +50,17 @@ class ReturnNormalizer:
     The discounted return ``R_t = gamma R_{t-1} + r_t`` is tracked per env and restarts after a
     trial ends; the std comes from all returns seen so far (as SB3's ``VecNormalize`` and the
     reference PPO do). Dividing without centring keeps the sign of rewards intact.
+
+    ``reset_all_on_done=True`` is the SplAgger reference's variant: an env's return is zeroed on the
+    step its trial ends *before* the statistics see it, and every env's return is zeroed whenever any
+    trial ends (its vector env reset all accumulators on any reset). With trials that all end together
+    (the T-mazes, Planning, Cheetah) only the first part differs; on MC-LS both do.
     """
 
-    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8,
+                 reset_all_on_done: bool = False) -> None:
         self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
+        self.reset_all_on_done = bool(reset_all_on_done)
         self.return_rms = RunningMeanStd(shape=())
         self.returns = np.zeros(n_envs)
 
@@ -67,9 +74,14 @@ class ReturnNormalizer:
         out = np.empty(rewards.shape, dtype=np.float32)
         for t in range(len(rewards)):
             self.returns = self.returns * self.gamma + rewards[t]
+            if self.reset_all_on_done:
+                self.returns[dones[t]] = 0.0
             self.return_rms.update(self.returns)
             out[t] = np.clip(rewards[t] / np.sqrt(self.return_rms.var + self.epsilon), -self.clip, self.clip)
-            self.returns[dones[t]] = 0.0
+            if self.reset_all_on_done and dones[t].any():
+                self.returns[:] = 0.0
+            else:
+                self.returns[dones[t]] = 0.0
         return out
 
 
@@ -94,12 +106,14 @@ class SequenceRolloutBuffer:
         self.log_probs = np.zeros(shape, dtype=np.float32)
         self.advantages = np.zeros(shape, dtype=np.float32)
         self.returns = np.zeros(shape, dtype=np.float32)
+        self.truncated = np.zeros(shape, dtype=bool)
         self.initial_states: RNNStates | None = None
         self.pos = 0
 
     def reset(self, initial_states: RNNStates) -> None:
         self.initial_states = initial_states
         self.bootstrap[:] = 0.0
+        self.truncated[:] = False
         self.pos = 0
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, episode_starts: np.ndarray,
@@ -114,14 +128,20 @@ class SequenceRolloutBuffer:
         self.pos += 1
 
     def compute_returns_and_advantage(self, rewards: np.ndarray, last_values: np.ndarray, last_dones: np.ndarray,
-                                      gamma: float, gae_lambda: float) -> None:
-        """GAE(lambda) with ``rewards`` (already scaled, bootstrap included); cut only at trial ends."""
+                                      gamma: float, gae_lambda: float, zero_truncated: bool = False) -> None:
+        """GAE(lambda) with ``rewards`` (already scaled, bootstrap included); cut only at trial ends.
+
+        ``zero_truncated``: the advantage of a step where a time limit cut the trial is zero (its return
+        is its value) and nothing flows from it to earlier steps, as the SplAgger reference computed it.
+        """
         last_gae = np.zeros(self.n_envs, dtype=np.float32)
         next_values = last_values
         next_non_terminal = 1.0 - last_dones.astype(np.float32)
         for t in reversed(range(self.n_steps)):
             delta = rewards[t] + gamma * next_values * next_non_terminal - self.values[t]
             last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
+            if zero_truncated:
+                last_gae = np.where(self.truncated[t], np.float32(0.0), last_gae)
             self.advantages[t] = last_gae
             next_values = self.values[t]
             next_non_terminal = 1.0 - self.episode_starts[t]
