@@ -18,11 +18,11 @@ OVERRIDES = {"n_envs": 4, "n_steps": 8}
 FRAMES, EVAL_EVERY = 256, 32  # 8 rollouts, an evaluation point after each
 
 
-def spec(agent: str = "RNN"):
+def spec(agent: str = "RNN", protocol: str | None = None):
     from metarl_agents.leaderboard.grid import build_grid
 
     (run,) = build_grid(["MetaTMaze-v0"], [agent], ["7,"], [1e-3], frames=FRAMES, eval_every=EVAL_EVERY,
-                        n_eval_tasks=2, env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
+                        n_eval_tasks=2, env_kwargs=ENV_KWARGS, overrides=OVERRIDES, protocol=protocol)
     return run
 
 

@@ -86,14 +86,16 @@ def test_killed_at_random_moments_and_resumed_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["paper", "metarl"])
 @pytest.mark.parametrize("agent", ["SplAgger", "PEARL", "AMRL", "CNP"])
-def test_resume_is_exact_for_every_memory(tmp_path, agent):
+def test_resume_is_exact_for_every_memory(tmp_path, agent, protocol):
     import torch
     from resume_driver import TINY_POLICY, spec
 
     from metarl_agents.leaderboard.runner import MetaPPOTrainer
 
-    run, trainer = spec(agent), MetaPPOTrainer(policy_kwargs=TINY_POLICY)
+    run, trainer = spec(agent, protocol), MetaPPOTrainer(policy_kwargs=TINY_POLICY)
+    assert run.protocol == protocol
     whole = trainer.build(run)
     whole.learn(96, reset_num_timesteps=False)
     trainer.save(whole, run, tmp_path / "c.pt")

@@ -107,6 +107,7 @@ class Group:
     env_kwargs = property(lambda self: self.config.env_kwargs)
     overrides = property(lambda self: self.config.overrides)
     policy_kwargs = property(lambda self: self.config.policy_kwargs)
+    protocol = property(lambda self: self.config.protocol)
     reduced = property(lambda self: self.config.reduced)
 
     def label(self, quote: Callable[[str], str] = str) -> str:
@@ -288,6 +289,9 @@ def provenance_markdown(group: Group) -> list[str]:
                      f"consecutive evaluations with a return >= {stop_at_return:g}; its last value is carried forward "
                      "to the budget (column 'stopped early'; hollow markers in the plot where a seed's value is "
                      "carried)")
+    lines.append(f"- Training protocol: {_code(group.protocol)} "
+                 + ("(as the SplAgger reference trained)" if group.protocol == "paper" else
+                    "(MetaPPO's own training, not the reference's)") + "; the differences: benchmarks/PROTOCOL.md")
     if group.env_kwargs:
         lines.append(f"- Environment overrides (not the paper's setting): {_code(json.dumps(group.env_kwargs))}")
     if group.overrides:
@@ -385,7 +389,8 @@ def _summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
         for e in group.entries:
             rows.append({
                 "env_id": group.env_id, "group": group.slug, "frames_budget": group.frames,
-                "paper_frames": group.paper_frames, "reduced_budget": group.reduced, "agent": e.agent,
+                "paper_frames": group.paper_frames, "reduced_budget": group.reduced, "protocol": group.protocol,
+                "agent": e.agent,
                 "lr": e.lr, "best_lr": id(e) in best, "n_seeds": len(e.seeds), "seeds": e.seeds,
                 "final_mean": e.final[0], "final_ci_low": e.final[1], "final_ci_high": e.final[2],
                 "over_run_mean": e.over_run[0], "over_run_ci_low": e.over_run[1],
@@ -449,7 +454,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     _write_csv(out_dir / "leaderboard.csv", summary, list(summary[0]) if summary else ["env_id"])
     _write_csv(out_dir / "evaluations.csv", evaluations, list(evaluations[0]) if evaluations else ["env_id"])
     provenance = [{"group": g.slug, "env_id": g.env_id, "frames_budget": g.frames, "paper_frames": g.paper_frames,
-                   "reduced_budget": g.reduced, "env_kwargs": g.env_kwargs, "overrides": g.overrides,
+                   "reduced_budget": g.reduced, "protocol": g.protocol, "env_kwargs": g.env_kwargs, "overrides": g.overrides,
                    "policy_kwargs": g.policy_kwargs, "stopping_rules": g.stopping_rules(), "machines": g.machines(),
                    "versions": g.versions()} for g in groups]
     (out_dir / "leaderboard.json").write_text(json.dumps(

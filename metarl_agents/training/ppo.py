@@ -298,7 +298,8 @@ class MetaPPO(OnPolicyAlgorithm):
                 self._update_info_buffer(infos, dones)
                 if self.paper:
                     rollout_buffer.truncated[rollout_buffer.pos] = [
-                        bool(done and info.get("TimeLimit.truncated", False)) for done, info in zip(dones, infos)]
+                        bool(done and info.get("TimeLimit.truncated", False))
+                        for done, info in zip(dones, infos, strict=True)]
                 else:
                     self._store_truncation_bootstrap(rollout_buffer, infos, dones, packed(new_state))
             rollout_buffer.add(obs, actions, rewards, episode_starts, values.cpu().numpy().ravel(), log_probs.cpu().numpy())
