@@ -28,8 +28,9 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 DB=${STUDY_DB:-benchmarks/memory_study/study.db}
 BUDGET=(--frames 400k --lrs 1e-3 --threads 1)
-# A failed run is recorded in the store (and resumed next time); go on with the others.
-run() { python -m metarl_agents.leaderboard run --db "$DB" --no-progress "${BUDGET[@]}" "$@" || echo "step failed: $*" >&2; }
+# A failed run is recorded in the store (and resumed next time); go on with the others. These runs train
+# under the metarl protocol (benchmarks/PROTOCOL.md), as the stored ones did, so this script finds them.
+run() { python -m metarl_agents.leaderboard run --db "$DB" --no-progress --protocol metarl "${BUDGET[@]}" "$@" || echo "step failed: $*" >&2; }
 
 # Each encoder next to its split-max version, then the paper's GRU-based agents; S6 (the slowest) last.
 AGENTS=(SplAgger-minGRU minGRU SplAgger-LRU LRU SplAgger-FFM FFM SplAgger-GLA GLA SplAgger RNN Max CNP SplAgger-S6 S6)

@@ -20,8 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 DB=${SWEEP_DB:-benchmarks/results/leaderboard.db}
-# A failed run is recorded in the store (and resumed next time); go on with the others.
-run() { python -m metarl_agents.leaderboard run --db "$DB" --no-progress "$@" || echo "step failed: $*" >&2; }
+# A failed run is recorded in the store (and resumed next time); go on with the others. These runs train
+# under the metarl protocol (benchmarks/PROTOCOL.md), as the stored ones did, so this script finds them.
+run() { python -m metarl_agents.leaderboard run --db "$DB" --no-progress --protocol metarl "$@" || echo "step failed: $*" >&2; }
 
 # T-LS (MetaTMaze-v0), 1.5 M frames, lr 1e-3, seed by seed so every agent has a first seed early. A run
 # stops after 3 consecutive evaluations >= 15.5 (solved); the report carries its last value forward. These
