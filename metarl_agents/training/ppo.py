@@ -89,7 +89,7 @@ def check_protocol(protocol: str) -> str:
 def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     """``policy_kwargs`` with the paper protocol's policy settings added where the caller set none."""
     preset = {**getattr(policy_class, "preset", {}), **policy_kwargs}
-    extra = dict(PAPER_POLICY_KWARGS)
+    extra = {key: dict(value) if isinstance(value, dict) else value for key, value in PAPER_POLICY_KWARGS.items()}
     width = PAPER_ENCODER_HIDDEN.get(preset.get("aggregator", "max"))
     if width is not None and preset.get("encoder", "gru") == "gru":
         extra["encoder_hidden"] = width
