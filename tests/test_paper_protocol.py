@@ -253,3 +253,24 @@ def test_paper_policy_settings_wsoftmax_width_memory_adam_eps_and_statistics_ord
         a = inner(*args, sample=False)[1]
         b = inner(*args, sample=False)[1]
     assert th.equal(a, b)
+
+
+def test_report_ranks_the_protocols_in_separate_groups_and_labels_them(tmp_path):
+    """The difference between the protocols is itself a result: never one group, each says which it is."""
+    from metarl_agents.leaderboard.grid import RunSpec
+    from metarl_agents.leaderboard.report import write_report
+    from metarl_agents.leaderboard.store import ResultStore
+
+    db = tmp_path / "r.db"
+    with ResultStore(db) as store:
+        for protocol, value in (("metarl", 1.0), ("paper", 3.0)):
+            for seed in (1, 2):
+                run = RunSpec(env_id="MetaTMaze-v0", agent="SplAgger", seed=seed, lr=1e-3, frames=1000,
+                              paper_frames=1_500_000, preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500,
+                              protocol=protocol)
+                record = store.register_run(run.store_fields())
+                for i, frames in enumerate((500, 1000)):
+                    store.record_evaluation(record.id, frames, value, [value], 1.0, None, finished=i == 1)
+    text = write_report(db, tmp_path / "out").read_text()
+    assert text.count("- Training protocol: ` metarl `") == 1 and text.count("- Training protocol: ` paper `") == 1
+    assert text.count("— paper protocol") >= 1

@@ -266,10 +266,13 @@ RANKINGS = (("final", "final"), ("over_run", "mean-over-run"))  # (statistic, it
 
 def group_title(group: Group, quote: Callable[[str], str] = str) -> str:
     """The group's heading: environment with its env kwargs (:meth:`Group.label`, stored strings passed
-    through ``quote``), budget and the reduced-budget mark."""
+    through ``quote``), budget, the reduced-budget mark and, for runs trained as the reference trained, the
+    paper protocol (the metarl groups, every group before protocols existed, keep their titles)."""
     title = f"{group.label(quote)} — {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
+    if group.protocol == "paper":
+        title += " — paper protocol"
     return title
 
 
