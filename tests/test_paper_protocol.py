@@ -18,9 +18,9 @@ from metarl_agents.vec_env import make_vec_env
 SMALL = {"encoder_hidden": 32, "net_arch": (32,), "head_state_dim": 16}
 
 
-def small_model(agent="SplAgger", protocol="paper", n_steps=25, **kwargs):
+def small_model(agent="SplAgger", protocol="paper", n_steps=25, policy_kwargs=SMALL, **kwargs):
     env = make_vec_env("MetaTMaze-v0", 4, seed=0, length=10)  # 40-step trials: chunk edges fall inside trials
-    return MetaPPO(agent, env, n_steps=n_steps, n_minibatches=2, policy_kwargs=SMALL, seed=0, device="cpu",
+    return MetaPPO(agent, env, n_steps=n_steps, n_minibatches=2, policy_kwargs=policy_kwargs, seed=0, device="cpu",
                    protocol=protocol, **kwargs)
 
 
@@ -54,21 +54,30 @@ def test_memory_restarts_at_each_chunk_under_the_paper_protocol_except_pearl(age
     assert bool((later == 0).all()) == restarts
 
 
-def test_rollout_and_update_see_the_same_memory_at_chunk_edges_and_trial_starts():
+@pytest.mark.parametrize("agent", ["SplAgger", "RNN", "CNP", "SplAgger-LRU"])
+def test_rollout_and_update_see_the_same_memory_at_chunk_edges_and_trial_starts(agent):
     """The update re-runs the memory exactly as the rollout ran it: the prior at a chunk's first step and at
     every trial start, the state not advanced there (log-probabilities agree to float precision)."""
-    model = small_model("SplAgger", "paper", learning_rate=0.0)
+    # (the MLP head reads the latent from the start; the hypernetwork head ignores it at initialisation)
+    model = small_model(agent, "paper", learning_rate=0.0, policy_kwargs={**SMALL, "head": "mlp"})
     model.policy.update_obs_norm = False  # the rollout's statistics, for the comparison below
     model.learn(2 * 25 * 4)  # the second chunk starts mid-trial
     buffer, policy = model.rollout_buffer, model.policy
     starts = buffer.episode_starts.copy()
     assert starts[1:].any() and not starts[0].any()
+
+    def log_probs(starts):
+        with th.no_grad():
+            return policy.evaluate_sequence(th.from_numpy(buffer.observations), th.from_numpy(buffer.actions),
+                                            th.from_numpy(starts), buffer.initial_states)[1].numpy()
+
+    assert np.abs(log_probs(starts) - buffer.log_probs).max() > 1e-4  # not the same without the chunk's prior
     starts[0] = 1.0
-    with th.no_grad():
-        _, log_prob, _, _ = policy.evaluate_sequence(
-            th.from_numpy(buffer.observations), th.from_numpy(buffer.actions), th.from_numpy(starts),
-            buffer.initial_states)
-    np.testing.assert_allclose(log_prob.numpy(), buffer.log_probs, atol=2e-5)
+    np.testing.assert_allclose(log_probs(starts), buffer.log_probs, atol=2e-5)
+    trial_starts = starts.astype(bool)
+    trial_starts[0] = False
+    policy.memory.prior_at_start = False  # encoding trial starts instead of the prior changes them
+    assert np.abs(log_probs(starts) - buffer.log_probs)[trial_starts].max() > 1e-4
 
 
 def test_first_latent_of_a_trial_is_the_prior_and_the_state_is_not_advanced():
@@ -252,7 +261,8 @@ def test_paper_policy_settings_wsoftmax_width_memory_adam_eps_and_statistics_ord
                 buffer.initial_states)
         a = inner(*args, sample=False)[1]
         b = inner(*args, sample=False)[1]
-    assert th.equal(a, b)
+        sampled = inner(*args, sample=True)[1]
+    assert th.equal(a, b) and not th.equal(a, sampled)
 
 
 def test_report_ranks_the_protocols_in_separate_groups_and_labels_them(tmp_path):
