@@ -30,6 +30,16 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
+__all__ = [
+    "PARTS",
+    "TransitionBox",
+    "TransitionObservation",
+    "TransitionObservationVector",
+    "transition_layout",
+    "transition_layout_from_space",
+    "transition_space",
+]
+
 PARTS = ("s_prev", "a_prev", "r_prev", "s")
 
 

@@ -205,6 +205,10 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field by name, in declaration order, as a new dict (the kwargs tables deep-copied, so
+        changing it leaves this frozen configuration as it is). It is what the result store keeps as a run's
+        ``resolved_config`` (as JSON), what ``metarl-train`` writes into ``eval.json`` and what
+        :meth:`describe` prints."""
         return dataclasses.asdict(self)
 
     def describe(self) -> str:

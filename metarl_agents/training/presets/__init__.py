@@ -8,14 +8,9 @@ and ``n_eval_tasks``), which checks them, plus the leaderboard's grid: ``lr_grid
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
-    import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent
 
