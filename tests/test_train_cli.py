@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,10 @@ def test_tiny_run_writes_model_curve_and_store_and_is_skipped_when_run_again(tmp
     assert data["learning_rate"] == 3e-4 and data["reduced_budget"] is True and data["env_kwargs"] == {"length": 10}
     assert data["config"]["policy_kwargs"] == {"head": "mlp", "encoder_hidden": 16, "net_arch": [16]}
     assert [p["frames"] for p in data["curve"]] == [320, 640]
+    # stdout is captured, not a terminal: one log line per evaluation, as in a nohup or cluster-job log
+    logged = re.findall(r"^MetaTMaze-v0 RNN seed=3 lr=0\.0003: (\d+)/640 frames, return (-?[\d.]+), \d+ frames/s, "
+                        r"ETA \d+ s$", printed, re.M)
+    assert logged == [(str(p["frames"]), f"{p['meta_episode_return']:.3f}") for p in data["curve"]]
     with (tmp_path / "eval.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [float(r["meta_episode_return"]) for r in rows] == [p["meta_episode_return"] for p in data["curve"]]

@@ -85,7 +85,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch threads per run (metarl-train default: 1, fastest for batch-16 rollouts; "
                              "metarl-bench default: the cores shared among the workers)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
 
 
 def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
