@@ -94,7 +94,8 @@ def test_seed_and_frame_parsing():
 
 def test_run_then_report_through_the_cli(capsys, tmp_path, monkeypatch):
     log = str(tmp_path / "log")
-    monkeypatch.setattr(runner, "MetaPPOTrainer", lambda **_: FakeTrainer(log))
+    trainer_kwargs = {}
+    monkeypatch.setattr(runner, "MetaPPOTrainer", lambda **kw: trainer_kwargs.update(kw) or FakeTrainer(log))
     db, out = tmp_path / "r.db", tmp_path / "report"
     argv = ["run", "--db", str(db), "--envs", "MetaTMaze-v0", "--agents", "SplAgger", "RNN", "--seeds", "2",
             "--lrs", "1e-3", "--frames", "1k", "--eval-every", "500", "--n-eval-tasks", "3", "--no-progress"]
@@ -102,6 +103,9 @@ def test_run_then_report_through_the_cli(capsys, tmp_path, monkeypatch):
     printed = capsys.readouterr().out
     assert "MetaTMaze-v0: 1k frames per run (REDUCED BUDGET; paper: 1.5M)" in printed
     assert "done: 4 trained, 0 already finished, 0 failed" in printed
+    assert trainer_kwargs == {"device": "cpu", "threads": 1}  # one torch thread per run unless --threads
+    # stdout is not a terminal here: one line per evaluation (4 runs x 2 evaluations)
+    assert len([line for line in printed.splitlines() if "/1k frames, return" in line]) == 8
     with ResultStore(db) as store:
         runs = store.runs()
         assert {(r.agent, r.seed, r.status, r.reduced, r.frames_budget, r.n_eval_tasks) for r in runs} == {

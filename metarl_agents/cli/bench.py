@@ -80,9 +80,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
     specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
-    trainer = runner.MetaPPOTrainer(device=args.device, threads=args.threads)
+    # One torch thread per run unless asked (as metarl-train): the models are small, and more threads only
+    # contend, several times slower on a busy machine. The stored configuration says what was used.
+    threads = 1 if args.threads is None else args.threads
+    trainer = runner.MetaPPOTrainer(device=args.device, threads=threads)
     # Every run's full configuration, which checks the device and threads too, before anything is written.
-    configs = [spec.config(device=args.device, threads=1 if args.threads is None else args.threads) for spec in specs]
+    configs = [spec.config(device=args.device, threads=threads) for spec in specs]
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""
