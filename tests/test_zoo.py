@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -22,6 +23,13 @@ from metarl_envs.wrappers import TransitionObservation  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TINY_SPLAGGER = 'policy_kwargs:"dict(encoder_hidden=16, net_arch=[16], head_state_dim=16)"'
 TINY_LSTM = 'policy_kwargs:"dict(lstm_hidden_size=8, enable_critic_lstm=False, net_arch=[8])"'
+
+
+@pytest.mark.parametrize("module", ["rl_zoo3.train", "rl_zoo3.enjoy"])
+def test_the_readme_zoo_commands_have_what_they_import(module):
+    """The `zoo` extra installs everything `python -m rl_zoo3.train / enjoy` import (enjoy needs requests,
+    which rl_zoo3 does not declare)."""
+    importlib.import_module(module)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
