@@ -9,9 +9,9 @@ one step is ``dt = 0.05`` s). The task is not observed; the agent has to infer i
 
 ## Action Space
 ``Box(-1, 1, (6,), float32)``: torques of the back thigh, shin, foot and front thigh, shin, foot.
-Finite actions outside the box are accepted, as ``HalfCheetah-v5`` accepts them: MuJoCo clamps the
-control to ``[-1, 1]`` itself (the model's actuators are ``ctrllimited``), while the control cost is
-computed on the action as given. That is what the reference experiments stepped: the raw Gaussian
+Finite actions outside the box (up to float32's largest value) are accepted, as ``HalfCheetah-v5``
+accepts them: MuJoCo clamps the control to ``[-1, 1]`` itself (the model's actuators are
+``ctrllimited``), while the control cost is computed on the action as given. That is what the reference experiments stepped: the raw Gaussian
 sample (SB3 and, by default, MetaPPO clip before stepping; MetaPPO's ``clip_actions=False`` does not).
 
 ## Observation Space
@@ -40,7 +40,7 @@ The cheetah never terminates. An episode is ``episode_steps`` (200) steps and en
 limit: learners bootstrap from the value. A trial holds ``episodes_per_trial`` (1) episodes.
 
 ## Arguments
-``episodes_per_trial`` (>= 1, 1), Vel's ``velocity_range`` (``(low, high)``, finite, ``low <= high``;
+``episodes_per_trial`` (>= 1, 1), Vel's ``velocity_range`` (``(low, high)``, ``-1000 <= low <= high <= 1000``;
 ``(0.0, 3.0)``, BO-MRL uses ``(0.0, 2.0)``), ``render_mode`` (``"rgb_array"`` or ``"ansi"``),
 ``width`` / ``height`` of ``rgb_array`` frames (480), ``nthread`` (threads that step the copies,
 the calling thread included; 0 or 1 = the calling thread alone; default: 0 below 64 copies, else up
@@ -93,6 +93,11 @@ from metarl_envs.rng import CounterRNG
 
 #: Largest rendered image side (MuJoCo's offscreen buffer is allocated at this size).
 MAX_IMAGE_SIDE = 8192
+#: Largest target speed (m/s) of ``velocity_range``: a cheetah runs at most about 15 m/s, and the bound keeps
+#: the reward ``-|v - v*|`` and a trial's return finite and the drawn targets exact.
+MAX_TARGET_SPEED = 1000.0
+#: What ``mujoco.batch`` holds per copy besides the state rows bound as numpy views (about 900 bytes measured).
+BATCH_BYTES_PER_COPY = 1024
 
 FRAME_SKIP = 5
 EPISODE_STEPS = 200
@@ -168,6 +173,9 @@ class CheetahCore(FamilyCore):
         self._never_terminal.flags.writeable = False
         self._renderers: dict[int, Any] = {}
         self._start_batch()
+
+    def extra_bytes_per_copy(self) -> int:
+        return BATCH_BYTES_PER_COPY
 
     def _start_batch(self, state: np.ndarray | None = None) -> None:
         """The MuJoCo batch and live views of its fields (rebuilt after unpickling, from ``state``)."""
@@ -333,9 +341,10 @@ class CheetahVelCore(CheetahCore):
         numbers = len(bounds) == 2 and all(
             isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in bounds
         )
-        if not (numbers and np.all(np.isfinite(bounds)) and bounds[0] <= bounds[1]):
+        if not (numbers and np.all(np.abs(bounds) <= MAX_TARGET_SPEED) and bounds[0] <= bounds[1]):
             raise ValueError(
-                f"velocity_range must be two finite numbers (low, high) with low <= high, got {velocity_range!r}"
+                f"velocity_range must be two numbers (low, high) with -{MAX_TARGET_SPEED:g} <= low <= high <= "
+                f"{MAX_TARGET_SPEED:g} (m/s), got {velocity_range!r}"
             )
         low, high = self.velocity_range = (float(bounds[0]), float(bounds[1]))
         self.task_space = spaces.Box(low, high, shape=(1,), dtype=np.float64)
@@ -361,6 +370,8 @@ class CheetahVelCore(CheetahCore):
 
 class MetaCheetahEnv(MetaEnv):
     """Adds HalfCheetah-v5's physical quantities to the trial ``info`` and closes the renderer."""
+
+    core_family = CheetahCore
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = super().reset(seed=seed, options=options)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -32,6 +33,8 @@ from gymnasium.vector.utils import batch_space
 
 from metarl_envs.rendering import upscale
 from metarl_envs.rng import CounterRNG
+from metarl_envs.sizes import (CHECK_FROM_NUM_ENVS, STREAM_BYTES_PER_COPY, TASK_OBJECT_BYTES, array_bytes,
+                               check_fits_in_memory, describe_bytes)
 
 #: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
 #: least this many pixels, unless a ``render_scale`` is given.
@@ -76,8 +79,31 @@ def check_render_scale(render_scale: Any) -> int | None:
 
 def scale_frame(frame: np.ndarray, render_scale: int | None) -> np.ndarray:
     """``frame`` enlarged by ``render_scale``, or by the least factor that reaches ``MIN_FRAME_SIDE``."""
+    if render_scale is not None and render_scale > 1:
+        height, width = frame.shape[:2]
+        check_fits_in_memory(
+            f"render_scale={render_scale} (a {height * render_scale}x{width * render_scale} frame)",
+            frame.nbytes * render_scale**2, "use a smaller render_scale, or None for a long side of at least "
+            f"{MIN_FRAME_SIDE} pixels")
     scale = render_scale if render_scale is not None else max(1, -(-MIN_FRAME_SIDE // max(frame.shape[:2])))
     return frame if scale == 1 else upscale(frame, scale)
+
+
+def check_reset_options(family: str, options: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    """``options`` of a ``reset``: None or a dict whose keys are among ``allowed``, else ``ValueError``.
+
+    A misspelt key (``taks``) or a vector env's key given to a single env (``tasks``, ``reset_mask``)
+    would otherwise be ignored, and the reset would draw a task nobody asked for.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"{family}: reset options must be a dict (or None) with keys among {list(allowed)}, "
+                         f"got {options!r}")
+    unknown = sorted(map(repr, set(options) - set(allowed)))
+    if unknown:
+        raise ValueError(f"{family}: unknown reset option(s) {', '.join(unknown)}; allowed: {list(allowed)}")
+    return options
 
 
 class FamilyCore(abc.ABC):
@@ -109,6 +135,10 @@ class FamilyCore(abc.ABC):
 
     def __init__(self, num_envs: int) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
+
+    def extra_bytes_per_copy(self) -> int:
+        """Memory a copy holds outside the core's numpy attributes (e.g. a physics engine's own state)."""
+        return 0
 
     # --- tasks -----------------------------------------------------------------------------
     #: How many uniforms :meth:`tasks_from_uniforms` consumes per task.
@@ -189,6 +219,8 @@ class TrialRunner:
         self._flag_set = False  # whether some copy shows the boundary flag (cleared on the next step)
         self._discrete_actions = isinstance(core.action_space, spaces.Discrete)
         self._action_shape = (n, *core.action_space.shape)
+        if not self._discrete_actions:
+            self._action_limit = np.finfo(core.action_space.dtype).max
         base = core.observation_space
         # Families with a Discrete observation (a cell index) write the index into column 0.
         self.discrete_obs = isinstance(base, spaces.Discrete)
@@ -276,17 +308,16 @@ class TrialRunner:
     def check_actions(self, actions: Any) -> np.ndarray:
         """Actions as an array with a leading ``N`` axis; anything outside the action space raises."""
         space, n = self.core.action_space, self.core.num_envs
-        if n == 1 and isinstance(actions, (int, np.integer)) and not isinstance(actions, bool) \
+        if n == 1 and isinstance(actions, (int, np.integer)) and not isinstance(actions, (bool, np.timedelta64)) \
                 and isinstance(space, spaces.Discrete):
             if 0 <= actions < space.n:  # the common single-env case, without building arrays twice
                 return np.array([actions], dtype=np.int64)
-        arr = np.asarray(actions)
+        arr = self._action_array(actions)
         if self._discrete_actions:
             if arr.shape == () and n == 1:
                 arr = arr.reshape(1)
-            integral = np.issubdtype(arr.dtype, np.integer) or (
-                np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))
-            )
+            # dtype kinds, not np.issubdtype: numpy counts timedelta64 as an integer type
+            integral = arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and bool(np.all(arr == np.round(arr))))
             if arr.shape != (n,) or not integral or arr.min() < 0 or arr.max() >= space.n:
                 raise ValueError(
                     f"{self.core.family}: actions must be {n} integer(s) in Discrete({space.n}) = "
@@ -299,12 +330,25 @@ class TrialRunner:
         if arr.dtype.kind not in "iuf":
             raise ValueError(f"{self.core.family}: actions must be real numbers (not {arr.dtype} values) with shape "
                              f"{shape}, got {actions!r}")
-        # The ufunc reduction, not ``.all()`` (a Python-level wrapper): this runs on every step.
-        if arr.shape != shape or not np.logical_and.reduce(np.isfinite(arr), axis=None):
-            raise ValueError(f"{self.core.family}: actions must be finite with shape {shape}, got {actions!r}")
+        # The ufunc reduction, not ``.all()`` (a Python-level wrapper): this runs on every step. Comparing
+        # magnitudes with the action dtype's largest value refuses NaN, infinities and finite numbers that
+        # the cast to float32 would turn into infinities.
+        if arr.shape != shape or not np.logical_and.reduce(np.less_equal(np.abs(arr), self._action_limit), axis=None):
+            raise ValueError(f"{self.core.family}: actions must be finite with |action| <= {self._action_limit:.4g} "
+                             f"(the largest {space.dtype}) and shape {shape}, got {actions!r}")
         if not self.core.accepts_unclipped_actions and ((arr < space.low).any() or (arr > space.high).any()):
             raise ValueError(f"{self.core.family}: action {actions!r} is outside {space}")
         return arr.astype(space.dtype)
+
+    def _action_array(self, actions: Any) -> np.ndarray:
+        """``actions`` as a plain array; ragged sequences and masked entries raise ``ValueError``."""
+        if isinstance(actions, np.ma.MaskedArray) and np.ma.is_masked(actions):
+            raise ValueError(f"{self.core.family}: actions must not hold masked entries, got {actions!r}")
+        try:
+            return np.asarray(actions)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.core.family}: actions must form an array of shape {self._action_shape} "
+                             f"(not a ragged sequence), got {actions!r}") from None
 
 
 def _masked_rows(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,24 +365,26 @@ def check_seed(seed: Any) -> int | None:
     return int(seed)
 
 
-def _seed_generators(seed: int | list[int] | None, n: int, fallback: np.random.Generator) -> list[np.random.Generator]:
+def _copy_seeds(seed: int | list[int | None] | None, n: int) -> list[int | None]:
+    """Each copy's seed: ``seed + i`` for an integer, the list's entries (None or integers >= 0) for a list."""
     if seed is None:
-        return [np.random.default_rng(fallback.integers(0, 2**63)) for _ in range(n)]
+        return [None] * n
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seeds = [check_seed(seed) + i for i in range(n)]
-    elif isinstance(seed, (list, tuple, np.ndarray)):
-        seeds = [check_seed(s) for s in seed]
-    else:
-        raise ValueError(f"seed must be None, an integer >= 0 or a list of {n} of them, got {seed!r}")
-    if len(seeds) != n:
-        raise ValueError(f"expected {n} seeds, got {len(seeds)}")
-    return [seeding.np_random(s)[0] for s in seeds]
+        return [check_seed(seed) + i for i in range(n)]
+    if not isinstance(seed, (list, tuple, np.ndarray)):
+        raise ValueError(f"seed must be None, an integer >= 0 or a list of {n} of them (or None), got {seed!r}")
+    if len(seed) != n:
+        raise ValueError(f"seed must be a list of {n} seeds (one per copy), got {len(seed)}: {seed!r}")
+    return [check_seed(s) for s in seed]
 
 
-def resolve_core(core: type[FamilyCore] | str | None, default: type[FamilyCore] | None) -> type[FamilyCore]:
+def resolve_core(core: type[FamilyCore] | str | None, default: type[FamilyCore] | None,
+                 family: type[FamilyCore] | None = None) -> type[FamilyCore]:
     """The core class ``core`` names (a class or a ``"module:Class"`` path), else ``default``.
 
     The registry names each id's core by path, so ``import metarl_envs`` imports no family module.
+    With ``family`` (the base class of one family's cores) another family's core is refused: its run
+    would be stored under this family's id.
     """
     if core is None:
         if default is None:
@@ -352,7 +398,25 @@ def resolve_core(core: type[FamilyCore] | str | None, default: type[FamilyCore] 
             raise ValueError(f"core must name a FamilyCore subclass as 'module:Class', got {core!r}") from None
     if not (isinstance(core, type) and issubclass(core, FamilyCore)):
         raise ValueError(f"core must be a FamilyCore subclass or 'module:Class', got {core!r}")
+    if family is not None and not issubclass(core, family):
+        raise ValueError(f"core {core.__module__}:{core.__name__} is not a core of this family: allowed are "
+                         f"subclasses of {family.__module__}:{family.__name__} (another family has its own id)")
     return core
+
+
+def family_of(env_class: Any) -> type[FamilyCore] | None:
+    """The base class of the cores ``env_class`` (a :class:`MetaEnv` subclass) runs, or None."""
+    if isinstance(env_class, type) and issubclass(env_class, MetaEnv):
+        return env_class.core_family or env_class.core_class
+    return None
+
+
+def bytes_per_copy(core_class: type[FamilyCore], episodes_per_trial: int, kwargs: dict[str, Any]) -> int:
+    """The memory one more copy of a vector env needs: what two small probe runners hold, differenced,
+    plus the random streams' working arrays and what the family keeps outside numpy."""
+    one, two = (TrialRunner(core_class(n, **kwargs), episodes_per_trial) for n in (1, 2))
+    held = [array_bytes(runner, runner.core, runner.rng) for runner in (one, two)]
+    return max(0, held[1] - held[0]) + STREAM_BYTES_PER_COPY + two.core.extra_bytes_per_copy()
 
 
 class MetaEnv(gym.Env):
@@ -372,13 +436,17 @@ class MetaEnv(gym.Env):
     """
 
     core_class: ClassVar[type[FamilyCore] | None] = None
+    #: The base class of the family's cores, which the ``core`` kwarg must subclass (default: ``core_class``).
+    core_family: ClassVar[type[FamilyCore] | None] = None
+    #: The ``reset`` options a single env understands.
+    reset_options: ClassVar[tuple[str, ...]] = ("task",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
     _spec: gym.envs.registration.EnvSpec | None = None
 
     def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
                  *, core: type[FamilyCore] | str | None = None, **kwargs: Any) -> None:
         self.render_scale = check_render_scale(render_scale)
-        self.core_class = resolve_core(core, type(self).core_class)
+        self.core_class = resolve_core(core, type(self).core_class, family_of(type(self)))
         self.runner = TrialRunner(self.core_class(1, **kwargs), episodes_per_trial)
         self._kwargs = dict(kwargs, episodes_per_trial=episodes_per_trial)
         self.core = self.runner.core
@@ -412,7 +480,9 @@ class MetaEnv(gym.Env):
     # --- task API --------------------------------------------------------------------------
     def sample_tasks(self, n: int) -> list[np.ndarray]:
         """``n`` tasks drawn from the task distribution with ``self.np_random``."""
-        n = check_int("n", n, 0)
+        n = check_int("sample_tasks(n)", n, 0)
+        per_task = 8 * self.core.task_uniforms + self.core.tasks[0].nbytes + TASK_OBJECT_BYTES
+        check_fits_in_memory(f"sample_tasks(n={n})", n * per_task, "draw fewer tasks at a time")
         u = self.np_random.random((n, self.core.task_uniforms))
         return list(self.core.tasks_from_uniforms(u))
 
@@ -425,9 +495,11 @@ class MetaEnv(gym.Env):
 
     # --- Gymnasium API ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start a new trial; ``options={"task": task}`` fixes its task (any other key raises ``ValueError``)."""
         seed = check_seed(seed)
+        options = check_reset_options(self.core.family, options, self.reset_options)
         task = None
-        if options and "task" in options:
+        if "task" in options:
             task = self.core.checked_task(options["task"])[None]
         super().reset(seed=seed)
         if seed is not None or self._needs_key:
@@ -480,12 +552,20 @@ class MetaVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
                  max_episode_steps: int | None = None, render_scale: int | None = None, *,
                  core: type[FamilyCore] | str | None = None, **kwargs: Any):
-        # ``max_episode_steps`` may arrive through make_vec; trials end by themselves after at most
-        # episodes_per_trial * limit steps, so no time limit is applied.
-        del max_episode_steps
+        if max_episode_steps is not None:
+            # make_vec passes it only when given (no id registers one); a limit that cut trials short
+            # would end them before their episodes_per_trial episodes.
+            raise ValueError(
+                f"max_episode_steps is not supported by the meta-RL vector envs (got {max_episode_steps!r}): a trial "
+                f"ends by itself after episodes_per_trial episodes; shorten episodes with the family's own kwargs"
+            )
         num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)  # before any family allocates copies
         self.render_scale = check_render_scale(render_scale)
         self.core_class = resolve_core(core, type(self).core_class)
+        if num_envs >= CHECK_FROM_NUM_ENVS:
+            per_copy = bytes_per_copy(self.core_class, episodes_per_trial, kwargs)
+            check_fits_in_memory(f"num_envs={num_envs} ({describe_bytes(per_copy)} per copy)", num_envs * per_copy,
+                                 "use fewer copies")
         self.runner = TrialRunner(self.core_class(num_envs, **kwargs), episodes_per_trial)
         self.core = self.runner.core
         self.num_envs = self.core.num_envs
@@ -509,57 +589,78 @@ class MetaVectorEnv(VectorEnv):
         """The most steps a trial can take; the trial ends by itself there."""
         return self.runner.max_trial_steps
 
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec | None:
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, spec: gym.envs.registration.EnvSpec | None) -> None:
+        # ``gymnasium.make_vec`` sets the spec after construction; it names the id's single-env class,
+        # whose family the ``core`` kwarg must belong to (the vector class is shared by several families).
+        if spec is not None and isinstance(spec.entry_point, (str, type)):
+            entry = spec.entry_point
+            family = family_of(gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry)
+            try:
+                resolve_core(self.core_class, None, family)
+            except ValueError as err:
+                self.close()
+                raise ValueError(f"{spec.id}: {err}") from None
+        self.__dict__["_spec"] = spec
+
     #: The keys of a reset info (a new trial's first info).
     _RESET_INFO_KEYS: ClassVar[tuple[str, ...]] = ("task", "inner_episode")
     #: The ``reset`` options a vector env understands.
     reset_options: ClassVar[tuple[str, ...]] = ("tasks", "reset_mask")
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        """Start new trials in every copy; copy ``i`` is seeded with ``seed + i``.
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Start new trials in every copy; copy ``i`` is seeded with ``seed + i`` (or ``seed[i]``).
 
         ``options={"tasks": array}`` fixes the tasks (one per copy); otherwise each copy draws its own.
         ``options={"reset_mask": bool array}`` (Gymnasium 1.x) starts new trials only in the masked
-        copies; the others keep their state and their current observation is returned. Seeding
-        restarts every copy's random streams, so ``seed`` needs a mask that covers every copy.
-        Unknown option keys raise ``ValueError``.
+        copies; the others keep their state, their random streams and their current observation. As in
+        Gymnasium's vector envs, a seed then applies to the masked copies only: ``seed=s`` seeds copy
+        ``i`` with ``s + i``, a list seeds copy ``i`` with ``seed[i]`` (``None``: not reseeded), and
+        either way a reseeded copy behaves as a single env after ``reset(seed=...)`` with its seed.
+        The first reset starts every copy whatever the mask (a copy never started has no trial to
+        keep). Unknown option keys raise ``ValueError``.
         """
-        options = options or {}
-        unknown = sorted(set(options) - set(self.reset_options))
-        if unknown:
-            raise ValueError(f"{self.core.family}: unknown reset option(s) {unknown}; allowed: {list(self.reset_options)}")
+        options = check_reset_options(self.core.family, options, self.reset_options)
+        seeds = _copy_seeds(seed, self.num_envs)
         idx = self._all
-        if "reset_mask" in options:
-            mask = options["reset_mask"]
-            if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
-                raise ValueError(
-                    f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}"
-                )
-            if not mask.any():
-                raise ValueError(f"options['reset_mask'] must select at least one copy, got {mask!r}")
-            if seed is not None and not mask.all():
-                raise ValueError(
-                    f"reset(seed=...) restarts every copy's random streams: pass a reset_mask that selects every "
-                    f"copy, or no seed, got seed={seed!r} and reset_mask={mask!r}"
-                )
-            idx = np.flatnonzero(mask)
+        if "reset_mask" in options and not self._needs_key:
+            idx = np.flatnonzero(self._checked_mask(options["reset_mask"]))
+        elif "reset_mask" in options:
+            self._checked_mask(options["reset_mask"])
         tasks = None
         if "tasks" in options:
             given = options["tasks"]
             if isinstance(given, (str, bytes)) or not hasattr(given, "__len__") or len(given) != self.num_envs:
                 raise ValueError(f"options['tasks'] must hold {self.num_envs} tasks (one per copy), got {given!r}")
             tasks = np.stack([self.core.checked_task(t) for t in given])[idx]
-        if seed is not None or self._needs_key:
-            generators = _seed_generators(seed, self.num_envs, self.np_random)
-            if isinstance(seed, (int, np.integer)):
-                self._np_random, self._np_random_seed = seeding.np_random(int(seed))
-            self.runner.rng.seed(generators)
+        if isinstance(seed, (int, np.integer)):
+            self._np_random, self._np_random_seed = seeding.np_random(int(seed))
+        if self._needs_key:
+            fallback = self.np_random
+            self.runner.rng.seed([np.random.default_rng(fallback.integers(0, 2**63)) if s is None
+                                  else seeding.np_random(s)[0] for s in seeds])
             self._needs_key = False
+        else:
+            reseeded = np.array([i for i in idx if seeds[i] is not None], dtype=np.int64)
+            if len(reseeded):
+                self.runner.rng.seed([seeding.np_random(seeds[i])[0] for i in reseeded], reseeded)
         self.runner.start_trials(idx, tasks)
         selected = np.zeros(self.num_envs, dtype=bool)
         selected[idx] = True
         info = {"task": self.core.tasks.copy(), "_task": selected, "inner_episode": self.runner.episode.copy(),
                 "_inner_episode": selected.copy()}
         return self.runner.observe(), info
+
+    def _checked_mask(self, mask: Any) -> np.ndarray:
+        if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
+            raise ValueError(f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}")
+        if not mask.any():
+            raise ValueError(f"options['reset_mask'] must select at least one copy, got {mask!r}")
+        return mask
 
     def step(self, actions: Any):
         if self._needs_key:

@@ -46,23 +46,40 @@ class CounterRNG:
     def __init__(self, num_envs: int, block: int = 64) -> None:
         self.keys = np.zeros(num_envs, dtype=np.uint64)
         self.counters = np.zeros(num_envs, dtype=np.uint64)
+        # Copy i's lockstep counter is the shared one minus origin[i]: where it was last seeded.
+        self.origin = np.zeros(num_envs, dtype=np.uint64)
         self._block = block
         self._step_counter = 0
         self._buffer = np.empty((num_envs, 0))
         self._cursor = 0
 
-    def seed(self, generators: list[np.random.Generator], idx: np.ndarray | None = None) -> None:
-        """Give copies fresh keys drawn from their own Gymnasium ``np_random`` generators.
+    def __setstate__(self, state: dict) -> None:
+        # Streams pickled before ``origin`` existed were always seeded together.
+        state.setdefault("origin", np.zeros(len(state["keys"]), dtype=np.uint64))
+        self.__dict__.update(state)
 
-        Seeding restarts the lockstep stream of *all* copies, so seed them together (as
-        ``reset(seed=...)`` of a vector env does).
+    def seed(self, generators: list[np.random.Generator], idx: np.ndarray | None = None) -> None:
+        """Give copies ``idx`` (default: all) fresh keys drawn from their own Gymnasium ``np_random`` generators.
+
+        A seeded copy's streams start at their beginning, the lockstep one included, while the other
+        copies' streams go on where they are: copy ``i`` seeded alone draws what a single env seeded
+        the same way draws.
         """
-        idx = np.arange(len(self.keys)) if idx is None else idx
+        n = len(self.keys)
+        idx = np.arange(n) if idx is None else np.asarray(idx, dtype=np.int64)
         self.keys[idx] = [g.integers(0, 2**63, dtype=np.int64) for g in generators]
         self.counters[idx] = 0
-        self._step_counter = 0
-        self._buffer = np.empty((len(self.keys), 0))
-        self._cursor = 0
+        if len(np.unique(idx)) == n:
+            self.origin[:] = 0
+            self._step_counter = 0
+            self._buffer = np.empty((n, 0))
+            self._cursor = 0
+            return
+        unread = self._buffer.shape[1] - self._cursor
+        self.origin[idx] = self._step_counter - unread  # the shared counter of the next number read
+        if unread:
+            fresh = self._hash(_splitmix(self.keys[idx] ^ self._STEP_STREAM), np.zeros(len(idx), np.uint64), unread)
+            self._buffer[idx, self._cursor :] = fresh
 
     @staticmethod
     def _hash(keys: np.ndarray, first: np.ndarray, k: int) -> np.ndarray:
@@ -84,7 +101,7 @@ class CounterRNG:
 
     def _refill(self, k: int) -> None:
         n = max(self._block, k)
-        first = np.full(len(self.keys), self._step_counter, dtype=np.uint64)
+        first = np.uint64(self._step_counter) - self.origin
         rest = self._buffer[:, self._cursor :]
         fresh = self._hash(_splitmix(self.keys ^ self._STEP_STREAM), first, n)
         self._buffer = np.concatenate([rest, fresh], axis=1)

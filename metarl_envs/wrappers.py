@@ -246,11 +246,14 @@ class TransitionObservationVector(VectorWrapper):
         self._s = np.zeros((self.num_envs, self._enc.obs_dim), np.float32)
         self._restarting = np.zeros(self.num_envs, dtype=bool)
         self._last = np.zeros((self.num_envs, self.layout["dim"]), np.float32)  # the last observation returned
+        self._started = False  # the first reset starts every copy, whatever its reset_mask
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        """Reset; with Gymnasium's ``options["reset_mask"]`` only the masked copies restart from zeros."""
-        mask = None if options is None else options.get("reset_mask")
+        """Reset; with Gymnasium's ``options["reset_mask"]`` only the masked copies restart from zeros
+        (after the first reset, which starts every copy)."""
+        mask = options.get("reset_mask") if isinstance(options, dict) and self._started else None
         obs, info = self.env.reset(seed=seed, options=options)
+        self._started = True
         s = self._enc.state(obs, self.num_envs)
         if mask is None:
             self._s, self._restarting[:] = s, False

@@ -153,7 +153,120 @@ def cases(env_id: str) -> Iterator[Case]:
 
 
 def all_cases() -> list[Case]:
-    return [case for env_id in FAMILIES for case in cases(env_id)]
+    return [case for env_id in FAMILIES for case in (*cases(env_id), *env_input_cases(env_id))]
+
+
+# --- issue 36, environments (E1-E8) and policy kwargs (C1-C2) ----------------------------------------------------
+CATEGORIES += ("reset options", "odd actions", "family kwargs", "sizes", "policy kwargs")
+#: a request no machine has memory for (the documented upper bounds of num_envs, sample_tasks and render_scale)
+HUGE_NUM_ENVS, HUGE_TASK_COUNT, HUGE_RENDER_SCALE = 2**24, 10**9, 10**6
+#: the core of another family, per family (E6: a Planning Game run must not be stored as a T-maze)
+FOREIGN_CORE = {"MetaTMaze-v0": "metarl_envs.planning:PlanningCore",
+                "MetaFrozenLake-v0": "metarl_envs.minecraft:MinecraftCore"}
+
+
+def _reset_option_cases(env_id: str, native: bool) -> Iterator[Case]:
+    for options in ({"taks": [1.0]}, {"reset_mask": np.array([True])}, {"tasks": [[1.0]]}, {1: 2}, "task",
+                    [("task", 1.0)], 3):
+        yield Case(env_id, "reset options", f"single reset(options={options!r})",
+                   lambda o=options: _single(env_id).reset(seed=0, options=o), ("option",))
+    for options in ("ab", [1], 3) if native else ():
+        yield Case(env_id, "reset options", f"vector reset(options={options!r})",
+                   lambda o=options: _vector(env_id).reset(seed=0, options=o), ("option",))
+
+
+def _odd_action_cases(env_id: str, native: bool) -> Iterator[Case]:
+    space = gym.make(env_id, disable_env_checker=True).action_space
+    if isinstance(space, gym.spaces.Discrete):
+        single: tuple = (np.timedelta64(1), np.array(1, dtype="m8[s]"), np.ma.masked_array([1], mask=[True]), [[0], [0, 1]])
+        vector: tuple = (np.array([1, 0], dtype="m8[s]"), np.ma.masked_array([1, 0], mask=[True, True]), [[0], [0, 1]])
+    else:
+        d = space.shape[0]
+        single = (np.full(d, 1e39), np.full(d, -3.5e38), np.ma.masked_array(np.zeros(d), mask=np.ones(d, bool)),
+                  [[0.0] * d, [0.0] * (d - 1)], np.zeros(d, dtype="m8[s]"))
+        vector = (np.full((N, d), 1e39), [[0.0] * d, [0.0] * (d - 1)],
+                  np.ma.masked_array(np.zeros((N, d)), mask=np.ones((N, d), bool)))
+    for value in single:
+        yield Case(env_id, "odd actions", f"step({value!r})".replace("\n", ""),
+                   lambda v=value: _reset(_single(env_id)).step(v), ("action",))
+    for value in vector if native else ():
+        yield Case(env_id, "odd actions", f"vector step({value!r})".replace("\n", ""),
+                   lambda v=value: _reset(_vector(env_id)).step(v), ("action",))
+
+
+def _family_kwarg_cases(env_id: str, native: bool) -> Iterator[Case]:
+    yield Case(env_id, "family kwargs", "make_vec(max_episode_steps=3)",
+               lambda: _reset(_vector(env_id, max_episode_steps=3)), ("max_episode_steps",))
+    if env_id in FOREIGN_CORE:
+        for make in (_single, _vector):
+            yield Case(env_id, "family kwargs", f"{make.__name__[1:]} core={FOREIGN_CORE[env_id]!r}",
+                       lambda m=make: _reset(m(env_id, core=FOREIGN_CORE[env_id])), ("core",))
+    if env_id == "MetaCheetahVel-v0":
+        for bounds in ((-1e308, 1e308), (0.0, 1e308), (-1e308, 0.0)):
+            yield Case(env_id, "family kwargs", f"velocity_range={bounds!r}",
+                       lambda b=bounds: _reset(_single(env_id, velocity_range=b)).sample_tasks(4), ("velocity_range",))
+
+
+def _render_huge(env_id: str) -> Any:
+    return _reset(_single(env_id, render_mode="rgb_array", render_scale=HUGE_RENDER_SCALE)).render()
+
+
+def _size_cases(env_id: str, native: bool) -> Iterator[Case]:
+    if native:
+        yield Case(env_id, "sizes", f"make_vec(num_envs={HUGE_NUM_ENVS})",
+                   lambda: _vector(env_id, HUGE_NUM_ENVS).reset(seed=0), ("num_envs",))
+    yield Case(env_id, "sizes", f"sample_tasks({HUGE_TASK_COUNT})",
+               lambda: _reset(_single(env_id)).sample_tasks(HUGE_TASK_COUNT), ("sample_tasks",))
+    if "Cheetah" not in env_id:  # MuJoCo's renderer needs an OpenGL context
+        yield Case(env_id, "sizes", f"render(render_scale={HUGE_RENDER_SCALE})",
+                   lambda: _render_huge(env_id), ("render_scale",))
+
+
+#: policy kwargs that must be refused at construction (C1, C2), for every policy built on a Discrete-action env
+BAD_POLICY_KWARGS: tuple[dict[str, Any], ...] = (
+    {"head_state_dim": 0}, {"head_state_dim": -1}, {"head_state_dim": 2.5}, {"hyper_dim": 0}, {"hyper_dim": -1},
+    {"encoder_hidden": 100_000_000}, {"encoder_hidden": "256"}, {"latent_dim": 0}, {"state_embed": True},
+    {"action_embed": -3}, {"reward_embed": 10**9}, {"net_arch": (256, 0)}, {"net_arch": (10**6, 10**6)},
+    {"head_bf16": "yes"}, {"split": "no"}, {"obs_clip": 0}, {"obs_clip": -1}, {"obs_clip": math.nan},
+    {"obs_clip": math.inf}, {"log_std_init": math.nan}, {"log_std_init": 1e300},
+    {"aggregator": "softmax", "aggregator_kwargs": {"temperature": 1e-300}},
+    {"aggregator": "softmax", "aggregator_kwargs": {"temperature": math.nan}},
+    {"aggregator": "softmax", "aggregator_kwargs": {"temp": 0.1}},
+    {"aggregator": "gauss", "aggregator_kwargs": {"kl_weight": -1.0}},
+    {"aggregator": None, "split": False, "aggregator_kwargs": {"temperature": 0.1}},
+    {"aggregator_kwargs": "temperature=0.1"}, {"encoder_kwargs": {"state_dim": 10**8}, "encoder": "lru"},
+    {"optimizer_kwargs": {"lr": 0.1}}, {"optimizer_kwargs": {"momentum": 0.9}}, {"optimizer_class": dict},
+    {"hyper_dim": 1024, "net_arch": (8192, 8192)},
+)
+
+
+def _build_policy(env_id: str, kwargs: dict[str, Any]) -> Any:
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    from metarl_agents.policies import SplAggerPolicy
+    from metarl_envs.wrappers import TransitionObservation
+
+    env = TransitionObservation(gym.make(env_id))
+    return SplAggerPolicy(env.observation_space, env.action_space, ConstantSchedule(1e-3), **kwargs)
+
+
+def _policy_kwarg_cases(env_id: str) -> Iterator[Case]:
+    if env_id not in ("MetaTMaze-v0", "MetaCheetahVel-v0"):  # one Discrete-action and one Box-action env
+        return
+    for kwargs in BAD_POLICY_KWARGS:
+        label = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        names = tuple(kwargs) + tuple(k for v in kwargs.values() if isinstance(v, dict) for k in v)
+        yield Case(env_id, "policy kwargs", label, lambda k=kwargs: _build_policy(env_id, k), names)
+
+
+def env_input_cases(env_id: str) -> Iterator[Case]:
+    """The categories that issue 36's environment and policy-kwarg items added."""
+    native = gym.spec(env_id).vector_entry_point is not None
+    yield from _reset_option_cases(env_id, native)
+    yield from _odd_action_cases(env_id, native)
+    yield from _family_kwarg_cases(env_id, native)
+    yield from _size_cases(env_id, native)
+    yield from _policy_kwarg_cases(env_id)
 
 
 def classify(case: Case) -> tuple[str, str]:

@@ -169,8 +169,8 @@ def test_vector_reset_rejects_unknown_options():
     with pytest.raises(ValueError, match="reset_mask"):
         env.reset(options={"reset_mask": [True, False]})  # a list, not a bool array
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="seed"):
-        env.reset(seed=1, options={"reset_mask": np.array([True, False])})
+    with pytest.raises(ValueError, match="seed"):  # one seed per copy, as Gymnasium's vector envs take them
+        env.reset(seed=[1], options={"reset_mask": np.array([True, False])})
 
 
 def test_vector_reset_mask_restarts_only_masked_copies():
