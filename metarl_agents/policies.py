@@ -37,11 +37,13 @@ from torch import nn
 
 from metarl_agents.heads import HyperHead, MlpHead
 from metarl_agents.memory import Memory
+from metarl_agents.policy_settings import (  # noqa: F401  (the choices: public here before)
+    CRITIC_INITS,
+    HEADS,
+    START_LATENTS,
+    check_policy_config,
+)
 from metarl_envs.wrappers import transition_layout_from_space
-
-HEADS = ("hyper", "mlp")
-START_LATENTS = ("encode", "prior")
-CRITIC_INITS = ("torch", "reference")
 
 
 @dataclass(frozen=True)
@@ -120,19 +122,9 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
         ):
             raise ValueError(f"action space must be Discrete or a 1-D Box, got {action_space!r}")
-        config = {**self.preset, **kwargs}
-        if config.get("head", "hyper") not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {config['head']!r}")
-        for name, allowed in (("start_latent", START_LATENTS), ("critic_init", CRITIC_INITS)):
-            if name in config and config[name] not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {config[name]!r}")
-        if "net_arch" in config:
-            arch = config["net_arch"]
-            if not isinstance(arch, (list, tuple)) or not all(isinstance(n, int) and n > 0 for n in arch):
-                raise ValueError(f"net_arch must be a list of positive layer sizes (shared by actor and critic), got {arch!r}")
-            config["net_arch"] = tuple(arch)
-        self.config = PolicyConfig(**config)
         self.layout = transition_layout_from_space(observation_space, action_space)
+        self.config = check_policy_config(PolicyConfig(**{**self.preset, **kwargs}), self.layout,
+                                          isinstance(action_space, spaces.Discrete))
         self.update_obs_norm = True
         super().__init__(
             observation_space, action_space, lr_schedule,
@@ -170,8 +162,6 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             prior_at_start=cfg.start_latent == "prior",
         )
         head_class = HyperHead if cfg.head == "hyper" else MlpHead
-        if cfg.head_bf16 and cfg.head != "hyper":
-            raise ValueError(f"head_bf16=True applies to the hypernetwork head only, got head={cfg.head!r}")
         extra = ({"hyper_dim": cfg.hyper_dim, "hidden": cfg.net_arch, "autocast_bf16": cfg.head_bf16,
                   "critic_init": cfg.critic_init} if cfg.head == "hyper" else {"net_arch": cfg.net_arch})
         self.head = head_class(

@@ -603,7 +603,6 @@ class MetaVectorEnv(VectorEnv):
             try:
                 resolve_core(self.core_class, None, family)
             except ValueError as err:
-                self.close()
                 raise ValueError(f"{spec.id}: {err}") from None
         self.__dict__["_spec"] = spec
 

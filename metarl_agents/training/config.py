@@ -119,6 +119,14 @@ def _check(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
     return number
 
 
+def check_setting(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None, *,
+                  low_open: bool = False, optional: bool = False) -> Any:
+    """``value`` checked and converted as a :class:`RunConfig` field of that kind and range would be, with the
+    same one-line message (for settings that live elsewhere, e.g. the policy kwargs)."""
+    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional}
+    return _check(name, value, meta)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs, range-checked on construction.
