@@ -161,7 +161,9 @@ def parameter_count(config: Any, layout: Mapping[str, Any], discrete: bool) -> i
     count = obs * config.state_embed + act * (config.action_embed or small) + (config.reward_embed or small)
     if config.encoder == "gru":
         count += 3 * hidden * (embed + hidden + 2)
-    else:  # a per-step layer, or a scan encoder's few projections of about that size
+    elif config.encoder == "linear":
+        count += (embed + 1) * hidden
+    else:  # a scan encoder: a few projections of about this size (an estimate on the large side)
         sizes = [v for v in (config.encoder_kwargs or {}).values() if isinstance(v, int) and not isinstance(v, bool)]
         count += 4 * (embed + hidden) * (hidden + max(sizes, default=0))
     count += hidden * config.latent_dim * 2 + obs * config.head_state_dim

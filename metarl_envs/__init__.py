@@ -4,10 +4,16 @@
 trial-per-episode env and ``gymnasium.make_vec("MetaTMaze-v0", num_envs=N)`` the native batched
 vector env. Registering imports no family module (each id names its env class and core by path).
 
-An id is a family's env class, the core of the variant (the ``core`` kwarg) and default kwargs. No
-id registers a ``TimeLimit``: a trial ends by itself after ``episodes_per_trial`` episodes, so
-``gymnasium.make(id, episodes_per_trial=8)`` runs 8 episodes per trial and ``env.spec.max_episode_steps``
-is the bound that follows from the env's own kwargs.
+An id is a family's env class, the core of the variant (the ``core`` kwarg, one of that family's cores)
+and default kwargs. No id registers a ``TimeLimit``: a trial ends by itself after ``episodes_per_trial``
+episodes, so ``gymnasium.make(id, episodes_per_trial=8)`` runs 8 episodes per trial and
+``env.spec.max_episode_steps`` is the bound that follows from the env's own kwargs.
+
+So the registry's ``gymnasium.spec(id).max_episode_steps`` is ``None``: Gymnasium would wrap every env of
+an id that registered one in a ``TimeLimit`` of that many steps, which cuts a trial of more episodes short.
+Read the bound from a made env instead, ``gymnasium.make(id, **kwargs).spec.max_episode_steps`` (or
+``env.unwrapped.max_trial_steps``): 604 for ``MetaTMaze-v0``. The vector envs refuse a
+``max_episode_steps`` kwarg for the same reason.
 """
 
 from gymnasium.envs.registration import register
