@@ -626,10 +626,10 @@ class MetaVectorEnv(VectorEnv):
         options = check_reset_options(self.core.family, options, self.reset_options)
         seeds = _copy_seeds(seed, self.num_envs)
         idx = self._all
-        if "reset_mask" in options and not self._needs_key:
-            idx = np.flatnonzero(self._checked_mask(options["reset_mask"]))
-        elif "reset_mask" in options:
-            self._checked_mask(options["reset_mask"])
+        if "reset_mask" in options:
+            mask = self._checked_mask(options["reset_mask"])
+            if not self._needs_key:
+                idx = np.flatnonzero(mask)
         tasks = None
         if "tasks" in options:
             given = options["tasks"]
@@ -655,6 +655,7 @@ class MetaVectorEnv(VectorEnv):
         return self.runner.observe(), info
 
     def _checked_mask(self, mask: Any) -> np.ndarray:
+        """A ``reset_mask`` as Gymnasium's vector envs take it: a bool array over copies selecting one or more."""
         if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (self.num_envs,)):
             raise ValueError(f"options['reset_mask'] must be a numpy bool array of shape ({self.num_envs},), got {mask!r}")
         if not mask.any():

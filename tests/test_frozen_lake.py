@@ -359,7 +359,7 @@ def test_render_outputs():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"slippery": True}, {"observation": "onehot", "episodes_per_trial": 2, "max_episode_steps": 98}]
+    "kwargs", [{"slippery": True}, {"observation": "onehot", "episodes_per_trial": 2}]
 )
 @pytest.mark.parametrize("env_id", IDS.values())
 def test_vector_env_matches_single_envs_across_autoresets(env_id, kwargs):
