@@ -33,8 +33,14 @@ from gymnasium.vector.utils import batch_space
 
 from metarl_envs.rendering import upscale
 from metarl_envs.rng import CounterRNG
-from metarl_envs.sizes import (CHECK_FROM_NUM_ENVS, STREAM_BYTES_PER_COPY, TASK_OBJECT_BYTES, array_bytes,
-                               check_fits_in_memory, describe_bytes)
+from metarl_envs.sizes import (
+    CHECK_FROM_NUM_ENVS,
+    STREAM_BYTES_PER_COPY,
+    TASK_OBJECT_BYTES,
+    array_bytes,
+    check_fits_in_memory,
+    describe_bytes,
+)
 
 #: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
 #: least this many pixels, unless a ``render_scale`` is given.

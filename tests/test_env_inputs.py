@@ -11,13 +11,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.training.config import RunConfig
-from metarl_agents.training.config import check_buildable
+from metarl_agents.training.config import RunConfig, check_buildable
 from metarl_agents.training.vec_env import make_vec_env
 from metarl_envs.sizes import available_memory, check_fits_in_memory
 from metarl_envs.wrappers import TransitionObservationVector
-
-F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _small_machine(gib: float = 1.0):
