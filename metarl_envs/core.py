@@ -597,7 +597,8 @@ class MetaVectorEnv(VectorEnv):
 
     @property
     def spec(self) -> gym.envs.registration.EnvSpec | None:
-        return self.__dict__.get("_spec")
+        # (vector envs pickled before the spec was checked hold it as a plain attribute)
+        return self.__dict__.get("_spec", self.__dict__.get("spec"))
 
     @spec.setter
     def spec(self, spec: gym.envs.registration.EnvSpec | None) -> None:

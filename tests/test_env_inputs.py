@@ -121,6 +121,7 @@ def test_a_variant_of_the_same_family_is_still_chosen_with_core():
     assert latent.unwrapped.core.family == "MetaTMazeLatent"
     vector = gym.make_vec("MetaCheetahVel-v0", num_envs=2, core="metarl_envs.cheetah:CheetahDirCore")
     assert vector.unwrapped.core.family == "MetaCheetahDir"
+    assert vector.spec.id == "MetaCheetahVel-v0" and vector.spec.kwargs["core"].endswith("CheetahDirCore")
 
 
 # --- E7: requests larger than the memory ----------------------------------------------------------------------------
