@@ -48,6 +48,10 @@ def _build(kind: str = "discrete", policy=SplAggerPolicy, **kwargs):
     ({"net_arch": [64, 0]}, "net_arch must be a list of at most 16 layer sizes in [1, 8192]"),
     ({"encoder": "lstm"}, "encoder must be one of ['gru', 'linear'"),
     ({"aggregator": "median"}, "unknown aggregator 'median'"),
+    ({"start_latent": "zero"}, "start_latent must be one of ['encode', 'prior'], got 'zero'"),
+    ({"critic_init": "xavier"}, "critic_init must be one of ['torch', 'reference'], got 'xavier'"),
+    ({"memory_optimizer_kwargs": {"params": []}}, "memory_optimizer_kwargs may not set ['params'] for Adam"),
+    ({"memory_optimizer_kwargs": "eps=1e-8"}, "memory_optimizer_kwargs must be a table of keyword arguments or none"),
 ])
 @pytest.mark.parametrize("kind", ["discrete", "box"])
 def test_bad_policy_kwargs_are_refused_at_construction(kwargs, message, kind):
@@ -77,6 +81,8 @@ def test_valid_values_at_the_bounds_are_taken_and_normalised():
     assert policy.config.obs_clip == 1.0 and type(policy.config.obs_clip) is float
     assert policy.head.state.norm.clip == 1.0 and policy.log_std.detach().tolist() == [-20.0] * 6
     assert policy.optimizer.defaults["eps"] == 1e-5
+    own = _build(memory_optimizer_kwargs={"lr": 1e-4, "eps": 1e-8})  # the memory's group may set its own rate
+    assert [group["lr"] for group in own.optimizer.param_groups] == [1e-3, 1e-4]
 
 
 def test_the_lowest_softmax_temperature_keeps_the_aggregate_finite():
