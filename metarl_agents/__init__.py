@@ -65,6 +65,8 @@ _LAZY = {
     "MetaPPO": "metarl_agents.training.ppo",
     "evaluate_meta": "metarl_agents.training.evaluation",
     "make_vec_env": "metarl_agents.training.vec_env",
+    "save_model": "metarl_agents.training.model_file",
+    "load_model": "metarl_agents.training.model_file",
 }
 
 __all__ = list(_LAZY)

@@ -323,3 +323,424 @@ if __name__ == "__main__":
     for case, outcome, detail in results:
         if outcome != "clear":
             print(f"{outcome:8s} {case.id}: {detail}")
+
+
+# -- files, stores, command lines and divergence ----------------------------------------------------------------
+# Hostile or damaged files (model files, run checkpoints, result stores), command lines and settings that
+# make training diverge. Each case runs in a fresh temporary folder. An answer is *clear* when it is the
+# error the package documents for it (ValueError, StoreError, CheckpointError, TrainingDivergedError, or a
+# command line's exit status 2 with one line on stderr) and names one of the case's words; anything else
+# raised is *unclear*; a case that raises nothing was *silently* accepted. A file the package did not write
+# must be left as it was: a case that changes one is unclear, whatever it raised.
+
+SAFETY_CATEGORIES = ("model files", "checkpoints", "stores", "report cells", "command lines", "divergence")
+
+
+@dataclass(frozen=True)
+class FileCase:
+    category: str
+    label: str
+    run: Callable[[Any], Any]  # called with a fresh temporary folder (pathlib.Path)
+    names: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.category}-{self.label}"
+
+
+class _Changed(AssertionError):
+    """A case modified a file the package did not write."""
+
+
+def _files(folder: Any) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _untouched(folder: Any, action: Callable[[], Any]) -> Any:
+    """Run ``action``; raise :class:`_Changed` if a file that was in ``folder`` changed or vanished."""
+    before = _files(folder)
+    try:
+        return action()
+    finally:
+        after = _files(folder)
+        changed = [name for name, data in before.items() if after.get(name) != data]
+        if changed:
+            raise _Changed(f"modified {changed}")
+
+
+def _tiny_model(folder: Any) -> tuple[Any, Any]:
+    from metarl_agents.training.config import RunConfig, build_model
+
+    config = RunConfig.from_preset("MetaTMaze-v0", "RNN", n_envs=2, n_steps=4, n_minibatches=1,
+                                   env_kwargs={"length": 3}, policy_kwargs={"encoder_hidden": 8, "head": "mlp",
+                                                                            "net_arch": [8], "head_state_dim": 4})
+    return config, build_model(config)
+
+
+def _model_file_cases() -> Iterator[FileCase]:
+    import base64
+    import hashlib
+    import io
+    import json
+    import pickle
+    import zipfile
+
+    import torch
+
+    from metarl_agents.training.model_file import MAGIC, load_model, save_model
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return math.factorial, (5,)  # harmless, but code all the same
+
+    def crafted_zip(folder: Any) -> Any:
+        path = folder / "model.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("data", json.dumps({"policy_class": {":serialized:": base64.b64encode(
+                pickle.dumps(Payload())).decode()}}))
+        return _untouched(folder, lambda: load_model(path))
+
+    def pickle_behind_header(folder: Any) -> Any:
+        buffer = io.BytesIO()
+        torch.save({"format": "metarl-model", "version": 1, "config": "{}", "policy": Payload()}, buffer)
+        data = buffer.getvalue()
+        path = folder / "model.pt"
+        path.write_bytes(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+        return _untouched(folder, lambda: load_model(path))
+
+    def damaged(folder: Any, cut: bool) -> Any:
+        config, model = _tiny_model(folder)
+        path = folder / "model.pt"
+        save_model(model, config, path)
+        raw = bytearray(path.read_bytes())
+        if cut:
+            raw = raw[:len(raw) // 2]
+        else:
+            raw[-300:-292] = bytes(b ^ 0xFF for b in raw[-300:-292])
+        path.write_bytes(bytes(raw))
+        return _untouched(folder, lambda: load_model(path))
+
+    def raw_file(folder: Any, data: bytes) -> Any:
+        path = folder / "model.pt"
+        path.write_bytes(data)
+        return _untouched(folder, lambda: load_model(path))
+
+    yield FileCase("model files", "SB3 zip with a cloudpickle payload", crafted_zip, ("SB3",))
+    yield FileCase("model files", "pickle behind a valid header and digest", pickle_behind_header, ("weights only",))
+    yield FileCase("model files", "eight flipped bytes", lambda f: damaged(f, False), ("damaged",))
+    yield FileCase("model files", "truncated", lambda f: damaged(f, True), ("damaged",))
+    yield FileCase("model files", "empty file", lambda f: raw_file(f, b""), ("model.pt",))
+    yield FileCase("model files", "plain torch.save", lambda f: raw_file(f, _torch_bytes({"a": 1})), ("model.pt",))
+
+
+def _torch_bytes(value: Any) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _fake_spec(seed: int = 1, env_id: str = "MetaTMaze-v0") -> Any:
+    from metarl_agents.leaderboard.grid import RunSpec
+
+    return RunSpec(env_id=env_id, agent="RNN", seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+                   preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500, n_eval_tasks=2)
+
+
+def _checkpoint_cases() -> Iterator[FileCase]:
+    import sqlite3
+
+    from metarl_agents.leaderboard.checkpoint import read_checkpoint, write_checkpoint
+    from metarl_agents.leaderboard.runner import checkpoint_dir, train_one
+    from metarl_agents.leaderboard.store import ResultStore
+
+    def damaged(folder: Any, how: str) -> Any:
+        import torch
+
+        path = folder / "c.pt"
+        write_checkpoint(path, {"run_key": "k"}, {"w": torch.arange(64.0)})
+        raw = bytearray(path.read_bytes())
+        offset = raw.find(torch.arange(64.0).numpy().tobytes())
+        if how == "flipped":
+            raw[offset:offset + 8] = bytes(b ^ 0xFF for b in raw[offset:offset + 8])
+        elif how == "nan":
+            raw[offset:offset + 256] = b"\xff" * 256
+        else:
+            raw = raw[:offset]
+        path.write_bytes(bytes(raw))
+        return read_checkpoint(path, {"run_key": "k"})
+
+    class NeverTrains:
+        """A trainer that must not be reached: a case ends at the checkpoint path."""
+
+        def build(self, spec: Any) -> Any:
+            raise AssertionError("trained a run whose checkpoint path is foreign")
+
+        def resume(self, spec: Any, checkpoint: Any) -> Any:
+            raise AssertionError(f"resumed from {checkpoint}, which the store named")
+
+    def stored_path(folder: Any, stored: str) -> Any:
+        db, spec = folder / "store" / "r.db", _fake_spec()
+        with ResultStore(db) as store:
+            record = store.register_run(spec.store_fields())
+            store.record_evaluation(record.id, 500, 1.0, [1.0], 1.0, None)
+        (folder / "out").mkdir()
+        (folder / "out" / "backup.pt").write_bytes(b"someone's backup")
+        checkpoint_dir(db).mkdir()
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE runs SET checkpoint_path = ?", (stored.replace("FOLDER", str(folder)),))
+        conn.commit()
+        conn.close()
+        return _untouched(folder / "out", lambda: train_one(spec, db, NeverTrains()))
+
+    yield FileCase("checkpoints", "eight flipped bytes in a tensor", lambda f: damaged(f, "flipped"), ("damaged",))
+    yield FileCase("checkpoints", "a tensor overwritten with NaN", lambda f: damaged(f, "nan"), ("damaged",))
+    yield FileCase("checkpoints", "truncated", lambda f: damaged(f, "cut"), ("damaged",))
+    for stored in ("../out/backup.pt", "FOLDER/out/backup.pt", "r.db.checkpoints/../../out/backup.pt",
+                   "r.db.checkpoints/other-run.f500.pt"):
+        yield FileCase("checkpoints", f"store names {stored}", lambda f, s=stored: stored_path(f, s),
+                       ("not one of its files",))
+
+
+def _store_cases() -> Iterator[FileCase]:
+    import sqlite3
+
+    from metarl_agents.leaderboard.merge import merge_stores
+    from metarl_agents.leaderboard.report import write_report
+    from metarl_agents.leaderboard.runner import run_grid
+    from metarl_agents.leaderboard.store import APPLICATION_ID, ResultStore
+
+    def store(folder: Any, seeds: Any = (1, 2)) -> Any:
+        db = folder / "store" / "r.db"
+        with ResultStore(db) as opened:
+            for seed in seeds:
+                record = opened.register_run(_fake_spec(seed).store_fields())
+                opened.record_evaluation(record.id, 1000, 2.0, [2.0], 1.0, None, finished=True)
+        return db
+
+    def foreign_wal(folder: Any) -> Any:
+        db = folder / "store" / "r.db"
+        db.parent.mkdir()
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE customers (name TEXT)")
+        conn.execute("INSERT INTO customers VALUES ('ada')")
+        sidecars = {s: db.with_name(db.name + s).read_bytes() for s in ("-wal", "-shm")}
+        conn.close()
+        for suffix, data in sidecars.items():
+            db.with_name(db.name + suffix).write_bytes(data)
+        return db
+
+    def damaged_page(folder: Any) -> Any:
+        db = store(folder, range(60))
+        data = bytearray(db.read_bytes())
+        data[2 * 4096 + 8:3 * 4096] = b"\x07" * (4096 - 8)
+        db.write_bytes(bytes(data))
+        return db
+
+    def edited(sql: str) -> Callable[[Any], Any]:
+        def make(folder: Any) -> Any:
+            db = store(folder)
+            conn = sqlite3.connect(db)
+            conn.execute(sql)
+            conn.commit()
+            conn.close()
+            return db
+        return make
+
+    def clean_read(read: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+        """Reads of a clean store must leave its folder as it was, file for file; they then raise nothing,
+        which the table counts as clear (the finding was the files they left behind)."""
+        def run(folder: Any) -> Any:
+            db = store(folder)
+            before = _files(db.parent)
+            read(db, folder)
+            if _files(db.parent) != before:
+                raise _Changed(f"the read left {sorted(set(_files(db.parent)) - set(before))} beside the store")
+            raise ValueError("store read without writing a file")
+        return run
+
+    uses = {
+        "run": lambda db, f: run_grid([_fake_spec(9)], db, show_progress=False),
+        "merge --db": lambda db, f: merge_stores(db, [store(f / "other")]),
+        "merge source": lambda db, f: merge_stores(f / "dest.db", [db]),
+        "report": lambda db, f: write_report(db, f / "report"),
+    }
+    makers = {
+        "foreign database with our id and a hot WAL": (foreign_wal, ("not a metarl leaderboard store",)),
+        "damaged page": (damaged_page, ("damaged",)),
+        "text in a REAL column": (edited("UPDATE runs SET lr = 'fast'"), ("column lr",)),
+        "invalid JSON": (edited("UPDATE runs SET env_kwargs = '{oops'"), ("column env_kwargs",)),
+        "infinite return": (edited("UPDATE evaluations SET meta_episode_return = 9e999"), ("meta_episode_return",)),
+        "frames of 2**63": (edited("UPDATE evaluations SET frames = 9223372036854775808"), ("evaluations.frames",)),
+    }
+    for label, (make, names) in makers.items():
+        for use, action in uses.items():
+            if use == "run" and make not in (foreign_wal, damaged_page):
+                continue  # a sweep reads only its own runs' rows: another run's bad value is no input to it
+            def case(folder: Any, make: Callable = make, action: Callable = action) -> Any:
+                db = make(folder)
+                return _untouched(db.parent, lambda: action(db, folder))
+            yield FileCase("stores", f"{use}: {label}", case, names)
+    yield FileCase("stores", "report of a clean store", clean_read(lambda db, f: write_report(db, f / "report")),
+                   ("without writing",))
+    yield FileCase("stores", "merge source of a clean store", clean_read(lambda db, f: merge_stores(f / "d.db", [db])),
+                   ("without writing",))
+
+
+def _report_cell_cases() -> Iterator[FileCase]:
+    import csv
+
+    from metarl_agents.leaderboard.report import write_report
+    from metarl_agents.leaderboard.store import ResultStore
+
+    def cells(folder: Any, env_id: str, name: str) -> Any:
+        db = folder / "r.db"
+        with ResultStore(db) as store:
+            record = store.register_run(_fake_spec(1, env_id).store_fields())
+            store.record_evaluation(record.id, 1000, -6.0, [-6.0], 1.0, None, finished=True)
+        write_report(db, folder / "report")
+        with (folder / "report" / name).open(newline="") as handle:
+            values = [value for row in csv.reader(handle) for value in row]
+        risky = [value for value in values if value.startswith(("=", "+", "@", "\t", "\r"))
+                 or (value.startswith("-") and value != "-6.0")]
+        if risky:
+            return risky  # silent: a spreadsheet would evaluate these
+        raise ValueError(f"every cell of {name} is inert (the env id was written as text)")
+
+    for env_id in ('=HYPERLINK("http://x","y")', "+1+1", "-1+1", "@SUM(A1)", "\t=1"):
+        for name in ("leaderboard.csv", "evaluations.csv"):
+            yield FileCase("report cells", f"{name}: env id {env_id!r}", lambda f, e=env_id, n=name: cells(f, e, n),
+                           ("inert",))
+
+
+def _command_line_cases() -> Iterator[FileCase]:
+    import contextlib
+    import io
+
+    def command(main: Callable, argv: list[str]) -> Any:
+        error = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(error), contextlib.redirect_stdout(io.StringIO()):
+                main(argv)
+        except SystemExit as exc:
+            text = error.getvalue()
+            if exc.code == 2 and text.count("\n") == 1 and "Traceback" not in text:
+                raise ValueError(text.strip()) from None
+            raise RuntimeError(f"exit status {exc.code}: {text[-300:]}") from None
+        return "ran"
+
+    def train(*extra: str) -> Callable[[Any], Any]:
+        from metarl_agents.cli.train import main
+
+        return lambda folder: command(main, ["--env", "MetaTMaze-v0", "--agent", "RNN", "--frames", "8",
+                                             "--no-progress", *[e.replace("FOLDER", str(folder)) for e in extra]])
+
+    def bench(*extra: str) -> Callable[[Any], Any]:
+        from metarl_agents.cli.bench import main
+
+        return lambda folder: command(main, ["run", "--no-progress", "--frames", "8",
+                                             *[e.replace("FOLDER", str(folder)) for e in extra]])
+
+    grid = ["--db", "FOLDER/r.db"]
+    cases = [
+        ("--agents RNN RNN --workers 2", bench("--envs", "MetaTMaze-v0", "--agents", "RNN", "RNN", "--workers", "2",
+                                              *grid), ("--agents",)),
+        ("--envs twice", bench("--envs", "MetaTMaze-v0", "MetaTMaze-v0", "--agents", "RNN", *grid), ("--envs",)),
+        ("--lrs 1e-3 0.001", bench("--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "1e-3", "0.001", *grid),
+         ("--lrs",)),
+        ("--seeds 3 3", bench("--envs", "MetaTMaze-v0", "--agents", "RNN", "--seeds", "3", "3", *grid), ("--seeds",)),
+        ("--db /dev/full/x.db", bench("--envs", "MetaTMaze-v0", "--agents", "RNN", "--db", "/dev/full/x.db"),
+         ("/dev/full",)),
+        ("--out ''", train("--out", ""), ("--out",)),
+        ("--out /dev/full/x", train("--out", "/dev/full/x"), ("--out",)),
+        ("--out /proc/x", train("--out", "/proc/x"), ("--out",)),
+        ("--lr 1e38", train("--lr", "1e38", "--out", "FOLDER/o"), ("learning_rate",)),
+        ("--lr 1e4", train("--lr", "1e4", "--out", "FOLDER/o"), ("learning_rate",)),
+        ("--lr 1e30", train("--lr", "1e30", "--out", "FOLDER/o"), ("learning_rate",)),
+    ]
+    for label, run, names in cases:
+        yield FileCase("command lines", label, run, names)
+
+
+def _divergence_cases() -> Iterator[FileCase]:
+    def learn(env_id: str, policy_kwargs: dict[str, Any] | None = None, **settings: Any) -> Callable[[Any], Any]:
+        def run(folder: Any) -> Any:
+            from metarl_agents.policies import RNNPolicy
+            from metarl_agents.training.ppo import MetaPPO
+            from metarl_agents.training.vec_env import make_vec_env
+
+            env = make_vec_env(env_id, 2, seed=0, **({"length": 3} if env_id == "MetaTMaze-v0" else {}))
+            model = MetaPPO(RNNPolicy, env, n_steps=8, n_minibatches=1, seed=0, device="cpu",
+                            policy_kwargs={"encoder_hidden": 8, "head": "mlp", "net_arch": [8], "head_state_dim": 4,
+                                           **(policy_kwargs or {})}, **settings)
+            return model.learn(64)
+        return run
+
+    cases = [
+        ("learning_rate=1e38", learn("MetaTMaze-v0", learning_rate=1e38), ("step of the optimizer",)),
+        ("learning_rate=inf", learn("MetaTMaze-v0", learning_rate=math.inf), ("parameter",)),
+        ("obs_clip=nan, Categorical", learn("MetaTMaze-v0", {"obs_clip": math.nan}), ("RunningNorm",)),
+        ("obs_clip=nan, Normal", learn("MetaCheetahVel-v0", {"obs_clip": math.nan}), ("RunningNorm",)),
+        ("vf_coef=1e300", learn("MetaTMaze-v0", vf_coef=1e300), ("weighted sum overflowed",)),
+    ]
+    for label, run, names in cases:
+        yield FileCase("divergence", label, run, names)
+
+
+def safety_cases() -> list[FileCase]:
+    return [*_model_file_cases(), *_checkpoint_cases(), *_store_cases(), *_report_cell_cases(),
+            *_command_line_cases(), *_divergence_cases()]
+
+
+def classify_file_case(case: FileCase) -> tuple[str, str]:
+    """("clear" | "unclear" | "silent", what happened), the case run in a fresh temporary folder."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
+    from metarl_agents.leaderboard.store import StoreError
+    from metarl_agents.training.ppo import TrainingDivergedError
+
+    folder = Path(tempfile.mkdtemp(prefix="metarl-bad-input-"))
+    try:
+        case.run(folder)
+    except (ValueError, StoreError, CheckpointError, TrainingDivergedError) as exc:
+        message = str(exc)
+        named = any(name.lower() in message.lower() for name in case.names)
+        return ("clear" if named and "\n" not in message else "unclear"), f"{type(exc).__name__}: {message[:160]}"
+    except Exception as exc:  # noqa: BLE001  (any other kind is the finding)
+        return "unclear", f"{type(exc).__name__}: {str(exc)[:160]}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return "silent", "accepted"
+
+
+def safety_table(results: list[tuple[FileCase, str, str]]) -> str:
+    counts: Counter = Counter()
+    for case, outcome, _ in results:
+        counts[case.category, outcome] += 1
+        counts[case.category, "tried"] += 1
+    lines = ["| category | tried | clear error | unclear | silently accepted |", "|---|---|---|---|---|"]
+    for category in SAFETY_CATEGORIES:
+        lines.append(f"| {category} | " + " | ".join(str(counts[category, k]) for k in
+                                                     ("tried", "clear", "unclear", "silent")) + " |")
+    total = [sum(counts[c, k] for c in SAFETY_CATEGORIES) for k in ("tried", "clear", "unclear", "silent")]
+    lines.append("| **all** | " + " | ".join(f"**{x}**" for x in total) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    file_results = [(case, *classify_file_case(case)) for case in safety_cases()]
+    print()
+    print(safety_table(file_results))
+    print()
+    for case, outcome, detail in file_results:
+        if outcome != "clear":
+            print(f"{outcome:8s} {case.id}: {detail}")

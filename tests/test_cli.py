@@ -33,11 +33,12 @@ BAD = [  # (options, words of the message)
 ]
 BENCH_ONLY = [
     (["--seeds", "2000000"], ["--seeds", "2000000", "[1, 1000]"]),
-    (["--lrs", "-1"], ["learning_rate", "-1.0", "> 0"]),
+    (["--lrs", "-1"], ["learning_rate", "-1.0", "(0, 1]"]),
 ]
 TRAIN_ONLY = [
     (["--seed", "-1"], ["seed", "-1", "[0, 2147483647]"]),
-    (["--lr", "0"], ["learning_rate", "0.0", "> 0"]),
+    (["--lr", "0"], ["learning_rate", "0.0", "(0, 1]"]),
+    (["--lr", "1e4"], ["learning_rate", "10000", "(0, 1]"]),
 ]
 
 

@@ -17,7 +17,7 @@ BAD = {
     "policy_kwargs": ("mlp", "table"), "n_envs": (0, "[1, 65536]"), "n_steps": (0, "[1, 1000000]"),
     "n_epochs": (1.5, "integer"), "n_minibatches": (32, "at most n_envs=16"), "clip_range": (-0.1, "(0, 1]"),
     "gamma": (2, "[0, 1]"), "gae_lambda": (math.nan, "[0, 1]"), "ent_coef": (-1, ">= 0"), "vf_coef": ("0.5", ">= 0"),
-    "max_grad_norm": (0, "> 0"), "adam_eps": (math.inf, "> 0"), "learning_rate": (-1e-3, "> 0"),
+    "max_grad_norm": (0, "> 0"), "adam_eps": (math.inf, "> 0"), "learning_rate": (-1e-3, "in (0, 1]"),
     "lr_anneal": (3, "true or false"), "normalize_reward": ("yes", "true or false"),
     "reward_clip": (0.0, "> 0"), "clip_actions": (None, "true or false"), "frames": (math.inf, "[1, "),
     "eval_every": (0, "[1, "), "n_eval_tasks": (0, "[1, 65536]"), "n_final_eval_tasks": (0, "[1, 65536] or none"),

@@ -33,11 +33,18 @@ def run_cli(capsys, *argv):
      "unknown override 'n_stepz'; allowed: n_envs, n_steps, "),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--override", "frames=5"], "unknown override 'frames'"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--seeds", "two"], "--seeds expects integers, got 'two'"),
-    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "0"], "learning_rate must be a finite number > 0, got 0.0"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "0"], "learning_rate must be a finite number in (0, 1], got 0.0"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--workers", "0"], "--workers must be >= 1, got 0"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--address", "auto"], "--address only applies to --backend ray"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--frames", "lots"], "frame count 'lots' is not a number"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--env-kwarg", "[1]"], "expected KEY=VALUE, got '[1]'"),
+    # A value listed twice would train one run twice at once (racing on its checkpoint), as --seeds 3 3 would.
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--seeds", "3", "3"], "--seeds lists a seed twice: [3, 3]"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "RNN", "--workers", "2"], "--agents lists an agent twice: ['RNN', 'RNN']"),
+    (["--envs", "MetaTMaze-v0", "MetaTMaze-v0", "--agents", "RNN"], "--envs lists an environment twice"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "1e-3", "0.001"], "--lrs lists a learning rate twice: [0.001, 0.001]"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "1e38"], "learning_rate must be a finite number in (0, 1], got 1e+38"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--db", "/dev/full/x.db"], "cannot lock the result database /dev/full/x.db"),
 ])
 def test_run_rejects_bad_arguments_with_the_allowed_values(capsys, tmp_path, argv, message):
     code, err = run_cli(capsys, "run", "--db", str(tmp_path / "r.db"), *argv)
@@ -53,6 +60,13 @@ def test_foreign_database_is_refused_and_left_unchanged(capsys, tmp_path):
     code, err = run_cli(capsys, "report", "--db", str(db))
     assert code == 2 and "is not an SQLite database" in err
     assert db.read_text() == "my precious notes\n"
+
+
+def test_the_runner_refuses_a_grid_that_lists_one_run_twice(tmp_path):
+    (spec,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3])
+    with pytest.raises(ValueError, match="the grid lists run MetaTMaze-v0__RNN__seed73.* 2 times"):
+        runner.run_grid([spec, spec], tmp_path / "r.db", workers=2, show_progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_grid_from_presets():

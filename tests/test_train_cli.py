@@ -12,7 +12,7 @@ from pathlib import Path
 
 from metarl_agents.cli.train import main
 from metarl_agents.leaderboard.store import ResultStore, StoreError
-from metarl_agents.ppo import MetaPPO
+from metarl_agents.training.model_file import load_model
 
 ROOT = Path(__file__).parents[1]
 TINY = ["--env", "MetaTMaze-v0", "--agent", "RNN", "--seed", "3", "--lr", "3e-4", "--n-envs", "4",
@@ -36,7 +36,8 @@ def test_tiny_run_writes_model_curve_and_store_and_is_skipped_when_run_again(tmp
     with (tmp_path / "eval.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [float(r["meta_episode_return"]) for r in rows] == [p["meta_episode_return"] for p in data["curve"]]
-    model = MetaPPO.load(tmp_path / "model.zip")
+    assert not (tmp_path / "model.zip").exists()  # SB3's format runs code when loaded: not written
+    model = load_model(tmp_path / "model.pt")
     assert model.num_timesteps == 640 and model.n_steps == 40 and model.learning_rate == 3e-4
     with ResultStore(tmp_path / "metarl_results.db", readonly=True) as store:
         (run,) = store.runs()
@@ -53,7 +54,7 @@ def test_stop_at_return_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp
     assert "stopped" in capsys.readouterr().out
     data = json.loads((tmp_path / "eval.json").read_text())
     assert [p["frames"] for p in data["curve"]] == [320] and data["stop_at_return"] == -100
-    assert MetaPPO.load(tmp_path / "model.zip").num_timesteps == 320
+    assert load_model(tmp_path / "model.pt").num_timesteps == 320
 
 
 def _points(db: Path) -> list[tuple]:
@@ -81,4 +82,19 @@ def test_resumes_after_sigkill_with_the_points_of_an_uninterrupted_run(tmp_path)
     assert 0 < len(_points(out / "metarl_results.db")) < len(expected)  # killed mid-run
     assert main([*argv, "--out", str(out)]) == 0
     assert _points(out / "metarl_results.db") == expected  # bit for bit
-    assert MetaPPO.load(out / "model.zip").num_timesteps == 1280
+    assert load_model(out / "model.pt").num_timesteps == 1280
+
+
+def test_an_unusable_output_directory_is_one_line_before_training(tmp_path, capsys):
+    import pytest
+
+    (tmp_path / "file").write_text("not a folder")
+    for out, message in (("", "--out needs a directory name, got an empty one"),
+                         ("/dev/full/x", "cannot create the output directory --out /dev/full/x: Not a directory"),
+                         (str(tmp_path / "file" / "x"), "Not a directory"),
+                         (str(tmp_path / "file"), "is a file, not a directory")):
+        with pytest.raises(SystemExit) as exit_:
+            main([*TINY, "--frames", "640", "--out", out])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in error and error.count("\n") == 1 and "Traceback" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

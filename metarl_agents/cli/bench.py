@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ValueError, StoreError, StoreInUse, FileNotFoundError) as exc:
         parser.exit(2, f"metarl-bench {args.command}: error: {' '.join(str(exc).split())}\n")
+    except OSError as exc:  # e.g. a report folder that cannot be created (--out /dev/full/x)
+        where = f" ({exc.filename})" if exc.filename else ""
+        parser.exit(2, f"metarl-bench {args.command}: error: {exc.strerror or exc}{where}\n")
     except KeyboardInterrupt:
         resume = "; re-run the same command to resume from the last checkpoints" if args.command == "run" else ""
         parser.exit(130, f"interrupted{resume}\n")

@@ -7,8 +7,9 @@ Example::
 The run goes through the leaderboard's runner into ``DIR/metarl_results.db`` (its evaluation points,
 configuration and checkpoints beside it, ``DIR/metarl_results.db.checkpoints/``), so it is evaluated with
 the leaderboard's protocol and an interrupted run resumes from its last evaluation when the same command
-runs again. At the end it writes the trained model as ``DIR/model.zip`` (``MetaPPO.load``) and the
-evaluation curve as ``DIR/eval.csv`` and ``DIR/eval.json``. Options and their syntax are those of
+runs again. At the end it writes the trained model as ``DIR/model.pt`` (``metarl_agents.load_model``: weights
+and a JSON configuration, a file that cannot run code when loaded) and the evaluation curve as
+``DIR/eval.csv`` and ``DIR/eval.json``. Options and their syntax are those of
 ``metarl-bench run``.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,9 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent", required=True, help="policy name from metarl_agents.policies.POLICY_REGISTRY")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model and training envs (default: 0)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's learning_rate)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=_out_dir, required=True, help="output directory")
     add_run_options(parser)
     return parser
+
+
+def _out_dir(text: str) -> Path:
+    """An output folder (argparse type): an empty name is refused rather than read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("--out needs a directory name, got an empty one (use . for the current "
+                                         "directory)")
+    return Path(text)
+
+
+def _prepare_out(out: Path) -> None:
+    """Create the output folder, or end the command with one line saying why it cannot be used."""
+    if out.exists() and not out.is_dir():
+        fail("metarl-train", f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail("metarl-train", f"cannot create the output directory --out {out}: {exc.strerror or exc}")
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail("metarl-train", f"the output directory --out {out} is not writable")
 
 
 def _write_curve(out: Path, meta: dict[str, Any], points: list[Any]) -> None:
@@ -64,15 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = trainer.config(spec)
     except ValueError as exc:
         fail(parser.prog, exc)
-    if args.out.exists() and not args.out.is_dir():
-        fail(parser.prog, f"--out {args.out} is a file, not a directory")
+    _prepare_out(args.out)
     print(f"# {spec.run_key}\n{config.describe()}")
     return _train(args.out, spec, trainer, config, show_progress=False if args.no_progress else None)
 
 
 def _train(out: Path, spec: Any, trainer: Any, config: Any, show_progress: bool | None) -> int:
-    from metarl_agents.leaderboard.runner import run_grid
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
+    from metarl_agents.leaderboard.runner import run_grid, stored_checkpoint
     from metarl_agents.leaderboard.store import ResultStore, StoreError
+    from metarl_agents.training.model_file import save_model
 
     db = out / DB_NAME
     start = time.time()
@@ -87,11 +110,14 @@ def _train(out: Path, spec: Any, trainer: Any, config: Any, show_progress: bool 
         print(f"metarl-train: the run failed: {summary.failed[spec.run_key]}\nrun the same command again to resume "
               "from its last evaluation")
         return 1
-    with ResultStore(db, readonly=True) as store:
-        record = store.run_by_key(spec.run_key)
-        points = store.evaluations(record.id)
-    model = trainer.resume(spec, db.parent / record.checkpoint_path)
-    model.save(out / "model.zip")
+    try:
+        with ResultStore(db, readonly=True) as store:
+            record = store.run_by_key(spec.run_key)
+            points = store.evaluations(record.id)
+        model = trainer.resume(spec, stored_checkpoint(db, spec.run_key, record.checkpoint_path))
+        save_model(model, config, out / "model.pt")
+    except (StoreError, CheckpointError, OSError) as exc:
+        fail("metarl-train", exc)
     meta = {"run_key": spec.run_key, "config": config.as_dict(), "reduced_budget": spec.reduced,
             "paper_frames": spec.paper_frames, "env_kwargs": spec.env_kwargs, "overrides": spec.overrides,
             "learning_rate": spec.lr, "stop_at_return": spec.stop_at_return}

@@ -7,14 +7,15 @@ whole state of the training environments (every array, counter and generator of 
 wrappers and family core, MuJoCo's integration state). A model rebuilt from the run's settings and
 loaded from it therefore produces bit for bit the same evaluation points as the uninterrupted run.
 
-The file is a plain ``torch.save`` of tensors and Python values, loaded with ``weights_only=True``, so
-a checkpoint can never run code. It names its run (the run's identity and settings) and is refused for
-any other run.
+The file is a header line, the SHA-256 of the payload and the payload, a ``torch.save`` of tensors and
+Python values (:mod:`metarl_agents.training.checked_file`). The digest is checked before the payload is
+loaded, with ``weights_only=True``, so a damaged checkpoint is refused and a checkpoint can never run code.
+It names its run (the run's identity and settings) and is refused for any other run.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,8 +25,12 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from metarl_agents.training import checked_file
+
 FORMAT = "metarl-run-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the SHA-256 of the payload in a header line (1: a bare torch.save)
+MAGIC = b"metarl-run-checkpoint v2\n"
+_ZIP_MAGIC = b"PK\x03\x04"  # a bare torch.save (format 1)
 # Objects of these packages are walked for state; everything else (spaces, specs, modules) is configuration
 # rebuilt from the run's settings.
 _STATEFUL_PACKAGES = ("metarl_envs", "metarl_agents", "gymnasium", "stable_baselines3", "sb3_contrib")
@@ -278,36 +283,42 @@ def _as_tuples(value: Any) -> Any:
 
 
 def write_checkpoint(path: Path, identity: dict[str, Any], state: dict[str, Any]) -> None:
-    """Write atomically (temporary file, fsync, rename); a failed write leaves no temporary file behind."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            th.save({"format": FORMAT, "version": VERSION, "identity": identity, "state": state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
+    """Write atomically (temporary file, fsync, rename), with the payload's SHA-256 in the file's header; a
+    failed write leaves no temporary file behind."""
+    checked_file.write(Path(path), {"format": FORMAT, "version": VERSION, "identity": identity, "state": state},
+                       MAGIC)
 
 
 def read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    """The training state saved in ``path`` for the run ``identity``; :class:`CheckpointError` otherwise."""
+    """The training state saved in ``path`` for the run ``identity``; :class:`CheckpointError` otherwise.
+
+    The digest is checked before anything is unpickled, so a damaged file is refused rather than resumed
+    with other weights. A checkpoint of the first format (a bare ``torch.save``, no digest) is still read,
+    with a :class:`CheckpointWarning`, so a sweep interrupted before an upgrade resumes.
+    """
     try:
-        payload = th.load(path, map_location="cpu", weights_only=True)
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({exc.strerror or exc})") from exc
+    try:
+        if raw.startswith(_ZIP_MAGIC):
+            warnings.warn(f"checkpoint {path} predates checkpoint digests: damage to it cannot be detected",
+                          CheckpointWarning, stacklevel=2)
+            payload = th.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            expected_version = 1
+        else:
+            payload = checked_file.decode(raw, MAGIC, f"checkpoint {path}")
+            expected_version = VERSION
+    except checked_file.CheckedFileError as exc:
+        raise CheckpointError(str(exc)) from exc
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable or damaged ({reason})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metarl run checkpoint")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {payload.get('version')}, this metarl reads {VERSION}")
+    if payload.get("version") != expected_version:
+        raise CheckpointError(f"checkpoint {path} has format version {payload.get('version')}, this metarl reads "
+                              f"{VERSION}")
     saved = payload.get("identity")
     # A setting added to the run schema after the checkpoint was written is absent from it, which is the
     # same as unset (None): such a checkpoint still belongs to its run.

@@ -223,6 +223,12 @@ def parse_seeds(values: Sequence[str] | None, preset_seeds: Sequence[int]) -> li
     return seeds
 
 
+def _refuse_repeats(option: str, noun: str, values: Sequence[Any]) -> None:
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise ValueError(f"{option} lists {noun} twice: {list(values)}")
+
+
 def parse_frames(value: str | float | int) -> int:
     """Accepts 1500000, "1.5e6", "200k", "1.5M"."""
     text = str(value).strip()
@@ -284,6 +290,12 @@ def build_grid(
 
     if not envs or not agents:
         raise ValueError("need at least one env and one agent")
+    # Like --seeds: a value listed twice would train the same run twice, at once with several workers, and
+    # the two would race on one checkpoint.
+    _refuse_repeats("--envs", "an environment", envs)
+    _refuse_repeats("--agents", "an agent", agents)
+    if lrs:
+        _refuse_repeats("--lrs", "a learning rate", list(lrs))
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
     check_choices("override", list(overrides or {}), TRAINER_SETTINGS)

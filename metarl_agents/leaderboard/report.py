@@ -404,12 +404,31 @@ def _summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
     return rows
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell that a spreadsheet shows as text and never evaluates.
+
+    A cell starting with ``= + - @`` (or a tab or carriage return) is a formula to Excel, LibreOffice and
+    Google Sheets, so an environment id such as ``=HYPERLINK(...)`` would run when the file is opened;
+    such text gets a leading single quote, as OWASP's CSV-injection guidance recommends. Numbers, and
+    text that is exactly a number (``-6.0``), stay numbers.
+    """
+    if isinstance(value, list):
+        value = " ".join(map(str, value))
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = csv.DictWriter(handle, fieldnames=[csv_cell(column) for column in columns])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+            writer.writerow({csv_cell(k): csv_cell(v) for k, v in row.items()})
 
 
 def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report",

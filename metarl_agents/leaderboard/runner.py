@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -177,6 +178,35 @@ def _checkpoint_name(run_key: str, frames: int) -> str:
     return f"{run_key}.f{frames}.pt"
 
 
+def stored_checkpoint(db_path: str | Path, run_key: str, stored: str | None) -> Path | None:
+    """The checkpoint file a store row names, which must be one of this run's files in ``<db>.checkpoints/``.
+
+    The store is only data: a row naming any other file (``../out/backup.pt``, an absolute path, another
+    run's checkpoint) would otherwise be resumed from and then deleted when the next checkpoint replaces
+    it. Such a row is a :class:`CheckpointError`, and nothing outside the checkpoint folder is touched.
+    """
+    from metarl_agents.leaderboard.checkpoint import CheckpointError
+
+    if not stored:
+        return None
+    db_path = Path(db_path)
+    directory = checkpoint_dir(db_path)
+    candidate = Path(stored)
+    name = candidate.name
+    frames = name[len(run_key) + 2:-3] if name.startswith(f"{run_key}.f") and name.endswith(".pt") else ""
+    inside = (not candidate.is_absolute() and candidate.parent == Path(directory.name)
+              and frames.isdigit() and name == _checkpoint_name(run_key, int(frames)))
+    if not inside:
+        raise CheckpointError(
+            f"the store names the checkpoint {stored!r} for run {run_key}, which is not one of its files in "
+            f"{directory}; it was neither read nor deleted")
+    path = directory / name
+    if path.is_symlink() or path.resolve().parent != directory.resolve():
+        raise CheckpointError(f"checkpoint {path} of run {run_key} leads outside {directory}; it was neither read "
+                              "nor deleted")
+    return path
+
+
 def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: Path, frames: int,
                      final: bool = False) -> Path:
     """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
@@ -247,6 +277,9 @@ class _Recorder:
             self.checkpoint.unlink(missing_ok=True)
         self.checkpoint, self.checkpoint_frames = saved, frames
         self.count(float(result["meta_episode_return"]))
+        monitor = getattr(model, "stall_monitor", None)  # MetaPPO's: warns when the return is stuck
+        if monitor is not None:
+            monitor.evaluated(float(result["meta_episode_return"]))
         self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
 
     def report(self, event: tuple) -> None:
@@ -311,7 +344,12 @@ def train_one(
         return "skipped"
     config = trainer.config(spec).as_dict() if hasattr(trainer, "config") else None
     store.mark_running(record.id, machine_info(), package_versions(), config)
-    checkpoint = store.path.parent / record.checkpoint_path if record.checkpoint_path else None
+    try:
+        checkpoint = stored_checkpoint(store.path, spec.run_key, record.checkpoint_path)
+    except CheckpointError as exc:
+        exc.args = (f"{exc}; {RESTART_HINT}",)
+        store.mark_failed(record.id, str(exc))
+        raise
     _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
     recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
     recorder.checkpoint_frames = record.checkpoint_frames or 0  # named if training diverges before the next
@@ -447,6 +485,9 @@ def run_grid(
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    repeated = [(key, n) for key, n in Counter(spec.run_key for spec in specs).items() if n > 1]
+    if repeated:  # two workers would train it at once and race on its checkpoint
+        raise ValueError(f"the grid lists run {repeated[0][0]} {repeated[0][1]} times; each run may appear once")
     db_path = str(Path(db_path).resolve())
     check_store_file(Path(db_path))  # refuse a foreign file before anything (the lock file) is written beside it
     with SweepLock(db_path):

@@ -18,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +49,8 @@ APP_NAME = "metarl-leaderboard"
 APPLICATION_ID = 0x4D524C42
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 RUN_STATUSES = ("pending", "running", "finished", "failed")
+#: The largest integer a store column may hold (frame counts, seeds, ...): a trillion frames.
+MAX_STORED_INT = 10**12
 
 # The SQL type of each RunSpec field type: the run's identity columns are generated from RunSpec.
 _SQL_TYPES = {"str": "TEXT NOT NULL", "int": "INTEGER NOT NULL", "float": "REAL NOT NULL",
@@ -115,21 +119,73 @@ class RunRecord(RunSpec):
         return self.frames
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+    def from_row(cls, row: sqlite3.Row, store: str | Path = "the store") -> RunRecord:
+        """The record of a ``runs`` row, every column checked against its field's type (a damaged or
+        hand-edited store gives a :class:`StoreError` naming ``store``, the run and the column)."""
         present = set(row.keys())  # an older store opened read-only lacks the newer columns
+        run = f"{row['run_key']!r}" if "run_key" in present else "?"
         values: dict[str, Any] = {}
         for item in fields(cls):
             column = item.metadata.get("column", item.name)
             if column in present:
-                value = row[column]
-                if value is not None and str(item.type).startswith("dict"):
-                    value = json.loads(value)
+                value = _checked_value(row[column], str(item.type), store, run, column)
             elif item.default_factory is not dataclasses.MISSING:
                 value = item.default_factory()
             else:
                 value = None if item.default is dataclasses.MISSING else item.default
             values[item.name] = value
+        if values["status"] not in RUN_STATUSES:
+            raise _bad_value(store, run, "status", values["status"], f"one of {', '.join(RUN_STATUSES)}")
         return cls(**values)
+
+
+def _bad_value(store: str | Path, run: str, column: str, value: Any, expected: str) -> StoreError:
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return StoreError(f"the result database {store} holds a bad value in run {run}, column {column}: {shown} "
+                      f"(expected {expected}); the store is damaged or was edited by hand: restore it from a backup "
+                      "or pass another --db path")
+
+
+def _checked_value(value: Any, kind: str, store: str | Path, run: str, column: str) -> Any:
+    """``value`` of a column whose field has the type ``kind`` (as written in the dataclass), decoded where it
+    is JSON; :class:`StoreError` if SQLite handed back something of another type or out of range."""
+    optional = kind.endswith(" | None")
+    kind = kind.removesuffix(" | None")
+    if value is None:
+        if optional:
+            return None
+        raise _bad_value(store, run, column, value, f"a value of type {kind}")
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad_value(store, run, column, value, "text")
+        return value
+    if kind == "int":
+        if type(value) is not int or not 0 <= value <= MAX_STORED_INT:
+            raise _bad_value(store, run, column, value, f"an integer in [0, {MAX_STORED_INT}]")
+        return value
+    if kind == "float":
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise _bad_value(store, run, column, value, "a finite number")
+        return float(value)
+    if kind.startswith("dict"):
+        decoded = _json(value, store, run, column)
+        if not isinstance(decoded, dict):
+            raise _bad_value(store, run, column, value, "a JSON object")
+        return decoded
+    raise AssertionError(f"no check for column type {kind}")
+
+
+def _json(value: Any, store: str | Path, run: str, column: str) -> Any:
+    if not isinstance(value, str):
+        raise _bad_value(store, run, column, value, "JSON text")
+    try:
+        return json.loads(value, parse_constant=_no_constant)
+    except ValueError:
+        raise _bad_value(store, run, column, value, "valid JSON with finite numbers") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a finite number")
 
 
 @dataclass(frozen=True)
@@ -153,37 +209,64 @@ class ResultStore:
     def __init__(self, path: str | Path, timeout: float = 120.0, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._scratch: tempfile.TemporaryDirectory | None = None
         if not check_store_file(self.path, writable=not readonly):
             if readonly:
                 raise StoreError(f"no result database at {self.path}")
             _create_store(self.path, timeout)
         try:
-            if readonly:
-                self._conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout,
-                                             isolation_level=None)
-            else:
-                self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._conn = self._connect(timeout)
         except (OSError, sqlite3.Error) as exc:
+            self._drop_scratch()
             raise StoreError(explain(exc, self.path, "open")) from exc
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            problem = _describe_foreign_content(self._conn, self.path)
+            problem = _describe_foreign_content(self._conn, self.path) or _damage(self._conn, self.path)
             if problem is not None:
                 raise StoreError(problem)
             if not readonly:
                 _upgrade(self._conn)
         except sqlite3.Error as exc:
-            self._conn.close()
+            self.close()
             raise StoreError(explain(exc, self.path, "read")) from exc
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        """A connection that, when read-only, writes no file at all.
+
+        A store with no ``-wal`` beside it is complete in its one file and is read with ``immutable=1``
+        (SQLite then creates no ``-wal`` or ``-shm``). One with a ``-wal`` and its ``-shm`` is in use (a sweep
+        is writing it) or was left so by a killed one: read-only SQLite shares their index as any reader
+        does. A ``-wal`` without ``-shm`` needs an index that SQLite would create beside the store, so the
+        two files are read from a private copy instead.
+        """
+        if not self.readonly:
+            return sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        wal, shm = _sidecar(self.path, "-wal"), _sidecar(self.path, "-shm")
+        if not wal.exists():
+            return sqlite3.connect(f"{_uri(self.path)}?mode=ro&immutable=1", uri=True, timeout=timeout,
+                                   isolation_level=None)
+        if shm.exists():
+            return sqlite3.connect(f"{_uri(self.path)}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+        self._scratch = tempfile.TemporaryDirectory(prefix="metarl-store-")
+        copy = Path(self._scratch.name) / self.path.name
+        shutil.copyfile(self.path, copy)
+        shutil.copyfile(wal, _sidecar(copy, "-wal"))
+        return sqlite3.connect(copy, timeout=timeout, isolation_level=None)
+
+    def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
         self._conn.close()
+        self._drop_scratch()
 
     def __enter__(self) -> ResultStore:
         return self
@@ -342,7 +425,10 @@ class ResultStore:
             yield self
         finally:
             if self._conn.in_transaction:
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise StoreError(explain(exc, self.path, "read")) from exc
 
     def raw_run(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A run's row and its evaluation rows exactly as stored (JSON undecoded), to copy them to another store."""
@@ -355,7 +441,7 @@ class ResultStore:
         row = rows[0] if rows else None
         if row is None:
             raise KeyError(f"no run with key {run_key!r} in {self.path}")
-        return RunRecord.from_row(row)
+        return RunRecord.from_row(row, self.path)
 
     def runs(self, env_id: str | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs in insertion order, optionally filtered by environment and status."""
@@ -366,7 +452,7 @@ class ResultStore:
             if status not in RUN_STATUSES:
                 raise ValueError(f"unknown run status {status!r}; allowed: {', '.join(RUN_STATUSES)}")
             query, args = query + " AND status = ?", [*args, status]
-        return [RunRecord.from_row(row) for row in self._query(query + " ORDER BY id", args)]
+        return [RunRecord.from_row(row, self.path) for row in self._query(query + " ORDER BY id", args)]
 
     def evaluations(self, run_id: int) -> list[EvalPoint]:
         """Evaluation points of one run, by increasing frame count."""
@@ -375,9 +461,18 @@ class ResultStore:
             "WHERE run_id = ? ORDER BY frames",
             (run_id,),
         )
-        return [
-            EvalPoint(row[0], row[1], row[2], json.loads(row[3]), row[4]) for row in rows
-        ]
+        return [self._point(row) for row in rows]
+
+    def _point(self, row: sqlite3.Row) -> EvalPoint:
+        """An evaluation row checked value by value (a damaged store names the run and column)."""
+        run = f"id {row[0]} at {row[1]!r} frames"
+        frames = _checked_value(row[1], "int", self.path, run, "evaluations.frames")
+        meta_return = _checked_value(row[2], "float", self.path, run, "evaluations.meta_episode_return")
+        returns = _json(row[3], self.path, run, "evaluations.episode_returns")
+        if not isinstance(returns, list) or not all(type(x) in (int, float) and math.isfinite(x) for x in returns):
+            raise _bad_value(self.path, run, "evaluations.episode_returns", row[3], "a JSON list of finite numbers")
+        wall_time = _checked_value(row[4], "float", self.path, run, "evaluations.wall_time_s")
+        return EvalPoint(row[0], frames, meta_return, [float(x) for x in returns], wall_time)
 
 
 def check_store_file(path: Path, writable: bool = True) -> bool:
@@ -414,12 +509,70 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
         raise StoreError(f"{path} is an SQLite database but not a metarl leaderboard store (application_id "
                          f"{app_id:#x}, a store has {APPLICATION_ID:#x}); refusing to open it. "
                          "Pass another --db path.")
+    journal = _sidecar(path, "-journal")
+    if journal.exists():
+        raise StoreError(f"{path} has a rollback journal ({journal.name}) beside it, which a metarl store (WAL mode) "
+                         "never has: another program's database with an unfinished transaction? Refusing to open it.")
+    if _sidecar(path, "-wal").exists() and header[18:20] != b"\x02\x02":
+        raise StoreError(f"{path} has a -wal file beside it but its header says it is not in WAL mode, as every "
+                         "metarl store is; refusing to open it. Pass another --db path.")
+    problem = _probe(path)
+    if problem is not None:
+        raise StoreError(problem)
     if writable:
         for target, what in ((path, "file"), (path.parent, "folder")):
             if not os.access(target, os.W_OK):
                 raise StoreError(f"the result database {what} {target} is not writable (read-only or immutable); "
                                  "make it writable or pass another --db path")
     return True
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _uri(path: Path) -> str:
+    return path.absolute().as_uri()
+
+
+def _probe(path: Path, attempts: int = 3) -> str | None:
+    """None if the database file itself holds a store's tables (and, without a -wal, every page is sound), else
+    why not; SQLite writes nothing.
+
+    The file is read with ``immutable=1``, which reads only the main file and ignores (never recovers) a
+    ``-wal``: so a foreign database that happens to carry our application id is refused before any
+    writable connection could fold its WAL into it. A store is created complete in its main file, so its
+    tables are always there. A sweep checkpointing its WAL while this reads can tear the read: it is retried.
+    """
+    for attempt in range(attempts):
+        try:
+            conn = sqlite3.connect(f"{_uri(path)}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            return explain(exc, path, "open")
+        try:
+            problem = _describe_foreign_content(conn, path, tables_only=True)
+            # Without a -wal the file is the whole store: its pages can be checked before anything is written.
+            return problem if problem or _sidecar(path, "-wal").exists() else _damage(conn, path)
+        except sqlite3.Error as exc:
+            if attempt == attempts - 1 or not _sidecar(path, "-wal").exists():
+                return explain(exc, path, "read")
+            time.sleep(0.05)
+        finally:
+            conn.close()
+    return None
+
+
+def _damage(conn: sqlite3.Connection, path: Path) -> str | None:
+    """None if SQLite's quick check finds every page of the store sound, else one line naming the damage.
+
+    A damaged page can otherwise read as fewer rows (a merge that writes nothing, silently) or as values of
+    the wrong type; the check reads the whole file, a fraction of a second for a store of many runs.
+    """
+    rows = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(2)").fetchall()]
+    if rows == ["ok"]:
+        return None
+    return (f"the result database {path} is damaged (SQLite quick_check: {'; '.join(rows)}); restore it from a "
+            "backup or pass another --db path")
 
 
 def _create_store(path: Path, timeout: float) -> None:
@@ -458,12 +611,18 @@ def _create_store(path: Path, timeout: float) -> None:
     check_store_file(path)
 
 
-def _describe_foreign_content(conn: sqlite3.Connection, path: Path) -> str | None:
-    """None if the schema is ours, else why it is not ours."""
+def _describe_foreign_content(conn: sqlite3.Connection, path: Path, tables_only: bool = False) -> str | None:
+    """None if the schema is ours, else why it is not ours (``tables_only``: the tables and the app name, not
+    the version, which an upgrade in a -wal may have changed)."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not _TABLES <= tables:
         return (f"{path} is an SQLite database but not a metarl leaderboard store "
                 f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path.")
+    if tables_only:
+        apps = {row[0] for row in conn.execute("SELECT app FROM schema_version")}
+        return None if apps <= {APP_NAME} else (
+            f"{path} is a database of {', '.join(sorted(map(str, apps)))}, not a metarl leaderboard store; refusing "
+            "to modify it. Pass another --db path.")
     row = conn.execute("SELECT app, version FROM schema_version").fetchone()
     if row is None or row[0] != APP_NAME or (row[1] != SCHEMA_VERSION and row[1] not in _UPGRADES):
         found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"

@@ -35,6 +35,9 @@ MAX_ENVS = 2**16
 MAX_FRAMES = 10**12
 #: How many evaluations at the end of a run make its final statistic (their mean).
 FINAL_EVALUATIONS = 3
+#: Adam's step is about the learning rate in every parameter: beyond 1 the weights leave any useful range
+#: at the first update (and beyond about 1e37 its step size overflows float32).
+MAX_LEARNING_RATE = 1.0
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 #: Training protocols (MetaPPO's): "metarl", what runs stored before protocols existed used, and "paper".
 PROTOCOLS = ("metarl", "paper")
@@ -152,7 +155,8 @@ class RunConfig:
     vf_coef: float = _setting(0.5, kind=float, low=0.0, doc="value-loss coefficient")
     max_grad_norm: float = _setting(0.5, kind=float, low=0.0, low_open=True, doc="gradient clip (memory, head)")
     adam_eps: float = _setting(1e-5, kind=float, low=0.0, low_open=True, doc="Adam epsilon")
-    learning_rate: float = _setting(1e-3, kind=float, low=0.0, low_open=True, doc="Adam learning rate")
+    learning_rate: float = _setting(1e-3, kind=float, low=0.0, high=MAX_LEARNING_RATE, low_open=True,
+                                    doc="Adam learning rate")
     lr_anneal: bool = _setting(False, kind=bool, doc="decay the learning rate linearly to 0")
     normalize_reward: bool = _setting(True, kind=bool, doc="scale rewards by the return's running std")
     reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, doc="clip of the scaled rewards")

@@ -31,6 +31,7 @@ no advantage.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
@@ -47,6 +49,11 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
 from metarl_agents.training.config import PROTOCOLS, check_settings
+from metarl_agents.training.divergence import (
+    StallMonitor,
+    TrainingStalledWarning,  # noqa: F401  (public beside TrainingDivergedError)
+    first_nonfinite_module,
+)
 from metarl_agents.training.rollout import (
     ReturnNormalizer,
     SequenceRolloutBuffer,
@@ -201,6 +208,7 @@ class MetaPPO(OnPolicyAlgorithm):
         self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
         self._last_states: RNNStates | None = None
+        self.stall_monitor = StallMonitor()
         if _init_setup_model:
             self._setup_model()
 
@@ -259,7 +267,20 @@ class MetaPPO(OnPolicyAlgorithm):
         return build_model(config, verbose=verbose, algorithm=cls, tensorboard_log=tensorboard_log)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_states"]
+        return [*super()._excluded_save_params(), "_last_states", "stall_monitor"]
+
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
+                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, BaseCallback]:
+        """SB3's set-up, with a logger that writes no folder unless TensorBoard logging was asked for (SB3's
+        default creates an empty ``SB3-<time>`` folder in the system temp directory at every ``learn``)."""
+        if self._custom_logger or self.tensorboard_log is not None:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._logger = Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if self.verbose >= 1 else [])
+        self._custom_logger = True  # keeps SB3 from replacing it for this call only
+        try:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        finally:
+            self._custom_logger = False
 
     # --- rollouts --------------------------------------------------------------------------
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer,
@@ -285,7 +306,9 @@ class MetaPPO(OnPolicyAlgorithm):
                 try:
                     actions, values, log_probs, new_state = step(obs_tensor, state, memory_starts)
                 except ValueError as exc:  # torch's distribution check on non-finite logits
-                    raise (self._nonfinite(obs_tensor) or exc) from None
+                    raise (self._nonfinite(obs_tensor) or self._nonfinite_output((
+                        obs_tensor[None], th.zeros((1, *rollout_buffer.actions.shape[1:]), device=device),
+                        th.as_tensor(episode_starts, dtype=th.float32, device=device)[None], packed(state)), exc)) from None
             actions = actions.cpu().numpy()
             env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
             new_obs, rewards, dones, infos = env.step(env_actions)
@@ -306,6 +329,11 @@ class MetaPPO(OnPolicyAlgorithm):
             obs, episode_starts, state = new_obs, dones, new_state
             self._last_obs, self._last_episode_starts = obs, episode_starts
         self._last_states = states = packed(state)
+        for name, array in (("value estimate", rollout_buffer.values), ("action log-probability", rollout_buffer.log_probs)):
+            if not np.isfinite(array).all():
+                chunk = (rollout_buffer.observations, rollout_buffer.actions, rollout_buffer.episode_starts)
+                raise self._nonfinite_output((*(th.from_numpy(x).to(device) for x in chunk),
+                                              rollout_buffer.initial_states), None, name)
 
         last_values = self._values(obs, states, episode_starts)
         scaled_rewards = rollout_buffer.rewards
@@ -407,7 +435,10 @@ class MetaPPO(OnPolicyAlgorithm):
                 if not th.isfinite(loss):
                     parts = {"policy loss": policy_loss, "value loss": value_loss, "entropy": entropy_loss,
                              "auxiliary loss": aux_loss}
-                    raise self._diverged("loss", [k for k, v in parts.items() if not th.isfinite(th.as_tensor(v))])
+                    broken = [k for k, v in parts.items() if not th.isfinite(th.as_tensor(v))]
+                    # Finite parts whose weighted sum overflows float32: name them with their values.
+                    raise self._diverged("loss", broken or [
+                        "their weighted sum overflowed: " + ", ".join(f"{k} {float(th.as_tensor(v).detach()):.3g}" for k, v in parts.items())])
 
                 policy.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -415,7 +446,14 @@ class MetaPPO(OnPolicyAlgorithm):
                          "head": th.nn.utils.clip_grad_norm_(head_params, self.max_grad_norm)}
                 if not all(th.isfinite(norm) for norm in norms.values()):
                     raise self._diverged("gradient", [f"{k} gradient norm" for k, v in norms.items() if not th.isfinite(v)])
-                policy.optimizer.step()
+                try:
+                    policy.optimizer.step()
+                except RuntimeError as exc:  # Adam's step size (learning rate / bias correction) beyond float32
+                    if "overflow" not in str(exc):
+                        raise
+                    lr = self.lr_schedule(self._current_progress_remaining)
+                    raise self._diverged("step of the optimizer", [f"Adam's step overflowed float32 at learning rate "
+                                                                   f"{lr:g}"]) from None
 
                 with th.no_grad():
                     for key, value in (("pg", policy_loss), ("value", value_loss), ("entropy", entropy_loss),
@@ -432,6 +470,9 @@ class MetaPPO(OnPolicyAlgorithm):
             raise problem
 
         means = {k: th.stack(v).mean().item() for k, v in stats.items()}
+        self.stall_monitor.update(float(buffer.rewards.mean()), -means["entropy"], int(np.prod(self.action_space.shape)),
+                                   isinstance(self.action_space, spaces.Discrete),
+                                   self.lr_schedule(self._current_progress_remaining))
         self.logger.record("train/policy_gradient_loss", means["pg"])
         self.logger.record("train/value_loss", means["value"])
         self.logger.record("train/entropy_loss", means["entropy"])
@@ -456,6 +497,18 @@ class MetaPPO(OnPolicyAlgorithm):
                 return self._diverged(kind, broken[:3])
         return None
 
+    def _nonfinite_output(self, sequence: tuple, error: Exception | None,
+                          output: str = "the action distribution") -> TrainingDivergedError:
+        """The error for a policy whose inputs and parameters are finite but whose ``output`` is not (e.g. an
+        ``obs_clip`` of NaN, or activations that overflow), naming the first layer that produced non-finite
+        numbers when ``evaluate_sequence(*sequence)`` runs the policy again through its modules (the rollout
+        step bypasses them for speed). ``error``: torch's distribution error, re-raised if it is about
+        something else."""
+        if error is not None and "invalid values" not in str(error) and "nan" not in str(error).lower():
+            raise error
+        layer = first_nonfinite_module(self.policy, lambda: self.policy.evaluate_sequence(*sequence))
+        return self._diverged("policy output", [output + (f", first in {layer}" if layer else "")])
+
     def _diverged(self, quantity: str, which: list[str]) -> TrainingDivergedError:
         return TrainingDivergedError(
             f"training diverged at update {self._n_updates + 1} (after {self.num_timesteps} frames): a {quantity} "
@@ -475,7 +528,8 @@ class MetaPPO(OnPolicyAlgorithm):
                     batch["obs"], batch["actions"], batch["starts"], states
                 )
             except ValueError as exc:  # torch's distribution check on non-finite logits
-                raise (self._nonfinite(batch["obs"]) or exc) from None
+                raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(
+                    (batch["obs"], batch["actions"], batch["starts"], states), exc)) from None
             # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
             steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
             yield steps(values), steps(log_prob), steps(entropy), aux_loss, {k: steps(batch[k]) for k in _TARGETS}
@@ -511,7 +565,8 @@ class MetaPPO(OnPolicyAlgorithm):
                     batch["obs"], batch["actions"], batch["starts"], states, select=position[chosen], sample=False
                 )
             except ValueError as exc:  # torch's distribution check on non-finite logits
-                raise (self._nonfinite(batch["obs"]) or exc) from None
+                raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(
+                    (batch["obs"], batch["actions"], batch["starts"], states), exc)) from None
             yield values, log_prob, entropy, aux_loss, {k: v[chosen] for k, v in targets.items()}
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
