@@ -690,8 +690,8 @@ def _divergence_cases() -> Iterator[FileCase]:
     cases = [
         ("learning_rate=1e38", learn("MetaTMaze-v0", learning_rate=1e38), ("step of the optimizer",)),
         ("learning_rate=inf", learn("MetaTMaze-v0", learning_rate=math.inf), ("parameter",)),
-        ("obs_clip=nan, Categorical", learn("MetaTMaze-v0", {"obs_clip": math.nan}), ("RunningNorm",)),
-        ("obs_clip=nan, Normal", learn("MetaCheetahVel-v0", {"obs_clip": math.nan}), ("RunningNorm",)),
+        ("obs_clip=nan, Categorical", learn("MetaTMaze-v0", {"obs_clip": math.nan}), ("obs_clip",)),
+        ("obs_clip=nan, Normal", learn("MetaCheetahVel-v0", {"obs_clip": math.nan}), ("obs_clip",)),
         ("vf_coef=1e300", learn("MetaTMaze-v0", vf_coef=1e300), ("weighted sum overflowed",)),
     ]
     for label, run, names in cases:
