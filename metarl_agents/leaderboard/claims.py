@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from metarl_agents.leaderboard.grid import format_frames
-from metarl_agents.leaderboard.report import Entry, Group
+from metarl_agents.leaderboard.groups import Entry, Group
+from metarl_agents.leaderboard.markdown import markdown_table
 from metarl_agents.leaderboard.stats import (
     PAPER_CONFIDENCE,
     PAPER_RESAMPLES,
@@ -490,8 +491,6 @@ def claims_tables(groups: Sequence[Group], figures: str = "") -> list[Table]:
 
 def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
     """The claims and ablations sections as markdown lines; empty when neither has runs."""
-    from metarl_agents.leaderboard.report import _markdown_table
-
     lines: list[str] = []
     for table in claims_tables(groups, figures):
         link = table.header.index(table.link_column) if table.link_column in table.header else -1
@@ -506,5 +505,5 @@ def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
                 if verdict:
                     cells[bold] = f"**{verdict}**{cells[bold][len(verdict):]}"
             rows.append(cells)
-        lines += [f"## {table.title}", "", table.intro, ""] + _markdown_table(table.header, rows) + [""]
+        lines += [f"## {table.title}", "", table.intro, ""] + markdown_table(table.header, rows) + [""]
     return lines

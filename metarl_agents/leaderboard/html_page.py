@@ -19,19 +19,18 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from metarl_agents.leaderboard.report import (
-    BOOTSTRAP_SEED,
-    CONFIDENCE,
+from metarl_agents.leaderboard.groups import Entry, Group
+from metarl_agents.leaderboard.markdown import (
     EVERY_LR_HEADER,
-    N_RESAMPLES,
     RANKED_HEADER,
     RANKINGS,
-    Entry,
-    Group,
-    _ci,
+    format_ci,
     group_title,
     provenance_markdown,
 )
+from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED
+from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
+from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
 
 #: verdict words of the claims table that get a colour (others are shown plainly)
 VERDICT_CLASSES = {"reproduced": "reproduced", "refuted": "refuted", "not separated": "not-separated",
@@ -274,13 +273,13 @@ def _text(text: str) -> str:
 
 def _ranked_row(rank: int, entry: Entry) -> str:
     return ("<tr>" + _number(rank, str(rank)) + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}")
-            + _number(entry.final[0], _ci(entry.final)) + _number(entry.over_run[0], _ci(entry.over_run))
+            + _number(entry.final[0], format_ci(entry.final)) + _number(entry.over_run[0], format_ci(entry.over_run))
             + _number(len(entry.seeds), str(len(entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
 
 
 def _every_lr_row(entry: Entry, best: bool) -> str:
     return ("<tr>" + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}" + (" (best)" if best else ""))
-            + _number(entry.final[0], _ci(entry.final)) + _number(entry.over_run[0], _ci(entry.over_run))
+            + _number(entry.final[0], format_ci(entry.final)) + _number(entry.over_run[0], format_ci(entry.over_run))
             + _number(len(entry.seeds), " ".join(map(str, entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
 
 
