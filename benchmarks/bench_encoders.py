@@ -2,7 +2,7 @@
 
 700 steps x 16 copies, input 80 (the transition embedding's width), hidden 256, two trial starts
 per copy at different times: the GRU path (``gru_with_resets``, one ``nn.GRU`` call per piece between
-reset times) against each scan encoder (:func:`metarl_agents.encoders.linear_scan`). Run with
+reset times) against each scan encoder (:func:`metarl_agents.memory.encoders.linear_scan`). Run with
 ``OMP_NUM_THREADS=1 python -m pytest benchmarks/bench_encoders.py -o python_files='bench_*.py'
 --benchmark-columns=median,rounds``; ``benchmarks/encoder_speed.py`` prints the ratios of one run.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch as th
 
-from metarl_agents.encoders import SCAN_ENCODERS, make_scan_encoder
-from metarl_agents.sequence import Segments, gru_with_resets, make_gru
+from metarl_agents.memory.encoders import SCAN_ENCODERS, make_scan_encoder
+from metarl_agents.memory.sequence import Segments, gru_with_resets, make_gru
 
 CHUNK, N_ENVS, IN_DIM, HIDDEN = 700, 16, 80, 256
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_encoders import CHUNK, HIDDEN, N_ENVS, encoder_pass  # noqa: E402
 from trainer_speed import measure, meta_ppo  # noqa: E402
 
-from metarl_agents.encoders import SCAN_ENCODERS  # noqa: E402
+from metarl_agents.memory.encoders import SCAN_ENCODERS  # noqa: E402
 from metarl_agents.policies import SCAN_MODEL_NAMES  # noqa: E402
 
 

@@ -34,9 +34,9 @@ import torch as th
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from metarl_agents.ppo import MetaPPO
-from metarl_agents.presets import load_preset
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.ppo import MetaPPO
+from metarl_agents.training.presets import load_preset
+from metarl_agents.training.vec_env import make_vec_env
 
 N_ENVS = 16
 #: The registered ids with Discrete actions (the MuJoCo Cheetah families are Box).

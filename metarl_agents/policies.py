@@ -54,7 +54,7 @@ class PolicyConfig:
     encoder_hidden: int = 256
     encoder_kwargs: dict[str, Any] | None = None  #: scan encoders' settings, e.g. {"state_dim": 16}
     split: bool = True  #: aggregate only the second half of the encoding; the first half skips
-    aggregator: str | None = "max"  #: a name in metarl_agents.aggregators.AGGREGATORS, or None
+    aggregator: str | None = "max"  #: a name in metarl_agents.memory.aggregators.AGGREGATORS, or None
     aggregator_kwargs: dict[str, Any] | None = None  #: e.g. {"temperature": 0.1}
     latent_dim: int = 24  #: memory output (variational: 2 x the sampled latent)
     state_embed: int = 32
@@ -452,7 +452,7 @@ POLICY_REGISTRY: dict[str, type[MetaRecurrentPolicy]] = {
 }
 
 
-# The scan encoders (metarl_agents.encoders), alone ("LRU") and under SplAgger's split max ("SplAgger-LRU").
+# The scan encoders (metarl_agents.memory.encoders), alone ("LRU") and under SplAgger's split max ("SplAgger-LRU").
 SCAN_MODEL_NAMES = {"mingru": "minGRU", "lru": "LRU", "ffm": "FFM", "s6": "S6", "gla": "GLA"}
 
 

@@ -87,8 +87,15 @@ def test_both_command_lines_share_their_run_options():
     assert shared <= options(train.build_parser()) and shared <= options(run_parser)
 
 
-def test_old_entry_points_still_run():
-    for module in ("metarl_agents.train_cli", "metarl_agents.leaderboard"):
-        result = subprocess.run([sys.executable, "-m", module, *([] if module.endswith("cli") else ["run"]), "--help"],
-                                capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert result.returncode == 0 and "--override KEY=VALUE" in result.stdout, result.stderr
+def test_the_leaderboard_package_runs_as_the_bench_command():
+    result = subprocess.run([sys.executable, "-m", "metarl_agents.leaderboard", "run", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and "--override KEY=VALUE" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("alias", ["--set", "--eval-freq", "--eval-tasks"])
+def test_removed_option_aliases_are_refused(alias, capsys, tmp_path):
+    """One spelling per setting: the old aliases are unknown options, not silently accepted."""
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--env", "MetaTMaze-v0", "--agent", "RNN", "--out", str(tmp_path), alias, "1"])
+    assert f"unrecognized arguments: {alias}" in capsys.readouterr().err

@@ -11,10 +11,10 @@ import torch as th
 from gymnasium import spaces
 from torch.func import functional_call
 
-from metarl_agents.encoders import SCAN_ENCODERS, _scan, linear_scan, make_scan_encoder
 from metarl_agents.memory import Memory
+from metarl_agents.memory.encoders import SCAN_ENCODERS, _scan, linear_scan, make_scan_encoder
+from metarl_agents.memory.sequence import Segments
 from metarl_agents.policies import POLICY_REGISTRY, SCAN_MODEL_NAMES
-from metarl_agents.sequence import Segments
 from metarl_envs.wrappers import transition_layout
 
 LAYOUT = transition_layout(spaces.Box(-1, 1, (3,)), spaces.Discrete(4))

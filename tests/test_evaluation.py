@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from metarl_agents.evaluation import evaluate_meta
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.evaluation import evaluate_meta
+from metarl_agents.training.vec_env import make_vec_env
 
 UP, DOWN, RIGHT = 2, 3, 1
 STATE = slice(-5, None)  # the current observation [is_start, indicator, is_end, noise, flag] in the transition

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from leaderboard_fakes import FakeTrainer  # noqa: E402
 
 import metarl_agents.leaderboard.runner as runner  # noqa: E402
-from metarl_agents.leaderboard.cli import main  # noqa: E402
+from metarl_agents.cli.bench import main  # noqa: E402
 from metarl_agents.leaderboard.grid import build_grid, parse_frames, parse_seeds  # noqa: E402
 from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
 

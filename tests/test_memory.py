@@ -4,10 +4,9 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from metarl_agents.aggregators import AGGREGATORS, Aggregator, SumAggregator, make_aggregator
 from metarl_agents.memory import Memory
-from metarl_agents.policies import POLICY_REGISTRY
-from metarl_agents.sequence import (
+from metarl_agents.memory.aggregators import AGGREGATORS, Aggregator, SumAggregator, make_aggregator
+from metarl_agents.memory.sequence import (
     Segments,
     StraightThroughCummax,
     gru_with_resets,
@@ -16,6 +15,7 @@ from metarl_agents.sequence import (
     segment_cumsum,
     segment_reverse_cumsum,
 )
+from metarl_agents.policies import POLICY_REGISTRY
 from metarl_envs.wrappers import transition_layout, transition_space
 
 LAYOUT = transition_layout(spaces.Box(-1, 1, (3,)), spaces.Discrete(4))

@@ -11,9 +11,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from metarl_agents.heads import HyperHead, reference_critic_output
 from metarl_agents.policies import POLICY_REGISTRY
-from metarl_agents.ppo import MetaPPO, paper_policy_kwargs
-from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.ppo import MetaPPO, paper_policy_kwargs
+from metarl_agents.training.rollout import ReturnNormalizer, SequenceRolloutBuffer
+from metarl_agents.training.vec_env import make_vec_env
 
 SMALL = {"encoder_hidden": 32, "net_arch": (32,), "head_state_dim": 16}
 

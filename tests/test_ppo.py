@@ -10,11 +10,16 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 
-from metarl_agents.evaluation import MetaEvalCallback, evaluate_meta
 from metarl_agents.policies import POLICY_REGISTRY, RNNPolicy, SplAggerPolicy
-from metarl_agents.ppo import MetaPPO, TrainingDivergedError
-from metarl_agents.rollout import ReturnNormalizer, SequenceRolloutBuffer, select_states, trial_segments
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.evaluation import MetaEvalCallback, evaluate_meta
+from metarl_agents.training.ppo import MetaPPO, TrainingDivergedError
+from metarl_agents.training.rollout import (
+    ReturnNormalizer,
+    SequenceRolloutBuffer,
+    select_states,
+    trial_segments,
+)
+from metarl_agents.training.vec_env import make_vec_env
 from metarl_envs.wrappers import TransitionObservation
 
 SMALL = {"encoder_hidden": 32, "head": "mlp", "net_arch": (32,), "head_state_dim": 16}

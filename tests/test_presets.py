@@ -3,7 +3,7 @@
 import pytest
 
 import metarl_envs
-from metarl_agents.presets import REQUIRED_KEYS, available_presets, load_preset
+from metarl_agents.training.presets import REQUIRED_KEYS, available_presets, load_preset
 
 # spec/agents.md §5: id -> (frames, n_steps, clip, gamma, gae_lambda, entropy, adam_eps, lr annealed)
 REFERENCE = {

@@ -20,10 +20,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from metarl_agents.memory.sequence import gru_step
 from metarl_agents.policies import RNNPolicy
-from metarl_agents.ppo import MetaPPO
-from metarl_agents.sequence import gru_step
-from metarl_agents.vec_env import make_vec_env
+from metarl_agents.training.ppo import MetaPPO
+from metarl_agents.training.vec_env import make_vec_env
 from metarl_envs.wrappers import TransitionObservation
 
 

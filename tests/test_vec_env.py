@@ -9,7 +9,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl_agents.vec_env import BatchedVecEnv, make_single_env, make_vec_env
+from metarl_agents.training.vec_env import BatchedVecEnv, make_single_env, make_vec_env
 from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
 CASES = [

@@ -53,10 +53,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=frames,
                         help="training frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
                              "REDUCED BUDGET in the store, the report and its file names)")
-    parser.add_argument("--eval-every", "--eval-freq", dest="eval_every", type=frames, metavar="FRAMES",
+    parser.add_argument("--eval-every", dest="eval_every", type=frames, metavar="FRAMES",
                         help="frames between evaluations (default: preset eval_freq, at least 10 points per run, "
                              "in whole rollouts)")
-    parser.add_argument("--n-eval-tasks", "--eval-tasks", dest="n_eval_tasks", type=int, metavar="N",
+    parser.add_argument("--n-eval-tasks", dest="n_eval_tasks", type=int, metavar="N",
                         help="tasks per evaluation: the same held-out tasks (seeds seed + 1000003 + i) at every "
                              "point, deterministic actions, one trial each (default: the preset's)")
     parser.add_argument("--final-eval-tasks", dest="n_final_eval_tasks", type=int, metavar="N",
@@ -64,7 +64,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "(the first --n-eval-tasks of them the same tasks as before; default: --n-eval-tasks; "
                              "the paper-claim runs use 64)")
     parser.add_argument("--n-envs", type=int, metavar="N", help="parallel envs (same as --override n_envs=N)")
-    parser.add_argument("--override", "--set", dest="overrides", type=key_value, action="append", default=[],
+    parser.add_argument("--override", dest="overrides", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE",
                         help=f"replace a preset trainer setting (repeatable; reported as a non-paper setting): "
                              f"{settings_help()}")

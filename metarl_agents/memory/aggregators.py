@@ -29,7 +29,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from metarl_agents.sequence import Segments, StraightThroughCummax, segment_cummax, segment_cumsum
+from metarl_agents.memory.sequence import Segments, StraightThroughCummax, segment_cummax, segment_cumsum
 
 AGGREGATORS: dict[str, type[Aggregator]] = {}
 

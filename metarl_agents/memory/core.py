@@ -7,10 +7,10 @@ Pipeline (spec agents.md §3)::
 * embeddings: Linear+ReLU per part, the state one shared by ``s_prev`` and ``s``.
 * encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state), ``"linear"`` (the spec's "none":
   per-step ``tanh(Linear)``, no memory of its own), or a linear recurrence trained with a parallel scan
-  (``"mingru"``, ``"lru"``, ``"ffm"``, ``"s6"``, ``"gla"``: :mod:`metarl_agents.encoders`), configured by
+  (``"mingru"``, ``"lru"``, ``"ffm"``, ``"s6"``, ``"gla"``: :mod:`metarl_agents.memory.encoders`), configured by
   ``encoder_kwargs``.
 * split: the first half of the encoding skips the aggregator, the second half is aggregated.
-* aggregator: any name in :data:`metarl_agents.aggregators.AGGREGATORS`, or ``None``.
+* aggregator: any name in :data:`metarl_agents.memory.aggregators.AGGREGATORS`, or ``None``.
 * variational aggregators (``"gauss"``): the encoding is projected to ``latent_dim`` (means and
   precisions), the aggregate is read as ``(mean, log-variance)`` and the latent is a sample
   (``latent_dim / 2`` wide); the KL term comes back as the auxiliary loss.
@@ -28,10 +28,10 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from metarl_agents.aggregators import aggregator_class, make_aggregator
 from metarl_agents.derived import derived
-from metarl_agents.encoders import SCAN_ENCODERS, make_scan_encoder
-from metarl_agents.sequence import Segments, gru_step, gru_with_resets, make_gru
+from metarl_agents.memory.aggregators import aggregator_class, make_aggregator
+from metarl_agents.memory.encoders import SCAN_ENCODERS, make_scan_encoder
+from metarl_agents.memory.sequence import Segments, gru_step, gru_with_resets, make_gru
 
 ENCODERS = ("gru", "linear", *SCAN_ENCODERS)
 

@@ -38,7 +38,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from metarl_agents.sequence import Segments
+from metarl_agents.memory.sequence import Segments
 
 SCAN_ENCODERS: dict[str, type[ScanEncoder]] = {}
 

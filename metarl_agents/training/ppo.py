@@ -54,6 +54,7 @@ from metarl_agents.training.divergence import (
     TrainingStalledWarning,  # noqa: F401  (public beside TrainingDivergedError)
     first_nonfinite_module,
 )
+from metarl_agents.training.errors import TrainingDivergedError
 from metarl_agents.training.rollout import (
     ReturnNormalizer,
     SequenceRolloutBuffer,
@@ -102,9 +103,6 @@ def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> di
         extra["encoder_hidden"] = width
     return {**extra, **policy_kwargs}
 
-
-class TrainingDivergedError(RuntimeError):
-    """A loss, gradient or parameter became non-finite; the model keeps the weights of the last finite update."""
 
 #: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
 POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statistics", "memory_parameters",
@@ -572,7 +570,7 @@ class MetaPPO(OnPolicyAlgorithm):
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
                    envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor | None]:
         """The whole sequences of ``envs``, re-laid as trial segments side by side (exact, see
-        :func:`~metarl_agents.rollout.trial_segments`); returns the data, start states and valid mask
+        :func:`~metarl_agents.training.rollout.trial_segments`); returns the data, start states and valid mask
         (None where nothing is padding: the trials line up with the chunk)."""
         time_index, segment_env, valid = trial_segments(self.rollout_buffer.episode_starts[:, envs])
         rows = th.from_numpy(time_index).to(self.device)
