@@ -1,6 +1,6 @@
 """End-to-end training frames/s of MetaPPO against sb3-contrib's RecurrentPPO, side by side in one run.
 
-For every discrete family (spec/benchmarks.md §3), each with its preset's ``n_steps`` and PPO settings,
+For every discrete family, each with its preset's ``n_steps`` and PPO settings,
 16 envs, 2 epochs x 4 minibatches:
 
 * ``MetaPPO RNN``: MetaPPO + RNNPolicy (GRU 256, plain 64-64 head), against

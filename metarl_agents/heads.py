@@ -4,7 +4,7 @@ Both take the current state ``s`` (normalised by running statistics, then ``tanh
 and the memory's latent, and return ``(action output, value)``: logits for a Discrete action space,
 the Gaussian mean for a Box one.
 
-Hypernetwork (spec agents.md §4): ``e = tanh(Linear(latent → 25))``; every weight and bias of the
+Hypernetwork (the SplAgger paper's): ``e = tanh(Linear(latent → 25))``; every weight and bias of the
 actor and critic base networks ``256 → 256 → 128 → out`` is a linear function of ``e``. A generated
 layer computes ``W(e) h + b(e)`` with ``W(e) = Σ_k e_k A_k + C`` as ``Σ_k e_k (A_k h) + C h``: one matrix
 product of ``h`` with the stacked ``[A_1 … A_K, C]``, then a contraction with ``(e, 1)`` -- no per-sample

@@ -1,4 +1,4 @@
-"""The contract every registered id keeps (environments.md §1), checked id by id."""
+"""The contract every registered id keeps, checked id by id."""
 
 from __future__ import annotations
 

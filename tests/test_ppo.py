@@ -366,7 +366,7 @@ def test_learns_a_short_tmaze():
 
 @pytest.mark.slow
 def test_splagger_solves_tmaze_with_the_paper_preset():
-    """spec/benchmarks.md §3: meta-episode return >= 15.5 of 16 within 1.5 M frames (seed 73, lr 1e-3)."""
+    """The SplAgger paper's T-Maze result: meta-episode return >= 15.5 of 16 within 1.5 M frames (seed 73, lr 1e-3)."""
     model = MetaPPO.from_preset("MetaTMaze-v0", "SplAgger", seed=73, device="cpu")
     callback = MetaEvalCallback("MetaTMaze-v0", eval_freq=50_000, seed=1_000_073, stop_at_return=15.5, verbose=1)
     model.learn(1_500_000, callback=callback)

@@ -5,7 +5,7 @@ import pytest
 import metarl_envs
 from metarl_agents.training.presets import REQUIRED_KEYS, available_presets, load_preset
 
-# spec/agents.md §5: id -> (frames, n_steps, clip, gamma, gae_lambda, entropy, adam_eps, lr annealed)
+# The SplAgger paper's settings: id -> (frames, n_steps, clip, gamma, gae_lambda, entropy, adam_eps, lr annealed)
 REFERENCE = {
     "MetaTMaze-v0": (1_500_000, 700, 0.05, 0.95, 0.95, 0.1, 1e-5, False),
     "MetaTMazeLatent-v0": (1_500_000, 700, 0.05, 0.95, 0.95, 0.1, 1e-5, False),

@@ -1,6 +1,6 @@
 """One configurable memory ("sequence model") for all the agents: SplAgger, RNN, AMRL, CNP, Max, PEARL.
 
-Pipeline (spec agents.md §3)::
+Pipeline::
 
     transition -> per-part embeddings -> encoder -> (split) -> aggregator -> concat(skip, agg) -> Linear -> latent
 

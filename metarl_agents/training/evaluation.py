@@ -1,4 +1,4 @@
-"""Meta-evaluation: one full trial on each of ``n_tasks`` held-out tasks (spec/agents.md §5).
+"""Meta-evaluation: one full trial on each of ``n_tasks`` held-out tasks (the SplAgger paper's protocol).
 
 The reported number is the **meta-episode return**: the sum over the trial's inner episodes of
 the mean (over tasks) episode return. The per-episode means show whether the agent improves from

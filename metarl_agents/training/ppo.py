@@ -1,7 +1,7 @@
 """MetaPPO: PPO for memory policies with backpropagation through whole rollout chunks.
 
 An SB3 ``OnPolicyAlgorithm`` (``learn`` with callbacks and a progress bar, ``save``/``load``, the
-SB3 logger, ``predict``) implementing the SplAgger paper's PPO (spec/agents.md §5):
+SB3 logger, ``predict``) implementing the SplAgger paper's PPO:
 
 * Minibatches are sets of envs, each with its full ``n_steps`` sequence; the policy's
   ``evaluate_sequence`` re-runs the memory with gradient from the stored state at the chunk's

@@ -1,6 +1,6 @@
 """Reference training settings, one TOML file per environment id (``<env_id>.toml``).
 
-The discrete and MuJoCo values are the SplAgger paper's (spec/agents.md §5); ids the paper did not
+The discrete and MuJoCo values are the SplAgger paper's (its appendix); ids the paper did not
 run document their choices in their file. A preset holds a run's settings under the names of
 :class:`~metarl_agents.training.config.RunConfig` (``eval_freq`` and ``eval_tasks`` are its ``eval_every``
 and ``n_eval_tasks``), which checks them, plus the leaderboard's grid: ``lr_grid`` and ``seeds``.
