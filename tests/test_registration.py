@@ -71,7 +71,8 @@ def test_tmaze_with_eight_episodes_per_trial():
 
 
 def test_light_modules_import_without_torch():
-    code = ("import sys, metarl_envs, metarl_agents, metarl_agents.leaderboard.report, metarl_agents.cli.bench;"
+    code = ("import sys, metarl_envs, metarl_agents, metarl_agents.leaderboard.report, metarl_agents.cli.bench, "
+            "metarl_agents.training.errors;"
             "heavy = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'mujoco') if m in sys.modules];"
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
