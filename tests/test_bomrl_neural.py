@@ -106,12 +106,59 @@ def test_collect_handles_episodes_of_different_lengths():
 def test_conjugate_gradient_solves_a_spd_system():
     A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]], dtype=torch.float64)
     b = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-    (x,) = conjugate_gradient(lambda v: [A @ v[0]], [b], iterations=3, damping=0.1)
-    assert torch.allclose(x, torch.linalg.solve(A + 0.1 * torch.eye(3, dtype=torch.float64), b))
+    solution = conjugate_gradient(lambda v: [A @ v[0]], [b], iterations=3, damping=0.1)
+    assert torch.allclose(solution.x[0], torch.linalg.solve(A + 0.1 * torch.eye(3, dtype=torch.float64), b))
+    assert not solution.nonpositive_curvature and solution.iterations == 3 and solution.damping == 0.1
+    # Relative damping: 0.2 * lambda_max, with lambda_max from power iterations.
+    lam_max = float(torch.linalg.eigvalsh(A).max())
+    solution = conjugate_gradient(lambda v: [A @ v[0]], [b], iterations=3, relative_damping=0.2, power_iterations=60)
+    assert solution.eigenvalue_scale == pytest.approx(lam_max, rel=1e-6)
+    assert solution.damping == pytest.approx(0.2 * lam_max, rel=1e-6)
+    expected = torch.linalg.solve(A + 0.2 * lam_max * torch.eye(3, dtype=torch.float64), b)
+    assert torch.allclose(solution.x[0], expected, atol=1e-6)
+
+
+def _plain_cg(A, b, iterations):
+    """The textbook CG the project used before: it assumes a positive-definite A."""
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iterations):
+        Ap = A @ p
+        alpha = rr / (p @ Ap)
+        x, r = x + alpha * p, r - alpha * Ap
+        rr_new = r @ r
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x
+
+
+def test_conjugate_gradient_on_an_indefinite_matrix_keeps_a_direction_along_b():
+    """An indefinite H, as the lower-level Hessian at an inexact minimiser is: plain CG solves it exactly,
+    and the exact solution flips the negative-curvature component, so it points against b; where b.Hb is
+    near zero its first step explodes. Truncated CG stops at the non-positive curvature and keeps its
+    last iterate, which has a positive inner product with b; the relative damping tames the first step."""
+    H = torch.diag(torch.tensor([4.0, 1.0, -1.0], dtype=torch.float64))
+    b = torch.tensor([1.0, 1.0, 1.2], dtype=torch.float64)
+    old = _plain_cg(H, b, 3)
+    assert float(old @ b) == pytest.approx(-0.19)  # = b^T H^-1 b < 0: an ascent direction turned descent
+    solution = conjugate_gradient(lambda v: [H @ v[0]], [b], iterations=3)
+    x = solution.x[0]
+    assert solution.nonpositive_curvature and solution.iterations == 2
+    assert float(x @ b) > 0.5 * float(b @ b) / 4.0  # at least half of what H's largest eigenvalue allows
+    # b.Hb = 0.16 against |b|^2 = 3.44: plain CG's first step multiplies b by 21.5.
+    b = torch.tensor([1.0, 1.0, 2.2], dtype=torch.float64)
+    assert float(_plain_cg(H, b, 1).norm()) > 20 * float(b.norm())
+    solution = conjugate_gradient(lambda v: [H @ v[0]], [b], iterations=3, relative_damping=0.1, power_iterations=20)
+    x = solution.x[0]
+    assert float(x @ b) > 0 and float(x.norm()) < 3 * float(b.norm())
+    # Non-positive curvature on the very first direction: b itself, scaled by b.b / |b.Hb|.
+    b = torch.tensor([0.1, 0.1, 1.0], dtype=torch.float64)
+    solution = conjugate_gradient(lambda v: [H @ v[0]], [b], iterations=3)
+    assert solution.nonpositive_curvature and solution.iterations == 1
+    assert torch.allclose(solution.x[0], b * float(b @ b) / abs(float(b @ H @ b)))
 
 
 def test_cg_hypergradient_matches_an_explicit_hessian_solve():
-    agent, envs, task, phi, batch = setup(alg=1, lam=5.0, cg_damping=0.05)
+    agent, envs, task, phi, batch = setup(alg=1, lam=5.0, cg_damping=0.05, cg_relative_damping=0.0)
     theta = agent.solve_lower(phi, batch)
     post, _ = agent.collect(envs, theta, 8, task)
     g = agent.policy_gradient(theta, post)
@@ -134,7 +181,7 @@ def test_cg_hypergradient_matches_an_explicit_hessian_solve():
 def test_lambda_to_infinity_gives_the_plain_policy_gradient(alg):
     # As lam -> infinity the lower-level solution is phi itself (no inner steps needed: Adam's
     # normalised steps would wander ~inner_lr away from it however small the gradient).
-    agent, envs, task, phi, batch = setup(alg=alg, lam=1e7, cg_damping=1e-6, inner_steps=0)
+    agent, envs, task, phi, batch = setup(alg=alg, lam=1e7, cg_damping=1e-6, cg_relative_damping=0.0, inner_steps=0)
     theta = agent.solve_lower(phi, batch)
     g = agent.policy_gradient(theta, batch)
     agent.config.cg_iterations = 200
@@ -149,7 +196,7 @@ def test_euclidean_one_step_inner_loop_matches_maml_to_first_order():
     """
     errors = []
     for lam in (20.0, 40.0):
-        agent, envs, task, phi, batch = setup(alg=3, lam=lam, cg_damping=0.0)
+        agent, envs, task, phi, batch = setup(alg=3, lam=lam, cg_damping=0.0, cg_relative_damping=0.0)
         post, _ = agent.collect(envs, phi, 8, task)
         names = agent.actor_names
         phi_var = {n: phi[n].clone().requires_grad_(True) for n in names}

@@ -39,6 +39,7 @@ from metarl_agents.bomrl.neural import (
     Params,
     _dot,
     conjugate_gradient,
+    cosine,
     kl_and_fisher_product,
 )
 
@@ -69,6 +70,8 @@ class CheetahProtocol:
     maml_lr: float = 0.1
     cg_iterations: int = 10
     cg_damping: float = 1e-2
+    cg_relative_damping: float = 0.1
+    power_iterations: int = 5
     max_kl: float | None = None
     line_search_steps: int = 10
     accept_ratio: float = 0.1
@@ -141,7 +144,8 @@ class CheetahMetaLearner:
                              post_trajectories=protocol.post_trajectories, gamma=protocol.gamma,
                              inner_steps=protocol.inner_steps, inner_lr=protocol.inner_lr,
                              max_divergence=protocol.max_divergence, cg_iterations=protocol.cg_iterations,
-                             cg_damping=protocol.cg_damping, meta_optimizer="trpo", max_kl=protocol.max_kl,
+                             cg_damping=protocol.cg_damping, cg_relative_damping=protocol.cg_relative_damping,
+                             power_iterations=protocol.power_iterations, meta_optimizer="trpo", max_kl=protocol.max_kl,
                              normalize_observations=True, normalize_advantages=False)
         self.agent = BOMRL(make_policy(protocol, seed), config, seed=seed)
         self.names = self.agent.actor_names
@@ -229,7 +233,16 @@ class CheetahMetaLearner:
         return self.rng.uniform(0.0, 2.0, size=(p.tasks_per_iteration, 1))
 
     def meta_iteration(self) -> dict[str, float]:
-        """One meta-training step; returns the mean pre-/post-adaptation returns and the step taken."""
+        """One meta-training step; returns the mean pre-/post-adaptation returns and the step taken.
+
+        ``meta_improvement`` is the accepted step's gain in the importance-sampled estimate of the
+        post-adaptation return (see :meth:`adapted_return_estimate`), for both methods. BO-MRL also
+        reports ``meta_surrogate_improvement`` (the gain in the meta-loss ``S`` whose gradient is the
+        hypergradient: positive by construction, so it shows nothing about learning),
+        ``hypergradient_cosine`` (with the first-order direction, the mean post-adaptation policy
+        gradient), ``cg_nonpositive_curvature`` (tasks whose Hessian solve stopped at non-positive
+        curvature) and ``cg_eigenvalue_scale`` (the mean ``|lambda|_max`` of the lower-level Hessians).
+        """
         p, agent = self.protocol, self.agent
         tasks = self.sample_tasks()
         phi = agent.phi()
@@ -238,32 +251,60 @@ class CheetahMetaLearner:
         thetas = [self.adapt(phi, b) for b in batches]
         post = self.collect(thetas, tasks, p.post_trajectories)
         post_batches = [self.batch(post, g, thetas[g]) for g in range(len(tasks))]
+        judge = self.adapted_return_estimate(batches, post_batches)
+        diagnostics: dict[str, float] = {}
         if p.method == "maml":
             objective = self._maml_objective(batches, post_batches)
         else:
-            objective = self._bomrl_objective(phi, thetas, batches, post_batches)
+            objective, diagnostics, first_order = self._bomrl_objective(phi, thetas, batches, post_batches)
         ph = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
         gradient = list(torch.autograd.grad(objective(ph), [ph[k] for k in self.names]))
+        if p.method != "maml":
+            diagnostics["hypergradient_cosine"] = cosine(gradient, first_order)
         states = torch.cat([b.obs for b in batches])
-        kl, improvement = self.trpo_step(phi, gradient, objective, states)
+        with torch.no_grad():
+            before = float(objective(phi))
+        kl, improvement = self.trpo_step(phi, gradient, judge, states, judged_before=self._estimate_at(thetas, post_batches))
+        if p.method != "maml":
+            with torch.no_grad():
+                diagnostics["meta_surrogate_improvement"] = float(objective(agent.phi())) - before if kl > 0 else 0.0
         agent.obs_rms.update(pre.raw_obs.reshape(-1, pre.raw_obs.shape[-1]).astype(np.float64))
         return {"pre_adaptation_return": float(pre.returns.mean()), "post_adaptation_return": float(post.returns.mean()),
-                "meta_kl": kl, "meta_improvement": improvement}
+                "meta_kl": kl, "meta_improvement": improvement, **diagnostics}
+
+    def adapted_return_estimate(self, batches: list[Batch], post_batches: list[Batch]):
+        """``J(phi') = mean_tasks surrogate(adapt(phi', batch), post)``: the post-adaptation return of the
+        prior ``phi'``, estimated by importance sampling from the post-adaptation data (the surrogate's
+        smooth clip keeps the ratios in (0, 2)), with the adaptation rerun from ``phi'`` on the same
+        pre-adaptation data. MAML-TRPO's objective is the same estimate for its one-step adaptation;
+        for BO-MRL it is what a meta-step must raise (the meta-loss ``S`` rises along its own gradient
+        whatever happens to the return)."""
+
+        def estimate(params: Params) -> torch.Tensor:
+            with torch.enable_grad():
+                adapted = [self.adapt(params, b) for b in batches]
+            return self._estimate_at(adapted, post_batches)
+
+        return estimate
+
+    def _estimate_at(self, thetas: list[Params], post_batches: list[Batch]) -> torch.Tensor:
+        with torch.no_grad():
+            return sum(self.surrogate(t, b) for t, b in zip(thetas, post_batches, strict=True)) / len(thetas)
 
     def _bomrl_objective(self, phi: Params, thetas: list[Params], batches: list[Batch], post_batches: list[Batch]):
         """``S(phi') = -mean_tasks <grad_theta D(phi', theta)|theta', x>``, ``x = H^-1 grad_theta J(theta')``:
-        its gradient at ``phi`` is the implicit hypergradient (spec section 5)."""
+        its gradient at ``phi`` is the implicit hypergradient (spec section 5). Also returns the Hessian
+        solves' diagnostics (see :meth:`meta_iteration`) and the first-order direction (the sum of the
+        tasks' post-adaptation policy gradients)."""
         agent, names = self.agent, self.names
-        xs = []
+        xs, first_order, nonpositive, scales = [], [torch.zeros_like(phi[k]) for k in names], 0, []
         for theta, batch, post in zip(thetas, batches, post_batches, strict=True):
             g = agent.policy_gradient(theta, post)
-            th = {k: theta[k].clone().requires_grad_(True) for k in names}
-            grad_L = torch.autograd.grad(agent.lower_loss(th, phi, batch), [th[k] for k in names], create_graph=True)
-
-            def hvp(v: list[torch.Tensor], grad_L=grad_L, th=th) -> list[torch.Tensor]:
-                return list(torch.autograd.grad(grad_L, [th[k] for k in names], v, retain_graph=True))
-
-            xs.append([t.detach() for t in conjugate_gradient(hvp, g, agent.config.cg_iterations, agent.config.cg_damping)])
+            solution = agent.implicit_solve(phi, theta, batch, g)
+            xs.append(solution.x)
+            nonpositive += solution.nonpositive_curvature
+            scales.append(solution.eigenvalue_scale)
+            first_order = [a + b for a, b in zip(first_order, g, strict=True)]
 
         def objective(params: Params) -> torch.Tensor:
             differentiable = any(v.requires_grad for v in params.values())
@@ -276,7 +317,8 @@ class CheetahMetaLearner:
                     total = total - _dot(grad_D, x)
             return total / len(thetas)
 
-        return objective
+        diagnostics = {"cg_nonpositive_curvature": nonpositive, "cg_eigenvalue_scale": float(np.mean(scales))}
+        return objective, diagnostics, first_order
 
     def _maml_objective(self, batches: list[Batch], post_batches: list[Batch]):
         """``S(phi') = mean_tasks surrogate(theta(phi'))`` on the post-adaptation data, ``theta(phi')`` the
@@ -293,30 +335,36 @@ class CheetahMetaLearner:
 
         return objective
 
-    def trpo_step(self, phi: Params, gradient: list[torch.Tensor], objective, states: torch.Tensor) -> tuple[float, float]:
-        """Natural-gradient ascent on ``objective`` within ``KL(pi_phi || pi_new) <= max_kl`` on ``states``;
-        backtracking line search (halvings) that accepts when the KL holds and the improvement is at least
-        ``accept_ratio`` of the linear prediction. Returns the step's KL and improvement (0, 0 if none)."""
+    def trpo_step(self, phi: Params, gradient: list[torch.Tensor], objective, states: torch.Tensor,
+                  judged_before: torch.Tensor | float | None = None) -> tuple[float, float]:
+        """Natural-gradient ascent along ``gradient`` within ``KL(pi_phi || pi_new) <= max_kl`` on ``states``;
+        backtracking line search (halvings) that accepts when the KL holds and ``objective`` (the estimate
+        the step is judged on) improves by at least ``accept_ratio`` of the linear prediction
+        ``gradient . step``; ``gradient`` must be (an estimate of) ``objective``'s gradient at ``phi``.
+        ``judged_before`` is ``objective(phi)`` if already known. Returns the step's KL and improvement
+        (0, 0 if none)."""
         p, agent, names = self.protocol, self.agent, self.names
         kl, fvp = kl_and_fisher_product(agent.distribution, phi, names, states)
-        direction = conjugate_gradient(fvp, gradient, p.cg_iterations, p.cg_damping)
+        direction = conjugate_gradient(fvp, gradient, p.cg_iterations, p.cg_damping).x
         curvature = float(_dot(direction, fvp(direction)))
         if not math.isfinite(curvature) or curvature <= 0:
             return 0.0, 0.0
         scale = math.sqrt(2 * p.max_kl / curvature)
         expected = float(_dot(gradient, direction))
         with torch.no_grad():
-            before = float(objective(phi))
+            before = float(objective(phi) if judged_before is None else judged_before)
         for _ in range(p.line_search_steps):
             candidate = {k: phi[k] + scale * d for k, d in zip(names, direction, strict=True)}
             with torch.no_grad():
                 step_kl = float(kl(candidate))
-                improvement = float(objective(candidate)) - before
-            if step_kl <= p.max_kl and improvement > p.accept_ratio * scale * expected:
+            if step_kl <= p.max_kl:
                 with torch.no_grad():
-                    for param, k in zip(agent._phi_parameters(), names, strict=True):
-                        param.copy_(candidate[k])
-                return step_kl, improvement
+                    improvement = float(objective(candidate)) - before
+                if improvement > p.accept_ratio * scale * expected:
+                    with torch.no_grad():
+                        for param, k in zip(agent._phi_parameters(), names, strict=True):
+                            param.copy_(candidate[k])
+                    return step_kl, improvement
             scale /= 2
         return 0.0, 0.0
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ class BOMRLConfig:
     max_divergence: float = 3.0
     cg_iterations: int = 10
     cg_damping: float = 1e-2
+    #: Damping added in proportion to the lower-level Hessian's largest eigenvalue magnitude.
+    cg_relative_damping: float = 0.1
+    #: Power iterations that estimate that magnitude (only used when ``cg_relative_damping > 0``).
+    power_iterations: int = 5
     meta_optimizer: str = "adam"
     meta_lr: float = 1e-3
     max_kl: float = 0.01
@@ -80,6 +85,9 @@ class BOMRLConfig:
             raise ValueError(f"meta_optimizer must be 'adam' or 'trpo', got {self.meta_optimizer!r}")
         if self.inner_steps < 0 or self.cg_damping < 0 or not 0 <= self.gamma <= 1:
             raise ValueError("inner_steps and cg_damping must be >= 0 and gamma in [0, 1]")
+        if not 0 <= self.cg_relative_damping < float("inf") or self.power_iterations < 0:
+            raise ValueError(f"cg_relative_damping must be a finite number >= 0 and power_iterations >= 0, got "
+                             f"{self.cg_relative_damping!r} and {self.power_iterations!r}")
 
 
 @dataclass
@@ -119,6 +127,12 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(a, b, strict=True))
 
 
+def cosine(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    """The cosine of two parameter-shaped vectors (0 when either is zero)."""
+    norms = float(torch.sqrt(_dot(a, a) * _dot(b, b)))
+    return float(_dot(a, b)) / norms if norms > 0 else 0.0
+
+
 def kl_and_fisher_product(distribution: Callable[[Params, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                           phi: Params, names: Sequence[str], states: torch.Tensor
                           ) -> tuple[Callable[[Params], torch.Tensor], Callable[[list[torch.Tensor]], list[torch.Tensor]]]:
@@ -142,24 +156,89 @@ def kl_and_fisher_product(distribution: Callable[[Params, torch.Tensor], tuple[t
     return kl, fvp
 
 
+@dataclass
+class CGSolution:
+    """What :func:`conjugate_gradient` found: the solution and how the solve went."""
+
+    x: list[torch.Tensor]
+    #: Iterations run (each one Hessian-vector product, besides the power iterations).
+    iterations: int
+    #: Whether the solve stopped at a direction of non-positive curvature ``p^T (H + damping I) p <= 0``.
+    nonpositive_curvature: bool
+    #: The damping actually added: ``damping + relative_damping * eigenvalue_scale``.
+    damping: float
+    #: The power-iteration estimate of ``|lambda|_max(H)`` (0 when no power iterations ran).
+    eigenvalue_scale: float
+
+
+def dominant_eigenvalue_magnitude(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+                                  start: list[torch.Tensor], iterations: int) -> float:
+    """``|lambda|_max`` of the symmetric ``H`` behind ``hvp`` by ``iterations`` power iterations from ``start``.
+
+    A few iterations give a lower bound within a small factor: enough to scale a damping term, which
+    is what it is for.
+    """
+    norm = float(torch.sqrt(_dot(start, start)))
+    if iterations < 1 or not math.isfinite(norm) or norm == 0.0:
+        return 0.0
+    v = [t / norm for t in start]
+    estimate = 0.0
+    for _ in range(iterations):
+        Hv = hvp(v)
+        estimate = float(torch.sqrt(_dot(Hv, Hv)))
+        if not math.isfinite(estimate) or estimate == 0.0:
+            return estimate if math.isfinite(estimate) else 0.0
+        v = [t / estimate for t in Hv]
+    return estimate
+
+
 def conjugate_gradient(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], b: list[torch.Tensor],
-                       iterations: int, damping: float = 0.0) -> list[torch.Tensor]:
-    """Approximately solve ``(H + damping I) x = b`` from Hessian-vector products."""
+                       iterations: int, damping: float = 0.0, relative_damping: float = 0.0,
+                       power_iterations: int = 5) -> CGSolution:
+    """Approximately solve ``(H + delta I) x = b`` from Hessian-vector products; truncated CG.
+
+    ``delta = damping + relative_damping * |lambda|_max(H)``, the eigenvalue scale estimated by
+    ``power_iterations`` power iterations (only when ``relative_damping > 0``): an absolute damping
+    means nothing against a Hessian whose scale moves with the reward scale and ``1 / lam``.
+
+    Plain CG assumes a positive-definite matrix. The lower-level Hessian of BO-MRL at an inexact
+    minimiser is indefinite, and there the step ``alpha = r.r / p.Hp`` flips sign or explodes, so the
+    solution can point anywhere. Like truncated Newton methods, the solve therefore stops at the first
+    direction of non-positive curvature and keeps the last iterate, which (as every CG iterate from
+    zero) has a positive inner product with ``b``; if that happens on the first iteration, ``b`` itself
+    is returned, scaled by ``b.b / |b.(H + delta I)b|``. On a positive-definite matrix nothing changes.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations!r}")
+    if damping < 0 or relative_damping < 0:
+        raise ValueError(f"damping and relative_damping must be >= 0, got {damping!r} and {relative_damping!r}")
+    scale = dominant_eigenvalue_magnitude(hvp, b, power_iterations) if relative_damping > 0 else 0.0
+    delta = damping + relative_damping * scale
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     p = [t.clone() for t in b]
     rr = _dot(r, r)
-    for _ in range(iterations):
+    done, nonpositive = 0, False
+    for k in range(iterations):
         if float(rr) < 1e-20:
             break
-        Hp = [h + damping * q for h, q in zip(hvp(p), p, strict=True)]
-        alpha = rr / _dot(p, Hp)
+        Hp = [h + delta * q for h, q in zip(hvp(p), p, strict=True)]
+        curvature = _dot(p, Hp)
+        done = k + 1
+        if not float(curvature) > 0:  # also catches NaN
+            nonpositive = True
+            if k == 0:
+                size = abs(float(curvature))
+                factor = float(rr) / size if math.isfinite(size) and size > 0 else 1.0
+                x = [factor * t for t in b]
+            break
+        alpha = rr / curvature
         x = [xi + alpha * pi for xi, pi in zip(x, p, strict=True)]
         r = [ri - alpha * hi for ri, hi in zip(r, Hp, strict=True)]
         rr_new = _dot(r, r)
         p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p, strict=True)]
         rr = rr_new
-    return x
+    return CGSolution(x, done, nonpositive, delta, scale)
 
 
 class BOMRL:
@@ -316,8 +395,8 @@ class BOMRL:
         objective = (self.log_prob(params, batch.obs, batch.actions) * batch.advantages).mean()
         return list(torch.autograd.grad(objective, [params[n] for n in self.actor_names]))
 
-    def hypergradient(self, phi: Params, theta: Params, batch: Batch, g: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``grad_phi J(theta'(phi))`` by implicit differentiation, CG for the Hessian solve."""
+    def implicit_solve(self, phi: Params, theta: Params, batch: Batch, g: list[torch.Tensor]) -> CGSolution:
+        """``x ~ H^-1 g`` with ``H`` the lower-level Hessian at ``theta``, by truncated, damped CG."""
         names = self.actor_names
         th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
         ph = {n: phi[n].detach() for n in names}
@@ -326,8 +405,15 @@ class BOMRL:
         def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
             return list(torch.autograd.grad(grad_L, [th[n] for n in names], v, retain_graph=True))
 
-        x = conjugate_gradient(hvp, [t.detach() for t in g], self.config.cg_iterations, self.config.cg_damping)
-        return self.cross_term(theta, phi, batch, x)
+        c = self.config
+        solution = conjugate_gradient(hvp, [t.detach() for t in g], c.cg_iterations, c.cg_damping,
+                                      c.cg_relative_damping, c.power_iterations)
+        solution.x = [t.detach() for t in solution.x]
+        return solution
+
+    def hypergradient(self, phi: Params, theta: Params, batch: Batch, g: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``grad_phi J(theta'(phi))`` by implicit differentiation, CG for the Hessian solve."""
+        return self.cross_term(theta, phi, batch, self.implicit_solve(phi, theta, batch, g).x)
 
     def cross_term(self, theta: Params, phi: Params, batch: Batch, x: list[torch.Tensor]) -> list[torch.Tensor]:
         """``-grad_phi <grad_theta D(phi, theta)|theta', x>`` (the spec's task meta-objective)."""
@@ -340,18 +426,28 @@ class BOMRL:
         return [torch.zeros_like(ph[n]) if g is None else g for n, g in zip(names, grads, strict=True)]
 
     def meta_step(self, envs: Sequence[gym.Env], tasks: Sequence) -> dict[str, float]:
-        """One meta-iteration over ``tasks``: returns pre/post-adaptation mean episode returns."""
+        """One meta-iteration over ``tasks``.
+
+        Returns the pre/post-adaptation mean episode returns, the cosine between the hypergradient and
+        the first-order direction (the mean post-adaptation policy gradient; 1 would mean the Hessian
+        solve changed nothing but the length) and how many tasks' CG solves met non-positive curvature.
+        """
         phi = self.phi()
         total = [torch.zeros_like(t) for t in phi.values()]
-        pre, post, states = [], [], []
+        first_order = [torch.zeros_like(t) for t in phi.values()]
+        pre, post, states, nonpositive = [], [], [], 0
         for task in tasks:
             batch, raw = self.collect(envs, phi, self.config.n_trajectories, task)
             states.append(batch.obs)
             theta = self.solve_lower(phi, batch)
             post_batch, _ = self.collect(envs, theta, self.config.post_trajectories, task)
             g = self.policy_gradient(theta, post_batch)
-            for acc, h in zip(total, self.hypergradient(phi, theta, batch, g), strict=True):
+            solution = self.implicit_solve(phi, theta, batch, g)
+            nonpositive += solution.nonpositive_curvature
+            for acc, h in zip(total, self.cross_term(theta, phi, batch, solution.x), strict=True):
                 acc += h
+            for acc, gi in zip(first_order, g, strict=True):
+                acc += gi
             pre.append(batch.episode_returns.mean())
             post.append(post_batch.episode_returns.mean())
             if self.config.normalize_observations:
@@ -364,14 +460,15 @@ class BOMRL:
             for p, h in zip(self._phi_parameters(), direction, strict=True):
                 p.grad = -h  # ascent on J
             self.meta_optimizer.step()
-        return {"pre_adaptation_return": float(np.mean(pre)), "post_adaptation_return": float(np.mean(post))}
+        return {"pre_adaptation_return": float(np.mean(pre)), "post_adaptation_return": float(np.mean(post)),
+                "hypergradient_cosine": cosine(total, first_order), "cg_nonpositive_curvature": nonpositive}
 
     def _trpo_step(self, phi: Params, gradient: list[torch.Tensor], obs: torch.Tensor) -> None:
         """Natural-gradient step of mean ``KL(pi_phi_old || pi_phi) = max_kl`` on the meta-batch
         states, halved until the measured KL respects the bound."""
         names = self.actor_names
         kl, fvp = kl_and_fisher_product(self.distribution, phi, names, obs)
-        step = conjugate_gradient(fvp, gradient, self.config.cg_iterations, self.config.cg_damping)
+        step = conjugate_gradient(fvp, gradient, self.config.cg_iterations, self.config.cg_damping).x
         curvature = float(_dot(step, fvp(step)))
         scale = (2 * self.config.max_kl / max(curvature, 1e-12)) ** 0.5
         for _ in range(10):
