@@ -27,6 +27,7 @@ _FAMILIES = {
     "planning": ("planning:MetaPlanningGameEnv", "core:MetaVectorEnv"),
     "cheetah": ("cheetah:MetaCheetahEnv", "cheetah:MetaCheetahVectorEnv"),
     "frozen_lake": ("frozen_lake:MetaFrozenLakeEnv", "core:MetaVectorEnv"),
+    "point_nav": ("point_nav:MetaPointNav2DEnv", "core:MetaVectorEnv"),
 }
 # id -> (family, core class in the family's module, default kwargs)
 _IDS = {
@@ -42,6 +43,7 @@ _IDS = {
     "MetaCheetahVel-v0": ("cheetah", "CheetahVelCore", {}),
     "MetaFrozenLake-v0": ("frozen_lake", "FrozenLakeCore", {}),
     "MetaFrozenLakePenalty-v0": ("frozen_lake", "PenaltyCore", {}),
+    "MetaPointNav2D-v0": ("point_nav", "PointNavCore", {}),
 }
 
 for _id, (_family, _core, _kwargs) in _IDS.items():

@@ -99,7 +99,8 @@ def test_public_names_load_from_the_package_where_they_are_defined():
 PREVIOUSLY_REGISTERED = {"MetaTMaze-v0": 604, "MetaTMazeLongShort-v0": 604, "MetaTMazeAgreement-v0": 604,
                          "MetaTMazeLatent-v0": 604, "MetaMinecraftLongShort-v0": 400, "MetaPlanningGame-v0": 100,
                          "MetaPlanningGame4x4-v0": 100, "MetaPlanningGameJustGoal-v0": 100, "MetaCheetahDir-v0": 200,
-                         "MetaCheetahVel-v0": 200, "MetaFrozenLake-v0": 49, "MetaFrozenLakePenalty-v0": 49}
+                         "MetaCheetahVel-v0": 200, "MetaFrozenLake-v0": 49, "MetaFrozenLakePenalty-v0": 49,
+                         "MetaPointNav2D-v0": 100}
 
 
 @pytest.mark.parametrize("env_id", metarl_envs.REGISTERED_IDS)
