@@ -417,3 +417,37 @@ def test_hypergradient_is_the_derivative_of_the_tilted_lower_level_at_the_inner_
     production = flat(agent.hypergradient(phi, theta, batch, unflat(g, shapes)))
     assert cosine([production], [finite_difference]) > 0.9
     assert (float(torch.linalg.eigvalsh(H).min()) > 0) == (alg == 3)
+
+
+def test_meta_train_reports_progress_only_without_a_callback_and_off_a_terminal(capsys, monkeypatch):
+    agent = BOMRL(tiny_policy(2), alg=2, lam=0.5, n_trajectories=2, post_trajectories=2, inner_steps=2,
+                  normalize_observations=False)
+    agent.meta_train(POINT_ID, iterations=2, tasks_per_iteration=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["BO-MRL 1/2", "BO-MRL 2/2"]
+    h = agent.history[-1]
+    assert f"post {h['post_adaptation_return']:.2f} meta-KL {h['meta_kl']:.4f}" in lines[-1]
+    assert lines[-1].endswith("ETA 0:00:00") and 0 < h["meta_kl"] < 0.1
+    seen = []
+    agent.meta_train(POINT_ID, iterations=1, tasks_per_iteration=1, callback=lambda a, record: seen.append(record))
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    agent.meta_train(POINT_ID, iterations=1, tasks_per_iteration=1)
+    assert capsys.readouterr().out == "" and seen == [agent.history[2]]
+
+
+@pytest.mark.parametrize("name", ["torch.utils.cpp_extension:subprocess.Popen", "subprocess:Popen",
+                                  "torch.nn.modules.activation:Tanh.__init__", "builtins:eval",
+                                  "metarl_agents.bomrl.checkpoint:Path", "metarl_agents.leaderboard.store:StoreError", "metarl_agents.policies:NoSuchPolicy",
+                                  "torch.utils.cpp_extension:subprocess", "stable_baselines3:PPO"])
+def test_the_class_allow_list_resolves_only_exact_known_classes(name):
+    import sys
+
+    from metarl_agents.bomrl.neural import _import_class
+
+    before = set(sys.modules)
+    with pytest.raises(ValueError, match="refusing to load class"):
+        _import_class(name)
+    if not name.startswith("metarl_agents."):
+        assert set(sys.modules) == before  # refused before anything was imported
+    assert _import_class("torch.nn.modules.activation:Tanh") is torch.nn.Tanh
+    assert _import_class("stable_baselines3.common.policies:ActorCriticPolicy") is ActorCriticPolicy

@@ -6,6 +6,11 @@ checksum before it unpickles anything, and then unpickles with ``weights_only=Tr
 altered file gives a clear ``ValueError``, and a crafted pickle cannot run code even with a valid
 checksum. :func:`save` writes to a temporary file in the same folder and renames it into place, so a
 run that dies mid-write leaves the previous file intact.
+
+The checksum protects against damage (a truncated copy, flipped bits), not against attack: it is a
+plain SHA-256 that anyone who can write the file can recompute. What keeps a crafted file from running
+code is ``weights_only`` unpickling and, for BO-MRL agents, the exact allow-list of classes a saved
+policy may name.
 """
 
 from __future__ import annotations

@@ -43,10 +43,13 @@ from metarl_agents.bomrl.neural import (
     kl_and_fisher_product,
 )
 
-TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0"}
+#: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
+#: before the Cheetah runs: the same code, a task that learns in minutes.
+TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0", "point": "MetaPointNav2D-v0"}
 METHODS = ("alg1", "alg2", "alg3", "maml")
 #: TRPO meta-step bounds of the authors' code: BO-MRL 0.01 (Vel) / 0.03 (Dir), MAML-TRPO 0.01 / 0.003.
-MAX_KL = {("vel", "bomrl"): 0.01, ("dir", "bomrl"): 0.03, ("vel", "maml"): 0.01, ("dir", "maml"): 0.003}
+MAX_KL = {("vel", "bomrl"): 0.01, ("dir", "bomrl"): 0.03, ("vel", "maml"): 0.01, ("dir", "maml"): 0.003,
+          ("point", "bomrl"): 0.01, ("point", "maml"): 0.01}
 OBS_CLIP = 5.0
 
 
@@ -80,6 +83,8 @@ class CheetahProtocol:
     test_trajectories: int = 20
     test_velocities: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 20)])
     nthread: int = 0
+    #: Extra keyword arguments of the env (e.g. ``start`` or the goal box of ``point``).
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_IDS:
@@ -97,20 +102,34 @@ class CheetahProtocol:
         if self.max_kl is None:
             self.max_kl = MAX_KL[(self.task, "maml" if self.method == "maml" else "bomrl")]
         if self.tasks_per_iteration is None:
-            self.tasks_per_iteration = 10 if self.task == "vel" else 4
+            self.tasks_per_iteration = 4 if self.task == "dir" else 10
+        self.env_kwargs = dict(self.env_kwargs)
 
     @property
     def env_id(self) -> str:
         return TASK_IDS[self.task]
 
+    def make_env(self, **kwargs: Any) -> gym.Env:
+        """One env of the task with the protocol's env arguments."""
+        return gym.make(self.env_id, **self.all_env_kwargs(), **kwargs)
+
+    def all_env_kwargs(self) -> dict[str, Any]:
+        """The env arguments: the Cheetah-Vel velocity range, ``env_kwargs`` and the episode length."""
+        kwargs: dict[str, Any] = {"velocity_range": (0.0, 2.0)} if self.task == "vel" else {}
+        return {**kwargs, **self.env_kwargs, "episode_steps": self.horizon + self.continuation}
+
     def test_tasks(self) -> np.ndarray:
+        if self.task == "point":  # a 3 x 3 grid over the goal box
+            space = self.make_env().unwrapped.task_space
+            xs, ys = (np.linspace(lo, hi, 3) for lo, hi in zip(space.low, space.high, strict=True))
+            return np.array([[x, y] for x in xs for y in ys])
         values = self.test_velocities if self.task == "vel" else [-1.0, 1.0]
         return np.asarray(values, dtype=np.float64).reshape(-1, 1)
 
 
 def make_policy(protocol: CheetahProtocol, seed: int) -> ActorCriticPolicy:
     """The authors' Gaussian MLP: default PyTorch init, the mean layer's weights times 0.1 and bias 0."""
-    env = gym.make(protocol.env_id)
+    env = protocol.make_env()
     torch.manual_seed(seed)
     policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 0.0, ortho_init=False,
                                net_arch=dict(pi=list(protocol.hidden), vf=[]), activation_fn=torch.nn.Tanh,
@@ -157,9 +176,9 @@ class CheetahMetaLearner:
     # --- data -----------------------------------------------------------------------------------
     def _env(self, n: int) -> gym.vector.VectorEnv:
         if n not in self._envs:
-            kwargs: dict[str, Any] = {"velocity_range": (0.0, 2.0)} if self.protocol.task == "vel" else {}
-            self._envs[n] = gym.make_vec(self.protocol.env_id, num_envs=n, nthread=self.protocol.nthread,
-                                         episode_steps=self.protocol.horizon + self.protocol.continuation, **kwargs)
+            p = self.protocol
+            threads = {} if p.task == "point" else {"nthread": p.nthread}
+            self._envs[n] = gym.make_vec(p.env_id, num_envs=n, **threads, **p.all_env_kwargs())
         return self._envs[n]
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
@@ -230,6 +249,9 @@ class CheetahMetaLearner:
         p = self.protocol
         if p.task == "dir":
             return np.resize([-1.0, 1.0], p.tasks_per_iteration).reshape(-1, 1)
+        if p.task == "point":
+            core = self._env(1).core
+            return core.tasks_from_uniforms(self.rng.random((p.tasks_per_iteration, core.task_uniforms)))
         return self.rng.uniform(0.0, 2.0, size=(p.tasks_per_iteration, 1))
 
     def meta_iteration(self) -> dict[str, float]:
@@ -373,7 +395,7 @@ class CheetahMetaLearner:
         """Returns after ``K = 0 ... test_rounds`` adaptation rounds (means over the test tasks), with
         deterministic (mean) actions and with stochastic actions; per-task values under ``per_task``."""
         p = self.protocol
-        tasks = p.test_tasks() if tasks is None else np.asarray(tasks, dtype=np.float64).reshape(-1, 1)
+        tasks = p.test_tasks() if tasks is None else np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
         params = [self.agent.phi()] * len(tasks)
         deterministic, stochastic = [], []
         for k in range(p.test_rounds + 1):
@@ -385,7 +407,7 @@ class CheetahMetaLearner:
                 params = [self.adapt(params[g], self.batch(data, g, params[g])) for g in range(len(tasks))]
         return {"deterministic": [float(r.mean()) for r in deterministic],
                 "stochastic": [float(r.mean()) for r in stochastic],
-                "tasks": tasks[:, 0].tolist(),
+                "tasks": tasks[:, 0].tolist() if tasks.shape[1] == 1 else tasks.tolist(),
                 "per_task_deterministic": [r.tolist() for r in deterministic],
                 "per_task_stochastic": [r.tolist() for r in stochastic]}
 

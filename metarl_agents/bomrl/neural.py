@@ -31,6 +31,8 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -271,16 +273,21 @@ class BOMRL:
         return [named[n] for n in self.actor_names]
 
     def phi(self) -> Params:
+        """A detached copy of the meta-parameters (the actor's), by name: safe to keep across steps."""
         return {n: p.detach().clone() for n, p in zip(self.actor_names, self._phi_parameters(), strict=True)}
 
     def distribution(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)`` of the Gaussian policy with parameters ``params`` on normalised ``obs``;
+        differentiable in ``params`` (the module's own parameters are not touched)."""
         return functional_call(self._actor, params, (obs,))
 
     def log_prob(self, params: Params, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log pi_params(actions | obs)``, summed over action dimensions (the unclipped samples)."""
         mean, log_std = self.distribution(params, obs)
         return torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations scaled by the running statistics (unchanged when normalisation is off)."""
         if not self.config.normalize_observations:
             return obs.astype(np.float32)
         return ((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)).astype(np.float32)
@@ -362,6 +369,8 @@ class BOMRL:
         return -surrogate / self.config.lam + divergence, divergence
 
     def lower_loss(self, theta: Params, phi: Params, batch: Batch) -> torch.Tensor:
+        """The lower-level objective ``-surrogate(theta) / lam + D(phi, theta)`` on ``batch``, which
+        :meth:`solve_lower` minimises and whose Hessian the hypergradient inverts."""
         return self._lower_terms(theta, phi, batch)[0]
 
     def solve_lower(self, phi: Params, batch: Batch) -> Params:
@@ -428,7 +437,8 @@ class BOMRL:
     def meta_step(self, envs: Sequence[gym.Env], tasks: Sequence) -> dict[str, float]:
         """One meta-iteration over ``tasks``.
 
-        Returns the pre/post-adaptation mean episode returns, the cosine between the hypergradient and
+        Returns the pre/post-adaptation mean episode returns, the step's mean ``KL(pi_phi_old || pi_phi)``
+        on the pre-adaptation states, the cosine between the hypergradient and
         the first-order direction (the mean post-adaptation policy gradient; 1 would mean the Hessian
         solve changed nothing but the length) and how many tasks' CG solves met non-positive curvature.
         """
@@ -453,15 +463,19 @@ class BOMRL:
             if self.config.normalize_observations:
                 self.obs_rms.update(raw)
         direction = [h / len(tasks) for h in total]
+        states = torch.cat(states)
         if self.config.meta_optimizer == "trpo":
-            self._trpo_step(phi, direction, torch.cat(states))
+            self._trpo_step(phi, direction, states)
         else:
             self.meta_optimizer.zero_grad()
             for p, h in zip(self._phi_parameters(), direction, strict=True):
                 p.grad = -h  # ascent on J
             self.meta_optimizer.step()
+        with torch.no_grad():
+            meta_kl = float(_gaussian_kl(*self.distribution(phi, states), *self.distribution(self.phi(), states)).mean())
         return {"pre_adaptation_return": float(np.mean(pre)), "post_adaptation_return": float(np.mean(post)),
-                "hypergradient_cosine": cosine(total, first_order), "cg_nonpositive_curvature": nonpositive}
+                "meta_kl": meta_kl, "hypergradient_cosine": cosine(total, first_order),
+                "cg_nonpositive_curvature": nonpositive}
 
     def _trpo_step(self, phi: Params, gradient: list[torch.Tensor], obs: torch.Tensor) -> None:
         """Natural-gradient step of mean ``KL(pi_phi_old || pi_phi) = max_kl`` on the meta-batch
@@ -485,14 +499,28 @@ class BOMRL:
 
     def meta_train(self, env_id: str, iterations: int, tasks_per_iteration: int = 10,
                    env_kwargs: dict | None = None, seed: int = 0, callback=None) -> list[dict[str, float]]:
-        """Meta-train on tasks drawn from ``env_id``'s task generator; ``history`` per iteration."""
+        """Meta-train on tasks drawn from ``env_id``'s task generator; ``history`` per iteration.
+
+        ``callback(agent, record)`` runs after every iteration. Without one, and when stdout is not a
+        terminal (a log file, a batch job), one line per iteration reports progress: iteration, returns,
+        the meta-step's KL, its time and the estimated time left.
+        """
         envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(self.config.n_trajectories)]
         envs[0].reset(seed=seed)
+        report = callback is None and not sys.stdout.isatty()
+        start = time.monotonic()
         for it in range(iterations):
             tasks = envs[0].unwrapped.sample_tasks(tasks_per_iteration)
-            self.history.append({"iteration": it, **self.meta_step(envs, tasks)})
+            t0 = time.monotonic()
+            record = {"iteration": it, **self.meta_step(envs, tasks), "seconds": time.monotonic() - t0}
+            self.history.append(record)
             if callback is not None:
-                callback(self, self.history[-1])
+                callback(self, record)
+            elif report:
+                left = (time.monotonic() - start) / (it + 1) * (iterations - it - 1)
+                print(f"BO-MRL {it + 1}/{iterations}: pre {record['pre_adaptation_return']:.2f} "
+                      f"post {record['post_adaptation_return']:.2f} meta-KL {record['meta_kl']:.4f} "
+                      f"{record['seconds']:.1f}s ETA {_clock(left)}", flush=True)
         for env in envs:
             env.close()
         return self.history
@@ -570,8 +598,26 @@ class BOMRL:
         return agent
 
 
-# Classes a saved policy may name: only these packages are imported on load.
-_TRUSTED_MODULES = ("torch.", "stable_baselines3.", "metarl_agents.", "metarl_envs.")
+# The classes a saved policy may name: exact ``module:qualname`` strings (as ``_class_name`` writes
+# them), so that no other module is ever imported on load; plus, from the project's own packages,
+# policy and feature-extractor classes (checked after import, by subclass).
+_KNOWN_CLASSES = frozenset(
+    [f"stable_baselines3.common.policies:{c}" for c in ("ActorCriticPolicy", "ActorCriticCnnPolicy",
+                                                         "MultiInputActorCriticPolicy")]
+    + [f"stable_baselines3.common.torch_layers:{c}" for c in ("FlattenExtractor", "NatureCNN", "CombinedExtractor")]
+    + [f"torch.nn.modules.activation:{c}" for c in ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid",
+                                                      "Softplus", "Mish", "SELU", "Hardtanh")]
+    + ["torch.nn.modules.linear:Identity"]
+    + [f"torch.optim.{m}:{c}" for m, c in (("adam", "Adam"), ("adamw", "AdamW"), ("sgd", "SGD"),
+                                           ("rmsprop", "RMSprop"))]
+)
+_PROJECT_MODULES = ("metarl_agents.", "metarl_envs.")
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _class_name(cls: type) -> str:
@@ -579,14 +625,31 @@ def _class_name(cls: type) -> str:
 
 
 def _import_class(name: str) -> type:
-    module, _, qualname = name.partition(":")
-    if not module.startswith(_TRUSTED_MODULES) or not qualname:
-        raise ValueError(f"refusing to load class {name!r}: only classes from {_TRUSTED_MODULES} are allowed")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise ValueError(f"{name!r} is not a class")
+    """The class ``module:Qualname`` names, if it is one a saved policy may use.
+
+    Only the exact names in ``_KNOWN_CLASSES`` resolve, and project classes that are SB3 policies or
+    feature extractors: a name such as ``torch.utils.cpp_extension:subprocess.Popen`` (an attribute
+    path that walks into another module) is refused before anything is imported.
+    """
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    module, _, qualname = name.partition(":") if isinstance(name, str) else ("", "", "")
+    project = module.startswith(_PROJECT_MODULES) and qualname.isidentifier()
+    if name not in _KNOWN_CLASSES and not project:
+        raise ValueError(f"refusing to load class {name!r}: a saved policy may only name SB3's actor-critic "
+                         "policies and feature extractors, torch activations and optimisers, or a policy or "
+                         "feature extractor of metarl_agents / metarl_envs")
+    try:
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"refusing to load class {name!r}: not found ({err})") from err
+    if not isinstance(obj, type) or _class_name(obj) != name:
+        raise ValueError(f"refusing to load class {name!r}: it does not name a class defined there")
+    if project and not issubclass(obj, (ActorCriticPolicy, BaseFeaturesExtractor)):
+        raise ValueError(f"refusing to load class {name!r}: from the project only policies and feature "
+                         "extractors may be named")
     return obj
 
 
