@@ -198,3 +198,35 @@ def test_report_checks_each_ordering_on_every_seed_against_the_same_seeds_baseli
     k1 = rows["HalfCheetah-Vel K=1: BO-MRL Alg1 > MAML-TRPO"]
     assert k1[0] == "seed 0: no / yes (25 vs 32); seed 1: no / yes (28 vs 28)" and k1[1:] == ["0/2", "2/2 |"]
     assert rows["HalfCheetah-Vel K=3: BO-MRL Alg1 > MAML-TRPO"][1:] == ["2/2", "1/2 |"]
+
+
+POINT = dict(n_trajectories=4, post_trajectories=4, tasks_per_iteration=2, test_rounds=1, test_trajectories=2,
+             inner_steps=5, horizon=15, continuation=5, hidden=(8,))
+
+
+def test_bomrl_meta_step_is_judged_on_the_estimated_post_adaptation_return(monkeypatch):
+    """The line search accepts a step by the importance-sampled post-adaptation return with the
+    adaptation rerun from the candidate prior: ``meta_improvement`` is that estimate's gain, and when the
+    estimate never improves no step is taken, however much the meta-loss S would rise."""
+    learner = CheetahMetaLearner(CheetahProtocol(task="point", method="alg2", **POINT), seed=0)
+    estimates = []
+    original = learner.adapted_return_estimate
+
+    def keep(batches, post_batches):
+        estimates.append(original(batches, post_batches))
+        return estimates[-1]
+
+    monkeypatch.setattr(learner, "adapted_return_estimate", keep)
+    phi = learner.agent.phi()
+    record = learner.meta_iteration()
+    new = learner.agent.phi()
+    assert record["meta_kl"] > 0 and record["meta_surrogate_improvement"] > 0
+    with torch.no_grad():
+        gain = float(estimates[0](new)) - float(estimates[0](phi))
+    assert record["meta_improvement"] == pytest.approx(gain, rel=1e-5, abs=1e-7)
+    assert -1 <= record["hypergradient_cosine"] <= 1 and record["cg_nonpositive_curvature"] in (0, 1, 2)
+
+    monkeypatch.setattr(learner, "adapted_return_estimate", lambda b, p: (lambda params: torch.tensor(0.0)))
+    record = learner.meta_iteration()
+    assert record["meta_kl"] == 0 and record["meta_improvement"] == 0 and record["meta_surrogate_improvement"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(new.values(), learner.agent.phi().values()))

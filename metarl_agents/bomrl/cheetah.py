@@ -3,7 +3,10 @@
     python -m metarl_agents.bomrl.cheetah --task vel --method alg1 --seed 0 --iterations 500 --out DIR
 
 Writes, in ``DIR``, ``{task}_{method}_seed{S}.json`` (meta-test returns per adaptation round K,
-deterministic and stochastic; the training curve; the settings; wall time), a ``.md`` summary and a
+deterministic and stochastic; the training curve with, per meta-iteration, the returns, the step's KL
+and its gain in the estimated post-adaptation return, and for BO-MRL the hypergradient's cosine with
+the first-order direction and the count of Hessian solves that met non-positive curvature; the
+settings; wall time), a ``.md`` summary and a
 ``.png`` plot. A checkpoint (``.ckpt``, checksummed, written atomically) after every meta-iteration
 lets a killed run resume where it stopped: run the same command again (``--set nthread=T`` may
 differ: MuJoCo's thread count changes no result). ``--max-minutes`` stops
@@ -75,8 +78,12 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
         record = {"iteration": len(history), **learner.meta_iteration(), "seconds": time.time() - t0}
         history.append(record)
         checkpoint.save({**learner.state(), "history": history}, ckpt)
+        extra = ""
+        if "hypergradient_cosine" in record:
+            extra = (f" cos(h,g) {record['hypergradient_cosine']:+.2f} non-PD CG {record['cg_nonpositive_curvature']}"
+                     f" dJ {record['meta_improvement']:+.3f}")
         log(f"{name} it {record['iteration']}: pre {record['pre_adaptation_return']:.1f} "
-            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f} ({record['seconds']:.1f}s)")
+            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f}{extra} ({record['seconds']:.1f}s)")
     t0 = time.time()
     test = learner.meta_test()
     learner.close()
