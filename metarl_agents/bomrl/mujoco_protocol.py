@@ -5,10 +5,13 @@ tanh, state-independent log-std initialised at -0.7, mean layer scaled by 0.1 at
 
 * :meth:`~CheetahMetaLearner.meta_iteration`: one meta-training step on a task batch (10 velocities
   ``v* ~ U(0, 2)`` or the directions ``[-1, +1, -1, +1]``), BO-MRL (``alg1|alg2|alg3``: implicit
-  hypergradient by conjugate gradient) or MAML (one differentiable policy-gradient step), then a TRPO
-  step of the meta-parameters with a backtracking line search;
+  hypergradient by truncated conjugate gradient) or MAML (one differentiable policy-gradient step),
+  then a TRPO step of the meta-parameters with a backtracking line search that judges each candidate
+  on the importance-sampled post-adaptation return, the adaptation rerun from the candidate;
 * :meth:`~CheetahMetaLearner.meta_test`: ``K = 0 ... rounds`` rounds of (20 trajectories -> adapt) on the
   fixed test tasks (``v = 0.1 ... 1.9`` or ``d = +-1``), recording deterministic and stochastic returns.
+
+``task="point"`` runs the same code on ``MetaPointNav2D-v0``, the cheap rung that checks the learners.
 
 All trajectories of all tasks run in one ``gymnasium.make_vec`` env (the batched MuJoCo core): every
 step is one batched policy forward -- a ``torch.func.vmap`` over the per-task parameter sets -- and one

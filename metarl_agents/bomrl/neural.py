@@ -14,8 +14,9 @@ Per task (one meta-training step):
    ``L(theta, phi) = -mean(A * 2 sigmoid(2 r - 2)) / lam + D(phi, theta)``, ``r = pi_theta / pi_phi``
    (behaviour probabilities fixed), stopping before ``D`` exceeds ``max_divergence``.
 3. ``5N`` trajectories with ``pi_theta'`` give the outer policy gradient ``g = grad_theta J(theta')``.
-4. Implicit hypergradient: ``x = (H + damping I)^-1 g`` by conjugate gradient with Hessian-vector
-   products of ``L`` at ``theta'``; then ``grad_phi J = -grad_phi <grad_theta D(phi, theta)|theta', x>``
+4. Implicit hypergradient: ``x ~ (H + delta I)^-1 g`` by truncated conjugate gradient with
+   Hessian-vector products of ``L`` at ``theta'`` (``H`` is indefinite there: the solve stops at
+   non-positive curvature, and ``delta`` scales with ``|lambda|_max(H)``); then ``grad_phi J = -grad_phi <grad_theta D(phi, theta)|theta', x>``
    (``theta'`` and ``x`` fixed; the surrogate term of ``L`` does not depend on ``phi``).
 
 Divergences: ``alg=1`` ``KL(pi_phi || pi_theta)``, ``alg=2`` ``KL(pi_theta || pi_phi)`` (closed-form
