@@ -34,7 +34,7 @@ FAR_POINT = dict(task="point", env_kwargs={"start": [-1.5, -1.5]}, horizon=100, 
 STEP_SIZES = {"maml": {"maml_lr": 0.003}, "alg2": {"lam": 5.0}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def point_run(method: str, iterations: int = 40) -> tuple[np.ndarray, np.ndarray, dict]:
     """Pre- and post-adaptation returns per meta-iteration, and the final meta-test (seed 0)."""
     with single_threaded():

@@ -229,4 +229,4 @@ def test_bomrl_meta_step_is_judged_on_the_estimated_post_adaptation_return(monke
     monkeypatch.setattr(learner, "adapted_return_estimate", lambda b, p: (lambda params: torch.tensor(0.0)))
     record = learner.meta_iteration()
     assert record["meta_kl"] == 0 and record["meta_improvement"] == 0 and record["meta_surrogate_improvement"] == 0
-    assert all(torch.equal(a, b) for a, b in zip(new.values(), learner.agent.phi().values()))
+    assert all(torch.equal(a, b) for a, b in zip(new.values(), learner.agent.phi().values(), strict=True))

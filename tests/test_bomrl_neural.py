@@ -262,6 +262,14 @@ def test_bad_arguments_raise_clear_errors():
             BOMRLConfig(lam=lam)
     with pytest.raises(ValueError, match="meta_optimizer must be"):
         BOMRLConfig(meta_optimizer="sgd")
+    for bad in ({"cg_relative_damping": -0.1}, {"cg_relative_damping": float("nan")}, {"power_iterations": -1}):
+        with pytest.raises(ValueError, match="cg_relative_damping must be a finite number >= 0"):
+            BOMRLConfig(**bad)
+    identity = lambda v: v  # noqa: E731
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        conjugate_gradient(identity, [torch.ones(2)], iterations=0)
+    with pytest.raises(ValueError, match="relative_damping must be >= 0"):
+        conjugate_gradient(identity, [torch.ones(2)], iterations=2, relative_damping=-1.0)
     with pytest.raises(ValueError, match="ActorCriticPolicy"):
         BOMRL(torch.nn.Linear(2, 2))
 

@@ -14,7 +14,7 @@ def test_steps_move_by_the_clipped_action_and_pay_minus_the_distance():
     obs, reward, terminated, truncated, _ = env.step(np.array([0.5, -3.0], dtype=np.float32))
     np.testing.assert_allclose(obs, [0.05, -0.1], rtol=1e-6)
     assert reward == pytest.approx(-np.hypot(0.25, 0.3)) and not terminated and not truncated
-    for t in range(98):
+    for _ in range(98):
         obs, reward, terminated, truncated, _ = env.step(np.zeros(2))
         assert not terminated
     obs, reward, terminated, truncated, _ = env.step(np.zeros(2))
