@@ -153,6 +153,12 @@ def test_cli_runs_resumes_and_writes_results(tmp_path, capsys):
     second = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
     assert second["iterations"] == 2 and second["training_curve"][0] == first["training_curve"][0]
     assert checkpoint.load(tmp_path / "vel_alg1_seed1.ckpt")["history"] == second["training_curve"]
+    # A checkpoint written before the env_kwargs setting existed resumes with its neutral value.
+    state = checkpoint.load(tmp_path / "vel_alg1_seed1.ckpt")
+    del state["protocol"]["env_kwargs"]
+    checkpoint.save(state, tmp_path / "vel_alg1_seed1.ckpt")
+    main([*args, "--iterations", "2"])
+    assert "resuming vel_alg1_seed1 after 2 meta-iterations" in capsys.readouterr().out
     with pytest.raises(ValueError, match="other settings"):
         main([*args[:-len(TINY)], "horizon=21", *[f"{k}={json.dumps(v)}" for k, v in TINY.items() if k != "horizon"],
               "--iterations", "3"])

@@ -42,6 +42,9 @@ PAPER = {
 
 #: Protocol settings that only decide how fast a run goes: a run may resume with other values.
 EXECUTION_SETTINGS = ("nthread",)
+#: Settings added after checkpoints were written, with the value that does what runs did before they
+#: existed: a checkpoint without one resumes when the run asks for that value.
+ADDED_SETTINGS = {"env_kwargs": {}}
 
 
 def run_name(task: str, method: str, seed: int) -> str:
@@ -61,7 +64,7 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
     if ckpt.exists():
         state = checkpoint.load(ckpt)
         # MuJoCo's thread count changes no result (the batched env is bit-identical at any count).
-        saved = {k: v for k, v in state["protocol"].items() if k not in EXECUTION_SETTINGS}
+        saved = {**ADDED_SETTINGS, **{k: v for k, v in state["protocol"].items() if k not in EXECUTION_SETTINGS}}
         wanted = {k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}
         if saved != wanted or state["seed"] != seed:
             raise ValueError(f"{ckpt} holds a run with other settings; use another --out or delete the checkpoint")
