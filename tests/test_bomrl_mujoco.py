@@ -210,6 +210,20 @@ POINT = dict(n_trajectories=4, post_trajectories=4, tasks_per_iteration=2, test_
              inner_steps=5, horizon=15, continuation=5, hidden=(8,))
 
 
+def test_point_protocol_runs_on_its_own_goal_box_and_refuses_bad_env_kwargs():
+    protocol = CheetahProtocol(task="point", method="maml", env_kwargs={"goal_low": [1, 0], "goal_high": [2, 1]}, **POINT)
+    assert protocol.max_kl == 0.01 and protocol.tasks_per_iteration == 2
+    np.testing.assert_array_equal(protocol.test_tasks()[[0, 4, 8]], [[1, 0], [1.5, 0.5], [2, 1]])
+    learner = CheetahMetaLearner(protocol, seed=0)
+    tasks = learner.sample_tasks()
+    assert tasks.shape == (2, 2) and np.all((tasks >= [1, 0]) & (tasks <= [2, 1]))
+    test = learner.meta_test()
+    assert len(test["tasks"]) == 9 and len(test["deterministic"]) == 2
+    for bad in ([("start", [0, 0])], {"episode_steps": 50}):
+        with pytest.raises(ValueError, match="env_kwargs must be a dict"):
+            CheetahProtocol(task="point", env_kwargs=bad)
+
+
 def test_bomrl_meta_step_is_judged_on_the_estimated_post_adaptation_return(monkeypatch):
     """The line search accepts a step by the importance-sampled post-adaptation return with the
     adaptation rerun from the candidate prior: ``meta_improvement`` is that estimate's gain, and when the

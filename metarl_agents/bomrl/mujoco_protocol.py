@@ -106,6 +106,9 @@ class CheetahProtocol:
             self.max_kl = MAX_KL[(self.task, "maml" if self.method == "maml" else "bomrl")]
         if self.tasks_per_iteration is None:
             self.tasks_per_iteration = 4 if self.task == "dir" else 10
+        if not isinstance(self.env_kwargs, dict) or "episode_steps" in self.env_kwargs:
+            raise ValueError(f"env_kwargs must be a dict of env arguments (the episode length comes from horizon "
+                             f"and continuation), got {self.env_kwargs!r}")
         self.env_kwargs = dict(self.env_kwargs)
 
     @property
