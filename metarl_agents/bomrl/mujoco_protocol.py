@@ -321,7 +321,7 @@ class CheetahMetaLearner:
 
     def _bomrl_objective(self, phi: Params, thetas: list[Params], batches: list[Batch], post_batches: list[Batch]):
         """``S(phi') = -mean_tasks <grad_theta D(phi', theta)|theta', x>``, ``x = H^-1 grad_theta J(theta')``:
-        its gradient at ``phi`` is the implicit hypergradient (spec section 5). Also returns the Hessian
+        its gradient at ``phi`` is the implicit hypergradient. Also returns the Hessian
         solves' diagnostics (see :meth:`meta_iteration`) and the first-order direction (the sum of the
         tasks' post-adaptation policy gradients)."""
         agent, names = self.agent, self.names

@@ -1,4 +1,4 @@
-"""BO-MRL as a wrapper around a Stable-Baselines3 actor-critic policy (spec §5).
+"""BO-MRL as a wrapper around a Stable-Baselines3 actor-critic policy.
 
 The meta-parameters ``phi`` are the *actor* parameters of an SB3 ``ActorCriticPolicy`` with a
 diagonal-Gaussian action distribution (the paper: MLP 128-128 tanh). Any parameter set is evaluated
