@@ -16,6 +16,7 @@ from pathlib import Path
 from metarl_agents.cli.options import OneLineParser, add_run_options, grid_settings
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.lock import StoreInUse
+from metarl_agents.leaderboard.runner import ClusterLost
 from metarl_agents.leaderboard.store import StoreError
 
 DEFAULT_DB = "metarl_results.db"
@@ -43,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
     run.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray instance)")
+    run.add_argument("--checkpoints", metavar="WHERE",
+                     help="where run checkpoints live: a folder every node reaches at the same path, or 'driver' "
+                          "(each checkpoint is sent to this process, through Ray's object store, and kept beside "
+                          "the store); use the same value when re-running (default: DB.checkpoints/ beside the store)")
+    run.add_argument("--gpus-per-run", type=float, metavar="F",
+                     help="GPUs each Ray task reserves, a fraction to share one GPU (0.25 = four runs per GPU) or "
+                          "a whole number; with --device cuda (Ray backend only)")
     run.add_argument("--restart-failed", action="store_true",
                      help="train failed runs again from scratch, discarding their checkpoint and evaluation points "
                           "(for a damaged or missing checkpoint); without it failed runs resume")
@@ -79,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
+    if args.gpus_per_run is not None and not str(args.device).startswith(("cuda", "auto")):
+        raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --device cuda (got --device {args.device})")
     specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
     # One torch thread per run unless asked (as metarl-train): the models are small, and more threads only
     # contend, several times slower on a busy machine. The stored configuration says what was used.
@@ -96,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(specs)} runs -> {args.db} ({args.backend} backend)")
     summary = runner.run_grid(specs, args.db, backend=args.backend, workers=args.workers, address=args.address,
                               trainer=trainer, show_progress=False if args.no_progress else None,
-                              restart_failed=args.restart_failed)
+                              restart_failed=args.restart_failed, checkpoints=args.checkpoints,
+                              gpus_per_run=args.gpus_per_run)
     print(f"done: {len(summary.finished)} trained, {len(summary.skipped)} already finished, "
           f"{len(summary.failed)} failed")
     for key, error in summary.failed.items():
@@ -136,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, StoreError, StoreInUse, FileNotFoundError) as exc:
+    except (ValueError, StoreError, StoreInUse, FileNotFoundError, ClusterLost) as exc:
         parser.exit(2, f"metarl-bench {args.command}: error: {' '.join(str(exc).split())}\n")
     except OSError as exc:  # e.g. a report folder that cannot be created (--out /dev/full/x)
         where = f" ({exc.filename})" if exc.filename else ""

@@ -5,8 +5,9 @@ terminal (``nohup``, a cluster job, ``> log``) the bars would be off and a long 
 between its configuration and its end, so each evaluation also prints one line to stdout: frames,
 meta-episode return, frames per second and the time left.
 
-Workers only send small event tuples (start / progress / eval); all drawing happens in the driver, so
-the output stays readable however many processes or Ray tasks are training.
+Workers only send small event tuples (start / where / progress / eval); all drawing happens in the driver,
+so the output stays readable however many processes or Ray tasks are training. Each run's bar and log lines
+name the machine (and Ray node) it trains on, and a line says so when it starts there.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class GridProgress:
         self._started_at = clock()
         self._trained = 0  # frames trained since this display started, over all runs
         self._run_start: dict[str, tuple[float, int]] = {}  # (time, frames) when each run (re)started
+        self.where: dict[str, str] = {}  # the machine each run trains on
         remaining = sum(spec.frames - done for spec, done in todo)
         self.grid = tqdm(total=remaining, unit="frame", unit_scale=True, dynamic_ncols=True,
                          disable=disable, desc=self._grid_desc(), position=0)
@@ -76,9 +78,15 @@ class GridProgress:
             self.bars[key] = tqdm(
                 total=spec.frames, initial=event[2], unit="frame", unit_scale=True, leave=False,
                 dynamic_ncols=True, disable=self._disable, position=position,
-                desc=f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.lr:g}",
+                desc=self._bar_desc(spec),
             )
             self.bars[key].position_ = position
+        elif kind == "where":
+            self.where[key] = event[2]
+            spec = self.specs[key]
+            if key in self.bars:
+                self.bars[key].set_description(f"{self._bar_desc(spec)} @{event[2]}")
+            self.write(f"started: {self._what(spec)} at {format_frames(self.frames[key])} frames on {event[2]}")
         elif kind == "progress":
             self._advance(key, event[2])
         elif kind == "eval":
@@ -87,6 +95,14 @@ class GridProgress:
                 self.bars[key].set_postfix(eval=f"{event[3]:.3g}")
             if self._log_lines:
                 print(self.evaluation_line(key, event[2], event[3]), flush=True)
+
+    @staticmethod
+    def _bar_desc(spec: RunSpec) -> str:
+        return f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.lr:g}"
+
+    @staticmethod
+    def _what(spec: RunSpec) -> str:
+        return f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.lr:g} ({format_frames(spec.frames)} frames)"
 
     def evaluation_line(self, key: str, frames: int, meta_episode_return: float) -> str:
         """One evaluation as a log line: the run, its frames, return, speed since it started and time left
@@ -100,6 +116,8 @@ class GridProgress:
         if frames > start_frames and elapsed > 0:
             rate = (frames - start_frames) / elapsed
             line += f", {rate:.0f} frames/s, ETA {format_duration(max(spec.frames - frames, 0) / rate)}"
+        if key in self.where:
+            line += f", on {self.where[key]}"
         others = self.n_runs - self.n_done - 1
         grid_elapsed = now - self._started_at
         if others > 0 and self._trained > 0 and grid_elapsed > 0:
@@ -126,9 +144,8 @@ class GridProgress:
         if bar is not None:
             self._free_positions.append(bar.position_)
             bar.close()
-        spec = self.specs[key]
-        what = f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.lr:g} ({format_frames(spec.frames)} frames)"
-        self.write(f"{status}: {what}" + (f"\n  {error}" if error else ""))
+        where = f" on {self.where[key]}" if key in self.where else ""
+        self.write(f"{status}: {self._what(self.specs[key])}{where}" + (f"\n  {error}" if error else ""))
 
     def __enter__(self) -> GridProgress:
         return self

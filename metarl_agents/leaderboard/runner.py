@@ -33,11 +33,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from metarl_agents.leaderboard.grid import RunSpec
+from metarl_agents.leaderboard.locations import CheckpointFolder, checkpoint_location
 from metarl_agents.leaderboard.lock import SweepLock
+from metarl_agents.leaderboard.messages import (
+    RESTART_HINT,
+    Evaluated,
+    Failed,
+    Ledger,
+    Started,
+    Stopped,
+    checkpoint_dir,
+    checkpoint_file_name,
+    describe,
+    remove_stale_files,
+    stored_checkpoint,
+)
 from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
 
 BACKENDS = ("local", "ray")
-RESTART_HINT = "run again with --restart-failed to discard its checkpoint and points and train it from scratch"
 _VERSIONED_PACKAGES = ("torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib")
 
 
@@ -168,83 +181,33 @@ def _cpu_name() -> str:
 # -- one run ---------------------------------------------------------------------------------------
 
 
-def checkpoint_dir(db_path: str | Path) -> Path:
-    """Checkpoints live beside the database: ``<db>.checkpoints/``."""
-    db_path = Path(db_path)
-    return db_path.with_name(db_path.name + ".checkpoints")
-
-
 def _checkpoint_name(run_key: str, frames: int) -> str:
-    return f"{run_key}.f{frames}.pt"
+    return checkpoint_file_name(run_key, frames)
 
 
-def stored_checkpoint(db_path: str | Path, run_key: str, stored: str | None) -> Path | None:
-    """The checkpoint file a store row names, which must be one of this run's files in ``<db>.checkpoints/``.
-
-    The store is only data: a row naming any other file (``../out/backup.pt``, an absolute path, another
-    run's checkpoint) would otherwise be resumed from and then deleted when the next checkpoint replaces
-    it. Such a row is a :class:`CheckpointError`, and nothing outside the checkpoint folder is touched.
-    """
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
-
-    if not stored:
-        return None
-    db_path = Path(db_path)
-    directory = checkpoint_dir(db_path)
-    candidate = Path(stored)
-    name = candidate.name
-    frames = name[len(run_key) + 2:-3] if name.startswith(f"{run_key}.f") and name.endswith(".pt") else ""
-    inside = (not candidate.is_absolute() and candidate.parent == Path(directory.name)
-              and frames.isdigit() and name == _checkpoint_name(run_key, int(frames)))
-    if not inside:
-        raise CheckpointError(
-            f"the store names the checkpoint {stored!r} for run {run_key}, which is not one of its files in "
-            f"{directory}; it was neither read nor deleted")
-    path = directory / name
-    if path.is_symlink() or path.resolve().parent != directory.resolve():
-        raise CheckpointError(f"checkpoint {path} of run {run_key} leads outside {directory}; it was neither read "
-                              "nor deleted")
-    return path
-
-
-def _save_checkpoint(trainer: Trainer, model: Model, spec: RunSpec, directory: Path, frames: int,
-                     final: bool = False) -> Path:
-    """Write atomically; the frame count is in the name so an uncommitted newer file never replaces the
-    checkpoint the store points at. A failed write (e.g. a full disk) raises ``CheckpointError``."""
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
-
-    path = directory / _checkpoint_name(spec.run_key, frames)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        trainer.save(model, spec, path, final=final)
-    except OSError as exc:
-        raise CheckpointError(
-            f"could not write the checkpoint of {spec.run_key} at {frames} frames to {directory}: "
-            f"{exc.strerror or exc}"
-        ) from exc
-    return path
-
-
-def _remove_stale_files(directory: Path, run_key: str, keep: Path | None) -> None:
-    """Delete this run's checkpoints other than ``keep`` and temporary files left by killed writes."""
-    if not directory.is_dir():
-        return
-    for path in directory.iterdir():
-        name = path.name
-        ours = name.startswith(f"{run_key}.f") or name.startswith(f".{run_key}.f")
-        if ours and path != keep and (name.endswith((".pt", ".zip", ".tmp")) or ".tmp." in name):
-            path.unlink(missing_ok=True)
-
-
+Send = Callable[[Any], Any]  # a message to the driver -> its reply, once the driver has recorded it
 ProgressSink = Callable[[tuple], None]
 
 
-class _Recorder:
-    """Evaluates, checkpoints and records one run; called between PPO updates and at the end."""
+def cuda_memory(model: Any) -> dict[str, Any] | None:
+    """This process's peak CUDA memory (allocated by tensors, and reserved by torch's caching allocator) when
+    ``model`` trains on a CUDA device; None otherwise. Several runs sharing one GPU each report their own."""
+    device = getattr(model, "device", None)
+    if getattr(device, "type", None) != "cuda":
+        return None
+    import torch
 
-    def __init__(self, spec: RunSpec, store: ResultStore, run_id: int, trainer: Trainer, wall_time_s: float,
+    return {"cuda_device": torch.cuda.get_device_name(device),
+            "cuda_peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "cuda_peak_reserved_bytes": int(torch.cuda.max_memory_reserved(device))}
+
+
+class _Recorder:
+    """Evaluates, checkpoints and reports one run to the driver; called between PPO updates and at the end."""
+
+    def __init__(self, spec: RunSpec, send: Send, trainer: Trainer, location: CheckpointFolder, wall_time_s: float,
                  checkpoint: Path | None, progress: ProgressSink | None) -> None:
-        self.spec, self.store, self.run_id, self.trainer, self.progress = spec, store, run_id, trainer, progress
+        self.spec, self.send, self.trainer, self.location, self.progress = spec, send, trainer, location, progress
         self.wall_time_before, self.started = wall_time_s, time.perf_counter()
         self.checkpoint = checkpoint
         self.checkpoint_frames = 0
@@ -263,16 +226,24 @@ class _Recorder:
         return self.wall_time_before + time.perf_counter() - self.started
 
     def record(self, model: Model, finished: bool = False) -> None:
+        from metarl_agents.leaderboard.checkpoint import CheckpointError
+
         frames = int(model.num_timesteps)
         # The run's last evaluations may use more tasks; a trainer is asked for that only when it does.
         n_tasks = self.spec.eval_tasks_at(frames, _rollout_frames(model))
         result = self.trainer.evaluate(model, self.spec, **({} if n_tasks == self.spec.n_eval_tasks
                                                               else {"n_tasks": n_tasks}))
-        saved = _save_checkpoint(self.trainer, model, self.spec, checkpoint_dir(self.store.path), frames, finished)
-        self.store.record_evaluation(
-            self.run_id, frames, result["meta_episode_return"], result["episode_returns"], self.wall_time(),
-            checkpoint_path=str(saved.relative_to(self.store.path.parent)), finished=finished,
-        )
+        try:
+            saved, payload = self.location.write(self.trainer, model, self.spec, frames, finished)
+        except OSError as exc:  # e.g. a full disk
+            raise CheckpointError(
+                f"could not write the checkpoint of {self.spec.run_key} at {frames} frames to "
+                f"{self.location.describe()}: {exc.strerror or exc}"
+            ) from exc
+        # The driver records the point and the checkpoint in one transaction; only then is the old file unused.
+        self.send(Evaluated(self.spec.run_key, frames, float(result["meta_episode_return"]),
+                            [float(x) for x in result["episode_returns"]], self.wall_time(), saved.name, finished,
+                            payload, cuda_memory(model)))
         if self.checkpoint is not None and self.checkpoint != saved:
             self.checkpoint.unlink(missing_ok=True)
         self.checkpoint, self.checkpoint_frames = saved, frames
@@ -325,52 +296,72 @@ def train_one(
     store: ResultStore | str | Path,
     trainer: Trainer | None = None,
     progress: ProgressSink | None = None,
+    checkpoints: CheckpointFolder | None = None,
 ) -> str:
-    """Train (or finish) one run and record it; returns "finished" or "skipped" (already finished).
+    """Train (or finish) one run in this process and record it; returns "finished" or "skipped".
 
     The run is one ``learn`` call up to the budget (so learning-rate schedules see the whole run, also
     after a resume) with an evaluation and checkpoint every ``eval_every`` frames and at the end. A
     failure is recorded as status "failed" (with the traceback) and re-raised; the run then resumes from
-    its last checkpoint next time.
+    its last checkpoint next time. ``checkpoints``: where they live (default: beside the store).
+    """
+    if not isinstance(store, ResultStore):
+        with ResultStore(store) as opened:
+            return train_one(spec, opened, trainer, progress, checkpoints)
+    store.register_run(spec.store_fields())
+    location = checkpoints or checkpoint_location(None, store.path)
+    ledger = Ledger(store, keeps_checkpoints=location.sends_payload)
+    return train_session(spec, ledger.handle, trainer, progress, location)
+
+
+def train_session(
+    spec: RunSpec,
+    send: Send,
+    trainer: Trainer | None = None,
+    progress: ProgressSink | None = None,
+    location: CheckpointFolder | None = None,
+    where: dict[str, Any] | None = None,
+) -> str:
+    """A worker's side of one run: trains it and sends every event to the driver, never opening the store.
+
+    ``send`` delivers a message (:mod:`.messages`) and returns once the driver has recorded it (its reply,
+    or the driver's error raised here). The first message asks the driver where the run stands, so a task
+    that Ray retries on another node resumes from the newest checkpoint, not from the one it was given.
+    ``where`` adds to the machine record (e.g. the Ray node).
     """
     from metarl_agents.leaderboard.checkpoint import CheckpointError
 
-    if not isinstance(store, ResultStore):
-        with ResultStore(store) as opened:
-            return train_one(spec, opened, trainer, progress)
     trainer = trainer or MetaPPOTrainer()
-    record = store.register_run(spec.store_fields())
-    if record.status == "finished":
-        return "skipped"
+    location = location or CheckpointFolder(str(Path.cwd()))
     config = trainer.config(spec).as_dict() if hasattr(trainer, "config") else None
-    store.mark_running(record.id, machine_info(), package_versions(), config)
+    machine = {**machine_info(), **(where or {})}
+    start = send(Started(spec.run_key, machine, package_versions(), config))
+    if start.finished:
+        return "skipped"
+    checkpoint = None
+    recorder = _Recorder(spec, send, trainer, location, start.wall_time_s, None, progress)
+    recorder.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
+    for meta_episode_return in start.returns:  # a resumed run continues its streak
+        recorder.count(meta_episode_return)
     try:
-        checkpoint = stored_checkpoint(store.path, spec.run_key, record.checkpoint_path)
-    except CheckpointError as exc:
-        exc.args = (f"{exc}; {RESTART_HINT}",)
-        store.mark_failed(record.id, str(exc))
-        raise
-    _remove_stale_files(checkpoint_dir(store.path), spec.run_key, keep=checkpoint)
-    recorder = _Recorder(spec, store, record.id, trainer, record.wall_time_s, checkpoint, progress)
-    recorder.checkpoint_frames = record.checkpoint_frames or 0  # named if training diverges before the next
-    for point in store.evaluations(record.id):  # a resumed run continues its streak
-        recorder.count(point.meta_episode_return)
-    try:
+        checkpoint = location.prepare(spec.run_key, start.checkpoint, start.payload)
+        recorder.checkpoint = checkpoint
         if recorder.stop:  # killed after the rule was met but before the run was marked finished
-            store.mark_stopped(record.id, recorder.wall_time())
+            send(Stopped(spec.run_key, recorder.wall_time()))
             return "finished"
         if checkpoint is None:
             model = trainer.build(spec)
         elif checkpoint.exists():
             model = trainer.resume(spec, checkpoint)
         else:
-            raise CheckpointError(f"checkpoint {checkpoint} is missing")
+            raise CheckpointError(f"checkpoint {start.checkpoint} is missing from {location.describe()}")
         recorder.report(("start", spec.run_key, int(model.num_timesteps)))
+        recorder.report(("where", spec.run_key, describe(machine)))
         if model.num_timesteps < spec.frames:
             model.learn(spec.frames - model.num_timesteps, reset_num_timesteps=False, progress_bar=False,
                         callback=_evaluation_callback(recorder, int(model.num_timesteps)))
         if recorder.stop:
-            store.mark_stopped(record.id, recorder.wall_time())
+            send(Stopped(spec.run_key, recorder.wall_time()))
         else:
             recorder.record(model, finished=True)
     except BaseException as exc:
@@ -387,10 +378,12 @@ def train_one(
         else:
             reason = traceback.format_exc()
         try:
-            store.mark_failed(record.id, reason, recorder.wall_time())
+            send(Failed(spec.run_key, reason, recorder.wall_time()))
         except StoreError as store_exc:  # e.g. the disk is full: say both, the run stays marked as started
             raise StoreError(f"{exc}; and the failure could not be recorded: {store_exc}") from exc
         raise
+    finally:
+        location.close()
     return "finished"
 
 
@@ -408,14 +401,8 @@ class SweepSummary:
         return not self.failed
 
 
-class _QueueSink:
-    """Picklable progress sink for worker processes: forwards events to a queue the driver drains."""
-
-    def __init__(self, events: Any) -> None:
-        self.events = events
-
-    def __call__(self, event: tuple) -> None:
-        self.events.put(event)
+class ClusterLost(RuntimeError):
+    """The Ray cluster went away during the sweep (the store stays valid; the same command resumes)."""
 
 
 def _limit_threads(threads: int) -> None:
@@ -426,20 +413,41 @@ def _limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-_worker_events: Any = None
-_WORKER_SINK = "worker-sink"  # stands for the queue a pool worker received at its start
+class _PoolChannel:
+    """A pool worker's line to the driver: messages and progress on the shared queue, replies on its own."""
+
+    def __init__(self, events: Any, replies: Any, slot: int) -> None:
+        self.events, self.replies, self.slot, self.sent = events, replies, slot, 0
+
+    def send(self, message: Any) -> Any:
+        self.sent += 1
+        self.events.put(("message", self.slot, self.sent, message))
+        while True:
+            sequence, ok, value = self.replies.get()
+            if sequence == self.sent:
+                break
+        if not ok:
+            raise value
+        return value
+
+    def progress(self, event: tuple) -> None:
+        self.events.put(("progress", event))
 
 
-def _init_worker(threads: int, parent_pid: int, events: Any = None) -> None:
-    """Pool worker set-up: its share of the cores, and a watchdog that ends the worker when the sweep dies.
+_worker_channel: _PoolChannel | None = None
 
-    A killed driver cannot stop its pool, and orphaned workers would keep training and writing into a store
-    that the next sweep then shares with them; the watchdog sees the driver go (the worker is re-parented)
-    within a second and exits.
+
+def _init_worker(threads: int, parent_pid: int, events: Any, replies: Sequence[Any], slots: Any) -> None:
+    """Pool worker set-up: its share of the cores, its reply queue, and a watchdog that ends the worker when
+    the sweep dies.
+
+    A killed driver cannot stop its pool, and orphaned workers would keep training (and waiting for replies
+    nobody sends); the watchdog sees the driver go (the worker is re-parented) within a second and exits.
     """
-    global _worker_events
+    global _worker_channel
     _limit_threads(threads)
-    _worker_events = events
+    slot = slots.get()
+    _worker_channel = _PoolChannel(events, replies[slot], slot)
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -449,17 +457,18 @@ def _init_worker(threads: int, parent_pid: int, events: Any = None) -> None:
     threading.Thread(target=watch, name="metarl-parent-watchdog", daemon=True).start()
 
 
-def _run_in_worker(spec: RunSpec, db_path: str, trainer: Trainer | None, sink: ProgressSink | None,
-                   threads: int | None = None) -> tuple[str, str, str | None]:
-    """Worker entry point: never raises, so one failed run does not stop the others."""
-    if threads is not None:
-        _limit_threads(threads)
-    if sink == _WORKER_SINK:
-        sink = _QueueSink(_worker_events)
+def _run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: ProgressSink | None,
+                   location: CheckpointFolder, where: dict[str, Any] | None = None) -> tuple[str, str, str | None]:
+    """A worker's run: never raises, so one failed run does not stop the others."""
     try:
-        return spec.run_key, train_one(spec, db_path, trainer, sink), None
+        return spec.run_key, train_session(spec, send, trainer, sink, location, where), None
     except Exception as exc:
         return spec.run_key, "failed", f"{type(exc).__name__}: {exc}"
+
+
+def _run_in_pool_worker(spec: RunSpec, trainer: Trainer | None, location: CheckpointFolder) -> tuple[str, str, str | None]:
+    channel = _worker_channel
+    return _run_in_worker(spec, channel.send, trainer, channel.progress, location)
 
 
 def run_grid(
@@ -471,6 +480,8 @@ def run_grid(
     trainer: Trainer | None = None,
     show_progress: bool | None = None,
     restart_failed: bool = False,
+    checkpoints: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of the grid and record it in the store at ``db_path``.
 
@@ -478,8 +489,10 @@ def run_grid(
     ``restart_failed``, failed ones start again from scratch (their checkpoint and points are discarded).
     One sweep at a time may use a store: a second one raises :class:`StoreInUse` naming the first. ``workers``
     runs go at once in the local pool (1 = in this process); the Ray backend schedules one task per run
-    (1 CPU each) on the cluster at ``address`` (None: start a local Ray instance). ``show_progress=None``
-    shows progress bars on a terminal only.
+    (1 CPU and ``gpus_per_run`` GPUs each) on the cluster at ``address`` (None: start a local Ray instance),
+    and retries a run whose node died. Either way only this process writes the store; workers send it their
+    results. ``checkpoints``: where checkpoints live (:func:`~.locations.checkpoint_location`).
+    ``show_progress=None`` shows progress bars on a terminal only.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
@@ -488,13 +501,22 @@ def run_grid(
     repeated = [(key, n) for key, n in Counter(spec.run_key for spec in specs).items() if n > 1]
     if repeated:  # two workers would train it at once and race on its checkpoint
         raise ValueError(f"the grid lists run {repeated[0][0]} {repeated[0][1]} times; each run may appear once")
+    if gpus_per_run is not None:
+        if backend != "ray":
+            raise ValueError("--gpus-per-run applies to --backend ray; the local pool shares the --device among "
+                             "its --workers")
+        if not (gpus_per_run > 0 and (gpus_per_run <= 1 or float(gpus_per_run).is_integer())):
+            raise ValueError(f"--gpus-per-run must be a fraction in (0, 1] or a whole number, got {gpus_per_run:g}")
+    location = checkpoint_location(checkpoints, db_path)
     db_path = str(Path(db_path).resolve())
     check_store_file(Path(db_path))  # refuse a foreign file before anything (the lock file) is written beside it
     with SweepLock(db_path):
-        return _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed)
+        return _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed,
+                           location, gpus_per_run)
 
 
-def _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed) -> SweepSummary:
+def _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed, location,
+                gpus_per_run) -> SweepSummary:
     from metarl_agents.leaderboard.progress import GridProgress
 
     summary = SweepSummary()
@@ -508,63 +530,96 @@ def _run_locked(specs, db_path, backend, workers, address, trainer, show_progres
             record = store.register_run(spec.store_fields())
             if record.status == "failed" and restart_failed:
                 store.restart_run(record.id)
-                _remove_stale_files(checkpoint_dir(db_path), spec.run_key, keep=None)
+                remove_stale_files(checkpoint_dir(db_path), spec.run_key, keep=None)
+                if location.directory and not location.sends_payload:
+                    remove_stale_files(Path(location.directory), spec.run_key, keep=None)
                 record = store.run_by_key(spec.run_key)
             if record.status == "finished":
                 summary.skipped.append(spec.run_key)
             else:
                 todo.append((spec, record.checkpoint_frames or 0))
-    with GridProgress(todo, len(specs), len(summary.skipped), enabled=show_progress) as display:
-        if backend == "ray":
-            outcomes = _run_ray(todo, db_path, address, trainer, display)
-        elif workers == 1 or len(todo) <= 1:
-            outcomes = _run_inline(todo, db_path, trainer, display)
-        else:
-            outcomes = _run_pool(todo, db_path, workers, trainer, display)
-        for key, status, error in outcomes:
-            display.run_done(key, status, error)
-            if status == "failed":
-                summary.failed[key] = error or "unknown error"
-                _record_lost_run(db_path, key, summary.failed[key])
-            elif status == "skipped":
-                summary.skipped.append(key)
+        ledger = Ledger(store, keeps_checkpoints=location.sends_payload)
+        with GridProgress(todo, len(specs), len(summary.skipped), enabled=show_progress) as display:
+            if backend == "ray":
+                from metarl_agents.leaderboard.ray_backend import run_ray
+
+                outcomes = run_ray(todo, ledger, address, trainer, display, location, gpus_per_run)
+            elif workers == 1 or len(todo) <= 1:
+                outcomes = _run_inline(todo, ledger, trainer, display, location)
             else:
-                summary.finished.append(key)
+                outcomes = _run_pool(todo, ledger, workers, trainer, display, location)
+            try:
+                for key, status, error in outcomes:
+                    display.run_done(key, status, error)
+                    if status == "failed":
+                        summary.failed[key] = error or "unknown error"
+                        _record_lost_run(store, key, summary.failed[key])
+                    elif status == "skipped":
+                        summary.skipped.append(key)
+                    else:
+                        summary.finished.append(key)
+            except ClusterLost as exc:
+                for spec, _ in todo:
+                    _record_lost_run(store, spec.run_key, f"interrupted: {exc}")
+                raise
     return summary
 
 
-def _record_lost_run(db_path: str, run_key: str, error: str) -> None:
-    """Mark a run failed that could not say so itself (its worker process died) and is still 'running'."""
+def _record_lost_run(store: ResultStore, run_key: str, error: str) -> None:
+    """Mark a run failed that could not say so itself (its worker died) and is still 'running'."""
     try:
-        with ResultStore(db_path) as store:
-            record = store.run_by_key(run_key)
-            if record.status == "running":
-                store.mark_failed(record.id, error)
+        record = store.run_by_key(run_key)
+        if record.status == "running":
+            store.mark_failed(record.id, error)
     except (StoreError, KeyError):
         pass  # the next sweep marks it (it holds the store, so a 'running' run is a lost one)
 
 
-def _run_inline(todo, db_path, trainer, display):
+def _run_inline(todo, ledger, trainer, display, location):
     for spec, _ in todo:
-        try:
-            status, error = train_one(spec, db_path, trainer, display.handle), None
-        except Exception as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-        yield spec.run_key, status, error
+        yield _run_in_worker(spec, ledger.handle, trainer, display.handle, location)
 
 
-def _run_pool(todo, db_path, workers, trainer, display):
+def answer(ledger: Ledger, message: Any) -> tuple[bool, Any]:
+    """The driver's reply to one worker message: (True, reply) once recorded, or (False, the error)."""
+    try:
+        return True, ledger.handle(message)
+    except Exception as exc:  # a StoreError (a full disk), sent back as is: the worker reports it as today
+        return False, exc
+
+
+def _run_pool(todo, ledger, workers, trainer, display, location):
     context = multiprocessing.get_context("spawn")
+    workers = min(workers, len(todo))
     threads = max(1, _usable_cpus() // workers)
-    events = context.Queue()  # reaches the workers at their start (inheritance), so no manager process is needed
+    # Queues reach the workers at their start (inheritance), so no manager process is needed.
+    events, slots = context.Queue(), context.Queue()
+    replies = [context.Queue() for _ in range(workers)]
+    for slot in range(workers):
+        slots.put(slot)
+
+    def serve(timeout: float) -> None:
+        """Answer the workers' messages and show their progress, waiting up to ``timeout`` for the first."""
+        while True:
+            try:
+                item = events.get(timeout=timeout)
+            except queue_module.Empty:
+                return
+            timeout = 0.0
+            if item[0] == "progress":
+                display.handle(item[1])
+            else:
+                _, slot, sequence, message = item
+                replies[slot].put((sequence, *answer(ledger, message)))
+
     try:
         with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                    initargs=(threads, os.getpid(), events)) as pool:
-            pending = {pool.submit(_run_in_worker, spec, db_path, trainer, _WORKER_SINK): spec for spec, _ in todo}
+                                    initargs=(threads, os.getpid(), events, replies, slots)) as pool:
+            pending = {pool.submit(_run_in_pool_worker, spec, trainer, location): spec for spec, _ in todo}
             try:
                 while pending:
-                    done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                    _drain(events, display)
+                    serve(0.1)
+                    done, _ = cf.wait(pending, timeout=0, return_when=cf.FIRST_COMPLETED)
                     for future in done:
                         spec = pending.pop(future)
                         try:
@@ -577,9 +632,10 @@ def _run_pool(todo, db_path, workers, trainer, display):
             finally:
                 for future in pending:
                     future.cancel()
-            _drain(events, display)
+            serve(0.0)
     finally:
-        events.close()
+        for channel in (events, slots, *replies):
+            channel.close()
 
 
 RAY_CONNECT_TIMEOUT_S = 30.0
@@ -615,41 +671,3 @@ def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_
             f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
             "on the head node) or leave --address out to start a local Ray instance"
         )
-
-
-def _run_ray(todo, db_path, address, trainer, display):
-    check_ray_address(address)
-    try:
-        import ray
-        from ray.util.queue import Queue
-    except ImportError:
-        raise ValueError("--backend ray needs Ray: pip install 'metarl[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        sink = _QueueSink(Queue())
-        task = ray.remote(num_cpus=1)(_run_in_worker)
-        pending = {task.remote(spec, db_path, trainer, sink, 1): spec for spec, _ in todo}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-            _drain(sink.events, display)
-            for ref in done:
-                spec = pending.pop(ref)
-                try:
-                    yield ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    yield spec.run_key, "failed", f"Ray task failed: {exc}"
-        _drain(sink.events, display)
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _drain(events: Any, display: Any) -> None:
-    while True:
-        try:
-            event = events.get_nowait()
-        except queue_module.Empty:  # Ray's queue raises a subclass
-            return
-        display.handle(event)

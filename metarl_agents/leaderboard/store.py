@@ -336,11 +336,13 @@ class ResultStore:
         wall_time_s: float,
         checkpoint_path: str | None,
         finished: bool = False,
+        machine_update: dict[str, Any] | None = None,
     ) -> None:
         """Store one evaluation point together with the checkpoint it was taken from, atomically.
 
         The checkpoint file must already be on disk: if the process dies before this commits, the store
-        still points at the previous checkpoint and its evaluations, which stay consistent.
+        still points at the previous checkpoint and its evaluations, which stay consistent. ``machine_update``
+        adds keys to the run's machine record (e.g. its CUDA memory footprint) in the same transaction.
         """
         now = time.time()
         with self._transaction() as conn:
@@ -357,6 +359,9 @@ class ResultStore:
                 (int(frames), checkpoint_path, int(frames) if checkpoint_path else None, float(wall_time_s),
                  "finished" if finished else "running", now, run_id),
             )
+            if machine_update:
+                conn.execute("UPDATE runs SET machine = json_patch(machine, ?) WHERE id = ?",
+                             (json.dumps(machine_update, sort_keys=True), run_id))
 
     def mark_stopped(self, run_id: int, wall_time_s: float) -> None:
         """Finish a run early at its last recorded evaluation (its early-stopping rule was met)."""
