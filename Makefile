@@ -37,7 +37,7 @@ ifndef VIRTUAL_ENV
 endif
 	$(PIP) install -q $$($(PY) -c "import socket; socket.getaddrinfo('$(TORCH_HOST)', 443)" 2>/dev/null \
 		&& echo --extra-index-url $(TORCH_INDEX)) $(TORCH_PIN)
-	$(PIP) install -q -e ".[dev,zoo]"
+	$(PIP) install -q -e ".[dev,zoo,ray]"
 ifndef VIRTUAL_ENV
 	touch $(VENV)/.metarl-installed
 endif
