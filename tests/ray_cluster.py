@@ -66,6 +66,9 @@ class TwoNodeCluster:
         self.env = dict(os.environ, **FAST_HEALTH_CHECKS, METARL_TEST_STORES=str(self.stores),
                         METARL_TEST_VIOLATIONS=str(self.violations), OMP_NUM_THREADS="1",
                         PYTHONPATH=os.pathsep.join([str(HERE / "ray_worker_site"), str(HERE.parent), str(HERE)]))
+        # A driver's environment: the cluster's, without the hook (the driver is the one that opens the store).
+        self.client_env = {key: value for key, value in self.env.items() if not key.startswith("METARL_TEST_")}
+        self.client_env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE)])
         self.head = self.second = None
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
