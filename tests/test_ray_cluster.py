@@ -22,11 +22,11 @@ import leaderboard_fakes  # noqa: E402
 import resume_driver  # noqa: E402
 from leaderboard_fakes import FakeTrainer, fake_return  # noqa: E402
 from ray_cluster import TwoNodeCluster  # noqa: E402
+from test_leaderboard_runner import EVAL_FRAMES, grid  # noqa: E402
 
 from metarl_agents.leaderboard.grid import build_grid  # noqa: E402
 from metarl_agents.leaderboard.runner import MetaPPOTrainer, run_grid  # noqa: E402
 from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
-from test_leaderboard_runner import EVAL_FRAMES, grid  # noqa: E402
 
 
 @pytest.fixture(scope="module")

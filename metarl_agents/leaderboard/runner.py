@@ -46,7 +46,7 @@ from metarl_agents.leaderboard.messages import (
     checkpoint_file_name,
     describe,
     remove_stale_files,
-    stored_checkpoint,
+    stored_checkpoint,  # noqa: F401 - metarl-train resumes through it
 )
 from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
 
