@@ -45,6 +45,10 @@ def run_cli(capsys, *argv):
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "1e-3", "0.001"], "--lrs lists a learning rate twice: [0.001, 0.001]"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--lrs", "1e38"], "learning_rate must be a finite number in (0, 1], got 1e+38"),
     (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--db", "/dev/full/x.db"], "cannot lock the result database /dev/full/x.db"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--backend", "ray", "--gpus-per-run", "0.5"],
+     "--gpus-per-run 0.5 needs --device cuda (got --device cpu)"),
+    (["--envs", "MetaTMaze-v0", "--agents", "RNN", "--checkpoints", "/dev/null"],
+     "--checkpoints /dev/null: not a folder"),
 ])
 def test_run_rejects_bad_arguments_with_the_allowed_values(capsys, tmp_path, argv, message):
     code, err = run_cli(capsys, "run", "--db", str(tmp_path / "r.db"), *argv)

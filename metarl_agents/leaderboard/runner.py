@@ -311,15 +311,15 @@ def train_one(
     store.register_run(spec.store_fields())
     location = checkpoints or checkpoint_location(None, store.path)
     ledger = Ledger(store, keeps_checkpoints=location.sends_payload)
-    return train_session(spec, ledger.handle, trainer, progress, location)
+    return train_session(spec, ledger.handle, location, trainer, progress)
 
 
 def train_session(
     spec: RunSpec,
     send: Send,
+    location: CheckpointFolder,
     trainer: Trainer | None = None,
     progress: ProgressSink | None = None,
-    location: CheckpointFolder | None = None,
     where: dict[str, Any] | None = None,
 ) -> str:
     """A worker's side of one run: trains it and sends every event to the driver, never opening the store.
@@ -332,7 +332,6 @@ def train_session(
     from metarl_agents.leaderboard.checkpoint import CheckpointError
 
     trainer = trainer or MetaPPOTrainer()
-    location = location or CheckpointFolder(str(Path.cwd()))
     config = trainer.config(spec).as_dict() if hasattr(trainer, "config") else None
     machine = {**machine_info(), **(where or {})}
     start = send(Started(spec.run_key, machine, package_versions(), config))
@@ -461,7 +460,7 @@ def _run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: Pro
                    location: CheckpointFolder, where: dict[str, Any] | None = None) -> tuple[str, str, str | None]:
     """A worker's run: never raises, so one failed run does not stop the others."""
     try:
-        return spec.run_key, train_session(spec, send, trainer, sink, location, where), None
+        return spec.run_key, train_session(spec, send, location, trainer, sink, where), None
     except Exception as exc:
         return spec.run_key, "failed", f"{type(exc).__name__}: {exc}"
 
