@@ -2,9 +2,13 @@
 
 A run is one ``learn`` call up to its budget. Every ``eval_every`` frames (between two PPO updates)
 and at the end it evaluates, writes a checkpoint (temp file + ``os.replace``, so a checkpoint file is
-always complete) and then records the evaluation and the checkpoint in one store transaction. Killing
-the process at any point therefore loses at most the evaluation interval in progress, and the next
-``run`` resumes from the checkpoint the store names.
+always complete) and then has the driver record the evaluation and the checkpoint in one store
+transaction. Killing any process at any point therefore loses at most the evaluation interval in
+progress, and the next ``run`` resumes from the checkpoint the store names.
+
+Only the driver (the process that called :func:`run_grid`) opens the store. The run itself
+(:func:`train_session`) runs wherever the backend puts it -- this process, a pool process, a Ray task on
+another node -- and sends its events to the driver (:mod:`.messages`), waiting for each to be recorded.
 
 Training goes through a small :class:`Trainer` seam (build / resume / evaluate) whose default,
 :class:`MetaPPOTrainer`, uses only the public trainer API (``RunSpec.config``, ``build_model``, ``learn`` with a

@@ -1,9 +1,9 @@
 """SQLite result store for leaderboard sweeps.
 
 One database file holds every run of a sweep (one row each) and every evaluation point of those runs.
-Several processes (a local pool, Ray workers on the same filesystem) write to it at once, so the file
-is in WAL mode with a generous busy timeout and every write is one short ``BEGIN IMMEDIATE``
-transaction. A run's checkpoint file and its newest evaluation point are recorded in the same
+A sweep's driver is its only writer (workers send it their results), but a report or a merge may read or
+write while a sweep runs, so the file is in WAL mode with a generous busy timeout and every write is one
+short ``BEGIN IMMEDIATE`` transaction. A run's checkpoint file and its newest evaluation point are recorded in the same
 transaction, which is what makes a killed sweep lose at most the evaluation in progress.
 
 The store refuses to touch a file it did not create: before SQLite opens anything, the file's header
@@ -202,8 +202,8 @@ class EvalPoint:
 class ResultStore:
     """Connection to one leaderboard database; safe to open from many processes at once.
 
-    Open one store per process (SQLite connections must not cross ``fork``/``spawn``); pass the path
-    to workers, not the object.
+    Open one store per process (SQLite connections must not cross ``fork``/``spawn``); a sweep's workers
+    never open it (they send their results to the sweep's driver).
     """
 
     def __init__(self, path: str | Path, timeout: float = 120.0, readonly: bool = False) -> None:
