@@ -7,11 +7,12 @@ meta-episode return, frames per second and the time left.
 
 Workers only send small event tuples (start / where / progress / eval); all drawing happens in the driver,
 so the output stays readable however many processes or Ray tasks are training. Each run's bar and log lines
-name the machine (and Ray node) it trains on, and a line says so when it starts there.
+name the machine (and Ray node) it trains on when that is not this one, and a line says where it starts.
 """
 
 from __future__ import annotations
 
+import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -82,9 +83,10 @@ class GridProgress:
             )
             self.bars[key].position_ = position
         elif kind == "where":
-            self.where[key] = event[2]
             spec = self.specs[key]
-            if key in self.bars:
+            if event[2] != platform.node():  # runs on this machine's own processes need no label
+                self.where[key] = event[2]
+            if key in self.bars and key in self.where:
                 self.bars[key].set_description(f"{self._bar_desc(spec)} @{event[2]}")
             self.write(f"started: {self._what(spec)} at {format_frames(self.frames[key])} frames on {event[2]}")
         elif kind == "progress":
