@@ -155,3 +155,34 @@ def test_gpus_per_run_is_checked_before_anything_is_written(tmp_path):
         with pytest.raises(ValueError, match=message):
             run_grid([spec()], tmp_path / "r.db", backend=backend, gpus_per_run=gpus)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_stops_the_pool_and_its_runs_record_interrupted(tmp_path):
+    """Ctrl-C reaches the driver and its workers; each worker's last message ("interrupted") is still recorded
+    and the sweep ends instead of waiting on workers that wait for replies."""
+    import signal
+    import subprocess
+    import time
+
+    db, log = tmp_path / "r.db", str(tmp_path / "log")
+    code = ("from leaderboard_fakes import FakeTrainer\nfrom test_leaderboard_runner import grid\n"
+            "from metarl_agents.leaderboard.runner import run_grid\n"
+            f"run_grid(grid()[:2], {str(db)!r}, workers=2, trainer=FakeTrainer({log!r}, sleep=0.3), show_progress=False)")
+    here = Path(__file__).parent
+    driver = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,  # its own process group
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent), str(here)])),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while sum(line[0] == "eval" for line in FakeTrainer(log).lines()) < 2:  # both runs have a checkpoint
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    try:
+        driver.wait(60)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        raise AssertionError("the sweep did not end after Ctrl-C") from None
+    with ResultStore(db) as store:
+        runs = store.runs()
+        assert [run.status for run in runs] == ["failed", "failed"]
+        assert all(run.error == "interrupted" and run.checkpoint_frames >= 300 for run in runs)

@@ -47,7 +47,6 @@ from metarl_agents.leaderboard.messages import (
     Started,
     Stopped,
     checkpoint_dir,
-    checkpoint_file_name,
     describe,
     remove_stale_files,
     stored_checkpoint,  # noqa: F401 - metarl-train resumes through it
@@ -183,10 +182,6 @@ def _cpu_name() -> str:
 
 
 # -- one run ---------------------------------------------------------------------------------------
-
-
-def _checkpoint_name(run_key: str, frames: int) -> str:
-    return checkpoint_file_name(run_key, frames)
 
 
 Send = Callable[[Any], Any]  # a message to the driver -> its reply, once the driver has recorded it
@@ -565,6 +560,8 @@ def _run_locked(specs, db_path, backend, workers, address, trainer, show_progres
                 for spec, _ in todo:
                     _record_lost_run(store, spec.run_key, f"interrupted: {exc}")
                 raise
+            finally:
+                outcomes.close()  # an early stop winds the workers down while the store is still open
     return summary
 
 
@@ -635,10 +632,27 @@ def _run_pool(todo, ledger, workers, trainer, display, location):
             finally:
                 for future in pending:
                     future.cancel()
+                _wind_down(pool, pending, serve)
             serve(0.0)
     finally:
         for channel in (events, slots, *replies):
             channel.close()
+
+
+def _wind_down(pool: cf.ProcessPoolExecutor, pending: dict, serve: Callable[[float], None],
+               grace_s: float = 10.0) -> None:
+    """The sweep stops early (Ctrl-C, an error in the driver): answer the workers' last messages for a while
+    (an interrupted run records "interrupted", as it did when it wrote the store itself), then end the
+    workers still busy, which would otherwise wait for replies and keep the pool from shutting down."""
+    deadline = time.monotonic() + grace_s
+    while any(not future.done() for future in pending) and time.monotonic() < deadline:
+        try:
+            serve(0.1)
+        except Exception:  # noqa: BLE001 - the store itself failed: nothing more can be recorded
+            break
+    if any(not future.done() for future in pending):
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
 
 
 RAY_CONNECT_TIMEOUT_S = 30.0
