@@ -210,3 +210,38 @@ def test_cluster_that_goes_away_gives_one_line_and_leaves_a_valid_store(cluster,
             assert frames == EVAL_FRAMES[:len(frames)] and run.checkpoint_frames == (frames[-1] if frames else None)
             if run.checkpoint_path:
                 assert (db.parent / run.checkpoint_path).is_file()
+
+
+class NodeLoadTrainer(FakeTrainer):
+    """The fake trainer, noting how many runs train at once on its node when one starts or resumes."""
+
+    def _start(self, spec):
+        folder = Path(self.log + ".running") / ray.get_runtime_context().get_node_id()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / spec.run_key).touch()
+        self._log("load", folder.name, len(list(folder.iterdir())))
+
+    def build(self, spec):
+        self._start(spec)
+        return super().build(spec)
+
+    def evaluate(self, model, spec, n_tasks=None):
+        result = super().evaluate(model, spec, n_tasks)
+        if model.num_timesteps >= spec.frames:
+            (Path(self.log + ".running") / ray.get_runtime_context().get_node_id() / spec.run_key).unlink()
+        return result
+
+
+def test_a_node_trains_no_more_runs_at_once_than_its_cpus(cluster, tmp_path):
+    """A task waiting for the driver's reply keeps its CPU (a blocking ray.get would lend it to another run)."""
+    ensure_two_nodes(cluster)
+    ray.cloudpickle.register_pickle_by_value(leaderboard_fakes)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    db, log = cluster.stores / "load.db", str(tmp_path / "log")
+    specs = grid()[:6]
+    assert run_grid(specs, db, backend="ray", trainer=NodeLoadTrainer(log, sleep=0.1), show_progress=False).ok
+    cpus = {node["NodeID"]: node["Resources"]["CPU"] for node in cluster.nodes()}
+    loads = [(node, int(count)) for kind, node, count in (line for line in FakeTrainer(log).lines()
+                                                           if line[0] == "load")]
+    assert len(loads) == 6 and all(count <= cpus[node] for node, count in loads), (loads, cpus)
+    assert max(count for node, count in loads if cpus[node] == 2) == 2  # the second node did run two at once

@@ -72,7 +72,11 @@ class _Sender:
     def send(self, message: Any) -> Any:
         import ray
 
-        ok, value = ray.get(self.mailbox.send.remote(message))
+        reply = self.mailbox.send.remote(message)
+        # Wait outside Ray: a task blocked in ray.get lends its CPU to another task, and the node would then
+        # train more runs at once than it has CPUs. Once the reply is there, ray.get does not block.
+        reply.future().result()
+        ok, value = ray.get(reply)
         if not ok:
             raise value
         return value
