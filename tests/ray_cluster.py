@@ -25,9 +25,8 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # Node deaths are noticed within about 2 s instead of Ray's default 15 s or more.
 FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4",
                       "RAY_health_check_initial_delay_ms": "0", "RAY_USAGE_STATS_ENABLED": "0",
-                      # No token authentication: a token left in ~/.ray by an earlier local Ray would otherwise
-                      # be required by the head and not offered by every client.
-                      "RAY_AUTH_MODE": "disabled"}
+                      # The test process's setting (conftest: no token authentication) for every node.
+                      "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
 
 
 def _free_port() -> int:

@@ -32,8 +32,6 @@ from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray"))
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = cluster.env["RAY_AUTH_MODE"]  # this process is a client of the cluster
     cluster.start_head()
     try:
         cluster.wait_for_head()
@@ -44,10 +42,6 @@ def cluster(tmp_path_factory):
     finally:
         ray.shutdown()
         cluster.stop()
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
 
 
 def ensure_two_nodes(cluster) -> None:

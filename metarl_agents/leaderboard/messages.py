@@ -163,6 +163,14 @@ class Ledger:
             raise TypeError(f"unknown worker message {type(message).__name__}")
         return None
 
+    def answer(self, message: Message) -> tuple[bool, Any]:
+        """The reply a remote worker gets: (True, reply) once recorded, or (False, the error), which the worker
+        raises as its own (e.g. a StoreError for a full disk, as when it wrote the store itself)."""
+        try:
+            return True, self.handle(message)
+        except Exception as exc:  # noqa: BLE001 - sent to the worker, which reports it
+            return False, exc
+
     def _id(self, run_key: str) -> int:
         if run_key not in self._ids:
             self._ids[run_key] = self.store.run_by_key(run_key).id

@@ -4,22 +4,20 @@ Each task sends its messages (:mod:`.messages`) to a mailbox actor pinned to the
 the driver's reply; the driver takes them from the mailbox and records them. A task whose node dies is
 retried by Ray (``RAY_MAX_RETRIES`` times) on another node, where it asks the driver for the run's newest
 checkpoint and resumes from it, so the run's points are those of an uninterrupted run. A cluster that goes
-away ends the sweep with :class:`~.runner.ClusterLost`; the store stays as the last recorded message left it.
+away ends the sweep with :class:`ClusterLost`; the store stays as the last recorded message left it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from metarl_agents.leaderboard.runner import (
-    ClusterLost,
-    _limit_threads,
-    _run_in_worker,
-    answer,
-    check_ray_address,
-)
+
+class ClusterLost(RuntimeError):
+    """The Ray cluster went away during the sweep (the store stays valid; the same command resumes)."""
+
 
 RAY_MAX_RETRIES = 3
 TAKE_TIMEOUT_S = 60.0  # the mailbox answers a take within 0.2 s; this long without an answer: the cluster is gone
@@ -85,16 +83,19 @@ class _Sender:
         self.mailbox.progress.remote(event)
 
 
-def _ray_task(spec: Any, trainer: Any, mailbox: Any, location: Any, threads: int) -> tuple[str, str, str | None]:
+def _ray_task(run_in_worker: Callable, spec: Any, trainer: Any, mailbox: Any, location: Any,
+              threads: int) -> tuple[str, str, str | None]:
     import ray
 
-    _limit_threads(threads)
     sender = _Sender(mailbox)
     where = {"ray_node_id": ray.get_runtime_context().get_node_id()}
-    return _run_in_worker(spec, sender.send, trainer, sender.progress, location, where)
+    return run_in_worker(spec, sender.send, trainer, sender.progress, location, where, threads)
 
 
-def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run) -> Iterator[tuple[str, str, str | None]]:
+def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run,
+            run_in_worker: Callable) -> Iterator[tuple[str, str, str | None]]:
+    """Run ``todo`` as Ray tasks (``run_in_worker``: the runner's worker entry point, passed in so that this
+    module does not import the runner) and yield each run's (key, status, error)."""
     check_ray_address(address)
     try:
         import ray
@@ -110,7 +111,7 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run) -> 
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
         task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=gpus_per_run or 0, max_retries=RAY_MAX_RETRIES,
                                              retry_exceptions=False)
-        pending = {task.remote(spec, trainer, mailbox, location, 1): spec for spec, _ in todo}
+        pending = {task.remote(run_in_worker, spec, trainer, mailbox, location, 1): spec for spec, _ in todo}
 
         def serve(timeout: float) -> None:
             try:
@@ -121,7 +122,7 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run) -> 
                 if sequence is None:
                     display.handle(item)
                 else:
-                    mailbox.reply.remote(sequence, *answer(ledger, item))
+                    mailbox.reply.remote(sequence, *ledger.answer(item))
 
         while pending:
             serve(0.2)
@@ -144,3 +145,38 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run) -> 
 def _lost(exc: BaseException) -> str:
     return ("the Ray cluster went away during the sweep (" + type(exc).__name__ + "); the store keeps every "
             "recorded point: start the cluster again and re-run the same command to resume")
+
+
+RAY_CONNECT_TIMEOUT_S = 30.0
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within about ``timeout`` with a clear message if no Ray head answers at ``host:port``.
+
+    ``ray.init`` waits for an unreachable head indefinitely. A Ray head (and a Ray client server) speaks
+    gRPC, so it answers an HTTP/2 connection preface with a SETTINGS frame; a closed port, a silent host or
+    a proxy that accepts anything does not. ``auto`` and addresses without a port are left to Ray.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            reply = connection.recv(9)
+        problem = None if len(reply) == 9 and reply[3] == 4 else "it is not a gRPC server"
+    except TimeoutError:
+        problem = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise ValueError(
+            f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
+            "on the head node) or leave --address out to start a local Ray instance"
+        )

@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import platform
 import queue as queue_module
-import socket
 import sys
 import threading
 import time
@@ -51,6 +50,7 @@ from metarl_agents.leaderboard.messages import (
     remove_stale_files,
     stored_checkpoint,  # noqa: F401 - metarl-train resumes through it
 )
+from metarl_agents.leaderboard.ray_backend import ClusterLost, check_ray_address, run_ray  # noqa: F401 - re-exported
 from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
 
 BACKENDS = ("local", "ray")
@@ -399,10 +399,6 @@ class SweepSummary:
         return not self.failed
 
 
-class ClusterLost(RuntimeError):
-    """The Ray cluster went away during the sweep (the store stays valid; the same command resumes)."""
-
-
 def _limit_threads(threads: int) -> None:
     """Give each worker its share of the cores (set before torch is imported in a fresh process)."""
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -455,9 +451,13 @@ def _init_worker(threads: int, parent_pid: int, events: Any, replies: Sequence[A
     threading.Thread(target=watch, name="metarl-parent-watchdog", daemon=True).start()
 
 
-def _run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: ProgressSink | None,
-                   location: CheckpointFolder, where: dict[str, Any] | None = None) -> tuple[str, str, str | None]:
-    """A worker's run: never raises, so one failed run does not stop the others."""
+def run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: ProgressSink | None,
+                  location: CheckpointFolder, where: dict[str, Any] | None = None,
+                  threads: int | None = None) -> tuple[str, str, str | None]:
+    """A worker's run (``threads``: torch threads for this process): never raises, so one failed run does
+    not stop the others."""
+    if threads is not None:
+        _limit_threads(threads)
     try:
         return spec.run_key, train_session(spec, send, location, trainer, sink, where), None
     except Exception as exc:
@@ -466,7 +466,7 @@ def _run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: Pro
 
 def _run_in_pool_worker(spec: RunSpec, trainer: Trainer | None, location: CheckpointFolder) -> tuple[str, str, str | None]:
     channel = _worker_channel
-    return _run_in_worker(spec, channel.send, trainer, channel.progress, location)
+    return run_in_worker(spec, channel.send, trainer, channel.progress, location)
 
 
 def run_grid(
@@ -539,9 +539,7 @@ def _run_locked(specs, db_path, backend, workers, address, trainer, show_progres
         ledger = Ledger(store, keeps_checkpoints=location.sends_payload)
         with GridProgress(todo, len(specs), len(summary.skipped), enabled=show_progress) as display:
             if backend == "ray":
-                from metarl_agents.leaderboard.ray_backend import run_ray
-
-                outcomes = run_ray(todo, ledger, address, trainer, display, location, gpus_per_run)
+                outcomes = run_ray(todo, ledger, address, trainer, display, location, gpus_per_run, run_in_worker)
             elif workers == 1 or len(todo) <= 1:
                 outcomes = _run_inline(todo, ledger, trainer, display, location)
             else:
@@ -577,15 +575,7 @@ def _record_lost_run(store: ResultStore, run_key: str, error: str) -> None:
 
 def _run_inline(todo, ledger, trainer, display, location):
     for spec, _ in todo:
-        yield _run_in_worker(spec, ledger.handle, trainer, display.handle, location)
-
-
-def answer(ledger: Ledger, message: Any) -> tuple[bool, Any]:
-    """The driver's reply to one worker message: (True, reply) once recorded, or (False, the error)."""
-    try:
-        return True, ledger.handle(message)
-    except Exception as exc:  # a StoreError (a full disk), sent back as is: the worker reports it as today
-        return False, exc
+        yield run_in_worker(spec, ledger.handle, trainer, display.handle, location)
 
 
 def _run_pool(todo, ledger, workers, trainer, display, location):
@@ -610,7 +600,7 @@ def _run_pool(todo, ledger, workers, trainer, display, location):
                 display.handle(item[1])
             else:
                 _, slot, sequence, message = item
-                replies[slot].put((sequence, *answer(ledger, message)))
+                replies[slot].put((sequence, *ledger.answer(message)))
 
     try:
         with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
@@ -653,38 +643,3 @@ def _wind_down(pool: cf.ProcessPoolExecutor, pending: dict, serve: Callable[[flo
     if any(not future.done() for future in pending):
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
-
-
-RAY_CONNECT_TIMEOUT_S = 30.0
-
-
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
-
-
-def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """Fail within about ``timeout`` with a clear message if no Ray head answers at ``host:port``.
-
-    ``ray.init`` waits for an unreachable head indefinitely. A Ray head (and a Ray client server) speaks
-    gRPC, so it answers an HTTP/2 connection preface with a SETTINGS frame; a closed port, a silent host or
-    a proxy that accepts anything does not. ``auto`` and addresses without a port are left to Ray.
-    """
-    if not address or address in ("auto", "local"):
-        return
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
-    if not sep or not port.isdigit():
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
-            connection.settimeout(timeout)
-            connection.sendall(_HTTP2_PREFACE)
-            reply = connection.recv(9)
-        problem = None if len(reply) == 9 and reply[3] == 4 else "it is not a gRPC server"
-    except TimeoutError:
-        problem = f"no answer within {timeout:g} s"
-    except OSError as exc:
-        problem = exc.strerror or str(exc)
-    if problem is not None:
-        raise ValueError(
-            f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
-            "on the head node) or leave --address out to start a local Ray instance"
-        )
