@@ -4,7 +4,6 @@ the same results as the local pool, no worker opening the store, a lost node, a 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -183,29 +182,6 @@ def test_killed_driver_then_the_same_command_resumes(cluster, tmp_path):
     assert not cluster.violations.exists()
 
 
-def test_cluster_that_goes_away_gives_one_line_and_leaves_a_valid_store(cluster, tmp_path):
-    ensure_two_nodes(cluster)
-    db, log = cluster.stores / "gone.db", str(tmp_path / "log")
-    process = driver(cluster, db, log, "--checkpoints", "driver", sleep=0.5)
-    wait_until(lambda: db.exists() and any(frames >= 300 for _, frames in stored_checkpoints(db).values()))
-    ray.shutdown()  # this test process lets go of the cluster too
-    cluster.kill(cluster.second)
-    cluster.kill(cluster.head)
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 2
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("metarl-bench run: error: the Ray cluster went away during the sweep"), err
-    runs = stored_checkpoints(db)  # the store opens; no run is left "running": each is done or resumable
-    assert len(runs) == 4 and all(status in ("finished", "failed", "pending") for status, _ in runs.values())
-    assert any(status == "failed" and frames >= 300 for status, frames in runs.values())
-    with ResultStore(db, readonly=True) as store:
-        for run in store.runs():
-            frames = [p.frames for p in store.evaluations(run.id)]
-            assert frames == EVAL_FRAMES[:len(frames)] and run.checkpoint_frames == (frames[-1] if frames else None)
-            if run.checkpoint_path:
-                assert (db.parent / run.checkpoint_path).is_file()
-
-
 class NodeLoadTrainer(FakeTrainer):
     """The fake trainer, noting how many runs train at once on its node when one starts or resumes."""
 
@@ -239,3 +215,27 @@ def test_a_node_trains_no_more_runs_at_once_than_its_cpus(cluster, tmp_path):
                                                            if line[0] == "load")]
     assert len(loads) == 6 and all(count <= cpus[node] for node, count in loads), (loads, cpus)
     assert max(count for node, count in loads if cpus[node] == 2) == 2  # the second node did run two at once
+
+
+def test_cluster_that_goes_away_gives_one_line_and_leaves_a_valid_store(cluster, tmp_path):
+    """Last in this file: it stops the cluster."""
+    ensure_two_nodes(cluster)
+    db, log = cluster.stores / "gone.db", str(tmp_path / "log")
+    process = driver(cluster, db, log, "--checkpoints", "driver", sleep=0.5)
+    wait_until(lambda: db.exists() and any(frames >= 300 for _, frames in stored_checkpoints(db).values()))
+    ray.shutdown()  # this test process lets go of the cluster too
+    cluster.kill(cluster.second)
+    cluster.kill(cluster.head)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("metarl-bench run: error: the Ray cluster went away during the sweep"), err
+    runs = stored_checkpoints(db)  # the store opens; no run is left "running": each is done or resumable
+    assert len(runs) == 4 and all(status in ("finished", "failed", "pending") for status, _ in runs.values())
+    assert any(status == "failed" and frames >= 300 for status, frames in runs.values())
+    with ResultStore(db, readonly=True) as store:
+        for run in store.runs():
+            frames = [p.frames for p in store.evaluations(run.id)]
+            assert frames == EVAL_FRAMES[:len(frames)] and run.checkpoint_frames == (frames[-1] if frames else None)
+            if run.checkpoint_path:
+                assert (db.parent / run.checkpoint_path).is_file()
