@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,9 +70,11 @@ class TwoNodeCluster:
         self.client_env = {key: value for key, value in self.env.items() if not key.startswith("METARL_TEST_")}
         self.client_env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE)])
         self.head = self.second = None
+        self.temp_dirs: list[str] = []
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         temp = tempfile.mkdtemp(prefix=f"rt{name}", dir="/tmp")  # short: Ray's socket paths have a length limit
+        self.temp_dirs.append(temp)
         log = open(self.base / f"{name}.log", "ab")
         return subprocess.Popen([RAY, "start", "--block", "--temp-dir", temp, "--disable-usage-stats", *args],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -133,3 +136,5 @@ class TwoNodeCluster:
                     process.wait(60)
                 except subprocess.TimeoutExpired:
                     self.kill(process)
+        for temp in self.temp_dirs:  # the nodes' sessions and logs (the node logs stay in ``base``)
+            shutil.rmtree(temp, ignore_errors=True)
