@@ -26,7 +26,8 @@ def one_torch_thread():
 def random_batch(learner: CheetahMetaLearner, params, n: int = 64, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     dtype = next(iter(params.values())).dtype
-    obs = torch.randn(n, 20, generator=g, dtype=dtype)
+    obs_dim = learner.agent.policy.observation_space.shape[0]
+    obs = torch.randn(n, obs_dim, generator=g, dtype=dtype)
     with torch.no_grad():
         mean, log_std = learner.agent.distribution(params, obs)
         actions = mean + log_std.exp() * torch.randn(mean.shape, generator=g, dtype=dtype)
@@ -36,7 +37,8 @@ def random_batch(learner: CheetahMetaLearner, params, n: int = 64, seed: int = 0
 
 def test_batched_collection_equals_single_env_rollouts():
     """One vector env, one vmapped forward per step: each trajectory equals a single env run with the
-    same seed and policy, and Q includes the discounted continuation beyond the horizon."""
+    same seed and policy (the first 17 observations, stepped with the raw Gaussian sample), and Q
+    includes the discounted continuation beyond the horizon."""
     learner = CheetahMetaLearner(CheetahProtocol(task="vel", method="alg1", **TINY), seed=3)
     p = learner.protocol
     phi = learner.agent.phi()
@@ -56,9 +58,9 @@ def test_batched_collection_equals_single_env_rollouts():
                     mean, _ = learner.agent.distribution(params, torch.from_numpy(norm))
                 if t < p.horizon:
                     # The vmapped forward rounds a little differently from the single one: compare closely.
-                    np.testing.assert_allclose(data.raw_obs[g, j, t], obs, rtol=1e-4, atol=1e-5)
+                    np.testing.assert_allclose(data.raw_obs[g, j, t], obs[:17], rtol=1e-4, atol=1e-5)
                     torch.testing.assert_close(data.actions[g, j, t], mean[0], rtol=1e-4, atol=1e-5)
-                obs, reward, *_ = env.step(np.clip(mean[0].numpy(), -1, 1))
+                obs, reward, *_ = env.step(mean[0].numpy())
                 rewards.append(reward)
             rewards = np.array(rewards)
             assert data.returns[g, j] == pytest.approx(rewards[: p.horizon].sum(), rel=1e-4)
@@ -250,3 +252,76 @@ def test_bomrl_meta_step_is_judged_on_the_estimated_post_adaptation_return(monke
     record = learner.meta_iteration()
     assert record["meta_kl"] == 0 and record["meta_improvement"] == 0 and record["meta_surrogate_improvement"] == 0
     assert all(torch.equal(a, b) for a, b in zip(new.values(), learner.agent.phi().values(), strict=True))
+def test_paper_protocol_follows_the_authors_code():
+    """HalfCheetah-v4's 17 observations (qpos[1:] and qvel, no torso position), raw actions, a
+    normaliser seeded by 100 rollouts and fed by all training data, float64 on request (the authors');
+    the old behaviour stays selectable."""
+    p = CheetahProtocol(task="dir", method="alg2")
+    assert (p.observation, p.dtype, p.clip_actions, p.obs_warmup, p.obs_update) == ("joints", "float32", False, 100, "all")
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", dtype="float64", **TINY))
+    assert learner.agent.policy.observation_space.shape == (17,)
+    assert all(v.dtype == torch.float64 for v in learner.agent.phi().values())
+    env = gym.make("MetaCheetahDir-v0")
+    obs, _ = env.reset(seed=0)
+    core = env.unwrapped.core
+    np.testing.assert_array_equal(learner.protocol.observe(obs), np.concatenate([core.qpos[0, 1:], core.qvel[0]]).astype(np.float32))
+    legacy = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", observation="full", dtype="float32", **TINY))
+    assert legacy.agent.policy.observation_space.shape == (20,)
+    assert all(v.dtype == torch.float32 for v in legacy.agent.phi().values())
+    for bad in ({"observation": "xyz"}, {"dtype": "float16"}, {"obs_update": "post"}, {"obs_warmup": -1}, {"clip_actions": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CheetahProtocol(**bad)
+
+
+def test_control_cost_sees_the_raw_action_unless_clipped():
+    """A policy whose mean action is 3 in every joint: MuJoCo clamps the control to 1 either way (same
+    physics), so the returns differ by exactly the control cost of 3 against 1 on every step."""
+    returns = {}
+    for clip_actions in (False, True):
+        learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", clip_actions=clip_actions, **TINY), seed=5)
+        with torch.no_grad():
+            learner.agent.policy.action_net.weight.zero_()
+            learner.agent.policy.action_net.bias.fill_(3.0)
+        data = learner.collect([learner.agent.phi()], np.array([[1.0]]), 2, deterministic=True, continuation=False)
+        returns[clip_actions] = data.returns
+    cost_difference = learner.protocol.horizon * 0.05 * 6 * (3.0**2 - 1.0**2)
+    np.testing.assert_allclose(returns[True] - returns[False], cost_difference, rtol=1e-9)
+
+
+@pytest.mark.parametrize("obs_update", ["all", "pre"])
+def test_normaliser_is_seeded_then_fed_between_iterations(obs_update):
+    """The statistics start from ``obs_warmup`` rollouts of the initial policy and, after an iteration,
+    hold every observation of it ("all": pre and post adaptation, continuations included) or only the
+    pre-adaptation horizon ("pre"); ``collect``'s moments are those of the observations it saw."""
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", obs_warmup=3, obs_update=obs_update, **TINY))
+    p = learner.protocol
+    data = learner.collect([learner.agent.phi()], np.array([[1.0]]), 3, continuation=False)
+    flat = data.raw_obs.reshape(-1, 17).astype(np.float64)
+    mean, var, count = data.obs_moments
+    assert count == 3 * p.horizon
+    np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(var, flat.var(0), rtol=1e-6, atol=1e-12)
+    learner.warm_up_normalizer()
+    assert learner.agent.obs_rms.count == pytest.approx(3 * p.horizon, abs=1e-3)
+    learner.warm_up_normalizer()  # only once
+    assert learner.agent.obs_rms.count == pytest.approx(3 * p.horizon, abs=1e-3)
+    learner.meta_iteration()
+    G = p.tasks_per_iteration
+    fed = G * (p.n_trajectories + p.post_trajectories) * (p.horizon + p.continuation) if obs_update == "all" \
+        else G * p.n_trajectories * p.horizon
+    assert learner.agent.obs_rms.count == pytest.approx(3 * p.horizon + fed, abs=1e-3)
+
+
+def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_values(tmp_path, capsys):
+    legacy = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre", "dtype": "float32"}
+    args = ["--task", "dir", "--method", "alg2", "--seed", "1", "--out", str(tmp_path), "--set",
+            *[f"{k}={json.dumps(v)}" for k, v in {**TINY, **legacy}.items()]]
+    main([*args, "--iterations", "1"])
+    path = tmp_path / "dir_alg2_seed1.ckpt"
+    state = checkpoint.load(path)
+    state["protocol"] = {k: v for k, v in state["protocol"].items() if k not in legacy}
+    checkpoint.save(state, path)
+    main([*args, "--iterations", "2"])
+    assert "resuming dir_alg2_seed1 after 1 meta-iterations" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="other settings"):
+        main([*args[: -len(legacy)], "--iterations", "3"])

@@ -27,6 +27,7 @@ from metarl_agents.bomrl.tabular import (
     hypergradient,
     lower_objective,
     solve_alg1,
+    solve_alg1_sgd,
     solve_alg2,
     solve_lower,
 )
@@ -263,7 +264,7 @@ def test_experiment_command_writes_json_table_and_plots(tmp_path):
     result = json.loads((tmp_path / "penalty_alg2_seed0.json").read_text())
     assert result["tasks"] == "paper" and len(result["optimum_per_task"]) == 20  # the authors' maps by default
     assert result["K"] == [0, 1, 2, 3, 4] and len(result["J"]) == 5
-    assert set(result["baselines"]) == {"maml_step", "random_init"}
+    assert set(result["baselines"]) == {"maml_step", "random_init", "random_init_lambda", "random_init_authors_script"}
     assert result["optimum"] == pytest.approx(np.mean(result["optimum_per_task"]))
     assert result["bounds"]["one_round"] and result["bounds"]["alg2_multi_round"]
     for name in ("penalty_alg2_seed0.md", "penalty_alg2_seed0.png", "penalty_alg2_seed0_bounds.png"):
@@ -339,3 +340,49 @@ def test_full_protocol_on_the_authors_maps_is_the_papers_table(family, alg):
     assert abs(J[0] - paper[0]) <= 0.05
     assert np.all(J[1:] >= paper[1:] - 0.06)
     assert J[4] == pytest.approx(result["optimum"], abs=0.005)
+
+
+def test_authors_alg1_solver_is_plain_gradient_descent_towards_alg1_with_four_lambda():
+    """One step from phi is ``phi + lr p (Q - <p, Q>) / lam`` (the KL term's gradient vanishes at phi);
+    many small steps reach the exact Alg1 solution for ``|A| lam`` (their loss counts the KL |A| times)."""
+    phi, Q, lam = random_logits((5, 4), 1), random_logits((5, 4), 2), 0.7
+    p = torch.softmax(phi, -1)
+    one = solve_alg1_sgd(phi, Q, lam, steps=1, lr=0.6)
+    torch.testing.assert_close(one, phi + 0.6 * p * (Q - (p * Q).sum(-1, keepdim=True)) / lam)
+    many = solve_alg1_sgd(phi, Q, lam, steps=20_000, lr=0.02)
+    torch.testing.assert_close(torch.softmax(many, -1), torch.softmax(solve_alg1(phi, Q, 4 * lam), -1), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="alg 1 only"):
+        alg_update(2, 0.1, solver="authors")
+
+
+def test_held_out_maps_split_the_authors_set_and_baselines_share_the_evaluation(tmp_path):
+    """``--test-maps held-out``: 5 training and 5 test hole maps; with ``--evaluation td`` every baseline
+    round is estimated from samples too (so it differs from the exact-evaluation curve)."""
+    train = fl.split_maps(fl.benchmark_mdps("hole"), "train", "held-out")
+    test = fl.split_maps(fl.benchmark_mdps("hole"), "test", "held-out")
+    assert len(train) == len(test) == 5 and not {id(m) for m in train} & {id(m) for m in test}
+    fl.main(["--family", "hole", "--alg", "1", "--iterations", "2", "--test-maps", "held-out", "--evaluation", "td",
+             "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "hole_alg1_seed0.json").read_text())
+    assert result["test_maps"] == "held-out" and len(result["optimum_per_task"]) == 5
+    assert set(result["baselines"]) == {"maml_step", "random_init", "random_init_lambda", "random_init_authors_script",
+                                        "bomrl_authors_solver"}
+    exact = fl._curves(test, torch.zeros(16, 4, dtype=torch.float64), alg_update(1, 2 * result["lam_test"]))
+    sampled = np.array(result["baselines_per_task"]["random_init"])
+    assert sampled.shape == exact.shape == (5, 5)
+    np.testing.assert_allclose(sampled[:, 0], exact[:, 0])  # K = 0 is the same uniform policy
+    assert np.abs(sampled[:, 1:] - exact[:, 1:]).max() > 1e-3
+    with pytest.raises(SystemExit):
+        fl.main(["--tasks", "generated", "--test-maps", "held-out", "--out", str(tmp_path)])
+
+
+def test_random_initialisation_as_the_authors_script_ran_it_reproduces_their_row():
+    """Their loop doubles lambda before every map (cumulatively) and solves Alg1 with their solver: on
+    their hole maps that gives their published random-initialisation row (-0.242 ... 0.200) within 0.01,
+    while the intended 2 lambda reaches 1.585 at K = 4."""
+    mdps, zeros, lam = fl.benchmark_mdps("hole"), torch.zeros(16, 4, dtype=torch.float64), 0.1
+    script = np.mean([adapt(m, zeros, alg_update(1, lam * 2.0 ** (i + 1), "authors"), 4)[0]
+                      for i, m in enumerate(mdps)], axis=0)
+    np.testing.assert_allclose(script, fl.PAPER[("hole", "random")], atol=0.01)
+    intended = np.mean([adapt(m, zeros, alg_update(1, 2 * lam), 4)[0] for m in mdps], axis=0)
+    assert intended[4] == pytest.approx(1.585, abs=1e-3)

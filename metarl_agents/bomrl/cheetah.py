@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from metarl_agents.bomrl import checkpoint
-from metarl_agents.bomrl.mujoco_protocol import METHODS, TASK_IDS, CheetahMetaLearner, CheetahProtocol
+from metarl_agents.bomrl.mujoco_protocol import (
+    METHODS,
+    TASK_IDS,
+    CheetahMetaLearner,
+    CheetahProtocol,
+    complete_legacy_protocol,
+)
 
 #: The paper's meta-test returns after K = 0..3 rounds (deterministic), for the reports.
 PAPER = {
@@ -64,7 +70,9 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
     if ckpt.exists():
         state = checkpoint.load(ckpt)
         # MuJoCo's thread count changes no result (the batched env is bit-identical at any count).
-        saved = {**ADDED_SETTINGS, **{k: v for k, v in state["protocol"].items() if k not in EXECUTION_SETTINGS}}
+        # A checkpoint from before a setting existed was made with that setting's legacy value.
+        saved = {**ADDED_SETTINGS, **{k: v for k, v in complete_legacy_protocol(state["protocol"]).items()
+                                      if k not in EXECUTION_SETTINGS}}
         wanted = {k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}
         if saved != wanted or state["seed"] != seed:
             raise ValueError(f"{ckpt} holds a run with other settings; use another --out or delete the checkpoint")

@@ -5,10 +5,19 @@
 writes ``<out>/<family>_alg<alg>_seed<seed>.{json,md,png}`` and ``..._bounds.png``. ``--tasks paper``
 (the default) meta-trains on the BO-MRL authors' released maps and meta-tests on the same maps, as
 the authors did; ``--tasks generated`` meta-trains on fresh maps from the env's generator and
-meta-tests on our seeded benchmark set. All returns are
+meta-tests on our seeded benchmark set; ``--test-maps held-out`` (with the authors' maps) meta-trains
+on half of them and meta-tests on the other half. All returns are
 exact 49-step discounted returns (gamma 0.8) of the adapted policies, computed from the env's own
-tabular model; ``--evaluation td|mc`` makes every meta-test round estimate ``Q`` and ``nu`` from 500
-sampled episodes instead (the paper's protocol).
+tabular model; ``--evaluation td|mc`` makes every meta-test round -- of BO-MRL and of every baseline --
+estimate ``Q`` and ``nu`` from 500 sampled episodes instead (the paper's protocol).
+
+Baselines: MAML-style policy-gradient steps (step 50) from the meta-policy, and adaptation from the
+uniform policy (``theta = 0``) with ``2 lambda`` (what the authors' code meant) and with ``lambda``.
+Two rows replay the authors' released code: "as the authors' script ran it" -- their
+random-initialisation loop doubles lambda once per map, cumulatively (map ``i`` of the set adapts
+with ``2^(i+1) lambda``), and solves Alg1 with their approximate solver (:func:`solve_alg1_sgd`,
+which regularises like ``4 lambda``); this reproduces the paper's random-initialisation row -- and,
+for Alg1, BO-MRL's meta-test with their solver.
 """
 
 from __future__ import annotations
@@ -68,31 +77,48 @@ def benchmark_mdps(family: str, tasks: str = "paper") -> list[TabularMDP]:
     return [task_mdp(env, t) for t in benchmark_tasks(family, source=tasks)]
 
 
-def task_sampler(family: str, seed: int, tasks: str = "paper") -> Callable[[int], list[TabularMDP]]:
+TEST_MAPS = ("same", "held-out")
+
+
+def split_maps(mdps: list[TabularMDP], part: str, test_maps: str = "same") -> list[TabularMDP]:
+    """The maps of ``part`` ("train" or "test"): all of them (``"same"``, the authors' protocol), or the
+    even-indexed ones for training and the odd-indexed ones for testing (``"held-out"``)."""
+    if test_maps not in TEST_MAPS:
+        raise ValueError(f"test_maps must be one of {TEST_MAPS}, got {test_maps!r}")
+    if part not in ("train", "test"):
+        raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+    if test_maps == "same":
+        return list(mdps)
+    return list(mdps[0 if part == "train" else 1 :: 2])
+
+
+def task_sampler(family: str, seed: int, tasks: str = "paper", test_maps: str = "same") -> Callable[[int], list[TabularMDP]]:
     """Meta-training tasks, seeded once.
 
     ``"generated"``: fresh maps from the env's task generator. ``"paper"``: maps drawn from the
-    authors' released set (uniformly, without replacement within a call while the set lasts), the
-    same maps the meta-test uses.
+    authors' released set (uniformly, without replacement within a call while the set lasts): the
+    same maps the meta-test uses, or with ``test_maps="held-out"`` only the training half.
     """
     env = make_env(family)
     if tasks == "generated":
         env.reset(seed=seed)
         return lambda n: [task_mdp(env, t) for t in env.unwrapped.sample_tasks(n)]
-    mdps = benchmark_mdps(family, tasks)
+    mdps = split_maps(benchmark_mdps(family, tasks), "train", test_maps)
     rng = np.random.default_rng(seed)
     return lambda n: [mdps[i] for i in rng.choice(len(mdps), size=n, replace=n > len(mdps))]
 
 
 def meta_train(family: str, alg: int, seed: int, iterations: int = 150, tasks_per_iteration: int = 5,
-               hypergradient: str = "implicit", tasks: str = "paper") -> TabularBOMRL:
+               hypergradient: str = "implicit", tasks: str = "paper", test_maps: str = "same") -> TabularBOMRL:
     agent = TabularBOMRL(16, 4, alg=alg, lam_train=LAM_TRAIN[(family, alg)], hypergradient=hypergradient)
-    agent.meta_train(task_sampler(family, seed, tasks), iterations, tasks_per_iteration)
+    agent.meta_train(task_sampler(family, seed, tasks, test_maps), iterations, tasks_per_iteration)
     return agent
 
 
-def _mean_curve(mdps, start, update) -> list[float]:
-    return np.mean([adapt(m, start, update, ROUNDS)[0] for m in mdps], axis=0).tolist()
+def _curves(mdps, start, update, evaluation: str = "exact", rng: np.random.Generator | None = None) -> np.ndarray:
+    """Exact returns after 0..ROUNDS rounds per map, ``(n_maps, ROUNDS + 1)``; each round estimates
+    ``Q`` and ``nu`` as ``evaluation`` says (sampled ones from ``rng``)."""
+    return np.array([adapt(m, start, update, ROUNDS, evaluation, rng)[0] for m in mdps])
 
 
 def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list[float]) -> dict:
@@ -117,25 +143,42 @@ def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list
 
 
 def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: str = "implicit",
-        evaluation: str = "exact", tasks: str = "paper") -> dict:
+        evaluation: str = "exact", tasks: str = "paper", test_maps: str = "same") -> dict:
+    if test_maps != "same" and tasks != "paper":
+        raise ValueError(f"test_maps={test_maps!r} splits the authors' maps: use it with tasks='paper', got {tasks!r}")
     torch.manual_seed(seed)
-    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient, tasks=tasks)
-    mdps = benchmark_mdps(family, tasks)
+    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient, tasks=tasks, test_maps=test_maps)
+    mdps = split_maps(benchmark_mdps(family, tasks), "test", test_maps)
     lam = LAM_TEST[(family, alg)]
     rng = np.random.default_rng(seed)
-    J = agent.meta_test(mdps, ROUNDS, lam, evaluation=evaluation, rng=rng).mean(0).tolist()
+    per_task = agent.meta_test(mdps, ROUNDS, lam, evaluation=evaluation, rng=rng)
     zeros = torch.zeros_like(agent.phi)
-    baselines = {
-        "maml_step": _mean_curve(mdps, agent.phi, lambda th, ev: maml_step(th, ev, MAML_STEP)),
-        "random_init": _mean_curve(mdps, zeros, alg_update(alg, 2 * lam)),
+    # Every baseline is evaluated like BO-MRL (exact, or sampled from the same generator).
+    baseline_updates = {
+        "maml_step": (agent.phi, lambda th, ev: maml_step(th, ev, MAML_STEP)),
+        "random_init": (zeros, alg_update(alg, 2 * lam)),
     }
+    baseline_updates["random_init_lambda"] = (zeros, alg_update(alg, lam))
+    solver = "authors" if alg == 1 else "exact"
+    if alg == 1:  # Alg2's closed form is the authors' too
+        baseline_updates["bomrl_authors_solver"] = (agent.phi, alg_update(alg, lam, solver))
+    baselines_per_task = {name: _curves(mdps, start, update, evaluation, rng)
+                          for name, (start, update) in baseline_updates.items()}
+    if alg in (1, 2):
+        # The authors' random-initialisation loop: lambda doubles before every map, cumulatively.
+        baselines_per_task["random_init_authors_script"] = np.concatenate([
+            _curves([m], zeros, alg_update(alg, lam * 2.0 ** (i + 1), solver), evaluation, rng)
+            for i, m in enumerate(mdps)])
     optima = [value_iteration(m)[0] for m in mdps]
     lams = sorted({lam / 2, lam, 2 * lam, LAM_TRAIN[(family, alg)]})
     return {
-        "family": family, "tasks": tasks, "alg": alg, "seed": seed, "lam_train": LAM_TRAIN[(family, alg)], "lam_test": lam,
+        "family": family, "tasks": tasks, "test_maps": test_maps, "alg": alg, "seed": seed,
+        "lam_train": LAM_TRAIN[(family, alg)], "lam_test": lam,
         "iterations": iterations, "hypergradient": hypergradient, "evaluation": evaluation,
-        "K": list(range(ROUNDS + 1)), "J": J, "optimum": float(np.mean(optima)),
-        "optimum_per_task": optima, "baselines": baselines,
+        "K": list(range(ROUNDS + 1)), "J": per_task.mean(0).tolist(), "J_per_task": per_task.tolist(),
+        "optimum": float(np.mean(optima)), "optimum_per_task": optima,
+        "baselines": {name: curves.mean(0).tolist() for name, curves in baselines_per_task.items()},
+        "baselines_per_task": {name: curves.tolist() for name, curves in baselines_per_task.items()},
         "meta_train_history": agent.history, "paper": {str(k[1]): v for k, v in PAPER.items() if k[0] == family},
         "bounds": bound_report(mdps, agent.phi, alg, lams) if alg in (1, 2) else {},
     }
@@ -156,10 +199,15 @@ def markdown_table(result: dict) -> str:
     if (family, "maml") in PAPER:
         row("MAML-step (paper)", PAPER[(family, "maml")])
     row(f"random init, Alg{alg}, 2 lambda (ours)", result["baselines"]["random_init"])
+    if "random_init_lambda" in result["baselines"]:
+        row(f"random init, Alg{alg}, lambda (ours)", result["baselines"]["random_init_lambda"])
+    if "random_init_authors_script" in result["baselines"]:
+        row(f"random init, Alg{alg}, as the authors' script ran it", result["baselines"]["random_init_authors_script"])
     if (family, "random") in PAPER and alg == 1:
         row("random init, Alg1 (paper)", PAPER[(family, "random")])
     row("task optimum", [result["optimum"]] * len(result["K"]))
-    lines = [f"## Frozen Lake {family} ({result.get('tasks', 'generated')} maps), Alg{alg} "
+    maps = result.get("tasks", "generated") + (", held-out test maps" if result.get("test_maps") == "held-out" else "")
+    lines = [f"## Frozen Lake {family} ({maps} maps), Alg{alg} "
              f"(lambda_test {result['lam_test']}, seed {result['seed']})",
              "", *rows, ""]
     if result["bounds"]:
@@ -231,11 +279,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--evaluation", choices=("exact", "td", "mc"), default="exact")
     parser.add_argument("--tasks", choices=SOURCES, default="paper",
                         help="paper: meta-train and meta-test on the authors' maps; generated: our generator and seeded set")
+    parser.add_argument("--test-maps", choices=TEST_MAPS, default="same",
+                        help="same: meta-test on the training maps (the authors'); held-out: train on the even-"
+                             "indexed authors' maps, test on the odd-indexed ones")
     parser.add_argument("--out", type=Path, default=Path("runs/bomrl"))
     args = parser.parse_args(argv)
+    if args.test_maps != "same" and args.tasks != "paper":
+        parser.error("--test-maps held-out splits the authors' maps: use it with --tasks paper")
     with single_threaded():
         result = run(args.family, args.alg, args.seed, args.iterations, args.hypergradient, args.evaluation,
-                     args.tasks)
+                     args.tasks, args.test_maps)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{args.family}_alg{args.alg}_seed{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -44,6 +44,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 from torch.func import functional_call
@@ -113,8 +114,12 @@ class _Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.policy
-        features = p.extract_features(obs, p.pi_features_extractor) if not p.share_features_extractor \
-            else p.extract_features(obs, p.features_extractor)
+        extractor = p.features_extractor if p.share_features_extractor else p.pi_features_extractor
+        if isinstance(p.observation_space, spaces.Box) and not is_image_space(p.observation_space):
+            # SB3's preprocessing of such a Box is a cast to float32, which would undo a float64 policy.
+            features = extractor(obs.to(p.log_std.dtype))
+        else:
+            features = p.extract_features(obs, extractor)
         mean = p.action_net(p.mlp_extractor.forward_actor(features))
         return mean, p.log_std.expand_as(mean)
 

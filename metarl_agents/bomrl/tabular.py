@@ -43,6 +43,7 @@ from metarl_agents.bomrl.mdp import (
 ALGS = (1, 2, 3)
 HYPERGRADIENTS = ("implicit", "first_order")
 EVALUATIONS = ("exact", "td", "mc")
+SOLVERS = ("exact", "authors")
 
 
 def check_alg(alg: int) -> int:
@@ -100,6 +101,28 @@ def solve_alg1(phi: torch.Tensor, Q: torch.Tensor, lam: float, iterations: int =
     return torch.log(p / p.sum(-1, keepdim=True))
 
 
+def solve_alg1_sgd(phi: torch.Tensor, Q: torch.Tensor, lam: float, steps: int = 20, lr: float = 0.6,
+                   floor: float = 1e-4) -> torch.Tensor:
+    """The authors' approximate Alg1 solver, as their released code runs it: ``steps`` plain gradient
+    steps of size ``lr`` per state, from ``phi``, on ``-<p, Q> / lam + |A| KL(p_phi || p)``.
+
+    The factor ``|A|`` (the number of actions) is theirs: their per-state loss adds the scalar KL to
+    each of the ``|A|`` terms of ``-p * Q / lam`` before summing, so the solver regularises like an
+    exact Alg1 with ``|A| lam`` (4 lam on Frozen Lake). Probabilities are floored at ``floor`` inside
+    the KL, as theirs are.
+    """
+    p_phi = torch.softmax(phi, -1).clamp(floor, 1.0)
+    theta = phi.detach().clone().requires_grad_(True)
+    n_actions = phi.shape[-1]
+    for _ in range(steps):
+        p = torch.softmax(theta, -1)
+        kl = (p_phi * (p_phi.log() - p.clamp(floor, 1.0).log())).sum()
+        loss = -(p * Q).sum() / lam + n_actions * kl
+        (grad,) = torch.autograd.grad(loss, theta)
+        theta = (theta - lr * grad).detach().requires_grad_(True)
+    return theta.detach()
+
+
 def solve_alg2(phi: torch.Tensor, Q: torch.Tensor, lam: float) -> torch.Tensor:
     """Closed form of mirror descent: ``pi' ~ pi_phi exp(Q / lam)``."""
     return phi + Q / lam
@@ -130,10 +153,20 @@ def solve_lower(alg: int, phi: torch.Tensor, ev: Evaluation, lam: float) -> torc
     return solve_alg3(phi, Q, nu, lam)
 
 
-def alg_update(alg: int, lam: float) -> Update:
-    """The meta-test update ``logits -> Alg(pi_logits, lam)`` for :func:`adapt`."""
+def alg_update(alg: int, lam: float, solver: str = "exact") -> Update:
+    """The meta-test update ``logits -> Alg(pi_logits, lam)`` for :func:`adapt`.
+
+    ``solver="authors"`` solves Alg1 as the authors' code does (:func:`solve_alg1_sgd`); the other
+    algorithms have only the exact solver.
+    """
     check_alg(alg)
     check_lam(lam)
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "authors":
+        if alg != 1:
+            raise ValueError(f"solver='authors' exists for alg 1 only, got alg {alg!r}")
+        return lambda logits, ev: solve_alg1_sgd(logits.detach(), ev.Q.detach(), lam)
     return lambda logits, ev: solve_lower(alg, logits, ev, lam)
 
 
