@@ -268,6 +268,8 @@ def test_paper_protocol_follows_the_authors_code():
     legacy = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", observation="full", dtype="float32", **TINY))
     assert legacy.agent.policy.observation_space.shape == (20,)
     assert all(v.dtype == torch.float32 for v in legacy.agent.phi().values())
+    point = CheetahProtocol(task="point", method="alg1")  # not the authors' task: the earlier protocol
+    assert (point.clip_actions, point.obs_warmup, point.obs_update, point.joint_observations) == (True, 0, "pre", False)
     for bad in ({"observation": "xyz"}, {"dtype": "float16"}, {"obs_update": "post"}, {"obs_warmup": -1}, {"clip_actions": 1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             CheetahProtocol(**bad)

@@ -105,9 +105,10 @@ class CheetahProtocol:
     test_trajectories: int = 20
     test_velocities: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 20)])
     observation: str = "joints"
-    clip_actions: bool = False
-    obs_warmup: int = 100
-    obs_update: str = "all"
+    #: ``None``: the authors' value on the Cheetah tasks (False, 100, "all"), the legacy one elsewhere.
+    clip_actions: bool | None = None
+    obs_warmup: int | None = None
+    obs_update: str | None = None
     dtype: str = "float32"
     nthread: int = 0
     #: Extra keyword arguments of the env (e.g. ``start`` or the goal box of ``point``).
@@ -123,6 +124,10 @@ class CheetahProtocol:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.continuation < 0 or self.test_rounds < 0 or self.inner_steps < 0:
             raise ValueError("continuation, test_rounds and inner_steps must be >= 0")
+        authors = {"clip_actions": False, "obs_warmup": 100, "obs_update": "all"}
+        for name, value in authors.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value if self.task in CHEETAH_TASKS else LEGACY_SETTINGS[name])
         for name, allowed in (("observation", OBSERVATIONS), ("obs_update", OBS_UPDATES), ("dtype", tuple(DTYPES))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
