@@ -146,6 +146,10 @@ class CheetahCore(FamilyCore):
     accepts_unclipped_actions = True  # MuJoCo clamps ctrl; the control cost sees the raw action
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 20}
 
+    # ``state``: MuJoCo's integration state (time, qpos, qvel, warm start, controls) of every copy.
+    state_attributes = ("tasks", "state", "torso_position", "x_position", "x_velocity", "reward_forward",
+                        "reward_ctrl")
+
     def __init__(self, num_envs: int, width: int = 480, height: int = 480, nthread: int | None = None,
                  episode_steps: int = EPISODE_STEPS) -> None:
         super().__init__(num_envs)

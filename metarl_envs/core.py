@@ -41,6 +41,7 @@ from metarl_envs.sizes import (
     check_fits_in_memory,
     describe_bytes,
 )
+from metarl_envs.state import StateOwner
 
 #: ``rgb_array`` frames are enlarged (nearest neighbour, integer factor) until their long side has at
 #: least this many pixels, unless a ``render_scale`` is given.
@@ -112,15 +113,18 @@ def check_reset_options(family: str, options: Any, allowed: tuple[str, ...]) -> 
     return options
 
 
-class FamilyCore(abc.ABC):
+class FamilyCore(StateOwner, abc.ABC):
     """Dynamics of ``num_envs`` copies of one task family.
 
     Subclasses set the class attribute ``family`` and, in ``__init__`` (after validating their
     kwargs), ``observation_space`` (one copy, one episode: no trial flag), ``action_space``
     (``Discrete``, or ``Box`` for continuous control), ``task_space``, ``per_episode_limit`` and ``self.tasks`` (an array with a
     leading ``num_envs`` axis). State lives in arrays with a leading ``num_envs`` axis; no method
-    may loop over copies in Python.
+    may loop over copies in Python. ``state_attributes`` names every attribute the next step depends
+    on (what a checkpoint saves); per-task lookup tables that ``set_tasks`` fills count as state.
     """
+
+    state_attributes: ClassVar[tuple[str, ...]] = ("tasks",)
 
     family: ClassVar[str]
     #: Whether reaching ``per_episode_limit`` is a time-limit truncation (bootstrap from the value)
@@ -205,8 +209,12 @@ class FamilyCore(abc.ABC):
         """A small ``uint8`` RGB image of copy ``i``."""
 
 
-class TrialRunner:
+class TrialRunner(StateOwner):
     """Trials of ``episodes_per_trial`` episodes over a :class:`FamilyCore`, for all copies at once."""
+
+    # ``_obs`` holds the trial-flag column between steps.
+    state_attributes = ("episode", "t", "episode_return", "_obs", "_flag_set")
+    state_parts = ("core", "rng")
 
     def __init__(self, core: FamilyCore, episodes_per_trial: int) -> None:
         self.core = core
@@ -425,7 +433,7 @@ def bytes_per_copy(core_class: type[FamilyCore], episodes_per_trial: int, kwargs
     return max(0, held[1] - held[0]) + STREAM_BYTES_PER_COPY + two.core.extra_bytes_per_copy()
 
 
-class MetaEnv(gym.Env):
+class MetaEnv(StateOwner, gym.Env):
     """A meta-RL task family as a ``gymnasium.Env``: one trial per Gymnasium episode.
 
     A family module subclasses this once with its documentation and its default ``core_class``; the
@@ -448,6 +456,8 @@ class MetaEnv(gym.Env):
     reset_options: ClassVar[tuple[str, ...]] = ("task",)
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
     _spec: gym.envs.registration.EnvSpec | None = None
+    state_attributes = ("_np_random", "_np_random_seed", "_needs_key", "_trial_over")
+    state_parts = ("runner",)
 
     def __init__(self, episodes_per_trial: int = 1, render_mode: str | None = None, render_scale: int | None = None,
                  *, core: type[FamilyCore] | str | None = None, **kwargs: Any) -> None:
@@ -541,7 +551,7 @@ class MetaEnv(gym.Env):
         return None
 
 
-class MetaVectorEnv(VectorEnv):
+class MetaVectorEnv(StateOwner, VectorEnv):
     """``num_envs`` copies of a family stepped in one vectorised call (SAME_STEP autoreset).
 
     When a trial ends the copy is reset within the same ``step``: the returned observation is the
@@ -554,6 +564,8 @@ class MetaVectorEnv(VectorEnv):
     """
 
     core_class: ClassVar[type[FamilyCore] | None] = None
+    state_attributes = ("_np_random", "_np_random_seed", "_needs_key")
+    state_parts = ("runner",)
 
     def __init__(self, num_envs: int = 1, episodes_per_trial: int = 1, render_mode: str | None = None,
                  max_episode_steps: int | None = None, render_scale: int | None = None, *,

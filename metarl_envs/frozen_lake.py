@@ -242,6 +242,8 @@ class FrozenLakeCore(FamilyCore):
     def reward_range(self) -> tuple[float, float]:
         return (MARKED_REWARD[self.kind], GOAL_REWARD)
 
+    state_attributes = ("tasks", "_next_cell", "_cell_reward", "pos", "last_action")
+
     def __init__(self, num_envs: int, slippery: bool = False, horizon: int = 49, observation: str = "index",
                  hole_prob: float = 0.2) -> None:
         super().__init__(num_envs)

@@ -192,6 +192,8 @@ class MinecraftCore(FamilyCore):
     family = "MetaMinecraftLongShort"
     reward_range = (WRONG_REWARD, CORRECT_REWARD)
 
+    state_attributes = ("tasks", "task_bit", "steps", "room_types", "view_base", "flat_pos", "view")
+
     def __init__(self, num_envs: int, n_rooms: int = 16, episode_limit: int = 199) -> None:
         super().__init__(num_envs)
         self.n_rooms = check_int("n_rooms", n_rooms, 1, MAX_ROOMS)

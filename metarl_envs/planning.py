@@ -79,6 +79,8 @@ class PlanningCore(FamilyCore):
     family = "MetaPlanningGame"
     reward_range = (0.0, 1.0)
 
+    state_attributes = ("tasks", "agent", "goal")
+
     def __init__(self, num_envs: int, size: int = 3, observation: str = "labels", episode_steps: int = 100) -> None:
         super().__init__(num_envs)
         self.size = check_int("size", size, 2, MAX_SIZE)

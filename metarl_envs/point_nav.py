@@ -83,6 +83,8 @@ class PointNavCore(FamilyCore):
     accepts_unclipped_actions = True  # the dynamics clip, as MAML's environment does
     task_uniforms: ClassVar[int] = 2
 
+    state_attributes = ("tasks", "position")
+
     def __init__(self, num_envs: int, start: Any = (0.0, 0.0), goal_low: Any = (-0.5, -0.5),
                  goal_high: Any = (0.5, 0.5), max_step: float = 0.1, episode_steps: int = 100) -> None:
         super().__init__(num_envs)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from metarl_envs.state import StateOwner
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -28,7 +30,7 @@ def _splitmix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> _S31)
 
 
-class CounterRNG:
+class CounterRNG(StateOwner):
     """Per-copy streams of uniform floats in [0, 1), in two kinds.
 
     * The *lockstep* stream (``uniform(k)``, no ``idx``): drawn by every copy on every step, so a
@@ -42,6 +44,7 @@ class CounterRNG:
     """
 
     _STEP_STREAM = np.uint64(0xD1B54A32D192ED03)
+    state_attributes = ("keys", "counters", "origin", "_step_counter", "_buffer", "_cursor")
 
     def __init__(self, num_envs: int, block: int = 64) -> None:
         self.keys = np.zeros(num_envs, dtype=np.uint64)

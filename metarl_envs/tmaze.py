@@ -113,6 +113,8 @@ class TMazeCore(FamilyCore):
     forced_right: ClassVar[bool] = True
     n_indicators: ClassVar[int] = 1
 
+    state_attributes = ("tasks", "task_id", "goal_arm", "pos", "steps", "noise_bit")
+
     def __init__(self, num_envs: int, length: int = 100, indicator_pos: int = 1, episode_limit: int = 150) -> None:
         super().__init__(num_envs)
         self.length = check_int("length", length, 3, MAX_LENGTH)
@@ -279,6 +281,8 @@ class LatentCore(TMazeCore):
     """No visible indicator: the goal shows only in the statistics of the noise bit."""
 
     family = "MetaTMazeLatent"
+
+    state_attributes = (*TMazeCore.state_attributes, "p_plus")
 
     def __init__(self, num_envs: int, length: int = 100, p_up: float = 0.7, p_down: float = 0.5,
                  episode_limit: int = 150) -> None:

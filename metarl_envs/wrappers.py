@@ -30,6 +30,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
+from metarl_envs.state import StateOwner
+
 __all__ = [
     "PARTS",
     "TransitionBox",
@@ -222,7 +224,7 @@ class TransitionObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return out, reward, terminated, truncated, info
 
 
-class TransitionObservationVector(VectorWrapper):
+class TransitionObservationVector(StateOwner, VectorWrapper):
     """:class:`TransitionObservation` for a Gymnasium vector env, all copies in one array operation.
 
     Supports SAME_STEP autoreset (the native meta-RL vector envs: a copy whose trial ended returns
@@ -230,6 +232,9 @@ class TransitionObservationVector(VectorWrapper):
     ``info["final_obs"]`` is rewritten into the ending transition) and NEXT_STEP autoreset (the
     step after a trial end is the reset step, whose transition is zeros plus the first state).
     """
+
+    state_attributes = ("_s", "_restarting", "_last", "_started")
+    state_parts = ("env",)
 
     def __init__(self, env: VectorEnv) -> None:
         super().__init__(env)

@@ -1,92 +1,146 @@
-"""Environment state in run checkpoints: an exact round trip, and checkpoints from older code versions."""
+"""Environment state in run checkpoints: each layer's ``state_dict`` round trip restores the exact next
+step, attributes added to the code later do not matter, and checkpoints of the first format (every
+attribute by path, as main wrote them before the envs owned their state) still resume."""
 
 from __future__ import annotations
 
+import io
 import sys
+import warnings
+from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
+import torch
+from stable_baselines3.common.vec_env import VecEnv
 
+import metarl_envs
 from metarl_agents import make_vec_env
-from metarl_agents.leaderboard.checkpoint import (
-    CheckpointError,
-    CheckpointWarning,
-    env_state,
-    restore_env_state,
-)
+from metarl_agents.leaderboard.checkpoint import CheckpointError, env_state, restore_env_state
 
-DERIVED = "env.venv.env.runner._action_shape"
+ATTRIBUTE_PATHS_FILE = Path(__file__).parent / "data" / "env_state_attribute_paths.pt"
 
 
-def _advance(env, steps: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    observations = []
+def _actions(space: gym.Space, rng: np.random.Generator, n: int | None) -> np.ndarray:
+    shape = () if n is None else (n,)
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(0, space.n, size=shape)
+    return rng.uniform(space.low, space.high, size=(*shape, *space.shape)).astype(space.dtype)
+
+
+def _advance(env, steps: int, seed: int) -> list[tuple]:
+    """``steps`` steps of random actions; a single env is reset (unseeded) where its trial ends."""
+    rng, vector = np.random.default_rng(seed), hasattr(env, "num_envs")
+    space = getattr(env, "single_action_space", env.action_space)
+    compared = 3 if isinstance(env, VecEnv) else 4  # SB3: (obs, reward, done, infos); Gymnasium: + truncated
+    out = []
     for _ in range(steps):
-        obs, *_ = env.step(rng.integers(0, env.action_space.n, size=env.num_envs))
-        observations.append(obs.copy())
-    return observations
+        result = env.step(_actions(space, rng, env.num_envs if vector else None))
+        out.append(tuple(np.copy(v) for v in result[:compared]))
+        if not vector and (result[2] or result[3]):
+            out.append((np.copy(env.reset()[0]),))
+    return out
 
 
-def _trained_env():
-    env = make_vec_env("MetaTMaze-v0", n_envs=3, seed=5)
+def _build(env_id: str, vector: bool, seed: int):
+    if vector:
+        env = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+        env.reset(seed=seed)
+        return env
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=seed)
+    return env
+
+
+def _through_file(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _assert_same_steps(ours: list[tuple], theirs: list[tuple]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("vector", [True, False], ids=["vector", "single"])
+@pytest.mark.parametrize("env_id", metarl_envs.REGISTERED_IDS)
+def test_state_dict_round_trip_restores_the_exact_next_steps(env_id, vector):
+    env = _build(env_id, vector, seed=5)
+    _advance(env, 23, seed=1)
+    fresh = _build(env_id, vector, seed=99)
+    restore_env_state(fresh, _through_file(env_state(env)))
+    if "Cheetah" in env_id:  # MuJoCo's whole integration state (time, warm start, controls), not only what steps show
+        np.testing.assert_array_equal(fresh.core.state, env.core.state)
+    _assert_same_steps(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2))
+    if "Cheetah" in env_id:
+        np.testing.assert_array_equal(fresh.core.state, env.core.state)
+
+
+def _trained_vec_env(env_id: str = "MetaTMaze-v0", **kwargs):
+    env = make_vec_env(env_id, n_envs=3, seed=5, **kwargs)
     env.reset()
     _advance(env, 17, seed=1)
     return env
 
 
-def test_restored_env_continues_exactly():
-    env = _trained_env()
+def test_env_with_an_attribute_added_after_the_checkpoint_still_resumes_exactly():
+    env = _trained_vec_env()
+    state = _through_file(env_state(env))
     fresh = make_vec_env("MetaTMaze-v0", n_envs=3, seed=99)
-    restore_env_state(fresh, env_state(env))
-    for ours, theirs in zip(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+    core = fresh.venv.env.core
+    core.new_cache, fresh.venv.env.runner.new_counter = np.zeros(3), 7  # as a newer version of the code might add
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restore_env_state(fresh, state)
+    assert fresh.venv.env.runner.new_counter == 7 and "new_cache" not in state["venv"]["env"]["runner"]["core"]
+    _assert_same_steps(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2))
 
 
 def test_env_without_mujoco_data_checkpoints_where_mujoco_cannot_be_imported(monkeypatch):
     """Only the Cheetah families hold MuJoCo data; the others checkpoint and resume without MuJoCo."""
-    env = _trained_env()
+    env = _trained_vec_env()
     fresh = make_vec_env("MetaTMaze-v0", n_envs=3, seed=99)
     monkeypatch.setitem(sys.modules, "mujoco", None)  # makes `import mujoco` raise ImportError
     restore_env_state(fresh, env_state(env))
-    for ours, theirs in zip(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+    _assert_same_steps(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2))
 
 
-def test_checkpoint_from_before_a_derived_attribute_still_resumes_exactly():
-    env = _trained_env()
-    state = env_state(env)
-    assert DERIVED in state
-    del state[DERIVED]  # as written by a version of the code without this cache
-    fresh = make_vec_env("MetaTMaze-v0", n_envs=3, seed=99)
-    with pytest.warns(CheckpointWarning, match="_action_shape"):
-        restore_env_state(fresh, state)
-    for ours, theirs in zip(_advance(env, 40, seed=2), _advance(fresh, 40, seed=2), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
-
-
-def test_checkpoint_with_state_this_env_lacks_is_refused():
-    state = env_state(_trained_env())
-    state["env.venv.env.no_such_part.counter"] = 3
-    with pytest.raises(CheckpointError, match="no_such_part.counter"):
+def test_state_missing_a_value_is_refused_naming_it():
+    state = env_state(_trained_vec_env())
+    del state["venv"]["env"]["runner"]["core"]["noise_bit"]
+    with pytest.raises(CheckpointError, match="noise_bit"):
         restore_env_state(make_vec_env("MetaTMaze-v0", n_envs=3, seed=99), state)
 
 
-@pytest.mark.parametrize("env_id", ["MetaCheetahVel-v0", "MetaCheetahDir-v0"])
-def test_restored_cheetah_env_continues_exactly(env_id):
-    """The batched MuJoCo core: its whole integration state travels, and its derived fields (read-only
-    live views such as the torso position) stay live instead of being frozen at the saved values."""
-    env = make_vec_env(env_id, n_envs=2, seed=5)
-    env.reset()
-    rng = np.random.default_rng(0)
-    for _ in range(150):
-        env.step(rng.uniform(-1, 1, size=(2, *env.action_space.shape)))
-    fresh = make_vec_env(env_id, n_envs=2, seed=9)
-    restore_env_state(fresh, env_state(env))
-    # MuJoCo's whole integration state (time and solver warm start included), not only what steps show.
-    np.testing.assert_array_equal(fresh.venv.env.core.state, env.venv.env.core.state)
-    rng = np.random.default_rng(1)
-    for _ in range(60):
-        actions = rng.uniform(-1, 1, size=(2, *env.action_space.shape))
-        (obs, reward, *_), (fresh_obs, fresh_reward, *_) = env.step(actions), fresh.step(actions)
-        np.testing.assert_array_equal(obs, fresh_obs)
-        np.testing.assert_array_equal(reward, fresh_reward)
+def test_state_of_another_number_of_copies_is_refused():
+    state = env_state(_trained_vec_env())
+    with pytest.raises(CheckpointError, match=r"shape \(3,"):
+        restore_env_state(make_vec_env("MetaTMaze-v0", n_envs=2, seed=99), state)
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "actions", "steps"), [
+    ("MetaTMaze-v0", {"length": 8, "episode_limit": 12}, "discrete", 17),
+    ("MetaCheetahVel-v0", {}, "box", 30),
+])
+def test_checkpoint_of_the_attribute_path_format_still_resumes_exactly(env_id, kwargs, actions, steps):
+    """The file holds env states written by main's code before envs owned their state (every attribute of
+    every layer by path, MuJoCo's batch as ``__mjbatch__``), after this test's seeds and actions."""
+    n_envs = 3 if actions == "discrete" else 2
+    reference = make_vec_env(env_id, n_envs=n_envs, seed=5, **kwargs)
+    reference.reset()
+    rng = np.random.default_rng(1 if actions == "discrete" else 0)
+    for _ in range(steps):
+        reference.step(rng.integers(0, 4, size=3) if actions == "discrete" else rng.uniform(-1, 1, size=(2, 6)))
+    saved = torch.load(ATTRIBUTE_PATHS_FILE, weights_only=True)[env_id]
+    assert all(key.startswith("env.") for key in saved)
+    fresh = make_vec_env(env_id, n_envs=n_envs, seed=99, **kwargs)
+    restore_env_state(fresh, saved)
+    if actions == "box":
+        np.testing.assert_array_equal(fresh.venv.env.core.state, reference.venv.env.core.state)
+    np.testing.assert_array_equal(fresh.venv.env.runner.rng.keys, reference.venv.env.runner.rng.keys)
+    _assert_same_steps(_advance(reference, 60, seed=2), _advance(fresh, 60, seed=2))

@@ -3,8 +3,8 @@
 A checkpoint holds everything the next PPO update depends on: the policy's parameters and buffers,
 the optimiser, the frame and update counters, the rollout position (last observation, trial starts,
 memory state), the reward normaliser's statistics, the torch / numpy / ``random`` generators and the
-whole state of the training environments (every array, counter and generator of the vector env, its
-wrappers and family core, MuJoCo's integration state). A model rebuilt from the run's settings and
+state of the training environments as each layer owns it (``state_dict()`` of the vector env, its
+wrappers, trial runner and family core, MuJoCo's integration state included). A model rebuilt from the run's settings and
 loaded from it therefore produces bit for bit the same evaluation points as the uninterrupted run.
 
 The file is a header line, the SHA-256 of the payload and the payload, a ``torch.save`` of tensors and
@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import random
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,7 @@ FORMAT = "metarl-run-checkpoint"
 VERSION = 2  # 2: the SHA-256 of the payload in a header line (1: a bare torch.save)
 MAGIC = b"metarl-run-checkpoint v2\n"
 _ZIP_MAGIC = b"PK\x03\x04"  # a bare torch.save (format 1)
-# Objects of these packages are walked for state; everything else (spaces, specs, modules) is configuration
-# rebuilt from the run's settings.
-_STATEFUL_PACKAGES = ("metarl_envs", "metarl_agents", "gymnasium", "stable_baselines3", "sb3_contrib")
 _SKIP = object()
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 class CheckpointError(RuntimeError):
@@ -49,20 +44,6 @@ class CheckpointWarning(UserWarning):
 # -- environment state -------------------------------------------------------------------------------
 
 
-def _is_stateful_object(value: Any) -> bool:
-    from gymnasium import spaces
-    from gymnasium.envs.registration import EnvSpec
-
-    module = type(value).__module__.split(".")[0]
-    return (module in _STATEFUL_PACKAGES and hasattr(value, "__dict__")
-            and not isinstance(value, (spaces.Space, EnvSpec, th.nn.Module, type)))
-
-
-def _is_mujoco_state(value: Any) -> bool:
-    """MuJoCo's simulation state, which only MuJoCo's own state functions read and write in full."""
-    return type(value).__module__.split(".")[0] == "mujoco" and type(value).__name__ in ("MjData", "Batch")
-
-
 def _encode_plain(value: Any) -> Any:
     """A weights-only-loadable copy of a data value, or ``_SKIP`` if it holds anything else."""
     if isinstance(value, np.generic):  # before float: np.float64 is a float
@@ -71,8 +52,6 @@ def _encode_plain(value: Any) -> Any:
         return value
     if isinstance(value, np.ndarray):
         return _SKIP if value.dtype == object else th.from_numpy(np.array(value, copy=True))
-    if isinstance(value, np.random.Generator):
-        return {"__generator__": value.bit_generator.state}
     if isinstance(value, (list, tuple)):
         items = [_encode_plain(item) for item in value]
         if any(item is _SKIP for item in items):
@@ -88,13 +67,6 @@ def _decode_plain(value: Any) -> Any:
     if isinstance(value, th.Tensor):
         return value.numpy().copy()
     if isinstance(value, dict):
-        if "__generator__" in value:
-            state = value["__generator__"]
-            if state.get("bit_generator") not in _BIT_GENERATORS:
-                raise CheckpointError(f"unknown random generator {state.get('bit_generator')!r} in the checkpoint")
-            generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
-            generator.bit_generator.state = state
-            return generator
         if "__np_scalar__" in value:
             return np.dtype(value["__np_scalar__"]).type(value["value"])
         return {key: _decode_plain(item) for key, item in value.items()}
@@ -105,98 +77,66 @@ def _decode_plain(value: Any) -> Any:
     return value
 
 
-def _slots(root: Any, owners: dict[str, Any] | None = None) -> Iterator[tuple[str, Any, Callable[[Any], None]]]:
-    """Every state slot under ``root``: (path, current value, setter), in a fixed order.
-
-    Objects reached twice (the core shared by a vector env and its runner) are walked once, under the
-    first path, so a freshly built env of the same configuration yields the same paths. ``owners``
-    collects the walked objects by path.
-    """
-    seen: set[int] = set()
-    owners = {} if owners is None else owners
-
-    def walk(obj: Any, path: str) -> Iterator[tuple[str, Any, Callable[[Any], None]]]:
-        seen.add(id(obj))
-        owners[path] = obj
-        for name, value in list(vars(obj).items()):
-            yield from visit(value, f"{path}.{name}", lambda v, o=obj, n=name: setattr(o, n, v))
-
-    def visit(value: Any, path: str, setter: Callable[[Any], None]) -> Iterator:
-        if id(value) in seen and not isinstance(value, (bool, int, float, str, type(None))):
-            return
-        if _is_mujoco_state(value):
-            seen.add(id(value))
-            yield path, value, setter
-        elif _is_stateful_object(value):
-            yield from walk(value, path)
-        elif isinstance(value, (list, tuple)) and value and any(
-                _is_stateful_object(v) or _is_mujoco_state(v) for v in value):
-            seen.add(id(value))
-            for i, item in enumerate(value):
-                yield from visit(item, f"{path}[{i}]", lambda v, c=value, i=i: c.__setitem__(i, v))
-        elif _encode_plain(value) is not _SKIP:
-            yield path, value, setter
-
-    yield from walk(root, "env")
-
-
 def env_state(env: Any) -> dict[str, Any]:
-    """The state of a (vectorised, wrapped) environment as weights-only-loadable values by path."""
-    state = {}
-    for path, value, _ in _slots(env):
-        if _is_mujoco_state(value) and type(value).__name__ == "MjData":
-            import mujoco  # only where an env holds MuJoCo data: other families checkpoint without it
-
-            size = mujoco.mj_stateSize(value.model, mujoco.mjtState.mjSTATE_INTEGRATION)
-            buffer = np.empty(size)
-            mujoco.mj_getState(value.model, value, buffer, mujoco.mjtState.mjSTATE_INTEGRATION)
-            # xpos is derived, but observations read it between steps, when it lags the state.
-            state[path] = {"__mjdata__": th.from_numpy(buffer), "xpos": th.from_numpy(value.xpos.copy())}
-        elif _is_mujoco_state(value):  # a mujoco.batch Batch: every copy's integration state in one array
-            state[path] = {"__mjbatch__": th.from_numpy(value.state.copy())}
-        else:
-            state[path] = _encode_plain(value)
+    """The state of a (vectorised, wrapped) environment, as its layers own it (``env.state_dict()``),
+    in weights-only-loadable values."""
+    if not callable(getattr(env, "state_dict", None)):
+        raise CheckpointError(f"{type(env).__name__} does not expose state_dict(): its state cannot be checkpointed")
+    state = _encode_plain(env.state_dict())
+    if state is _SKIP:
+        raise CheckpointError(f"{type(env).__name__}.state_dict() holds values a checkpoint cannot store "
+                              "(allowed: numeric arrays, numbers, strings, None, and lists / dicts of those)")
     return state
 
 
 def restore_env_state(env: Any, state: dict[str, Any]) -> None:
-    """Put ``state`` (from :func:`env_state`) into a freshly built env of the same configuration."""
-    owners: dict[str, Any] = {}
-    slots = {path: (value, setter) for path, value, setter in _slots(env, owners)}
-    for path in set(state) - set(slots):  # attributes made on first use (e.g. a generator at the first reset)
-        parent, _, name = path.rpartition(".")
-        if parent in owners and name.isidentifier():
-            slots[path] = (None, lambda v, o=owners[parent], n=name: setattr(o, n, v))
-    unknown = sorted(set(state) - set(slots))
-    if unknown:
-        raise CheckpointError("the checkpoint's environment state does not fit this environment "
-                              f"(it holds {unknown[:5]}, which this environment does not have)")
-    added = sorted(set(slots) - set(state))
-    if added:
-        # A newer version of the code added these attributes (derived caches such as an action shape):
-        # they keep the values the freshly built env gave them, so runs survive a package upgrade.
-        warnings.warn(f"the checkpoint predates environment attributes {added[:5]}; they keep their "
-                      "freshly built values", CheckpointWarning, stacklevel=2)
-    for path, saved in state.items():
-        current, setter = slots[path]
-        if _is_mujoco_state(current) and type(current).__name__ == "MjData":
-            import mujoco
+    """Put ``state`` (from :func:`env_state`, or from the format before envs owned their state) into a
+    freshly built env of the same configuration."""
+    owned = _from_attribute_paths(state, env.state_dict()) if _is_attribute_paths(state) else _decode_plain(state)
+    try:
+        env.load_state_dict(owned)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"the checkpoint's environment state does not fit this environment ({exc})") from exc
 
-            mujoco.mj_setState(current.model, current, saved["__mjdata__"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
-            current.xpos[:] = saved["xpos"].numpy()
-        elif _is_mujoco_state(current):  # a mujoco.batch Batch
-            current.state[:] = saved["__mjbatch__"].numpy()
-        elif isinstance(current, np.random.Generator):
-            current.bit_generator.state = saved["__generator__"]
-        elif isinstance(current, np.ndarray) and current.flags.writeable and isinstance(saved, th.Tensor) \
-                and tuple(saved.shape) == current.shape:
-            current[...] = saved.numpy()  # in place: keeps arrays that other objects share
-        elif isinstance(current, np.ndarray) and not current.flags.writeable and current.base is not None:
-            # A read-only live view of a field the simulator derives (mujoco.batch's xpos): replacing it
-            # with a plain array would freeze it; the next step derives it from the restored state.
-            continue
-        else:
-            setter(_decode_plain(saved))
+
+def _is_attribute_paths(state: dict[str, Any]) -> bool:
+    """Whether ``state`` is in the first format: every attribute of every layer by path (``env.venv.t``)."""
+    return bool(state) and all(isinstance(key, str) and key.startswith("env.") for key in state)
+
+
+def _from_attribute_paths(state: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """The first format's values nested by attribute name, which is how the layers name their state.
+
+    Attributes it lacks (state added to the code later, or a class default never set on the instance)
+    keep the freshly built env's values; a warning names those that are not None.
+    """
+    nested: dict[str, Any] = {}
+    for path, value in state.items():
+        *parents, name = path.split(".")[1:]
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if isinstance(value, dict) and "__mjbatch__" in value:  # a mujoco Batch: the core's ``state``
+            name, value = "state", value["__mjbatch__"]
+        elif isinstance(value, dict) and "__generator__" in value:
+            value = value["__generator__"]
+        node[name] = _decode_plain(value)
+    filled = _fill_missing(nested, fresh, "env")
+    if filled:
+        warnings.warn(f"the checkpoint predates environment state {filled[:5]}; it keeps its freshly built values",
+                      CheckpointWarning, stacklevel=3)
+    return nested
+
+
+def _fill_missing(saved: dict[str, Any], fresh: dict[str, Any], path: str) -> list[str]:
+    filled = []
+    for key, value in fresh.items():
+        if key not in saved:
+            saved[key] = value
+            filled += [] if value is None else [f"{path}.{key}"]
+        elif isinstance(value, dict) and isinstance(saved[key], dict) and "bit_generator" not in value:
+            filled += _fill_missing(saved[key], value, f"{path}.{key}")
+    return filled
 
 
 # -- the whole training state --------------------------------------------------------------------------

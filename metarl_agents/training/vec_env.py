@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_envs.state import StateOwner
 from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
 _VECTOR_ONLY_KEYS = ("final_obs", "final_info")
@@ -62,13 +63,17 @@ def _unbatch_info(info: dict[str, Any], n: int, time_limit: list[bool] | None = 
     return infos
 
 
-class BatchedVecEnv(VecEnv):
+class BatchedVecEnv(StateOwner, VecEnv):
     """An SB3 ``VecEnv`` over a Gymnasium vector env with SAME_STEP autoreset.
 
     ``step`` is one call into the vector env; only the per-env info dicts SB3's API demands are
     built in Python. Copies share one vector env object, so ``get_attr`` answers from it for every
     index and ``set_attr`` / ``env_method`` act on it once.
     """
+
+    # Monitor's running statistics (``_t_start`` too: resumed trials report time since the run began).
+    state_attributes = ("_returns", "_lengths", "_t_start", "_seeds", "_options", "reset_infos", "_reset_keys")
+    state_parts = ("venv",)
 
     def __init__(self, venv: VectorEnv) -> None:
         if venv.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
