@@ -9,28 +9,25 @@ Observations must be transitions (:class:`metarl_envs.wrappers.TransitionObserva
 is read from the observation and action spaces. The memory reads whole transitions, the head reads
 the current state ``s`` and the memory's latent.
 
-Memory state in SB3's ``RNNStates``: actor and critic share one memory (the hypernetwork generates
-both from one latent), whose flat state ``[B, state_size]`` is zero-padded to ``2 * hidden_size`` and
-split into the ``(h, c)`` pair of shape ``(1, B, hidden_size)``; ``vf`` holds the same pair as ``pi``.
-Zeros are the empty memory, exactly as RecurrentPPO initialises and resets it.
+Actor and critic share one memory (the hypernetwork generates both from one latent), whose state is a
+flat ``[B, state_size]`` tensor: the memory-policy contract MetaPPO trains through
+(:class:`metarl_agents.training.memory_policy.MemoryPolicy`). For RecurrentPPO, the
+:class:`~metarl_agents.recurrent_adapter.RecurrentPPOAdapter` base class packs it as an LSTM's ``(h, c)``.
 
 Observation statistics (the head's running normalisation) change only through
 :meth:`~MetaRecurrentPolicy.update_obs_statistics`: :meth:`forward` (RecurrentPPO's rollout step)
-calls it every step, MetaPPO once per chunk after the update (its rollouts use :meth:`step`, which
+calls it every step, MetaPPO once per chunk after the update (its rollouts use :meth:`~MetaRecurrentPolicy.step`, which
 leaves them alone); ``predict``, ``predict_values``, ``evaluate_actions`` and :meth:`evaluate_sequence`
 never do, so evaluation sees fixed statistics. Set ``policy.update_obs_norm = False`` to freeze them.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
@@ -43,6 +40,7 @@ from metarl_agents.policy_settings import (  # noqa: F401  (the choices: public 
     START_LATENTS,
     check_policy_config,
 )
+from metarl_agents.recurrent_adapter import RecurrentPPOAdapter
 from metarl_envs.wrappers import transition_layout_from_space
 
 
@@ -82,26 +80,7 @@ class PolicyConfig:
 _CONFIG_FIELDS = tuple(f.name for f in fields(PolicyConfig))
 
 
-class PackedStateShape(nn.Module):
-    """What RecurrentPPO reads from ``policy.lstm_actor`` to size its state buffers (no parameters)."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.num_layers = 1
-        self.hidden_size = hidden_size
-
-
-def _to_time_major(x: th.Tensor, n_seq: int) -> th.Tensor:
-    """SB3's flat ``[n_seq * T, ...]`` (sequences one after another) -> ``[T, n_seq, ...]``."""
-    return x.reshape(n_seq, -1, *x.shape[1:]).transpose(0, 1)
-
-
-def _to_batch_major(x: th.Tensor) -> th.Tensor:
-    """``[T, n_seq, ...]`` -> SB3's flat ``[n_seq * T, ...]``."""
-    return x.transpose(0, 1).reshape(-1, *x.shape[2:])
-
-
-class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
+class MetaRecurrentPolicy(RecurrentPPOAdapter):
     """A memory (:class:`metarl_agents.memory.Memory`) and an actor-critic head as an SB3 policy.
 
     Keyword arguments are the fields of :class:`PolicyConfig`; subclasses set ``preset``.
@@ -134,12 +113,7 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             lstm_hidden_size=1,
             enable_critic_lstm=False,
         )
-        # Replace the LSTM machinery of the base class by our packed-state description.
-        hidden = max(1, math.ceil(self.memory.state_size / 2))
-        self.lstm_actor = PackedStateShape(hidden)
-        self.lstm_critic = None
-        self.critic = None
-        self.lstm_hidden_state_shape = (1, 1, hidden)
+        self._replace_lstm()
         self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _parameter_groups(self) -> Any:
@@ -180,81 +154,38 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             **asdict(self.config),
         }
 
-    # --- state packing ---------------------------------------------------------------------
-    @property
-    def hidden_size(self) -> int:
-        return self.lstm_actor.hidden_size
-
-    def initial_states(self, n_envs: int) -> RNNStates:
-        """Zero (empty) memory states for ``n_envs`` copies, on the policy's device."""
-        zeros = th.zeros(1, n_envs, self.hidden_size, device=self.device)
-        return RNNStates((zeros, zeros), (zeros, zeros))
-
-    def _unpack(self, states: tuple[th.Tensor, ...]) -> th.Tensor:
-        return th.cat([states[0][0], states[1][0]], dim=-1)[:, : self.memory.state_size]
-
-    def _pack(self, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        padded = nn.functional.pad(state, (0, 2 * self.hidden_size - state.shape[-1]))
-        h, c = padded.unsqueeze(0).chunk(2, dim=-1)
-        return h.contiguous(), c.contiguous()
+    # --- memory-policy contract (flat states) ------------------------------------------------
+    def initial_states(self, n_envs: int) -> th.Tensor:
+        """Zero (empty) memory states ``[n_envs, state_size]``, on the policy's device."""
+        return th.zeros(n_envs, self.memory.state_size, device=self.device)
 
     # --- core ------------------------------------------------------------------------------
     def _run(
-        self, obs: th.Tensor, episode_starts: th.Tensor, states: tuple[th.Tensor, ...], sample: bool = True
-    ) -> tuple[th.Tensor, th.Tensor, tuple[th.Tensor, th.Tensor], th.Tensor]:
-        """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], packed new state, aux loss)``."""
+        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], new state, aux loss)``."""
         obs = obs.to(th.float32)
-        latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), self._unpack(states), sample)
+        latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample)
         t_count, batch = obs.shape[:2]
         s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)
         action_out, values = self.head(s, latent.reshape(t_count * batch, -1))
-        return action_out.view(t_count, batch, -1), values.view(t_count, batch), self._pack(state), aux
+        return action_out.view(t_count, batch, -1), values.view(t_count, batch), state, aux
 
     def _distribution(self, action_out: th.Tensor) -> Distribution:
         if isinstance(self.action_space, spaces.Discrete):
             return self.action_dist.proba_distribution(action_logits=action_out)
         return self.action_dist.proba_distribution(action_out, self.log_std)
 
-    def _sequence(self, obs: th.Tensor, episode_starts: th.Tensor, states: tuple[th.Tensor, ...], sample: bool):
-        """SB3's flat batch-major layout in and out (as ``RecurrentActorCriticPolicy._process_sequence``)."""
-        n_seq = states[0].shape[1]
-        obs = obs.reshape(obs.shape[0], -1)
-        action_out, values, new_states, _ = self._run(
-            _to_time_major(obs, n_seq), _to_time_major(episode_starts, n_seq), states, sample
-        )
-        return _to_batch_major(action_out), _to_batch_major(values), new_states
-
-    # --- SB3 API ---------------------------------------------------------------------------
-    def forward(
-        self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
-        """One rollout step of sb3-contrib's RecurrentPPO: updates the observation statistics (see the
-        module docstring), then :meth:`step`."""
-        self.update_obs_statistics(obs)
-        return self.step(obs, lstm_states, episode_starts, deterministic)
-
     def step(
-        self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
-        """One step for a batch of copies: ``(actions, values [B, 1], log_prob, new states)``.
-
-        :meth:`forward` without the statistics update: :meth:`step_flat` between the packed states.
-        """
-        keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
-        actions, values, log_prob, state = self.step_flat(obs, self.flat_state(lstm_states) * keep, deterministic,
-                                                          starts=episode_starts)
-        return actions, values.reshape(-1, 1), log_prob, self.packed_states(state)
-
-    def step_flat(
         self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """:meth:`step` on the flat memory state ``[B, state_size]`` (already zeroed where a trial
-        starts): ``(actions, values [B], log_prob, new flat state)``, the numbers of :meth:`step`.
-        ``starts [B]`` marks the memory's start steps (used by ``start_latent="prior"``).
+        """One step for a batch of copies from the memory state ``[B, state_size]`` (already zeroed where a
+        trial starts): ``(actions, values [B], log_prob, new state)``. ``starts [B]`` marks the memory's
+        start steps (used by ``start_latent="prior"``).
 
         Rollouts are a loop over single steps at small batch, where per-call overhead outweighs
-        arithmetic, so this path skips the sequence machinery (:meth:`Memory.step`), the packing of
-        the state (MetaPPO packs it once per chunk) and, for Discrete actions, SB3's distribution objects.
+        arithmetic, so this path skips the sequence machinery (:meth:`Memory.step`) and, for Discrete
+        actions, SB3's distribution objects.
         """
         obs = obs.reshape(obs.shape[0], -1).to(th.float32)
         latent, state = self.memory.step(obs, state, sample=not deterministic, starts=starts)
@@ -274,14 +205,10 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
             log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob, state
 
-    def flat_state(self, states: RNNStates) -> th.Tensor:
-        """The flat memory state ``[B, state_size]`` of packed ``states``."""
-        return self._unpack(states.pi)
-
-    def packed_states(self, state: th.Tensor) -> RNNStates:
-        """Flat memory states ``[B, state_size]`` packed as SB3's ``RNNStates``."""
-        packed = self._pack(state)
-        return RNNStates(packed, packed)
+    def values(self, obs: th.Tensor, state: th.Tensor, episode_starts: th.Tensor) -> th.Tensor:
+        """The values ``[B]`` after one more memory step from ``state`` (the sequence path, one step long)."""
+        batch = obs.shape[0]
+        return self._run(obs.reshape(1, batch, -1), episode_starts.reshape(1, batch), state, sample=True)[1].reshape(-1)
 
     def update_obs_statistics(self, obs: th.Tensor) -> None:
         """Add transition observations ``[..., dim]`` to the running statistics of the head's state input
@@ -291,41 +218,14 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         obs = th.as_tensor(obs, device=self.device).reshape(-1, self.layout["dim"])
         self.head.state.norm.update(obs[:, self.layout["slices"]["s"]])
 
-    def get_distribution(
-        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
-    ) -> tuple[Distribution, tuple[th.Tensor, ...]]:
-        action_out, _, new_states = self._sequence(obs, episode_starts, lstm_states, sample=True)
-        return self._distribution(action_out), new_states
-
-    def _predict(
-        self, observation: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor,
-        deterministic: bool = False,
-    ) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
-        # deterministic also means the posterior mean for variational memories
-        action_out, _, new_states = self._sequence(observation, episode_starts, lstm_states, sample=not deterministic)
-        return self._distribution(action_out).get_actions(deterministic=deterministic), new_states
-
-    def predict_values(
-        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
-    ) -> th.Tensor:
-        _, values, _ = self._sequence(obs, episode_starts, lstm_states, sample=True)
-        return values.reshape(-1, 1)
-
-    def evaluate_actions(
-        self, obs: th.Tensor, actions: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        action_out, values, _ = self._sequence(obs, episode_starts, lstm_states.pi, sample=True)
-        distribution = self._distribution(action_out)
-        return values.reshape(-1, 1), distribution.log_prob(actions), distribution.entropy()
-
-    # --- MetaPPO API -----------------------------------------------------------------------
+    # --- MetaPPO's sequence update -----------------------------------------------------------------------
     def evaluate_sequence(
-        self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, states: RNNStates,
+        self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, state: th.Tensor,
         select: th.Tensor | None = None, sample: bool = True,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """Whole sequences ``[T, B, ...]`` with full backprop: ``(values, log_prob, entropy, aux_loss)``.
 
-        ``episode_starts[t, b] = 1`` resets the memory before step ``t``; ``states`` hold the memory
+        ``episode_starts[t, b] = 1`` resets the memory before step ``t``; ``state [B, state_size]`` is the memory
         before step 0. ``aux_loss`` is PEARL's weighted KL term (zero for the other memories).
         ``select`` (flat indices into ``T * B``): the memory still runs over every step, the head only
         at these, and the results are 1-D in ``select``'s order. ``sample=False``: a variational
@@ -333,11 +233,11 @@ class MetaRecurrentPolicy(RecurrentActorCriticPolicy):
         """
         t_count, batch = obs.shape[:2]
         if select is None:
-            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, states.pi, sample)
+            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, state, sample)
             action_out, flat_actions = action_out.reshape(t_count * batch, -1), actions.reshape(t_count * batch, -1)
         else:
             obs = obs.reshape(t_count, batch, -1).to(th.float32)
-            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), self._unpack(states.pi), sample)
+            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample)
             s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)[select]
             action_out, values = self.head(s, latent.reshape(t_count * batch, -1)[select])
             flat_actions = actions.reshape(t_count * batch, -1)[select]

@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_agents import POLICY_REGISTRY, MetaRecurrentPolicy, PEARLPolicy, SplAggerPolicy
+from metarl_agents.training.memory_policy import MemoryPolicy
 from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector, transition_space
 
 SMALL = {"encoder_hidden": 16, "net_arch": (16, 8), "head_state_dim": 16}
@@ -70,7 +71,7 @@ def _rollout(policy, n_envs=3, steps=25, deterministic=False):
     """Step-by-step rollout through policy.forward on the native vector env (trials of 3 x 3 steps)."""
     env = TransitionObservationVector(gym.make_vec("MetaTMaze-v0", num_envs=n_envs, length=3, episodes_per_trial=3))
     obs, _ = env.reset(seed=0)
-    states, start = policy.initial_states(n_envs), th.ones(n_envs)
+    states, start = packed(policy, policy.initial_states(n_envs)), th.ones(n_envs)
     record = {k: [] for k in ("obs", "actions", "starts", "values", "log_prob")}
     for _ in range(steps):
         obs_t = th.as_tensor(obs)
@@ -81,6 +82,11 @@ def _rollout(policy, n_envs=3, steps=25, deterministic=False):
         obs, _, terminated, truncated, _ = env.step(actions.numpy())
         start = th.as_tensor(terminated | truncated, dtype=th.float32)
     return {k: th.stack(v) for k, v in record.items()}, states
+
+
+def packed(policy: MetaRecurrentPolicy, state: th.Tensor) -> RNNStates:
+    """A flat memory state as RecurrentPPO hands it to the policy."""
+    return RNNStates(policy._pack(state), policy._pack(state))
 
 
 def _policy(name: str, **kwargs) -> MetaRecurrentPolicy:
@@ -105,12 +111,13 @@ def test_evaluate_sequence_reproduces_the_rollout(name, head):
     assert entropy.shape == (25, 3) and float(aux) == 0.0
     # SB3's flat, batch-major layout (what RecurrentPPO passes) gives the same numbers
     flat = lambda x: x.transpose(0, 1).reshape(-1, *x.shape[2:])  # noqa: E731
-    sb3_values, sb3_log_prob, _ = policy.evaluate_actions(flat(rec["obs"]), flat(rec["actions"]), states, flat(rec["starts"]))
+    sb3_values, sb3_log_prob, _ = policy.evaluate_actions(flat(rec["obs"]), flat(rec["actions"]), packed(policy, states),
+                                                          flat(rec["starts"]))
     th.testing.assert_close(sb3_values.flatten(), flat(values), rtol=1e-5, atol=1e-5)
     th.testing.assert_close(sb3_log_prob, flat(log_prob), rtol=1e-5, atol=1e-5)
     with th.no_grad():
         th.testing.assert_close(
-            policy.predict_values(flat(rec["obs"]), states.vf, flat(rec["starts"])).flatten(), flat(values), rtol=1e-5, atol=1e-5
+            policy.predict_values(flat(rec["obs"]), packed(policy, states).vf, flat(rec["starts"])).flatten(), flat(values), rtol=1e-5, atol=1e-5
         )
 
 
@@ -124,8 +131,8 @@ def test_rollout_step_samples_the_policy_distribution():
     obs = th.zeros(n, policy.layout["dim"])
     th.manual_seed(0)
     with th.no_grad():
-        actions, _, log_prob, _ = policy.step(obs, policy.initial_states(n), th.ones(n))
-        greedy, _, _, _ = policy.step(obs[:3], policy.initial_states(3), th.ones(3), deterministic=True)
+        actions, _, log_prob, _ = policy.step(obs, policy.initial_states(n), starts=th.ones(n))
+        greedy, _, _, _ = policy.step(obs[:3], policy.initial_states(3), deterministic=True, starts=th.ones(3))
     frequencies = th.bincount(actions, minlength=4) / n
     assert th.allclose(frequencies, probs, atol=0.01), frequencies  # 4 standard errors at most
     th.testing.assert_close(log_prob, probs.log()[actions])
@@ -143,15 +150,38 @@ def test_evaluate_sequence_backpropagates_and_pearl_has_a_kl_term():
 
 def test_api_states_and_parameter_groups():
     policy = _policy("SplAgger")
+    assert isinstance(policy, MemoryPolicy)
     states = policy.initial_states(5)
-    assert isinstance(states, RNNStates)
-    assert states.pi[0].shape == (1, 5, policy.lstm_actor.hidden_size) and not states.pi[0].any()
-    assert 2 * policy.lstm_actor.hidden_size >= policy.memory.state_size
+    assert states.shape == (5, policy.memory.state_size) and not states.any()
     memory, head = policy.memory_parameters(), policy.head_parameters()
     ids = [id(p) for p in memory + head]
     assert len(ids) == len(set(ids)) == len(list(policy.parameters()))
     optimised = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
     assert optimised == set(ids)  # the optimizer was rebuilt over the final modules
+
+
+@pytest.mark.parametrize("name", ["SplAgger", "PEARL-GRU", "SplAgger-LRU"])
+def test_recurrent_ppo_adapter_packs_the_flat_state_as_an_lstm_pair_and_back(name):
+    policy = _policy(name)
+    policy.update_obs_norm = False
+    size = policy.memory.state_size
+    state = th.randn(3, size)
+    h, c = policy._pack(state)
+    # RecurrentPPO's buffers: (h, c) of (1, B, hidden), sized from lstm_actor; the state zero-padded into them
+    assert h.shape == c.shape == (1, 3, policy.lstm_actor.hidden_size) == (1, 3, -(-size // 2))
+    assert th.equal(th.cat([h[0], c[0]], -1)[:, size:], th.zeros(3, 2 * policy.hidden_size - size))
+    assert th.equal(policy._unpack((h, c)), state)
+    # RecurrentPPO's step through the adapter gives the numbers of the contract's flat step, state repacked
+    obs, starts = th.randn(3, policy.layout["dim"]), th.tensor([0.0, 1.0, 0.0])
+    th.manual_seed(1)
+    with th.no_grad():
+        actions, values, log_prob, new_states = policy(obs, packed(policy, state), starts)
+    th.manual_seed(1)
+    with th.no_grad():
+        flat = policy.step(obs, state * (1 - starts)[:, None], starts=starts)
+    assert th.equal(actions, flat[0]) and th.equal(values.flatten(), flat[1]) and th.equal(log_prob, flat[2])
+    assert all(th.equal(packed_part, part) for packed_part, part in zip(new_states.pi, policy._pack(flat[3]), strict=True))
+    assert all(th.equal(a, b) for a, b in zip(new_states.pi, new_states.vf, strict=True))
 
 
 def test_observation_statistics_update_only_in_forward():
@@ -161,9 +191,9 @@ def test_observation_statistics_update_only_in_forward():
     assert count == pytest.approx(15 + 1e-4)  # 5 steps x 3 copies
     policy.evaluate_sequence(rec["obs"], rec["actions"], rec["starts"], policy.initial_states(3))
     policy.predict(rec["obs"][0].numpy())
-    policy.predict_values(rec["obs"][0], policy.initial_states(3).vf, rec["starts"][0])
+    policy.predict_values(rec["obs"][0], packed(policy, policy.initial_states(3)).vf, rec["starts"][0])
     with th.no_grad():
-        policy.step(rec["obs"][0], policy.initial_states(3), rec["starts"][0])  # MetaPPO's rollout step
+        policy.step(rec["obs"][0], policy.initial_states(3), starts=rec["starts"][0])  # MetaPPO's rollout step
     assert float(policy.head.state.norm.count) == count
 
 

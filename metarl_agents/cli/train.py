@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl_agents.cli.options import OneLineParser, add_run_options, fail, grid_settings
+from metarl_agents.training.errors import CheckpointError
 
 DB_NAME = "metarl_results.db"
 
@@ -92,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(out: Path, spec: Any, trainer: Any, config: Any, show_progress: bool | None) -> int:
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
     from metarl_agents.leaderboard.runner import run_grid, stored_checkpoint
     from metarl_agents.leaderboard.store import ResultStore, StoreError
     from metarl_agents.training.model_file import save_model

@@ -25,16 +25,13 @@ import numpy as np
 import torch as th
 
 from metarl_agents.training import checked_file
+from metarl_agents.training.errors import CheckpointError  # noqa: F401 - raised here, public here
 
 FORMAT = "metarl-run-checkpoint"
 VERSION = 2  # 2: the SHA-256 of the payload in a header line (1: a bare torch.save)
 MAGIC = b"metarl-run-checkpoint v2\n"
 _ZIP_MAGIC = b"PK\x03\x04"  # a bare torch.save (format 1)
 _SKIP = object()
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: unreadable, damaged, or written for another run."""
 
 
 class CheckpointWarning(UserWarning):
@@ -142,10 +139,6 @@ def _fill_missing(saved: dict[str, Any], fresh: dict[str, Any], path: str) -> li
 # -- the whole training state --------------------------------------------------------------------------
 
 
-def _states_to_lists(states: Any) -> dict[str, list[th.Tensor]]:
-    return {"pi": [s.clone() for s in states.pi], "vf": [s.clone() for s in states.vf]}
-
-
 def training_state(model: Any, final: bool = False) -> dict[str, Any]:
     """Everything a :class:`~metarl_agents.ppo.MetaPPO` needs to continue exactly where it is.
 
@@ -163,7 +156,7 @@ def training_state(model: Any, final: bool = False) -> dict[str, Any]:
         "optimizer": model.policy.optimizer.state_dict(),
         "last_obs": _encode_plain(model._last_obs),
         "last_episode_starts": _encode_plain(model._last_episode_starts),
-        "last_states": None if model._last_states is None else _states_to_lists(model._last_states),
+        "last_states": None if model._last_states is None else model._last_states.clone(),
         "reward_normalizer": None if normalizer is None else {
             "mean": _encode_plain(normalizer.return_rms.mean), "var": _encode_plain(normalizer.return_rms.var),
             "count": float(normalizer.return_rms.count), "returns": _encode_plain(normalizer.returns),
@@ -178,10 +171,16 @@ def training_state(model: Any, final: bool = False) -> dict[str, Any]:
     }
 
 
+def _memory_state(policy: Any, saved: th.Tensor | dict[str, list[th.Tensor]] | None) -> th.Tensor | None:
+    """The policy's flat memory state ``[n_envs, state_size]`` from a checkpoint; checkpoints written before the
+    memory-policy contract hold it packed as an LSTM's ``{"pi": [h, c], "vf": [h, c]}``, unpacked here."""
+    if isinstance(saved, dict):
+        saved = policy._unpack(saved["pi"])
+    return None if saved is None else saved.to(policy.device)
+
+
 def restore_training_state(model: Any, state: dict[str, Any]) -> None:
     """Load ``state`` (from :func:`training_state`) into a model freshly built with the run's settings."""
-    from sb3_contrib.common.recurrent.type_aliases import RNNStates
-
     try:
         model.policy.load_state_dict(state["policy"])
         if state.get("final"):
@@ -194,9 +193,7 @@ def restore_training_state(model: Any, state: dict[str, Any]) -> None:
     model._n_updates = state["n_updates"]
     model._last_obs = _decode_plain(state["last_obs"])
     model._last_episode_starts = _decode_plain(state["last_episode_starts"])
-    saved_states = state["last_states"]
-    model._last_states = None if saved_states is None else RNNStates(
-        tuple(s.to(model.device) for s in saved_states["pi"]), tuple(s.to(model.device) for s in saved_states["vf"]))
+    model._last_states = _memory_state(model.policy, state["last_states"])
     normalizer, saved = model.reward_normalizer, state["reward_normalizer"]
     if (normalizer is None) != (saved is None):
         raise CheckpointError("the checkpoint's reward normalisation does not match this run's settings")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl_agents.leaderboard.store import ResultStore
+from metarl_agents.training.errors import CheckpointError
 
 RESTART_HINT = "run again with --restart-failed to discard its checkpoint and points and train it from scratch"
 
@@ -115,8 +116,6 @@ def stored_checkpoint(db_path: str | Path, run_key: str, stored: str | None) -> 
     it. Such a row is a :class:`CheckpointError`, and nothing outside the checkpoint folder is touched.
     (With ``--checkpoints FOLDER`` the file of that name lives in FOLDER; the row is checked the same way.)
     """
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
-
     if not stored:
         return None
     db_path = Path(db_path)

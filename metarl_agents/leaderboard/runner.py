@@ -52,6 +52,7 @@ from metarl_agents.leaderboard.messages import (
 )
 from metarl_agents.leaderboard.ray_backend import ClusterLost, check_ray_address, run_ray  # noqa: F401 - re-exported
 from metarl_agents.leaderboard.store import ResultStore, StoreError, check_store_file
+from metarl_agents.training.errors import CheckpointError, TrainingDivergedError
 
 BACKENDS = ("local", "ray")
 _VERSIONED_PACKAGES = ("torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib")
@@ -225,8 +226,6 @@ class _Recorder:
         return self.wall_time_before + time.perf_counter() - self.started
 
     def record(self, model: Model, finished: bool = False) -> None:
-        from metarl_agents.leaderboard.checkpoint import CheckpointError
-
         frames = int(model.num_timesteps)
         # The run's last evaluations may use more tasks; a trainer is asked for that only when it does.
         n_tasks = self.spec.eval_tasks_at(frames, _rollout_frames(model))
@@ -328,8 +327,6 @@ def train_session(
     that Ray retries on another node resumes from the newest checkpoint, not from the one it was given.
     ``where`` adds to the machine record (e.g. the Ray node).
     """
-    from metarl_agents.leaderboard.checkpoint import CheckpointError
-
     trainer = trainer or MetaPPOTrainer()
     config = trainer.config(spec).as_dict() if hasattr(trainer, "config") else None
     machine = {**machine_info(), **(where or {})}
@@ -368,7 +365,7 @@ def train_session(
         elif isinstance(exc, CheckpointError):
             reason = f"{exc}; {RESTART_HINT}"
             exc.args = (reason,)
-        elif type(exc).__name__ == "TrainingDivergedError":
+        elif isinstance(exc, TrainingDivergedError):
             last = (f"{recorder.checkpoint.name} ({recorder.checkpoint_frames} frames)" if recorder.checkpoint
                     else "none (it diverged before the first evaluation)")
             reason = f"{exc}. Last finite checkpoint: {last}"

@@ -32,14 +32,13 @@ no advantage.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
-from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -48,6 +47,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
+from metarl_agents.policies import POLICY_REGISTRY
 from metarl_agents.training.config import PROTOCOLS, check_settings
 from metarl_agents.training.divergence import (
     StallMonitor,
@@ -55,13 +55,8 @@ from metarl_agents.training.divergence import (
     first_nonfinite_module,
 )
 from metarl_agents.training.errors import TrainingDivergedError
-from metarl_agents.training.rollout import (
-    ReturnNormalizer,
-    SequenceRolloutBuffer,
-    clone_states,
-    select_states,
-    trial_segments,
-)
+from metarl_agents.training.memory_policy import check_memory_policy
+from metarl_agents.training.rollout import ReturnNormalizer, SequenceRolloutBuffer, trial_segments
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 #: The per-transition quantities a minibatch's loss compares against.
@@ -104,15 +99,11 @@ def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> di
     return {**extra, **policy_kwargs}
 
 
-#: What MetaPPO needs from a policy beyond sb3-contrib's RecurrentActorCriticPolicy.
-POLICY_API = ("initial_states", "step", "evaluate_sequence", "update_obs_statistics", "memory_parameters",
-              "head_parameters")
-
-
 class MetaPPO(OnPolicyAlgorithm):
     """PPO for memory policies (see the module docstring).
 
-    :param policy: a policy class with MetaPPO's sequence API (the classes of
+    :param policy: a policy class that implements
+        :class:`~metarl_agents.training.memory_policy.MemoryPolicy` (the classes of
         :mod:`metarl_agents.policies`) or its name in ``POLICY_REGISTRY`` (``"SplAgger"``, ``"RNN"``, ...)
     :param env: an SB3 VecEnv of transition observations, as SB3 algorithms take
         (:func:`metarl_agents.make_vec_env`; :meth:`from_preset` builds one from an env id)
@@ -131,7 +122,7 @@ class MetaPPO(OnPolicyAlgorithm):
     Other parameters as SB3's PPO.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_REGISTRY  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -168,6 +159,8 @@ class MetaPPO(OnPolicyAlgorithm):
         # The ranges of the run configuration (the learning rate may be 0 or a schedule here, e.g. to freeze weights).
         check_settings(**settings)
         check_protocol(protocol)
+        if isinstance(policy, str) and policy not in self.policy_aliases:
+            raise ValueError(f"unknown policy {policy!r}; available: {sorted(self.policy_aliases)}")
         if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
             raise ValueError(
                 f"MetaPPO takes an SB3 VecEnv of transition observations, got {type(env).__name__}; build one with "
@@ -205,19 +198,12 @@ class MetaPPO(OnPolicyAlgorithm):
         self.reward_clip = reward_clip
         self.clip_actions = bool(clip_actions)
         self.reward_normalizer: ReturnNormalizer | None = None
-        self._last_states: RNNStates | None = None
+        self._last_states: th.Tensor | None = None  # the memory policy's flat state
         self.stall_monitor = StallMonitor()
         if _init_setup_model:
             self._setup_model()
 
     # --- construction ----------------------------------------------------------------------
-    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
-        from metarl_agents.policies import POLICY_REGISTRY
-
-        if policy_name not in POLICY_REGISTRY:
-            raise ValueError(f"unknown policy {policy_name!r}; available: {sorted(POLICY_REGISTRY)}")
-        return POLICY_REGISTRY[policy_name]
-
     @property
     def paper(self) -> bool:
         """Whether this model trains under the paper protocol (models saved before protocols are "metarl")."""
@@ -229,13 +215,7 @@ class MetaPPO(OnPolicyAlgorithm):
             self.policy_kwargs = paper_policy_kwargs(self.policy_class, self.policy_kwargs)
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
-        self.policy = self.policy.to(self.device)
-        missing = [name for name in POLICY_API if not hasattr(self.policy, name)]
-        if missing:
-            raise ValueError(
-                f"MetaPPO needs a memory policy with {list(POLICY_API)}; {self.policy_class.__name__} lacks {missing} "
-                "(use a class from metarl_agents.policies)"
-            )
+        self.policy = check_memory_policy(self.policy).to(self.device)
         action_shape = () if isinstance(self.action_space, spaces.Discrete) else self.action_space.shape
         action_dtype = np.int64 if isinstance(self.action_space, spaces.Discrete) else np.float32
         self.rollout_buffer = SequenceRolloutBuffer(  # type: ignore[assignment]
@@ -288,14 +268,14 @@ class MetaPPO(OnPolicyAlgorithm):
         policy, device = self.policy, self.device
         policy.set_training_mode(False)
         restart = self._restarts_memory_at_chunks()
-        if restart or self._last_states is None or self._last_states.pi[0].shape[1] != env.num_envs:
+        if restart or self._last_states is None or self._last_states.shape[0] != env.num_envs:
             self._last_states = policy.initial_states(env.num_envs)
         rollout_buffer.reset(self._last_states)
         box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
         callback.on_rollout_start()
 
-        step, unpacked, packed = self._rollout_step(policy)
-        obs, episode_starts, state = self._last_obs, self._last_episode_starts, unpacked(self._last_states)
+        step = self._rollout_step(policy)
+        obs, episode_starts, state = self._last_obs, self._last_episode_starts, self._last_states
         for t in range(n_rollout_steps):
             # Under the paper protocol a chunk's first step is a memory start (the prior) for most memories.
             memory_starts = np.ones_like(episode_starts) if restart and t == 0 else episode_starts
@@ -306,14 +286,14 @@ class MetaPPO(OnPolicyAlgorithm):
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(obs_tensor) or self._nonfinite_output((
                         obs_tensor[None], th.zeros((1, *rollout_buffer.actions.shape[1:]), device=device),
-                        th.as_tensor(episode_starts, dtype=th.float32, device=device)[None], packed(state)), exc)) from None
+                        th.as_tensor(episode_starts, dtype=th.float32, device=device)[None], state), exc)) from None
             actions = actions.cpu().numpy()
             env_actions = np.clip(actions, box.low, box.high) if box is not None else actions
             new_obs, rewards, dones, infos = env.step(env_actions)
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())
             if not callback.on_step():
-                self._last_states = packed(state)  # the state before this step, as _last_obs
+                self._last_states = state  # the state before this step, as _last_obs
                 return False
             if dones.any():
                 self._update_info_buffer(infos, dones)
@@ -322,18 +302,18 @@ class MetaPPO(OnPolicyAlgorithm):
                         bool(done and info.get("TimeLimit.truncated", False))
                         for done, info in zip(dones, infos, strict=True)]
                 else:
-                    self._store_truncation_bootstrap(rollout_buffer, infos, dones, packed(new_state))
+                    self._store_truncation_bootstrap(rollout_buffer, infos, dones, new_state)
             rollout_buffer.add(obs, actions, rewards, episode_starts, values.cpu().numpy().ravel(), log_probs.cpu().numpy())
             obs, episode_starts, state = new_obs, dones, new_state
             self._last_obs, self._last_episode_starts = obs, episode_starts
-        self._last_states = states = packed(state)
+        self._last_states = state
         for name, array in (("value estimate", rollout_buffer.values), ("action log-probability", rollout_buffer.log_probs)):
             if not np.isfinite(array).all():
                 chunk = (rollout_buffer.observations, rollout_buffer.actions, rollout_buffer.episode_starts)
                 raise self._nonfinite_output((*(th.from_numpy(x).to(device) for x in chunk),
                                               rollout_buffer.initial_states), None, name)
 
-        last_values = self._values(obs, states, episode_starts)
+        last_values = self._values(obs, state, episode_starts)
         scaled_rewards = rollout_buffer.rewards
         if self.reward_normalizer is not None:
             scaled_rewards = self.reward_normalizer(scaled_rewards, rollout_buffer.trial_ends(episode_starts))
@@ -346,47 +326,38 @@ class MetaPPO(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _rollout_step(self, policy: BasePolicy) -> tuple[Callable, Callable, Callable]:
-        """``(step(obs, state, episode_starts), unpacked(RNNStates), packed(state))`` for the rollout loop.
-
-        Policies with :meth:`~metarl_agents.policies.MetaRecurrentPolicy.step_flat` carry their flat
-        state through the chunk, packed only where SB3's ``RNNStates`` are needed, and zero it only
-        on steps where a trial starts (the same numbers as :meth:`step`, which multiplies by the
-        ``keep`` mask every step); other policies go through ``step`` with packed states.
-        """
+    def _rollout_step(self, policy: BasePolicy):
+        """``step(obs, state, episode_starts)`` for the rollout loop: the state is zeroed only on steps where
+        a trial starts (the same numbers as multiplying by a ``keep`` mask every step)."""
         device = self.device
-        if not hasattr(policy, "step_flat"):
-            def step_packed(obs: th.Tensor, states: RNNStates, starts: np.ndarray):
-                return policy.step(obs, states, th.as_tensor(starts, dtype=th.float32, device=device))
-            return step_packed, lambda states: states, lambda states: states
 
-        def step_flat(obs: th.Tensor, state: th.Tensor, starts: np.ndarray):
+        def step(obs: th.Tensor, state: th.Tensor, starts: np.ndarray):
             if not starts.any():
-                return policy.step_flat(obs, state)
+                return policy.step(obs, state)
             starts_t = th.as_tensor(starts.astype(np.float32), device=device)
-            return policy.step_flat(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
-        return step_flat, policy.flat_state, policy.packed_states
+            return policy.step(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
+        return step
 
     def _restarts_memory_at_chunks(self) -> bool:
         """Paper protocol: the reference restarted every memory but PEARL's (variational) at each chunk."""
         return self.paper and not getattr(getattr(self.policy, "memory", None), "variational", False)
 
-    def _values(self, obs: np.ndarray, states: RNNStates, episode_starts: np.ndarray) -> np.ndarray:
-        """Values after one more memory step (``predict_values`` leaves observation statistics alone)."""
+    def _values(self, obs: np.ndarray, state: th.Tensor, episode_starts: np.ndarray) -> np.ndarray:
+        """Values after one more memory step (which leaves observation statistics alone)."""
         with th.inference_mode():
             starts = th.as_tensor(episode_starts, dtype=th.float32, device=self.device)
-            values = self.policy.predict_values(th.as_tensor(obs, device=self.device), states.vf, starts)
+            values = self.policy.values(th.as_tensor(obs, device=self.device), state, starts)
         return values.cpu().numpy().ravel()
 
     def _store_truncation_bootstrap(self, buffer: SequenceRolloutBuffer, infos: list[dict[str, Any]],
-                                    dones: np.ndarray, states: RNNStates) -> None:
+                                    dones: np.ndarray, state: th.Tensor) -> None:
         """``gamma * V(last observation)`` for trials cut by a time limit, from their current memory."""
         idx = [i for i in np.flatnonzero(dones) if infos[i].get("TimeLimit.truncated", False)
                and infos[i].get("terminal_observation") is not None]
         if not idx:
             return
         terminal = np.stack([infos[i]["terminal_observation"] for i in idx]).astype(np.float32)
-        values = self._values(terminal, select_states(states, idx), np.zeros(len(idx), dtype=np.float32))
+        values = self._values(terminal, state[idx], np.zeros(len(idx), dtype=np.float32))
         buffer.bootstrap[buffer.pos, idx] = self.gamma * values
 
     # --- update ----------------------------------------------------------------------------
@@ -409,7 +380,7 @@ class MetaPPO(OnPolicyAlgorithm):
             advantages = data["advantages"]
             # (the reference's epsilon under the paper protocol)
             data["advantages"] = (advantages - advantages.mean()) / (advantages.std() + (1e-5 if paper else 1e-8))
-        initial_states = clone_states(buffer.initial_states)
+        initial_states = buffer.initial_states.clone()  # a plain (non-inference) tensor a sequence can start from
         memory_params, head_params = list(policy.memory_parameters()), list(policy.head_parameters())
         if paper:  # the reference updated its observation statistics before the update
             policy.update_obs_statistics(data["obs"])
@@ -516,7 +487,7 @@ class MetaPPO(OnPolicyAlgorithm):
             + "resume from the last checkpoint saved before this point, with a lower learning rate or clipped inputs"
         )
 
-    def _env_minibatches(self, data: dict[str, th.Tensor], initial_states: RNNStates) -> Iterator[tuple]:
+    def _env_minibatches(self, data: dict[str, th.Tensor], initial_states: th.Tensor) -> Iterator[tuple]:
         """``(values, log_prob, entropy, aux_loss, targets)`` of each of ``n_minibatches`` random sets of whole
         env sequences (targets: the flat ``advantages``, ``old_values``, ``returns``, ``old_log_probs``)."""
         for envs in np.array_split(th.randperm(self.rollout_buffer.n_envs).numpy(), self.n_minibatches):
@@ -532,7 +503,7 @@ class MetaPPO(OnPolicyAlgorithm):
             steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
             yield steps(values), steps(log_prob), steps(entropy), aux_loss, {k: steps(batch[k]) for k in _TARGETS}
 
-    def _paper_minibatches(self, data: dict[str, th.Tensor], initial_states: RNNStates) -> Iterator[tuple]:
+    def _paper_minibatches(self, data: dict[str, th.Tensor], initial_states: th.Tensor) -> Iterator[tuple]:
         """The reference's minibatches: ``n_minibatches`` random sets of ``T * N / n_minibatches`` transitions
         (drawn from all envs and steps, the remainder dropped), every env's whole sequence re-encoded with the
         current parameters for each; the head runs only at the drawn transitions. A variational memory
@@ -546,7 +517,7 @@ class MetaPPO(OnPolicyAlgorithm):
         batch = {key: data[key][rows, columns] for key in ("obs", "actions")}
         # padding continues its segment, never resets
         batch["starts"] = th.from_numpy((memory_starts[time_index, segment_env] * valid).astype(np.float32)).to(device)
-        states = select_states(initial_states, columns)
+        states = initial_states[columns]
         # position[t * N + n]: where transition (t, n) lies in the flat [L, S] layout
         n_steps, n_envs = memory_starts.shape
         position = np.empty(n_steps * n_envs, dtype=np.int64)
@@ -567,8 +538,8 @@ class MetaPPO(OnPolicyAlgorithm):
                     (batch["obs"], batch["actions"], batch["starts"], states), exc)) from None
             yield values, log_prob, entropy, aux_loss, {k: v[chosen] for k, v in targets.items()}
 
-    def _minibatch(self, data: dict[str, th.Tensor], initial_states: RNNStates,
-                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], RNNStates, th.Tensor | None]:
+    def _minibatch(self, data: dict[str, th.Tensor], initial_states: th.Tensor,
+                   envs: np.ndarray) -> tuple[dict[str, th.Tensor], th.Tensor, th.Tensor | None]:
         """The whole sequences of ``envs``, re-laid as trial segments side by side (exact, see
         :func:`~metarl_agents.training.rollout.trial_segments`); returns the data, start states and valid mask
         (None where nothing is padding: the trials line up with the chunk)."""
@@ -577,11 +548,11 @@ class MetaPPO(OnPolicyAlgorithm):
         columns = th.from_numpy(envs[segment_env]).to(self.device)
         batch = {key: value[rows, columns] for key, value in data.items()}
         if valid.all():
-            return batch, select_states(initial_states, columns), None
+            return batch, initial_states[columns], None
         valid_t = th.from_numpy(valid).to(self.device)
         batch["starts"] = batch["starts"] * valid_t  # padding continues its segment, never resets
         # A segment after an env's first starts with a reset, so its env's chunk-start state is dropped.
-        return batch, select_states(initial_states, columns), valid_t
+        return batch, initial_states[columns], valid_t
 
     def learn(self: SelfMetaPPO, total_timesteps: int, callback: MaybeCallback = None, log_interval: int = 1,
               tb_log_name: str = "MetaPPO", reset_num_timesteps: bool = True, progress_bar: bool = False) -> SelfMetaPPO:

@@ -2,25 +2,14 @@
 
 sb3-contrib's recurrent buffer cuts the chunk into sequences at minibatch edges; MetaPPO instead
 backpropagates through each env's whole ``n_steps`` sequence, so everything is stored time-major
-as ``[T, N]`` arrays plus the memory state of every env at the chunk's start.
+as ``[T, N]`` arrays plus the memory state ``[N, state_size]`` of every env at the chunk's start.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch as th
-from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-
-
-def select_states(states: RNNStates, idx: np.ndarray | th.Tensor | slice) -> RNNStates:
-    """The packed memory states of envs ``idx`` (batch is dim 1 of every tensor)."""
-    return RNNStates(tuple(s[:, idx] for s in states.pi), tuple(s[:, idx] for s in states.vf))
-
-
-def clone_states(states: RNNStates) -> RNNStates:
-    """A plain (non-inference, grad-free) copy, usable as the start of a differentiable sequence."""
-    return RNNStates(tuple(s.clone() for s in states.pi), tuple(s.clone() for s in states.vf))
 
 
 def trial_segments(episode_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,10 +96,10 @@ class SequenceRolloutBuffer:
         self.advantages = np.zeros(shape, dtype=np.float32)
         self.returns = np.zeros(shape, dtype=np.float32)
         self.truncated = np.zeros(shape, dtype=bool)
-        self.initial_states: RNNStates | None = None
+        self.initial_states: th.Tensor | None = None
         self.pos = 0
 
-    def reset(self, initial_states: RNNStates) -> None:
+    def reset(self, initial_states: th.Tensor) -> None:
         self.initial_states = initial_states
         self.bootstrap[:] = 0.0
         self.truncated[:] = False
