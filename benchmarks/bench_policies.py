@@ -39,7 +39,7 @@ def test_rollout_step(benchmark, name, head):
 
     @th.no_grad()
     def step():
-        _, _, _, state["s"] = policy.step(obs, state["s"], starts)
+        _, _, _, state["s"] = policy.step(obs, state["s"], starts=starts)
 
     benchmark(step)
 

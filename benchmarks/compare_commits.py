@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 MEASURE = r'''
-import json, sys, time
+import inspect, json, sys, time
 import numpy as np, torch as th
 from gymnasium import spaces
 sys.path.insert(0, "benchmarks")
@@ -39,6 +39,8 @@ for name, head, obs_dim, n_actions in (("RNN", "mlp", 18, 5), ("SplAgger", "mlp"
     policy.update_obs_norm = False
     step = getattr(policy, "step", policy.forward)
     obs, states, starts = th.randn(16, space.shape[0]), policy.initial_states(16), th.zeros(16)
+    if "starts" in inspect.signature(step).parameters:  # the memory-policy contract's flat step (no starts here)
+        starts = False
     with th.inference_mode():
         for _ in range(100):
             step(obs, states, starts)

@@ -52,7 +52,7 @@ class Timers:
 def instrumented(model, timers: Timers) -> Iterator[None]:
     """Time the parts of ``model``'s update; ``th.autograd.backward`` is what ``loss.backward()`` calls."""
     policy = model.policy
-    # MetaPPO's rollout calls step_flat (or step, for policies without it); RecurrentPPO's calls forward
+    # MetaPPO's rollout calls step (step_flat before the memory-policy contract); RecurrentPPO's calls forward
     meta = hasattr(policy, "evaluate_sequence")
     step_name = ("step_flat" if hasattr(policy, "step_flat") else "step") if meta else "forward"
     forward_name = "evaluate_sequence" if meta else "evaluate_actions"

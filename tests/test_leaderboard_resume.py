@@ -105,3 +105,32 @@ def test_resume_is_exact_for_every_memory(tmp_path, agent, protocol):
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert trainer.evaluate(whole, run) == trainer.evaluate(resumed, run)
+
+
+def test_a_checkpoint_with_the_lstm_packed_memory_state_of_earlier_versions_resumes_exactly(tmp_path):
+    """Checkpoints written before the memory-policy contract hold the memory as RecurrentPPO's packed
+    ``{"pi": [h, c], "vf": [h, c]}``: the flat ``[n_envs, state_size]`` state zero-padded to an even width and
+    split in halves of shape ``(1, n_envs, hidden)``. Loading unpacks it; training continues bit for bit."""
+    import torch
+    from resume_driver import TINY_POLICY, spec
+
+    from metarl_agents.leaderboard.checkpoint import training_state, write_checkpoint
+    from metarl_agents.leaderboard.runner import MetaPPOTrainer
+
+    run, trainer = spec("SplAgger"), MetaPPOTrainer(policy_kwargs={**TINY_POLICY, "encoder_hidden": 15})
+    whole = trainer.build(run)
+    whole.learn(96, reset_num_timesteps=False)
+    state = training_state(whole)
+    flat = state["last_states"]
+    assert flat.shape == (4, whole.policy.memory.state_size) == (4, 15 + 7) and flat.abs().sum() > 0
+    hidden = 11  # ceil(22 / 2), what RecurrentPPO's lstm_actor described; written out as the old code wrote it
+    h, c = torch.cat([flat, torch.zeros(4, 2 * hidden - 22)], dim=1).unsqueeze(0).split(hidden, dim=2)
+    state["last_states"] = {"pi": [h.clone(), c.clone()], "vf": [h.clone(), c.clone()]}
+    write_checkpoint(tmp_path / "old.pt", trainer.identity(run), state)
+    whole.learn(96, reset_num_timesteps=False)
+    resumed = trainer.resume(run, tmp_path / "old.pt")
+    assert torch.equal(resumed._last_states, flat)
+    resumed.learn(96, reset_num_timesteps=False)
+    for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(whole._last_states, resumed._last_states)

@@ -38,7 +38,7 @@ class ChunkStarts(BaseCallback):
         return True
 
     def _on_rollout_end(self):
-        self.initial.append(self.model.rollout_buffer.initial_states.pi[0].clone())
+        self.initial.append(self.model.rollout_buffer.initial_states.clone())
 
 
 @pytest.mark.parametrize(("agent", "protocol", "restarts"), [

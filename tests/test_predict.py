@@ -41,7 +41,8 @@ def test_predict_matches_the_sequence_path_with_resets(name):
         actions.append(action)
     with th.no_grad():  # the whole sequence in one call of the sequence path, posterior means
         logits, _, final, _ = policy._run(th.as_tensor(obs), th.as_tensor(starts, dtype=th.float32),
-                                          policy.initial_states(COPIES).pi, sample=False)
+                                          policy.initial_states(COPIES), sample=False)
+    final = policy._pack(final)  # as predict returns it
     np.testing.assert_array_equal(np.array(actions), logits.argmax(-1).numpy())
     np.testing.assert_allclose(state[0], final[0].numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(state[1], final[1].numpy(), rtol=1e-5, atol=1e-5)
@@ -57,5 +58,5 @@ def test_predict_box_actions_match_the_sequence_path(name):
         actions.append(action)
     with th.no_grad():
         means, _, _, _ = policy._run(th.as_tensor(obs), th.as_tensor(starts, dtype=th.float32),
-                                     policy.initial_states(COPIES).pi, sample=False)
+                                     policy.initial_states(COPIES), sample=False)
     np.testing.assert_allclose(np.array(actions), means.clamp(-2, 2).numpy(), rtol=1e-5, atol=1e-5)

@@ -72,11 +72,21 @@ def test_tmaze_with_eight_episodes_per_trial():
 
 def test_light_modules_import_without_torch():
     code = ("import sys, metarl_envs, metarl_agents, metarl_agents.leaderboard.report, metarl_agents.cli.bench, "
-            "metarl_agents.training.errors;"
+            "metarl_agents.training.errors, metarl_agents.training.memory_policy, metarl_agents.leaderboard.runner;"
+            "from metarl_agents.training.errors import CheckpointError, TrainingDivergedError;"
             "heavy = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'mujoco') if m in sys.modules];"
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_errors_the_runner_catches_are_the_ones_training_and_checkpoints_raise():
+    """The runner catches them by type from the torch-free module; the heavy modules raise the same classes."""
+    from metarl_agents.leaderboard import checkpoint, runner
+    from metarl_agents.training import errors, ppo
+
+    assert checkpoint.CheckpointError is runner.CheckpointError is errors.CheckpointError
+    assert ppo.TrainingDivergedError is runner.TrainingDivergedError is errors.TrainingDivergedError
 
 
 @pytest.mark.parametrize("old", ["metarl_agents.ppo", "metarl_agents.sequence", "metarl_agents.presets",

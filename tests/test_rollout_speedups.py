@@ -71,7 +71,8 @@ def reference_step(policy, obs: th.Tensor, lstm_states: RNNStates, episode_start
 
 
 class ReferenceMetaPPO(MetaPPO):
-    """MetaPPO whose rollout loop carries packed states and calls :func:`reference_step`."""
+    """MetaPPO whose rollout loop carries packed states and calls :func:`reference_step` (the trainer's own
+    state, ``_last_states`` and the buffer's, is the flat memory state the packed one holds)."""
 
     def collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps):
         policy, device = self.policy, self.device
@@ -80,7 +81,8 @@ class ReferenceMetaPPO(MetaPPO):
             self._last_states = policy.initial_states(env.num_envs)
         rollout_buffer.reset(self._last_states)
         callback.on_rollout_start()
-        obs, episode_starts, states = self._last_obs, self._last_episode_starts, self._last_states
+        obs, episode_starts = self._last_obs, self._last_episode_starts
+        states = RNNStates(policy._pack(self._last_states), policy._pack(self._last_states))
         for _ in range(n_rollout_steps):
             with th.inference_mode():
                 starts = th.as_tensor(episode_starts, dtype=th.float32, device=device)
@@ -94,11 +96,12 @@ class ReferenceMetaPPO(MetaPPO):
             callback.on_step()
             if dones.any():
                 self._update_info_buffer(infos, dones)
-                self._store_truncation_bootstrap(rollout_buffer, infos, dones, states)
+                self._store_truncation_bootstrap(rollout_buffer, infos, dones, policy._unpack(states.pi))
             rollout_buffer.add(obs, actions, rewards, episode_starts, values.numpy().ravel(), log_probs.numpy())
             obs, episode_starts = new_obs, dones
-            self._last_obs, self._last_episode_starts, self._last_states = obs, episode_starts, states
-        last_values = self._values(obs, states, episode_starts)
+            self._last_obs, self._last_episode_starts = obs, episode_starts
+            self._last_states = policy._unpack(states.pi)
+        last_values = self._values(obs, self._last_states, episode_starts)
         scaled = self.reward_normalizer(rollout_buffer.rewards, rollout_buffer.trial_ends(episode_starts))
         rollout_buffer.compute_returns_and_advantage(scaled + rollout_buffer.bootstrap, last_values, episode_starts,
                                                      self.gamma, self.gae_lambda)
@@ -132,9 +135,8 @@ def build(cls, policy, make_env, policy_kwargs, n_steps=35):
                device="cpu")
 
 
-def assert_same_states(a: RNNStates, b: RNNStates) -> None:
-    for x, y in zip(a.pi, b.pi, strict=True):
-        assert th.equal(x, y)
+def assert_same_states(a: th.Tensor, b: th.Tensor) -> None:
+    assert a.shape == b.shape and th.equal(a, b)
 
 
 @pytest.mark.parametrize("case", list(CASES))
