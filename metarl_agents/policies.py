@@ -9,10 +9,8 @@ Observations must be transitions (:class:`metarl_envs.wrappers.TransitionObserva
 is read from the observation and action spaces. The memory reads whole transitions, the head reads
 the current state ``s`` and the memory's latent.
 
-Actor and critic share one memory (the hypernetwork generates both from one latent), whose state is a
-flat ``[B, state_size]`` tensor: the memory-policy contract MetaPPO trains through
-(:class:`metarl_agents.training.memory_policy.MemoryPolicy`). For RecurrentPPO, the
-:class:`~metarl_agents.recurrent_adapter.RecurrentPPOAdapter` base class packs it as an LSTM's ``(h, c)``.
+Actor and critic share one memory, whose state is a flat ``[B, state_size]`` tensor (the contract MetaPPO
+trains through, :class:`metarl_agents.training.memory_policy.MemoryPolicy`); the base class packs it for RecurrentPPO.
 
 Observation statistics (the head's running normalisation) change only through
 :meth:`~MetaRecurrentPolicy.update_obs_statistics`: :meth:`forward` (RecurrentPPO's rollout step)

@@ -39,13 +39,10 @@ def _to_batch_major(x: th.Tensor) -> th.Tensor:
 
 
 class RecurrentPPOAdapter(RecurrentActorCriticPolicy):
-    """sb3-contrib's recurrent-policy API over a memory policy's flat state.
-
-    A subclass provides ``memory.state_size``, ``_run(obs [T, B, D], starts [T, B], state, sample)`` returning
-    ``(action output [T, B, A], values [T, B], new state, aux loss)``, ``_distribution(action output)``,
-    ``step`` and ``update_obs_statistics`` (the memory-policy contract), and calls
-    :meth:`_replace_lstm` once its memory exists.
-    """
+    """sb3-contrib's recurrent-policy API over a memory policy's flat state: a subclass provides the contract's
+    ``step`` and ``update_obs_statistics``, ``memory.state_size``, ``_distribution`` and ``_run(obs [T, B, D],
+    starts [T, B], state, sample) -> (action output, values [T, B], new state, aux loss)``, and calls
+    :meth:`_replace_lstm` once its memory exists."""
 
     def _replace_lstm(self) -> None:
         """Replace the base class's LSTM by a description of the packed state (no parameters)."""

@@ -1,8 +1,8 @@
 """The memory-policy contract: what MetaPPO needs of a policy, as a type the trainer checks with ``isinstance``.
 
-A memory policy carries its memory as one plain ``[batch, state_size]`` tensor; zeros are the empty memory.
-How sb3-contrib's ``RecurrentPPO`` wants that state (an LSTM's ``(h, c)`` pair) is the business of the one
-adapter that serves it (:class:`metarl_agents.recurrent_adapter.RecurrentPPOAdapter`), not of the trainer.
+A memory policy carries its memory as one plain ``[batch, state_size]`` tensor, zeros being the empty memory.
+The ``(h, c)`` pair sb3-contrib's ``RecurrentPPO`` wants instead is the business of the one adapter that
+serves it (:class:`metarl_agents.recurrent_adapter.RecurrentPPOAdapter`), never of the trainer.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ class MemoryPolicy(Protocol):
 
     def step(self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False,
              starts: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """One rollout step from ``state`` (already zeroed where a trial starts): actions, values, log-probs,
-        new state; leaves the observation statistics alone."""
+        """One rollout step from ``state`` (zeroed where a trial starts): actions, values, log-probs, new state."""
 
     def values(self, obs: th.Tensor, state: th.Tensor, episode_starts: th.Tensor) -> th.Tensor:
         """The values ``[B]`` after one more memory step from ``state``."""
 
     def evaluate_sequence(self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, state: th.Tensor,
                           select: th.Tensor | None = None, sample: bool = True) -> tuple:
-        """Whole ``[T, B]`` sequences from ``state`` with gradient: values, log-probs, entropy, auxiliary loss."""
+        """Whole ``[T, B]`` sequences from ``state``, with gradient: values, log-probs, entropy, aux loss."""
 
     def update_obs_statistics(self, obs: th.Tensor) -> None:
         """Add observations to the running statistics the policy normalises with."""
@@ -42,14 +41,11 @@ class MemoryPolicy(Protocol):
         """Every other parameter."""
 
 
-#: The methods of the contract, in the order a refusal names them.
-MEMORY_POLICY_METHODS = tuple(name for name in MemoryPolicy.__dict__ if not name.startswith("_"))
-
-
 def check_memory_policy(policy: object) -> MemoryPolicy:
     """``policy`` if it implements :class:`MemoryPolicy`, else a TypeError naming the methods it lacks."""
     if isinstance(policy, MemoryPolicy):
         return policy
-    missing = [name for name in MEMORY_POLICY_METHODS if not callable(getattr(policy, name, None))]
+    missing = [name for name in vars(MemoryPolicy) if not name.startswith("_")
+               and not callable(getattr(policy, name, None))]
     raise TypeError(f"MetaPPO needs a memory policy (metarl_agents.training.memory_policy.MemoryPolicy); "
                     f"{type(policy).__name__} lacks {missing} (use a class from metarl_agents.policies)")

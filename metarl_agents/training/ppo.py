@@ -274,7 +274,6 @@ class MetaPPO(OnPolicyAlgorithm):
         box = self.action_space if isinstance(self.action_space, spaces.Box) and self.clip_actions else None
         callback.on_rollout_start()
 
-        step = self._rollout_step(policy)
         obs, episode_starts, state = self._last_obs, self._last_episode_starts, self._last_states
         for t in range(n_rollout_steps):
             # Under the paper protocol a chunk's first step is a memory start (the prior) for most memories.
@@ -282,7 +281,7 @@ class MetaPPO(OnPolicyAlgorithm):
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
                 try:
-                    actions, values, log_probs, new_state = step(obs_tensor, state, memory_starts)
+                    actions, values, log_probs, new_state = self._step(obs_tensor, state, memory_starts)
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(obs_tensor) or self._nonfinite_output((
                         obs_tensor[None], th.zeros((1, *rollout_buffer.actions.shape[1:]), device=device),
@@ -326,17 +325,13 @@ class MetaPPO(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _rollout_step(self, policy: BasePolicy):
-        """``step(obs, state, episode_starts)`` for the rollout loop: the state is zeroed only on steps where
-        a trial starts (the same numbers as multiplying by a ``keep`` mask every step)."""
-        device = self.device
-
-        def step(obs: th.Tensor, state: th.Tensor, starts: np.ndarray):
-            if not starts.any():
-                return policy.step(obs, state)
-            starts_t = th.as_tensor(starts.astype(np.float32), device=device)
-            return policy.step(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
-        return step
+    def _step(self, obs: th.Tensor, state: th.Tensor, starts: np.ndarray) -> tuple[th.Tensor, ...]:
+        """The policy's rollout step; the state is zeroed only on steps where a trial starts (the numbers of
+        multiplying it by a ``keep`` mask every step)."""
+        if not starts.any():
+            return self.policy.step(obs, state)
+        starts_t = th.as_tensor(starts.astype(np.float32), device=self.device)
+        return self.policy.step(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
 
     def _restarts_memory_at_chunks(self) -> bool:
         """Paper protocol: the reference restarted every memory but PEARL's (variational) at each chunk."""
