@@ -159,11 +159,12 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
 
     # --- core ------------------------------------------------------------------------------
     def _run(
-        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True
+        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True,
+        ended: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], new state, aux loss)``."""
         obs = obs.to(th.float32)
-        latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample)
+        latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample, ended=ended)
         t_count, batch = obs.shape[:2]
         s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)
         action_out, values = self.head(s, latent.reshape(t_count * batch, -1))
@@ -175,18 +176,20 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         return self.action_dist.proba_distribution(action_out, self.log_std)
 
     def step(
-        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None
+        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None,
+        ended: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """One step for a batch of copies from the memory state ``[B, state_size]`` (already zeroed where a
         trial starts): ``(actions, values [B], log_prob, new state)``. ``starts [B]`` marks the memory's
-        start steps (used by ``start_latent="prior"``).
+        start steps (used by ``start_latent="prior"``); ``ended = (transitions [B, D], mask [B])``: start
+        steps in ``mask`` encode the ended trial's final transition instead of the prior (:class:`Memory`).
 
         Rollouts are a loop over single steps at small batch, where per-call overhead outweighs
         arithmetic, so this path skips the sequence machinery (:meth:`Memory.step`) and, for Discrete
         actions, SB3's distribution objects.
         """
         obs = obs.reshape(obs.shape[0], -1).to(th.float32)
-        latent, state = self.memory.step(obs, state, sample=not deterministic, starts=starts)
+        latent, state = self.memory.step(obs, state, sample=not deterministic, starts=starts, ended=ended)
         action_out, values = self.head.step(obs[:, self.layout["slices"]["s"]], latent)
         if isinstance(self.action_space, spaces.Discrete):
             log_probs = th.log_softmax(action_out, dim=-1)
@@ -219,7 +222,7 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
     # --- MetaPPO's sequence update -----------------------------------------------------------------------
     def evaluate_sequence(
         self, obs: th.Tensor, actions: th.Tensor, episode_starts: th.Tensor, state: th.Tensor,
-        select: th.Tensor | None = None, sample: bool = True,
+        select: th.Tensor | None = None, sample: bool = True, ended: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """Whole sequences ``[T, B, ...]`` with full backprop: ``(values, log_prob, entropy, aux_loss)``.
 
@@ -227,15 +230,16 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         before step 0. ``aux_loss`` is PEARL's weighted KL term (zero for the other memories).
         ``select`` (flat indices into ``T * B``): the memory still runs over every step, the head only
         at these, and the results are 1-D in ``select``'s order. ``sample=False``: a variational
-        memory's posterior mean instead of a sample.
+        memory's posterior mean instead of a sample. ``ended = (transitions [T, B, D], mask [T, B])``: start
+        steps in ``mask`` encode the ended trial's final transition instead of the prior (:class:`Memory`).
         """
         t_count, batch = obs.shape[:2]
         if select is None:
-            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, state, sample)
+            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, state, sample, ended)
             action_out, flat_actions = action_out.reshape(t_count * batch, -1), actions.reshape(t_count * batch, -1)
         else:
             obs = obs.reshape(t_count, batch, -1).to(th.float32)
-            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample)
+            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample, ended=ended)
             s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)[select]
             action_out, values = self.head(s, latent.reshape(t_count * batch, -1)[select])
             flat_actions = actions.reshape(t_count * batch, -1)[select]

@@ -56,8 +56,9 @@ def test_memory_restarts_at_each_chunk_under_the_paper_protocol_except_pearl(age
 
 @pytest.mark.parametrize("agent", ["SplAgger", "RNN", "CNP", "SplAgger-LRU"])
 def test_rollout_and_update_see_the_same_memory_at_chunk_edges_and_trial_starts(agent):
-    """The update re-runs the memory exactly as the rollout ran it: the prior at a chunk's first step and at
-    every trial start, the state not advanced there (log-probabilities agree to float precision)."""
+    """The update re-runs the memory exactly as the rollout ran it: the prior at a chunk's first step (the state
+    not advanced there) and, at a trial start inside the chunk, the reset memory encoding the ended trial's
+    final transition (log-probabilities agree to float precision)."""
     # (the MLP head reads the latent from the start; the hypernetwork head ignores it at initialisation)
     model = small_model(agent, "paper", learning_rate=0.0, policy_kwargs={**SMALL, "head": "mlp"})
     model.policy.update_obs_norm = False  # the rollout's statistics, for the comparison below
@@ -66,18 +67,62 @@ def test_rollout_and_update_see_the_same_memory_at_chunk_edges_and_trial_starts(
     starts = buffer.episode_starts.copy()
     assert starts[1:].any() and not starts[0].any()
 
-    def log_probs(starts):
+    mid_chunk = th.from_numpy(starts.copy())  # (row 0 holds no trial start here)
+
+    def log_probs(starts, ended=True):
         with th.no_grad():
             return policy.evaluate_sequence(th.from_numpy(buffer.observations), th.from_numpy(buffer.actions),
-                                            th.from_numpy(starts), buffer.initial_states)[1].numpy()
+                                            th.from_numpy(starts), buffer.initial_states,
+                                            ended=(th.from_numpy(buffer.ended), mid_chunk) if ended else None)[1].numpy()
 
     assert np.abs(log_probs(starts) - buffer.log_probs).max() > 1e-4  # not the same without the chunk's prior
     starts[0] = 1.0
     np.testing.assert_allclose(log_probs(starts), buffer.log_probs, atol=2e-5)
     trial_starts = starts.astype(bool)
     trial_starts[0] = False
-    policy.memory.prior_at_start = False  # encoding trial starts instead of the prior changes them
+    # the prior at a mid-chunk trial start (instead of the ended transition) changes them
+    assert np.abs(log_probs(starts, ended=False) - buffer.log_probs)[trial_starts].max() > 1e-4
+    policy.memory.prior_at_start = False  # encoding the trial's own first observation changes them too
     assert np.abs(log_probs(starts) - buffer.log_probs)[trial_starts].max() > 1e-4
+
+
+def test_a_trial_starting_inside_a_chunk_encodes_the_ended_trials_final_transition():
+    """Reference rollout order: when a trial ends, the memory is reset and then reads that trial's final
+    transition (the observation before the env's reset); the new trial's first latent is that read-out and
+    the state has advanced by one step from empty. The prior is only at the chunk's first step."""
+    model = small_model("SplAgger", "paper", learning_rate=0.0, policy_kwargs={**SMALL, "head": "mlp"})
+    model.policy.update_obs_norm = False
+    model.learn(2 * 25 * 4)  # trials of 40 steps: the second chunk (steps 25..49) holds a trial start at 15
+    buffer, memory = model.rollout_buffer, model.policy.memory
+    starts = buffer.episode_starts.astype(bool)
+    t = 15
+    assert starts[t].all() and starts.sum() == 4 and not buffer.ended[starts == 0].any()
+    layout = model.policy.layout["slices"]
+    ended = th.from_numpy(buffer.ended[t])
+    before = th.from_numpy(buffer.observations[t - 1])
+    # the ended transition is (s, a, r, s') of the previous step: its s is the previous observation's s
+    np.testing.assert_array_equal(ended[:, layout["s_prev"]].numpy(), before[:, layout["s"]].numpy())
+    np.testing.assert_array_equal(ended[:, layout["r_prev"]].numpy().ravel(), buffer.rewards[t - 1])
+    with th.no_grad():
+        zeros = model.policy.initial_states(4)
+        memory.prior_at_start = False
+        read_out, state = memory.step(ended, zeros, sample=False)  # one step on it from the empty memory
+        expected_next, _ = memory.step(th.from_numpy(buffer.observations[t + 1]), state, sample=False)
+        memory.prior_at_start = True
+        prior_read_out, _ = memory.step(ended, zeros, sample=False, starts=th.ones(4))  # the prior (zero embedding)
+        sequence = th.from_numpy(buffer.observations)
+        chunk_starts = th.from_numpy(buffer.episode_starts.copy())
+        chunk_starts[0] = 1.0
+        latents, _, _ = memory(sequence, chunk_starts, buffer.initial_states, sample=False,
+                               ended=(th.from_numpy(buffer.ended), th.from_numpy(buffer.episode_starts)))
+        step_latent, step_state = memory.step(th.from_numpy(buffer.observations[t]), zeros, sample=False,
+                                              starts=th.ones(4), ended=(ended, th.ones(4)))
+    np.testing.assert_allclose(latents[t].numpy(), read_out.numpy(), atol=1e-6)
+    np.testing.assert_allclose(latents[t + 1].numpy(), expected_next.numpy(), atol=1e-6)
+    np.testing.assert_allclose(step_latent.numpy(), read_out.numpy(), atol=1e-6)
+    np.testing.assert_allclose(step_state.numpy(), state.numpy(), atol=1e-6)
+    assert np.abs(latents[t].numpy() - prior_read_out.numpy()).max() > 1e-3  # not the prior
+    np.testing.assert_allclose(latents[0].numpy(), prior_read_out.numpy(), atol=1e-6)  # the chunk's first: prior
 
 
 def test_first_latent_of_a_trial_is_the_prior_and_the_state_is_not_advanced():

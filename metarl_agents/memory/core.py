@@ -144,17 +144,28 @@ class Memory(nn.Module):
         self.state_size = self.encoder_state_size + (self.aggregator.state_dim if self.aggregator is not None else 0)
 
     def forward(
-        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True
+        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True,
+        ended: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Process ``obs [T, B, obs_dim]`` from ``state [B, state_size]``; reset where ``episode_starts [T, B]``.
 
         Returns ``(latent [T, B, output_dim], final state [B, state_size], auxiliary loss)``. ``sample``
-        only matters for variational memories (``False``: the posterior mean).
+        only matters for variational memories (``False``: the posterior mean). ``ended``: ``(transitions
+        [T, B, obs_dim], mask [T, B])``; with ``prior_at_start``, a start step in ``mask`` is no prior: the
+        reset memory reads that step's row of ``transitions`` (the ended trial's final transition) instead of
+        its own observation, and the state advances.
         """
         x = self.embed(obs)
         resets = episode_starts
         if self.prior_at_start:
-            x, resets = self._prior_steps(x, episode_starts)
+            prior = episode_starts
+            if ended is not None:
+                encoded = ended[1].to(x.dtype).unsqueeze(-1)
+                x = x * (1.0 - encoded) + self.embed(ended[0]) * encoded
+                prior = episode_starts * (1.0 - ended[1].to(episode_starts.dtype))
+            x, resets = self._prior_steps(x, prior)
+            resets = resets | episode_starts.bool()
+            episode_starts = prior
         seg = Segments.from_starts(resets)
         enc_state, agg_state = state[:, : self.encoder_state_size], state[:, self.encoder_state_size :]
         if self.gru is not None:
@@ -178,15 +189,22 @@ class Memory(nn.Module):
         return x.masked_fill(prior.unsqueeze(-1), 0.0), resets
 
     def step(self, obs: th.Tensor, state: th.Tensor, sample: bool = True,
-             starts: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+             starts: th.Tensor | None = None,
+             ended: tuple[th.Tensor, th.Tensor] | None = None) -> tuple[th.Tensor, th.Tensor]:
         """One step for a batch: ``obs [B, obs_dim]``, ``state [B, state_size]`` (already zeroed where
         a trial starts) -> ``(latent [B, output_dim], new state)``. No auxiliary loss: this is the
         rollout's path; training runs :meth:`forward`. ``starts [B]`` marks start steps (only
-        ``prior_at_start`` needs it: there the latent is the prior and the state stays empty)."""
+        ``prior_at_start`` needs it: there the latent is the prior and the state stays empty).
+        ``ended``: ``(transitions [B, obs_dim], mask [B])`` as in :meth:`forward`."""
         keep = None
-        if self.prior_at_start and starts is not None:
-            keep = (1.0 - starts.reshape(-1, 1).to(obs.dtype))
         x = self.embed.step(obs)
+        if self.prior_at_start and starts is not None:
+            prior = starts.reshape(-1, 1).to(obs.dtype)
+            if ended is not None:
+                encoded = ended[1].reshape(-1, 1).to(obs.dtype)
+                x = x * (1.0 - encoded) + self.embed.step(ended[0].reshape(obs.shape).to(obs.dtype)) * encoded
+                prior = prior * (1.0 - encoded)
+            keep = 1.0 - prior
         if keep is not None:
             x = x * keep
         latent, new_state = self._step_encoded(x, state, sample)

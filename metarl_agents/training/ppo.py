@@ -21,8 +21,8 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO:
 
 That is the ``protocol="metarl"`` (the default). ``protocol="paper"`` trains as the SplAgger reference
 code did wherever that changes results (:data:`PAPER_PROTOCOL` lists each difference; benchmarks/PROTOCOL.md
-explains them): every memory but a variational one restarts from its prior at each chunk, a trial's first
-latent is the prior, the value loss weighs half as much, the critic output layer starts as the reference's,
+explains them): every memory but a variational one restarts from its prior at each chunk (a chunk's first
+latent is the prior; a trial starting inside a chunk begins from the ended trial's final transition), the value loss weighs half as much, the critic output layer starts as the reference's,
 a minibatch is a random quarter of all transitions (every sequence re-encoded for each), the reward scale
 restarts every return when any trial ends, the memory's Adam epsilon is 1e-8, the observation statistics
 are updated before the update, a variational memory's update uses its mean latent and a time-limit step has
@@ -70,7 +70,8 @@ PAPER_PROTOCOL = {
     "minibatches": "a minibatch is a random 1/n_minibatches of all transitions; all sequences re-encoded per step",
     "reward_scale": "every return accumulator zeroed when any trial ends, before the statistics update",
     "wsoftmax_width": "SplAgger-wsoftmax's GRU is 512 wide",
-    "start_latent": "a trial's first latent is the memory's prior (zero embedding, state not advanced)",
+    "start_latent": "a chunk's first latent is the memory's prior (zero embedding, state not advanced); a trial "
+                    "starting inside a chunk: the reset memory encodes the ended trial's final transition",
     "memory_adam_eps": "the memory's Adam epsilon is 1e-8; observation statistics updated before the update",
     "mean_latent": "a variational memory's update uses its posterior mean (rollouts sample)",
     "time_limit": "a time-limit step's advantage is zero (no bootstrap from the last observation)",
@@ -275,13 +276,18 @@ class MetaPPO(OnPolicyAlgorithm):
         callback.on_rollout_start()
 
         obs, episode_starts, state = self._last_obs, self._last_episode_starts, self._last_states
+        ended = np.zeros_like(rollout_buffer.ended[0])  # each env's last ended trial's final transition
         for t in range(n_rollout_steps):
-            # Under the paper protocol a chunk's first step is a memory start (the prior) for most memories.
+            # Under the paper protocol a chunk's first step is a memory start (the prior) for most memories;
+            # a trial starting later encodes the ended trial's final transition (the reference's order).
             memory_starts = np.ones_like(episode_starts) if restart and t == 0 else episode_starts
+            encode_ended = self.paper and t > 0 and bool(episode_starts.any())
+            rollout_buffer.ended[t] = ended if encode_ended else 0.0
             with th.inference_mode():
                 obs_tensor = th.as_tensor(obs, device=device)
                 try:
-                    actions, values, log_probs, new_state = self._step(obs_tensor, state, memory_starts)
+                    actions, values, log_probs, new_state = self._step(
+                        obs_tensor, state, memory_starts, ended if encode_ended else None)
                 except ValueError as exc:  # torch's distribution check on non-finite logits
                     raise (self._nonfinite(obs_tensor) or self._nonfinite_output((
                         obs_tensor[None], th.zeros((1, *rollout_buffer.actions.shape[1:]), device=device),
@@ -296,6 +302,9 @@ class MetaPPO(OnPolicyAlgorithm):
                 return False
             if dones.any():
                 self._update_info_buffer(infos, dones)
+                for i in np.flatnonzero(dones):
+                    terminal = infos[i].get("terminal_observation")
+                    ended[i] = terminal if terminal is not None else 0.0
                 if self.paper:
                     rollout_buffer.truncated[rollout_buffer.pos] = [
                         bool(done and info.get("TimeLimit.truncated", False))
@@ -325,13 +334,16 @@ class MetaPPO(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _step(self, obs: th.Tensor, state: th.Tensor, starts: np.ndarray) -> tuple[th.Tensor, ...]:
+    def _step(self, obs: th.Tensor, state: th.Tensor, starts: np.ndarray,
+              ended: np.ndarray | None = None) -> tuple[th.Tensor, ...]:
         """The policy's rollout step; the state is zeroed only on steps where a trial starts (the numbers of
-        multiplying it by a ``keep`` mask every step)."""
+        multiplying it by a ``keep`` mask every step). ``ended [N, D]``: the ended trials' final transitions,
+        encoded at this step's trial starts instead of the prior (paper protocol, inside a chunk)."""
         if not starts.any():
             return self.policy.step(obs, state)
         starts_t = th.as_tensor(starts.astype(np.float32), device=self.device)
-        return self.policy.step(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t)
+        extra = {} if ended is None else {"ended": (th.as_tensor(ended, device=self.device), starts_t)}
+        return self.policy.step(obs, state * (1.0 - starts_t).reshape(-1, 1), starts=starts_t, **extra)
 
     def _restarts_memory_at_chunks(self) -> bool:
         """Paper protocol: the reference restarted every memory but PEARL's (variational) at each chunk."""
@@ -512,6 +524,9 @@ class MetaPPO(OnPolicyAlgorithm):
         batch = {key: data[key][rows, columns] for key in ("obs", "actions")}
         # padding continues its segment, never resets
         batch["starts"] = th.from_numpy((memory_starts[time_index, segment_env] * valid).astype(np.float32)).to(device)
+        # a trial starting after the chunk's first step encodes the ended trial's final transition, as in the rollout
+        encoded = th.from_numpy((memory_starts[time_index, segment_env] * valid * (time_index > 0)).astype(np.float32))
+        ended = (th.from_numpy(buffer.ended[time_index, segment_env]).to(device), encoded.to(device))
         states = initial_states[columns]
         # position[t * N + n]: where transition (t, n) lies in the flat [L, S] layout
         n_steps, n_envs = memory_starts.shape
@@ -526,7 +541,8 @@ class MetaPPO(OnPolicyAlgorithm):
             chosen = order[i * size:(i + 1) * size]
             try:
                 values, log_prob, entropy, aux_loss = self.policy.evaluate_sequence(
-                    batch["obs"], batch["actions"], batch["starts"], states, select=position[chosen], sample=False
+                    batch["obs"], batch["actions"], batch["starts"], states, select=position[chosen], sample=False,
+                    ended=ended,
                 )
             except ValueError as exc:  # torch's distribution check on non-finite logits
                 raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(

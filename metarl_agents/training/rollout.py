@@ -80,6 +80,8 @@ class SequenceRolloutBuffer:
     ``episode_starts[t]`` is 1 where a trial starts at step ``t`` (the memory is reset before that
     step); ``bootstrap[t]`` holds ``gamma * V(terminal observation)`` where a trial was cut by a
     time limit at step ``t``. ``initial_states`` are the memory states the chunk started from.
+    ``ended[t]`` holds, where a trial starts at ``t > 0`` under the paper protocol, the previous trial's
+    final transition (its terminal observation), which the memory encodes there instead of the prior.
     """
 
     def __init__(self, n_steps: int, n_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
@@ -87,6 +89,7 @@ class SequenceRolloutBuffer:
         self.n_steps, self.n_envs = n_steps, n_envs
         shape = (n_steps, n_envs)
         self.observations = np.zeros((*shape, *obs_shape), dtype=np.float32)
+        self.ended = np.zeros((*shape, *obs_shape), dtype=np.float32)
         self.actions = np.zeros((*shape, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.bootstrap = np.zeros(shape, dtype=np.float32)
