@@ -68,7 +68,9 @@ class PolicyConfig:
     #: the memory's own optimizer settings, e.g. {"eps": 1e-8} (None: the memory shares ``optimizer_kwargs``)
     memory_optimizer_kwargs: dict[str, Any] | None = None
     #: a trial's first latent: "encode" its observation from the empty memory, or the memory's "prior"
-    #: (a zero embedding read out of the empty state, the state left empty), as the SplAgger reference did
+    #: (a zero embedding read out of the empty state, the state left empty), as the SplAgger reference did at a
+    #: chunk's first step; a start given an ended trial's final transition (MetaPPO's paper protocol, inside a
+    #: chunk) encodes that transition into the reset memory instead
     start_latent: str = "encode"
     #: hypernetwork head's critic output layer: "torch" (nn.Linear's default) or "reference" (the SplAgger
     #: reference's: Kaiming-uniform with a = 0, bias U(-1, 1))
