@@ -208,10 +208,10 @@ class EvaluateRecorder:
         self.calls, self.inner = [], policy.evaluate_sequence
         policy.evaluate_sequence = self
 
-    def __call__(self, obs, actions, starts, states, select=None, sample=True):
+    def __call__(self, obs, actions, starts, states, select=None, sample=True, ended=None):
         self.calls.append({"sequences": obs.shape[1], "steps": obs.shape[0], "select": select, "sample": sample,
                            "starts": starts.clone()})
-        return self.inner(obs, actions, starts, states, select=select, sample=sample)
+        return self.inner(obs, actions, starts, states, select=select, sample=sample, ended=ended)
 
 
 def test_paper_minibatches_are_random_quarters_of_all_transitions_with_every_sequence_re_encoded():
