@@ -369,7 +369,8 @@ def _untouched(folder: Any, action: Callable[[], Any]) -> Any:
 
 
 def _tiny_model(folder: Any) -> tuple[Any, Any]:
-    from metarl_agents.training.config import RunConfig, build_model
+    from metarl_agents.training.build import build_model
+    from metarl_agents.training.config import RunConfig
 
     config = RunConfig.from_preset("MetaTMaze-v0", "RNN", n_envs=2, n_steps=4, n_minibatches=1,
                                    env_kwargs={"length": 3}, policy_kwargs={"encoder_hidden": 8, "head": "mlp",

@@ -22,6 +22,8 @@ BAD = [  # (options, words of the message)
     (["--device", "bogus"], ["device", "'bogus'", "cpu, cuda, cuda:N, mps or auto"]),
     (["--override", "n_steps=0"], ["n_steps", "got 0", "[1, 1000000]"]),
     (["--override", "n_stepz=5"], ["n_stepz", "allowed: n_envs, n_steps"]),
+    # One spelling of the learning rate on the command line: its own option, never an override.
+    (["--override", "learning_rate=3e-3"], ["learning_rate=0.003", "not an override", "--lr", "--lrs"]),
     (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
     (["--final-eval-tasks", "0"], ["n_final_eval_tasks", "got 0", "[1, 65536] or none"]),
     (["--eval-every", "-5"], ["--eval-every", "'-5'"]),

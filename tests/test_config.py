@@ -9,7 +9,8 @@ import pytest
 
 from metarl_agents.leaderboard.grid import RunSpec, build_grid
 from metarl_agents.leaderboard.store import ResultStore
-from metarl_agents.training.config import FIELDS, RunConfig, build_model, preset_settings
+from metarl_agents.training.build import build_env, build_model
+from metarl_agents.training.config import FIELDS, RunConfig, preset_settings
 
 # One bad value per field, and a word of the message that names what is allowed.
 BAD = {
@@ -72,6 +73,16 @@ def test_build_model_honours_every_trainer_setting_including_n_envs():
     model = build_model(config)
     assert (model.n_envs, model.n_steps, model.n_minibatches, model.gamma, model.seed) == (4, 10, 2, 0.9, 5)
     assert model.policy.optimizer.defaults["eps"] == 1e-7 and model.env.get_attr("core")[0].length == 5
+
+
+def test_build_env_takes_the_runs_envs_or_the_count_and_seed_asked_for():
+    config = RunConfig.from_preset("MetaTMaze-v0", "RNN", n_envs=4, seed=7)
+    default, asked = build_env(config), build_env(config, n_envs=2, seed=11)
+    try:
+        assert (default.num_envs, asked.num_envs) == (4, 2)
+    finally:
+        default.close()
+        asked.close()
 
 
 # Keys computed by the code before the run configuration existed: the background sweep's store holds such

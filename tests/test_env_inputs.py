@@ -11,7 +11,8 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.training.config import RunConfig, check_buildable
+from metarl_agents.training.build import check_buildable
+from metarl_agents.training.config import RunConfig
 from metarl_agents.training.vec_env import make_vec_env
 from metarl_envs.sizes import available_memory, check_fits_in_memory
 from metarl_envs.wrappers import TransitionObservationVector

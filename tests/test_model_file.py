@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from metarl_agents.training.config import RunConfig, build_model
+from metarl_agents.training.build import build_model
+from metarl_agents.training.config import RunConfig
 from metarl_agents.training.model_file import MAGIC, load_model, read_config, save_model
 from metarl_agents.training.ppo import MetaPPO
 from metarl_agents.training.vec_env import make_vec_env

@@ -14,7 +14,8 @@ import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_agents.memory.sequence import Segments
 from metarl_agents.policies import POLICY_REGISTRY, SplAggerPolicy
 from metarl_agents.policy_settings import parameter_count
-from metarl_agents.training.config import RunConfig, check_buildable
+from metarl_agents.training.build import check_buildable
+from metarl_agents.training.config import RunConfig
 from metarl_envs.wrappers import TransitionObservation
 
 ENVS = {"discrete": TransitionObservation(gym.make("MetaTMaze-v0")),

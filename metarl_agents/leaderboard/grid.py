@@ -26,7 +26,6 @@ from metarl_agents.training.config import (
     MAX_SEED,
     TRAINER_SETTINGS,
     RunConfig,
-    check_buildable,
     eval_seed,
 )
 
@@ -286,6 +285,7 @@ def build_grid(
     "paper"; a preset without one, and every run stored before protocols existed, is "metarl").
     Every run's configuration is validated (:class:`RunConfig`) before any is returned.
     """
+    from metarl_agents.training.build import check_buildable  # torch: only once the cheap checks have passed
     from metarl_agents.training.presets import load_preset
 
     if not envs or not agents:
@@ -298,6 +298,11 @@ def build_grid(
         _refuse_repeats("--lrs", "a learning rate", list(lrs))
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
+    overrides = dict(overrides or {})
+    if "learning_rate" in overrides:
+        # One spelling per setting: the learning rate is a grid axis (each run's own), not a preset override.
+        raise ValueError(f"learning_rate={overrides['learning_rate']!r} is not an override: set the learning rate "
+                         "with --lr (metarl-train) or --lrs (metarl-bench), or build_grid(lrs=...)")
     check_choices("override", list(overrides or {}), TRAINER_SETTINGS)
     specs = []
     for env_id in envs:

@@ -108,7 +108,7 @@ class MetaPPOTrainer:
         return spec.config(device=self.device, threads=1 if self.threads is None else self.threads)
 
     def build(self, spec: RunSpec) -> Model:
-        from metarl_agents.training.config import build_model
+        from metarl_agents.training.build import build_model
 
         if self.threads is not None:
             _limit_threads(self.threads)

@@ -2,7 +2,8 @@
 
 :class:`RunConfig` is the single place where a run's settings are named, defaulted and range-checked;
 ``metarl-train``, ``metarl-bench`` (through :meth:`metarl_agents.leaderboard.RunSpec.config`) and the
-Python API all build one, and :func:`build_model` turns it into an environment and a :class:`MetaPPO`.
+Python API all build one, and :func:`metarl_agents.training.build.build_model` turns it into an environment
+and a :class:`MetaPPO`.
 Every bad value is a ``ValueError`` naming the field, the value and what is allowed, raised before
 anything is built or written.
 
@@ -20,13 +21,12 @@ a command line can reject bad values in a fraction of a second.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from metarl_agents.training.presets import load_preset
+from metarl_agents.training.value_check import allowed_values, check_value
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation tasks come from seeds ``seed + EVAL_SEED_OFFSET + i``, never a training env's seed."""
@@ -56,78 +56,6 @@ def _setting(default: Any = dataclasses.MISSING, *, kind: type, low: float | Non
     if kind is dict:
         return field(default_factory=dict, metadata=meta)
     return field(default=default, metadata=meta)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
-
-
-def _allowed(meta: Mapping[str, Any]) -> str:
-    kind, low, high = meta["kind"], meta["low"], meta["high"]
-    if kind is bool:
-        text = "true or false"
-    elif kind is dict:
-        text = "a table of keyword arguments"
-    elif kind is str:
-        text = "a string"
-    else:
-        noun = "an integer" if kind is int else "a finite number"
-        if low is not None and high is not None and not meta["low_open"]:
-            text = f"{noun} in [{_number(low)}, {_number(high)}]"
-        elif low is not None and high is not None:
-            text = f"{noun} in ({_number(low)}, {_number(high)}]"
-        elif low is not None:
-            text = f"{noun} {'>' if meta['low_open'] else '>='} {_number(low)}"
-        else:
-            text = noun
-    return text + (" or none" if meta["optional"] else "")
-
-
-def _check(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
-    """``value`` converted to the field's type (an integral float such as 1.5e6 is an int), or ValueError."""
-    kind = meta["kind"]
-    if value is None and meta["optional"]:
-        return None
-    bad = ValueError(f"{name} must be {_allowed(meta)}, got {value!r}")
-    if kind is bool:
-        if type(value).__name__ not in ("bool", "bool_"):
-            raise bad
-        return bool(value)
-    if kind is str:
-        if not isinstance(value, str) or not value:
-            raise bad
-        return value
-    if kind is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise bad
-        return dict(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__") \
-            and not hasattr(value, "__float__"):
-        raise bad
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise bad from None
-    if not math.isfinite(number):
-        raise bad
-    if kind is int:
-        if number != int(number):
-            raise bad
-        number = int(value) if hasattr(value, "__index__") else int(number)
-    low, high = meta["low"], meta["high"]
-    if low is not None and (number < low or (meta["low_open"] and number == low)):
-        raise bad
-    if high is not None and number > high:
-        raise bad
-    return number
-
-
-def check_setting(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None, *,
-                  low_open: bool = False, optional: bool = False) -> Any:
-    """``value`` checked and converted as a :class:`RunConfig` field of that kind and range would be, with the
-    same one-line message (for settings that live elsewhere, e.g. the policy kwargs)."""
-    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional}
-    return _check(name, value, meta)
 
 
 @dataclass(frozen=True)
@@ -181,7 +109,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            object.__setattr__(self, item.name, _check(item.name, getattr(self, item.name), item.metadata))
+            object.__setattr__(self, item.name, check_value(item.name, getattr(self, item.name), item.metadata))
         if self.n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches must be at most n_envs={self.n_envs} (a minibatch is a set of envs), "
                              f"got {self.n_minibatches}")
@@ -246,7 +174,7 @@ def check_settings(**values: Any) -> dict[str, Any]:
     """``values`` checked and converted as the :class:`RunConfig` fields of the same names (so an algorithm
     built without a configuration refuses the same values); ``ValueError`` names the first bad one."""
     meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-    return {name: _check(name, value, meta[name]) for name, value in values.items()}
+    return {name: check_value(name, value, meta[name]) for name, value in values.items()}
 
 
 def preset_settings(env_id: str) -> dict[str, Any]:
@@ -258,7 +186,7 @@ def preset_settings(env_id: str) -> dict[str, Any]:
 def settings_help() -> str:
     """Every overridable setting with what it is and its allowed values, for ``--help``."""
     meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-    return "; ".join(f"{name} ({meta[name]['doc']}: {_allowed(meta[name])})" for name in TRAINER_SETTINGS)
+    return "; ".join(f"{name} ({meta[name]['doc']}: {allowed_values(meta[name])})" for name in TRAINER_SETTINGS)
 
 
 def _toml(value: Any) -> str:
@@ -301,53 +229,3 @@ def _check_registered(env_id: str, agent: str) -> None:
 
     if agent not in POLICY_REGISTRY:
         raise ValueError(f"unknown agent {agent!r}; allowed: {', '.join(POLICY_REGISTRY)}")
-
-
-def check_buildable(config: RunConfig) -> None:
-    """Build one env and the policy of ``config`` (not the trainer), so that a bad env or policy kwarg is a
-    ``ValueError`` before a run starts rather than a failed run."""
-    from stable_baselines3.common.utils import ConstantSchedule
-
-    from metarl_agents.policies import POLICY_REGISTRY
-
-    try:
-        env = build_env(config, n_envs=1)
-    except TypeError as exc:  # an unknown kwarg
-        raise ValueError(f"env_kwargs {config.env_kwargs} do not fit {config.env_id}: {exc}") from None
-    try:
-        POLICY_REGISTRY[config.agent](env.observation_space, env.action_space, ConstantSchedule(1e-3),
-                                      **config.policy_kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"policy_kwargs {config.policy_kwargs} do not fit {config.agent}: {exc}") from None
-    finally:
-        env.close()
-
-
-def build_env(config: RunConfig, n_envs: int | None = None, seed: int | None = None) -> Any:
-    """The run's training envs (``n_envs`` copies seeded ``seed + i``) as an SB3 VecEnv."""
-    from metarl_agents.training.vec_env import make_vec_env
-
-    return make_vec_env(config.env_id, config.n_envs if n_envs is None else n_envs,
-                        config.seed if seed is None else seed, **config.env_kwargs)
-
-
-def build_model(config: RunConfig, verbose: int = 0, algorithm: type | None = None, **algorithm_kwargs: Any) -> Any:
-    """A fresh :class:`MetaPPO` (or subclass ``algorithm``) on the run's training envs, with the run's seed
-    and device (``algorithm_kwargs``: other constructor arguments, e.g. ``tensorboard_log``)."""
-    from stable_baselines3.common.utils import LinearSchedule
-
-    from metarl_agents.training.ppo import MetaPPO
-
-    policy_kwargs = dict(config.policy_kwargs)
-    policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps, **policy_kwargs.get("optimizer_kwargs", {})}
-    learning_rate = LinearSchedule(config.learning_rate, 0.0, 1.0) if config.lr_anneal else config.learning_rate
-    env = build_env(config)
-    return (algorithm or MetaPPO)(
-        config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
-        n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
-        clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
-        vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, normalize_reward=config.normalize_reward,
-        reward_clip=config.reward_clip, clip_actions=config.clip_actions, protocol=config.protocol,
-        device=config.device, verbose=verbose,
-        **algorithm_kwargs,
-    )

@@ -27,7 +27,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 def save_model(model: Any, config: RunConfig, path: str | Path) -> None:
     """Write ``model`` (a :class:`~metarl_agents.training.ppo.MetaPPO` built from ``config``, e.g. by
-    :func:`~metarl_agents.training.config.build_model`) to ``path`` in the safe format, atomically."""
+    :func:`~metarl_agents.training.build.build_model`) to ``path`` in the safe format, atomically."""
     try:
         description = json.dumps(config.as_dict(), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -47,7 +47,7 @@ def read_config(path: str | Path) -> RunConfig:
 def load_model(path: str | Path, device: str = "cpu") -> Any:
     """The :class:`~metarl_agents.training.ppo.MetaPPO` saved in ``path`` by :func:`save_model`, with its
     training envs rebuilt from the configuration, on ``device``; ``ValueError`` for any other file."""
-    from metarl_agents.training.config import build_model
+    from metarl_agents.training.build import build_model
 
     path = Path(path)
     payload = _payload(path)

@@ -44,11 +44,11 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance
+from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 
 from metarl_agents.policies import POLICY_REGISTRY
-from metarl_agents.training.config import PROTOCOLS, check_settings
+from metarl_agents.training.config import PROTOCOLS, RunConfig, check_settings
 from metarl_agents.training.divergence import (
     StallMonitor,
     TrainingStalledWarning,  # noqa: F401  (public beside TrainingDivergedError)
@@ -57,6 +57,7 @@ from metarl_agents.training.divergence import (
 from metarl_agents.training.errors import TrainingDivergedError
 from metarl_agents.training.memory_policy import check_memory_policy
 from metarl_agents.training.rollout import ReturnNormalizer, SequenceRolloutBuffer, trial_segments
+from metarl_agents.training.vec_env import make_vec_env
 
 SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 #: The per-transition quantities a minibatch's loss compares against.
@@ -240,10 +241,28 @@ class MetaPPO(OnPolicyAlgorithm):
         ``lr_anneal``, ``policy_kwargs``, ``device``, ...; :class:`~metarl_agents.training.config.RunConfig`
         checks each); ``env_kwargs`` go to the family. Same as ``build_model(RunConfig.from_preset(...))``.
         """
-        from metarl_agents.training.config import RunConfig, build_model
-
         config = RunConfig.from_preset(env_id, policy, seed=seed, env_kwargs=env_kwargs or {}, **settings)
-        return build_model(config, verbose=verbose, algorithm=cls, tensorboard_log=tensorboard_log)
+        return cls.from_config(config, verbose=verbose, tensorboard_log=tensorboard_log)
+
+    @classmethod
+    def from_config(cls: type[SelfMetaPPO], config: RunConfig, verbose: int = 0,
+                    **algorithm_kwargs: Any) -> SelfMetaPPO:
+        """A fresh model on ``config``'s training envs, with its seed and device (``algorithm_kwargs``: other
+        constructor arguments, e.g. ``tensorboard_log``). The one place a configuration's fields become
+        constructor arguments; :func:`metarl_agents.training.build.build_model` calls it."""
+        policy_kwargs = dict(config.policy_kwargs)
+        policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps, **policy_kwargs.get("optimizer_kwargs", {})}
+        learning_rate = LinearSchedule(config.learning_rate, 0.0, 1.0) if config.lr_anneal else config.learning_rate
+        env = make_vec_env(config.env_id, config.n_envs, config.seed, **config.env_kwargs)
+        return cls(
+            config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
+            n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
+            clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
+            vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, normalize_reward=config.normalize_reward,
+            reward_clip=config.reward_clip, clip_actions=config.clip_actions, protocol=config.protocol,
+            device=config.device, verbose=verbose,
+            **algorithm_kwargs,
+        )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states", "stall_monitor"]
