@@ -15,46 +15,19 @@ policy may name.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from metarl_agents.training import checked_file
 
 MAGIC = b"metarl-agents checkpoint v1\n"
-_DIGEST_LINE = 64 + 1  # hex SHA-256 and a newline
 
 
 def save(payload: dict[str, Any], path: str | Path) -> None:
     """Write ``payload`` to ``path`` atomically, with its checksum."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make checkpoints unreadable to collaborators
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    checked_file.write(Path(path), payload, MAGIC)
 
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read a file written by :func:`save`; ``ValueError`` if it is not one, truncated or altered."""
-    raw = Path(path).read_bytes()
-    if not raw.startswith(MAGIC):
-        raise ValueError(f"{path}: not a metarl-agents checkpoint (missing header {MAGIC.strip().decode()!r}); "
-                         "files from other tools are never unpickled")
-    digest, data = raw[len(MAGIC) : len(MAGIC) + _DIGEST_LINE - 1], raw[len(MAGIC) + _DIGEST_LINE :]
-    if hashlib.sha256(data).hexdigest().encode() != digest:
-        raise ValueError(f"{path}: checksum mismatch: the file is truncated or was altered after it was written")
-    return torch.load(io.BytesIO(data), weights_only=True)
+    return checked_file.read(Path(path), MAGIC)

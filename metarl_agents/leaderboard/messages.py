@@ -14,12 +14,12 @@ and the driver keeps it beside the store, so a run retried on another node resum
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from metarl_agents.leaderboard.store import ResultStore
+from metarl_agents.training.atomic import write_bytes_atomically
 from metarl_agents.training.errors import CheckpointError
 
 RESTART_HINT = "run again with --restart-failed to discard its checkpoint and points and train it from scratch"
@@ -203,7 +203,7 @@ class Ledger:
         previous = None
         if self.keeps_checkpoints and message.payload is not None:
             previous = checkpoint_name(self.store.run_by_key(message.run_key).checkpoint_path)
-            write_atomically(self.directory / message.checkpoint, message.payload)
+            write_bytes_atomically(self.directory / message.checkpoint, message.payload)
         self.store.record_evaluation(
             run_id, message.frames, message.meta_episode_return, message.episode_returns, message.wall_time_s,
             checkpoint_path=f"{self.directory.name}/{message.checkpoint}", finished=message.finished,
@@ -211,26 +211,6 @@ class Ledger:
         )
         if previous is not None and previous != message.checkpoint:
             (self.directory / previous).unlink(missing_ok=True)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync of the folder: the file is complete or absent, also after a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def describe(machine: dict[str, Any]) -> str:

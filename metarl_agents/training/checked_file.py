@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch as th
+
+from metarl_agents.training.atomic import write_bytes_atomically
 
 _DIGEST_HEX = 64
 
@@ -61,25 +62,8 @@ def decode(raw: bytes, magic: bytes, name: str) -> Any:
 
 
 def write(path: Path, payload: Any, magic: bytes) -> None:
-    """Write atomically (temporary file in the same folder, fsync, rename, fsync of the folder); a failed
-    write leaves no temporary file and the previous file, if any, intact."""
-    path = Path(path)
-    data = encode(payload, magic)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
+    """Write the checked file atomically (see :func:`~metarl_agents.training.atomic.write_bytes_atomically`)."""
+    write_bytes_atomically(path, encode(payload, magic))
 
 
 def read(path: Path, magic: bytes) -> Any:
