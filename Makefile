@@ -14,13 +14,11 @@ ENV_DIR := $(VENV)
 endif
 PY := $(ENV_DIR)/bin/python
 PIP := $(PY) -m pip
-# The CPU build of torch, pinned here (pyproject keeps a range) so that setup never pulls CUDA wheels:
-# PyTorch's CPU index offers 2.13.0+cpu, which pip prefers to PyPI's CUDA build of 2.13.0. Where that
-# index is unreachable (an offline mirror), the pin resolves from pip's configured sources alone rather
-# than waiting on retries.
+# torch is pinned here (pyproject keeps a range) so that setup takes the CPU build this pin resolves to
+# from pip's configured sources. TORCH_INDEX=URL adds an extra index for torch (e.g. PyTorch's own CPU
+# index, where PyPI would offer a CUDA build on your platform).
 TORCH_PIN := torch==2.13.0
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-TORCH_HOST = $(word 2,$(subst /, ,$(TORCH_INDEX)))
+TORCH_INDEX ?=
 # The project's own environment is installed once and again when pyproject.toml or this file change; an
 # active environment (which may belong to another checkout) is installed into at every command.
 ifdef VIRTUAL_ENV
@@ -35,8 +33,7 @@ install:
 ifndef VIRTUAL_ENV
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 endif
-	$(PIP) install -q $$($(PY) -c "import socket; socket.getaddrinfo('$(TORCH_HOST)', 443)" 2>/dev/null \
-		&& echo --extra-index-url $(TORCH_INDEX)) $(TORCH_PIN)
+	$(PIP) install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH_PIN)
 	$(PIP) install -q -e ".[dev,zoo,ray]"
 ifndef VIRTUAL_ENV
 	touch $(VENV)/.metarl-installed
