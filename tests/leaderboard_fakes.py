@@ -17,6 +17,29 @@ from pathlib import Path
 
 ROLLOUT = 100
 
+# A tiny real T-maze run for tests that train MetaPPO through the runner: rollouts of 4 envs x 8 steps = 32
+# frames; a 5-cell corridor, 2 episodes of at most 12 steps a trial.
+TINY_ENV_KWARGS = {"length": 5, "episode_limit": 12, "episodes_per_trial": 2}
+TINY_OVERRIDES = {"n_envs": 4, "n_steps": 8}
+
+
+def crash_on_second_evaluation():
+    """The real MetaPPO trainer, crashing at its second evaluation (after the first checkpoint)."""
+    from metarl_agents.leaderboard.runner import MetaPPOTrainer
+
+    class CrashOnSecondEvaluation(MetaPPOTrainer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def evaluate(self, model, spec):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("simulated crash")
+            return super().evaluate(model, spec)
+
+    return CrashOnSecondEvaluation()
+
 
 def fake_return(seed: int, lr: float, frames: int) -> float:
     return 1000.0 * lr + frames / 1000.0 + 0.01 * seed

@@ -14,7 +14,7 @@ import torch as th
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from leaderboard_fakes import FakeTrainer  # noqa: E402
+from leaderboard_fakes import TINY_ENV_KWARGS, TINY_OVERRIDES, FakeTrainer, crash_on_second_evaluation  # noqa: E402
 
 from metarl_agents.leaderboard.checkpoint import (  # noqa: E402
     MAGIC,
@@ -27,27 +27,16 @@ from metarl_agents.leaderboard.grid import RunSpec, build_grid  # noqa: E402
 from metarl_agents.leaderboard.runner import MetaPPOTrainer, checkpoint_dir, run_grid  # noqa: E402
 from metarl_agents.leaderboard.store import ResultStore  # noqa: E402
 
-ENV_KWARGS = {"length": 5, "episode_limit": 12, "episodes_per_trial": 2}
-OVERRIDES = {"n_envs": 4, "n_steps": 8}
+ENV_KWARGS, OVERRIDES = TINY_ENV_KWARGS, TINY_OVERRIDES
 
 
-class CrashOnSecondEvaluation(MetaPPOTrainer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def evaluate(self, model, spec):
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("simulated crash")
-        return super().evaluate(model, spec)
 
 
 def _crashed_real_run(tmp_path):
     db = tmp_path / "results.db"
     (spec,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["1"], [1e-3], frames=96, eval_every=32, n_eval_tasks=2,
                          env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
-    assert not run_grid([spec], db, trainer=CrashOnSecondEvaluation(), show_progress=False).ok
+    assert not run_grid([spec], db, trainer=crash_on_second_evaluation(), show_progress=False).ok
     with ResultStore(db, readonly=True) as store:
         checkpoint = db.parent / store.run_by_key(spec.run_key).checkpoint_path
     return db, spec, checkpoint

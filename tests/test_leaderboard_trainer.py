@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from leaderboard_fakes import TINY_ENV_KWARGS, TINY_OVERRIDES, crash_on_second_evaluation
 
 from metarl_agents.leaderboard.checkpoint import CheckpointError
 from metarl_agents.leaderboard.grid import build_grid
@@ -12,21 +13,9 @@ from metarl_agents.leaderboard.report import write_report
 from metarl_agents.leaderboard.runner import MetaPPOTrainer, checkpoint_dir, run_grid
 from metarl_agents.leaderboard.store import ResultStore
 
-# Rollouts of 4 envs x 8 steps = 32 frames; a 5-cell corridor, 2 episodes of at most 12 steps a trial.
-ENV_KWARGS = {"length": 5, "episode_limit": 12, "episodes_per_trial": 2}
-OVERRIDES = {"n_envs": 4, "n_steps": 8}
+ENV_KWARGS, OVERRIDES = TINY_ENV_KWARGS, TINY_OVERRIDES
 
 
-class CrashOnSecondEvaluation(MetaPPOTrainer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def evaluate(self, model, spec):
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("simulated crash")
-        return super().evaluate(model, spec)
 
 
 def test_real_trainer_run_crash_resume_and_report(tmp_path):
@@ -35,7 +24,7 @@ def test_real_trainer_run_crash_resume_and_report(tmp_path):
                          env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
     (other,) = build_grid(["MetaTMaze-v0"], ["RNN"], ["2,"], [1e-3], frames=64, eval_every=32, n_eval_tasks=2,
                           env_kwargs=ENV_KWARGS, overrides=OVERRIDES)
-    summary = run_grid([spec], db, trainer=CrashOnSecondEvaluation(), show_progress=False)
+    summary = run_grid([spec], db, trainer=crash_on_second_evaluation(), show_progress=False)
     assert "simulated crash" in summary.failed[spec.run_key]
     with ResultStore(db) as store:
         record = store.run_by_key(spec.run_key)
