@@ -43,9 +43,7 @@ def bootstrap_ci(values: ArrayLike, n_resamples: int = PAPER_RESAMPLES, confiden
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         raise ValueError("bootstrap_ci needs at least one value")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    means = values[picks].mean(axis=1)
+    means = _resample(values, np.random.default_rng(seed), n_resamples).mean(axis=1)
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
     return values.mean(axis=0), low, high
