@@ -327,3 +327,15 @@ def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_val
     assert "resuming dir_alg2_seed1 after 1 meta-iterations" in capsys.readouterr().out
     with pytest.raises(ValueError, match="other settings"):
         main([*args[: -len(legacy)], "--iterations", "3"])
+
+
+@pytest.mark.parametrize("meta_log_std", [True, False])
+def test_meta_step_moves_the_prior_log_std_only_when_asked(meta_log_std):
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", meta_log_std=meta_log_std, **TINY), seed=1)
+    before = learner.agent.phi()
+    record = learner.meta_iteration()
+    after = learner.agent.phi()
+    assert record["meta_kl"] > 0  # a step was taken
+    moved = {k: not torch.equal(before[k], after[k]) for k in before}
+    assert moved["policy.log_std"] is meta_log_std
+    assert any(v for k, v in moved.items() if k != "policy.log_std")

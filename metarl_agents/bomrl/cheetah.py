@@ -50,7 +50,7 @@ PAPER = {
 EXECUTION_SETTINGS = ("nthread",)
 #: Settings added after checkpoints were written, with the value that does what runs did before they
 #: existed: a checkpoint without one resumes when the run asks for that value.
-ADDED_SETTINGS = {"env_kwargs": {}}
+ADDED_SETTINGS = {"env_kwargs": {}, "meta_log_std": True}
 
 
 def run_name(task: str, method: str, seed: int) -> str:

@@ -88,6 +88,9 @@ class CheetahProtocol:
     gamma: float = 0.995
     hidden: tuple[int, ...] = (128, 128)
     log_std_init: float = -0.7
+    #: Whether the meta-step updates the prior's log-std (the authors' code does). ``False`` keeps it at
+    #: ``log_std_init``; adaptation still moves each task's log-std.
+    meta_log_std: bool = True
     lam: float = 0.5
     inner_steps: int = 50
     inner_lr: float = 1e-3
@@ -371,6 +374,10 @@ class CheetahMetaLearner:
             objective, diagnostics, first_order = self._bomrl_objective(phi, thetas, batches, post_batches)
         ph = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
         gradient = list(torch.autograd.grad(objective(ph), [ph[k] for k in self.names]))
+        if not p.meta_log_std:
+            # The Fisher of a state-independent log-std is a block of its own, so a zero gradient there
+            # gives a natural-gradient step that leaves the log-std where it is.
+            gradient = [torch.zeros_like(g) if k == "policy.log_std" else g for k, g in zip(self.names, gradient, strict=True)]
         if p.method != "maml":
             diagnostics["hypergradient_cosine"] = cosine(gradient, first_order)
         states = torch.cat([b.obs for b in batches])
