@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from bomrl_helpers import adapted_return, random_mdp
 
 import metarl_envs  # noqa: F401
 from metarl_agents.bomrl import frozen_lake as fl
@@ -13,7 +14,6 @@ from metarl_agents.bomrl.bounds import alg2_multi_round_bound, one_round_bound
 from metarl_agents.bomrl.mdp import (
     TabularMDP,
     evaluate,
-    random_mdp,
     sampled_evaluation,
     single_threaded,
     truncated_return,
@@ -22,7 +22,6 @@ from metarl_agents.bomrl.mdp import (
 from metarl_agents.bomrl.tabular import (
     TabularBOMRL,
     adapt,
-    adapted_return,
     alg_update,
     hypergradient,
     lower_objective,

@@ -1,4 +1,4 @@
-"""The optimality-gap bounds of spec §4, evaluated exactly on tabular tasks.
+"""The BO-MRL paper's optimality-gap bounds (one round; K rounds of Alg2), evaluated exactly on tabular tasks.
 
 Comparator. The bounds compare with a near-optimal policy ``pi* = softmax(Q* / temperature)``:
 a deterministic optimum makes ``KL(pi_phi || pi*)`` (Alg1's direction) infinite, and ties between

@@ -1,4 +1,4 @@
-"""The Frozen Lake experiment of spec §3-4: meta-train, meta-test K = 0..4 rounds, baselines, bounds.
+"""The BO-MRL paper's Frozen Lake experiment: meta-train, meta-test K = 0..4 rounds, baselines, bounds.
 
     python -m metarl_agents.bomrl.frozen_lake --family hole --alg 1 --seed 0 --out runs/bomrl
 
@@ -47,7 +47,7 @@ LAM_TRAIN = {("hole", 1): 5.0, ("hole", 2): 5.0, ("hole", 3): 0.02,
 LAM_TEST = {("hole", 1): 0.1, ("hole", 2): 0.2, ("hole", 3): 0.001,
             ("penalty", 1): 0.05, ("penalty", 2): 0.1, ("penalty", 3): 0.001}
 MAML_STEP = 50.0
-#: Paper means of J after K = 0..4 rounds (spec §3), for the tables.
+#: The BO-MRL paper's means of J after K = 0..4 rounds on the benchmark task sets, for the tables.
 PAPER = {
     ("hole", 1): [0.418, 1.552, 1.617, 1.629, 1.634],
     ("hole", 2): [0.338, 1.460, 1.595, 1.629, 1.636],
@@ -122,7 +122,7 @@ def _curves(mdps, start, update, evaluation: str = "exact", rng: np.random.Gener
 
 
 def bound_report(mdps: list[TabularMDP], phi: torch.Tensor, alg: int, lams: list[float]) -> dict:
-    """Measured gaps beside the spec §4 bounds, per lambda (the multi-round one runs Alg2)."""
+    """Measured gaps beside the one-round and multi-round bounds (:mod:`.bounds`), per lambda (the multi-round one runs Alg2)."""
     optima = np.array([value_iteration(m)[0] for m in mdps])
     comparators = [near_optimal_logits(m) for m in mdps]
     one_round, multi = [], []

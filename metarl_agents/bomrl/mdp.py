@@ -4,7 +4,7 @@ Horizon convention. A :class:`TabularMDP` may carry a finite ``horizon`` ``H`` (
 steps, like the Gymnasium env). Then the *objective* ``J`` is the truncated discounted return
 ``E[sum_{t<H} gamma^t r_t]`` -- what an env episode pays and what the Frozen Lake optimum
 ``sum_{t=5}^{48} 0.8^t = 1.63831`` is. The quantities that *drive* the BO-MRL lower level
-(``V``, ``Q``, ``nu``) are the stationary infinite-horizon ones of spec §2,
+(``V``, ``Q``, ``nu``) are the stationary infinite-horizon ones,
 ``V = (I - gamma P_pi)^-1 r_pi``, ``Q = R + gamma P V``, ``nu = (1 - gamma) rho^T (I - gamma P_pi)^-1``:
 a stationary policy has no time index to condition on, and they differ from their 49-step
 versions only by ``gamma^49`` (1.8e-5) terms. Every function here is differentiable in the policy,
@@ -193,12 +193,3 @@ def sampled_evaluation(
     Qt = torch.as_tensor(Q, dtype=DTYPE)
     return Evaluation(torch.tensor(J, dtype=DTYPE), (pi.detach() * Qt).sum(-1), Qt, torch.as_tensor(nu))
 
-
-def random_mdp(n_states: int, n_actions: int, seed: int, gamma: float = 0.8,
-               horizon: int | None = None) -> TabularMDP:
-    """A dense random MDP (Dirichlet transitions, uniform rewards in [-1, 1]) for tests and demos."""
-    rng = np.random.default_rng(seed)
-    P = rng.dirichlet(np.ones(n_states) * 0.5, size=(n_states, n_actions))
-    R = rng.uniform(-1.0, 1.0, size=(n_states, n_actions))
-    rho = rng.dirichlet(np.ones(n_states))
-    return TabularMDP.from_arrays(P, R, rho, gamma, horizon)

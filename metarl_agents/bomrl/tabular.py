@@ -1,7 +1,8 @@
 """Tabular BO-MRL: softmax meta-policy, exact lower-level solvers and the implicit hypergradient.
 
-Policies are logits of shape ``(S, A)``; ``softmax(logits, -1)`` is the policy. The lower level of
-spec §1 is separable over states, so every solver and every Hessian works per state:
+Policies are logits of shape ``(S, A)``; ``softmax(logits, -1)`` is the policy. The lower level
+``argmax_pi E_{s~nu} E_{a~pi} [A(s, a)] - lam D(pi, pi_phi)`` is separable over states, so every solver
+and every Hessian works per state:
 
 * Alg1 (``D = KL(pi_phi || pi)``, PPO-like): ``p_a = lam p_phi,a / (mu - q_a)``, ``mu`` by bisection;
 * Alg2 (``D = KL(pi || pi_phi)``, NPG / mirror descent): ``theta = phi + Q / lam``;
@@ -213,12 +214,6 @@ def hypergradient(mdp: TabularMDP, phi: torch.Tensor, alg: int, lam: float,
     return float(J.detach()), grad_phi
 
 
-def adapted_return(mdp: TabularMDP, phi: torch.Tensor, alg: int, lam: float) -> float:
-    """``J(Alg(pi_phi, lam))`` without gradients (for finite differences and reporting)."""
-    ev = evaluate(mdp, torch.softmax(phi, -1))
-    return float(truncated_return(mdp, torch.softmax(solve_lower(alg, phi, ev, lam), -1)))
-
-
 Update = Callable[[torch.Tensor, Evaluation], torch.Tensor]
 
 
@@ -249,7 +244,8 @@ def adapt(mdp: TabularMDP, logits: torch.Tensor, update: Update, rounds: int,
 
 @dataclass
 class TabularBOMRL:
-    """Meta-trains the logits ``phi`` of a softmax meta-policy for ``Alg(., lam_train)`` (spec §3)."""
+    """Meta-trains the logits ``phi`` of a softmax meta-policy for ``Alg(., lam_train)`` by Adam on the mean
+    adapted return over tasks; the defaults are the BO-MRL paper's Frozen Lake meta-training settings."""
 
     n_states: int
     n_actions: int

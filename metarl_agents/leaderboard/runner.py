@@ -206,31 +206,24 @@ class _Recorder:
     """Evaluates, checkpoints and reports one run to the driver; called between PPO updates and at the end."""
 
     def __init__(self, spec: RunSpec, send: Send, trainer: Trainer, location: CheckpointFolder, wall_time_s: float,
-                 checkpoint: Path | None, progress: ProgressSink | None) -> None:
+                 progress: ProgressSink | None) -> None:
         self.spec, self.send, self.trainer, self.location, self.progress = spec, send, trainer, location, progress
         self.wall_time_before, self.started = wall_time_s, time.perf_counter()
-        self.checkpoint = checkpoint
+        self.checkpoint: Path | None = None
         self.checkpoint_frames = 0
-        self.streak = 0  # consecutive evaluations at or above spec.stop_at_return
-
-    @property
-    def stop(self) -> bool:
-        """The early-stopping rule is met: the run ends at its last recorded evaluation."""
-        return self.spec.patience is not None and self.streak >= self.spec.patience
-
-    def count(self, meta_episode_return: float) -> None:
-        if self.spec.stop_at_return is not None:
-            self.streak = self.streak + 1 if meta_episode_return >= self.spec.stop_at_return else 0
 
     def wall_time(self) -> float:
         return self.wall_time_before + time.perf_counter() - self.started
 
-    def record(self, model: Model, finished: bool = False) -> None:
-        frames = int(model.num_timesteps)
+    def evaluate(self, model: Model) -> dict[str, Any]:
         # The run's last evaluations may use more tasks; a trainer is asked for that only when it does.
-        n_tasks = self.spec.eval_tasks_at(frames, _rollout_frames(model))
-        result = self.trainer.evaluate(model, self.spec, **({} if n_tasks == self.spec.n_eval_tasks
-                                                              else {"n_tasks": n_tasks}))
+        n_tasks = self.spec.eval_tasks_at(int(model.num_timesteps), _rollout_frames(model))
+        return self.trainer.evaluate(model, self.spec, **({} if n_tasks == self.spec.n_eval_tasks
+                                                            else {"n_tasks": n_tasks}))
+
+    def record(self, model: Model, result: dict[str, Any], finished: bool = False) -> None:
+        """Checkpoint ``model`` and have the driver store it with its evaluation ``result``."""
+        frames = int(model.num_timesteps)
         try:
             saved, payload = self.location.write(self.trainer, model, self.spec, frames, finished)
         except OSError as exc:  # e.g. a full disk
@@ -245,7 +238,6 @@ class _Recorder:
         if self.checkpoint is not None and self.checkpoint != saved:
             self.checkpoint.unlink(missing_ok=True)
         self.checkpoint, self.checkpoint_frames = saved, frames
-        self.count(float(result["meta_episode_return"]))
         monitor = getattr(model, "stall_monitor", None)  # MetaPPO's: warns when the return is stuck
         if monitor is not None:
             monitor.evaluated(float(result["meta_episode_return"]))
@@ -261,32 +253,33 @@ def _rollout_frames(model: Model) -> int:
     return int(getattr(model, "n_steps", 1) or 1) * int(getattr(model, "n_envs", 1) or 1)
 
 
-def _evaluation_callback(recorder: _Recorder, frames_done: int) -> Any:
-    """SB3 callback: evaluate + checkpoint at the first rollout start past each ``eval_every`` multiple.
+def _stop_rule(spec: RunSpec) -> Any:
+    """The run's early-stopping rule (a ``StopTrainingOnReturn``), or None. Imported here: SB3 imports torch."""
+    if spec.stop_at_return is None or spec.patience is None:
+        return None
+    from metarl_agents.training.callbacks import StopTrainingOnReturn
+
+    return StopTrainingOnReturn(spec.stop_at_return, spec.patience)
+
+
+def _training_callbacks(recorder: _Recorder, model: Model, stop_rule: Any) -> Any:
+    """Evaluate + checkpoint + record at the first rollout start past each ``eval_every`` multiple (not at the
+    frames the model starts from: a fresh run's curve starts after ``eval_every``, a resumed run's point is
+    stored), with the stop rule as the evaluation's child, and progress after every rollout.
 
     A rollout start comes right after the previous update, so the checkpoint holds trained weights for
-    every frame it counts. Built lazily because SB3 imports torch.
+    every frame it counts. The final evaluation is not among them: :func:`train_session` takes it.
     """
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import CallbackList
 
-    every = recorder.spec.eval_every
+    from metarl_agents.training.callbacks import EvaluationCallback, OnRolloutEnd
 
-    class _Evaluation(BaseCallback):
-        next_at = (frames_done // every + 1) * every
-
-        def _on_step(self) -> bool:
-            return not recorder.stop  # False ends learn() right after the evaluation that met the rule
-
-        def _on_rollout_start(self) -> None:
-            frames = self.model.num_timesteps
-            if frames >= self.next_at:
-                recorder.record(self.model)
-                self.next_at = (frames // every + 1) * every
-
-        def _on_rollout_end(self) -> None:
-            recorder.report(("progress", recorder.spec.run_key, int(self.model.num_timesteps)))
-
-    return _Evaluation()
+    key = recorder.spec.run_key
+    evaluation = EvaluationCallback(recorder.evaluate, recorder.spec.eval_every, callback_after_eval=stop_rule,
+                                    on_result=lambda result: recorder.record(model, result),
+                                    eval_at_start=False, eval_at_end=False)
+    progress = OnRolloutEnd(lambda trained: recorder.report(("progress", key, int(trained.num_timesteps))))
+    return CallbackList([evaluation, progress])
 
 
 def train_one(
@@ -334,14 +327,15 @@ def train_session(
     if start.finished:
         return "skipped"
     checkpoint = None
-    recorder = _Recorder(spec, send, trainer, location, start.wall_time_s, None, progress)
+    recorder = _Recorder(spec, send, trainer, location, start.wall_time_s, progress)
     recorder.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
-    for meta_episode_return in start.returns:  # a resumed run continues its streak
-        recorder.count(meta_episode_return)
+    stop_rule = _stop_rule(spec)
+    for meta_episode_return in start.returns if stop_rule is not None else ():  # a resumed run continues its streak
+        stop_rule.observe(meta_episode_return)
     try:
         checkpoint = location.prepare(spec.run_key, start.checkpoint, start.payload)
         recorder.checkpoint = checkpoint
-        if recorder.stop:  # killed after the rule was met but before the run was marked finished
+        if stop_rule is not None and stop_rule.met:  # killed after the rule was met but before the run was marked finished
             send(Stopped(spec.run_key, recorder.wall_time()))
             return "finished"
         if checkpoint is None:
@@ -354,11 +348,11 @@ def train_session(
         recorder.report(("where", spec.run_key, describe(machine)))
         if model.num_timesteps < spec.frames:
             model.learn(spec.frames - model.num_timesteps, reset_num_timesteps=False, progress_bar=False,
-                        callback=_evaluation_callback(recorder, int(model.num_timesteps)))
-        if recorder.stop:
+                        callback=_training_callbacks(recorder, model, stop_rule))
+        if stop_rule is not None and stop_rule.met:
             send(Stopped(spec.run_key, recorder.wall_time()))
         else:
-            recorder.record(model, finished=True)
+            recorder.record(model, recorder.evaluate(model), finished=True)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             reason = "interrupted"

@@ -13,7 +13,6 @@ show the agent's progress rather than the tasks' difficulty.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from metarl_agents.training.callbacks import EvaluationCallback, StopTrainingOnReturn
 from metarl_agents.training.config import eval_seed
 from metarl_agents.training.vec_env import make_vec_env
 
@@ -78,55 +78,40 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
             "per_task": per_task}
 
 
-class MetaEvalCallback(BaseCallback):
-    """Evaluate with :func:`evaluate_meta` every ``eval_freq`` frames (at rollout ends) and at the end.
+class MetaEvalCallback(EvaluationCallback):
+    """:class:`~metarl_agents.training.callbacks.EvaluationCallback` with this module's protocol: every
+    evaluation runs :func:`evaluate_meta` on the same held-out tasks, from ``seed`` (default:
+    ``eval_seed(model.seed)``, the protocol of ``metarl-train`` and ``metarl-bench``), and adds ``seed`` to
+    the result.
 
-    Every evaluation uses the same held-out tasks, from ``seed`` (default: ``eval_seed(model.seed)``, the
-    protocol of ``metarl-train`` and ``metarl-bench``). Each result (with ``frames`` and ``wall_time_s`` added) is appended to ``self.results``, logged
-    as ``eval/meta_episode_return`` and passed to ``on_result`` (e.g. to write it to disk). With
-    ``stop_at_return`` training stops once an evaluation reaches it.
+    It evaluates at the start (frame 0 of a fresh run), at the first rollout start at or past each multiple
+    of ``eval_freq`` frames, and at the end. ``stop_at_return`` is short for
+    ``callback_after_eval=StopTrainingOnReturn(stop_at_return)`` (stop at the first evaluation that reaches
+    it); give the child yourself for a ``patience``, or combine several in SB3's ``CallbackList``.
     """
 
     def __init__(self, env_id: str, eval_freq: int, n_tasks: int = 16, seed: int | None = None,
                  env_kwargs: dict[str, Any] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None, stop_at_return: float | None = None,
-                 verbose: int = 0) -> None:
-        super().__init__(verbose)
-        if isinstance(eval_freq, bool) or not isinstance(eval_freq, (int, np.integer)) or eval_freq < 1:
-            raise ValueError(f"eval_freq must be an integer >= 1 (frames), got {eval_freq!r}")
-        self.env_id, self.eval_freq, self.n_tasks, self.seed = env_id, int(eval_freq), n_tasks, seed
-        self.env_kwargs, self.on_result, self.stop_at_return = env_kwargs, on_result, stop_at_return
-        self.results: list[dict[str, Any]] = []
-        self.solved = False  #: the last evaluation reached ``stop_at_return``
-        self._next_eval = 0
-        self._t0 = time.time()
+                 verbose: int = 0, callback_on_new_best: BaseCallback | None = None,
+                 callback_after_eval: BaseCallback | None = None) -> None:
+        if stop_at_return is not None:
+            if callback_after_eval is not None:
+                raise ValueError("stop_at_return is short for callback_after_eval=StopTrainingOnReturn(stop_at_return);"
+                                 " give one of them (several children: SB3's CallbackList)")
+            callback_after_eval = StopTrainingOnReturn(stop_at_return)
+        super().__init__(self._evaluate_meta, eval_freq, callback_on_new_best=callback_on_new_best,
+                         callback_after_eval=callback_after_eval, on_result=on_result, verbose=verbose)
+        self.env_id, self.n_tasks, self.seed, self.env_kwargs = env_id, n_tasks, seed, env_kwargs
+        self.stop_at_return = stop_at_return
 
-    def _on_training_start(self) -> None:
-        self._t0 = time.time()
-        self._next_eval = self.num_timesteps
+    @property
+    def solved(self) -> bool:
+        """``stop_at_return`` was given and an evaluation reached it."""
+        return self.stop_at_return is not None and self.callback.met
 
-    def _on_step(self) -> bool:
-        return not self.solved
-
-    def _on_rollout_start(self) -> None:
-        # Evaluate before collecting, so frame 0 (the untrained agent) is on the curve.
-        if self.num_timesteps >= self._next_eval:
-            self.evaluate()
-
-    def _on_training_end(self) -> None:
-        if not self.solved and (not self.results or self.results[-1]["frames"] != self.num_timesteps):
-            self.evaluate()
-
-    def evaluate(self) -> dict[str, Any]:
-        seed = self.seed if self.seed is not None else eval_seed(self.model.seed or 0)
-        result = evaluate_meta(self.model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs)
-        result.update(frames=int(self.num_timesteps), wall_time_s=round(time.time() - self._t0, 3), seed=seed)
-        self.results.append(result)
-        self._next_eval = self.num_timesteps + self.eval_freq
-        self.solved = self.stop_at_return is not None and result["meta_episode_return"] >= self.stop_at_return
-        self.logger.record("eval/meta_episode_return", result["meta_episode_return"])
-        if self.verbose:
-            print(f"frames {result['frames']}: meta-episode return {result['meta_episode_return']:.3f}")
-        if self.on_result is not None:
-            self.on_result(result)
+    def _evaluate_meta(self, model: Any) -> dict[str, Any]:
+        seed = self.seed if self.seed is not None else eval_seed(model.seed or 0)
+        result = evaluate_meta(model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs)
+        result["seed"] = seed
         return result
