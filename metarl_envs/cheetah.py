@@ -110,7 +110,11 @@ def load_half_cheetah(width: int = 480, height: int = 480) -> mujoco.MjModel:
 
     Recent MuJoCo releases flag the file's ``settotalmass`` attribute as deprecated and write that
     warning to ``MUJOCO_LOG.TXT`` in the working directory; it is swallowed here (the compiled model
-    is unchanged), any other compiler warning is re-raised as a Python ``RuntimeWarning``.
+    is unchanged), any other compiler warning is re-raised as a Python ``RuntimeWarning``. The file is
+    Gymnasium's, and MuJoCo's suggested replacements do not give the same model (MuJoCo 4.0.1): compiling
+    without the attribute and calling ``mj_setTotalmass`` + ``mj_setConst`` matches every array but not
+    ``stat.meaninertia`` (5.599 instead of 3.723), which scales the constraint solver's tolerance; scaling
+    the geoms' densities instead moves some masses by one ulp.
     """
     messages: list[str] = []
     previous = mujoco.get_mju_user_warning()
