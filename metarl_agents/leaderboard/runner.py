@@ -253,13 +253,17 @@ def _rollout_frames(model: Model) -> int:
     return int(getattr(model, "n_steps", 1) or 1) * int(getattr(model, "n_envs", 1) or 1)
 
 
-def _stop_rule(spec: RunSpec) -> Any:
-    """The run's early-stopping rule (a ``StopTrainingOnReturn``), or None. Imported here: SB3 imports torch."""
+def _stop_rule(spec: RunSpec, returns: Sequence[float]) -> Any:
+    """The run's early-stopping rule (a ``StopTrainingOnReturn``) having counted its stored ``returns`` (a resumed
+    run continues its streak), or None. Imported here: SB3 imports torch."""
     if spec.stop_at_return is None or spec.patience is None:
         return None
     from metarl_agents.training.callbacks import StopTrainingOnReturn
 
-    return StopTrainingOnReturn(spec.stop_at_return, spec.patience)
+    rule = StopTrainingOnReturn(spec.stop_at_return, spec.patience)
+    for meta_episode_return in returns:
+        rule.observe(meta_episode_return)
+    return rule
 
 
 def _training_callbacks(recorder: _Recorder, model: Model, stop_rule: Any) -> Any:
@@ -329,13 +333,11 @@ def train_session(
     checkpoint = None
     recorder = _Recorder(spec, send, trainer, location, start.wall_time_s, progress)
     recorder.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
-    stop_rule = _stop_rule(spec)
-    for meta_episode_return in start.returns if stop_rule is not None else ():  # a resumed run continues its streak
-        stop_rule.observe(meta_episode_return)
+    stop_rule = _stop_rule(spec, start.returns)
     try:
         checkpoint = location.prepare(spec.run_key, start.checkpoint, start.payload)
         recorder.checkpoint = checkpoint
-        if stop_rule is not None and stop_rule.met:  # killed after the rule was met but before the run was marked finished
+        if stop_rule is not None and stop_rule.met:  # killed after the rule was met, before the run was marked finished
             send(Stopped(spec.run_key, recorder.wall_time()))
             return "finished"
         if checkpoint is None:
