@@ -109,6 +109,11 @@ class EvaluationCallback(EventCallback):
         if self.callback_on_new_best is not None:
             self.callback_on_new_best.on_training_start(self.locals, self.globals)
 
+    def update_child_locals(self, locals_: dict[str, Any]) -> None:
+        super().update_child_locals(locals_)
+        if self.callback_on_new_best is not None:
+            self.callback_on_new_best.update_locals(locals_)
+
     def _on_rollout_start(self) -> None:
         if self.model.num_timesteps >= self._next_eval:
             self.evaluate()
