@@ -431,7 +431,8 @@ class BOMRL:
         return self.cross_term(theta, phi, batch, self.implicit_solve(phi, theta, batch, g).x)
 
     def cross_term(self, theta: Params, phi: Params, batch: Batch, x: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``-grad_phi <grad_theta D(phi, theta)|theta', x>`` (the spec's task meta-objective)."""
+        """``-grad_phi <grad_theta D(phi, theta)|theta', x>``, ``x`` the Hessian solve: the mixed
+        second-derivative term of the implicit hypergradient, one task's meta-gradient."""
         names = self.actor_names
         th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
         ph = {n: phi[n].detach().clone().requires_grad_(True) for n in names}

@@ -5,8 +5,8 @@ Pipeline::
     transition -> per-part embeddings -> encoder -> (split) -> aggregator -> concat(skip, agg) -> Linear -> latent
 
 * embeddings: Linear+ReLU per part, the state one shared by ``s_prev`` and ``s``.
-* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state), ``"linear"`` (the spec's "none":
-  per-step ``tanh(Linear)``, no memory of its own), or a linear recurrence trained with a parallel scan
+* encoder: ``"gru"`` (a GRU, orthogonal weights, zero biases, zero initial state), ``"linear"`` (the SplAgger paper's
+  "no encoder": per-step ``tanh(Linear)``, no memory of its own), or a linear recurrence trained with a parallel scan
   (``"mingru"``, ``"lru"``, ``"ffm"``, ``"s6"``, ``"gla"``: :mod:`metarl_agents.memory.encoders`), configured by
   ``encoder_kwargs``.
 * split: the first half of the encoding skips the aggregator, the second half is aggregated.
