@@ -27,13 +27,14 @@ import numpy as np
 import torch
 
 from metarl_agents.bomrl import checkpoint
-from metarl_agents.bomrl.mujoco_protocol import (
-    METHODS,
-    TASK_IDS,
-    CheetahMetaLearner,
-    CheetahProtocol,
-    complete_legacy_protocol,
+from metarl_agents.bomrl.meta_training import (  # noqa: F401 - public here too
+    ADDED_SETTINGS,
+    EXECUTION_SETTINGS,
+    MetaTrainingRun,
+    iteration_line,
+    saved_settings_match,
 )
+from metarl_agents.bomrl.mujoco_protocol import METHODS, TASK_IDS, CheetahProtocol
 
 #: The paper's meta-test returns after K = 0..3 rounds (deterministic), for the reports.
 PAPER = {
@@ -44,13 +45,6 @@ PAPER = {
     ("dir", "alg2"): [-39.5, 623.0, 717.9, 787.5],
     ("dir", "maml"): [-50.7, 293.2, 313.5, 315.7],
 }
-
-
-#: Protocol settings that only decide how fast a run goes: a run may resume with other values.
-EXECUTION_SETTINGS = ("nthread",)
-#: Settings added after checkpoints were written, with the value that does what runs did before they
-#: existed: a checkpoint without one resumes when the run asks for that value.
-ADDED_SETTINGS = {"env_kwargs": {}, "meta_log_std": True}
 
 
 def run_name(task: str, method: str, seed: int) -> str:
@@ -65,39 +59,28 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
     out.mkdir(parents=True, exist_ok=True)
     name = run_name(protocol.task, protocol.method, seed)
     ckpt = out / f"{name}.ckpt"
-    learner = CheetahMetaLearner(protocol, seed)
-    history: list[dict[str, float]] = []
+    training = MetaTrainingRun(protocol, seed)
     if ckpt.exists():
         state = checkpoint.load(ckpt)
         # MuJoCo's thread count changes no result (the batched env is bit-identical at any count).
         # A checkpoint from before a setting existed was made with that setting's legacy value.
-        saved = {**ADDED_SETTINGS, **{k: v for k, v in complete_legacy_protocol(state["protocol"]).items()
-                                      if k not in EXECUTION_SETTINGS}}
-        wanted = {k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}
-        if saved != wanted or state["seed"] != seed:
+        if not saved_settings_match(state, protocol, seed):
             raise ValueError(f"{ckpt} holds a run with other settings; use another --out or delete the checkpoint")
-        learner.load_state(state)
-        history = state["history"]
-        log(f"resuming {name} after {len(history)} meta-iterations")
+        training.load_state(state)
+        log(f"resuming {name} after {training.iterations} meta-iterations")
     start = time.time()
     stopped_early = False
-    while len(history) < iterations:
+    while training.iterations < iterations:
         if max_minutes is not None and time.time() - start > 60 * max_minutes:
             stopped_early = True
             break
-        t0 = time.time()
-        record = {"iteration": len(history), **learner.meta_iteration(), "seconds": time.time() - t0}
-        history.append(record)
-        checkpoint.save({**learner.state(), "history": history}, ckpt)
-        extra = ""
-        if "hypergradient_cosine" in record:
-            extra = (f" cos(h,g) {record['hypergradient_cosine']:+.2f} non-PD CG {record['cg_nonpositive_curvature']}"
-                     f" dJ {record['meta_improvement']:+.3f}")
-        log(f"{name} it {record['iteration']}: pre {record['pre_adaptation_return']:.1f} "
-            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f}{extra} ({record['seconds']:.1f}s)")
+        record = training.iterate()
+        checkpoint.save(training.state(), ckpt)
+        log(iteration_line(name, record))
+    history = training.history
     t0 = time.time()
-    test = learner.meta_test()
-    learner.close()
+    test = training.meta_test()
+    training.close()
     seconds = [h["seconds"] for h in history]
     result = {
         "task": protocol.task, "method": protocol.method, "seed": seed, "env_id": protocol.env_id,

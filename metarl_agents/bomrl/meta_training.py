@@ -1,0 +1,114 @@
+"""One meta-training run of BO-MRL or MAML-TRPO: the learner, its per-iteration record, its checkpoint state.
+
+Both ways of running the MuJoCo protocol go through :class:`MetaTrainingRun`: the command
+(:mod:`metarl_agents.bomrl.cheetah`, one run to a folder of results) and the leaderboard's trainer
+(:mod:`metarl_agents.leaderboard.meta_gradient`, runs in the shared result store). So a meta-iteration,
+its record in the training curve and the checkpoint payload are the same whichever started the run.
+
+The run counts the environment steps its meta-iterations collect (:func:`frames_per_iteration`), which is
+how the leaderboard places its evaluations on the frames axis every other agent is measured on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol, complete_legacy_protocol
+
+#: Protocol settings that only decide how fast a run goes: a run may resume with other values.
+EXECUTION_SETTINGS = ("nthread",)
+#: Settings added after checkpoints were written, with the value that does what runs did before they
+#: existed: a checkpoint without one resumes when the run asks for that value.
+ADDED_SETTINGS = {"env_kwargs": {}, "meta_log_std": True}
+
+
+def frames_per_iteration(protocol: CheetahProtocol) -> int:
+    """Environment steps one meta-iteration collects: every task's pre- and post-adaptation trajectories,
+    each rolled for its horizon and its continuation. (The TRPO line search reuses that data; the
+    observation normaliser's warm-up rollouts before the first iteration and meta-test rollouts are not
+    training steps and are not counted.)"""
+    return (protocol.tasks_per_iteration * (protocol.n_trajectories + protocol.post_trajectories)
+            * (protocol.horizon + protocol.continuation))
+
+
+def saved_settings_match(state: dict[str, Any], protocol: CheetahProtocol, seed: int) -> bool:
+    """Whether a checkpoint ``state`` holds a run of ``protocol`` and ``seed`` (execution settings aside; a
+    checkpoint older than a setting counts as made with the value that setting had before it existed)."""
+    saved = {**ADDED_SETTINGS, **{k: v for k, v in complete_legacy_protocol(state["protocol"]).items()
+                                  if k not in EXECUTION_SETTINGS}}
+    wanted = {k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}
+    return saved == wanted and state["seed"] == seed
+
+
+class MetaTrainingRun:
+    """A :class:`CheetahMetaLearner` and the record of the meta-iterations it has done."""
+
+    def __init__(self, protocol: CheetahProtocol, seed: int) -> None:
+        self.protocol, self.seed = protocol, seed
+        self.learner = CheetahMetaLearner(protocol, seed)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+    @property
+    def frames(self) -> int:
+        """Environment steps collected by the meta-iterations done so far."""
+        return self.iterations * frames_per_iteration(self.protocol)
+
+    def iterate(self) -> dict[str, Any]:
+        """One meta-iteration; returns (and keeps) its record: index, the learner's returns and diagnostics,
+        and its wall time in seconds."""
+        start = time.time()
+        record = {"iteration": len(self.history), **self.learner.meta_iteration(), "seconds": time.time() - start}
+        self.history.append(record)
+        return record
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint payload: the learner's state and the training curve."""
+        return {**self.learner.state(), "history": self.history}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a payload of :meth:`state`, which must hold this run (:func:`saved_settings_match`)."""
+        if not saved_settings_match(state, self.protocol, self.seed):
+            raise ValueError("the checkpoint holds a run with other settings")
+        self.learner.load_state(state)
+        self.history = list(state["history"])
+
+    def meta_test(self, seed: int | None = None) -> dict[str, Any]:
+        """The learner's meta-test (returns after K = 0 ... test_rounds adaptation rounds on the test tasks).
+
+        ``seed=None`` draws its trajectories from the run's own generators, as a run's closing meta-test
+        always has. With a ``seed`` it draws them from generators seeded with it and leaves the run exactly
+        as it was, so a run evaluated along the way trains to the same numbers as one that is not, and every
+        evaluation of a run sees the same noise."""
+        if seed is None:
+            return self.learner.meta_test()
+        kept = self.learner.state()
+        kept["policy_state"] = {k: v.clone() for k, v in kept["policy_state"].items()}
+        seeded = {**kept, "numpy_rng": np.random.default_rng(seed).bit_generator.state,
+                  "torch_rng": torch.Generator().manual_seed(seed).get_state()}
+        self.learner.load_state(seeded)
+        try:
+            return self.learner.meta_test()
+        finally:
+            self.learner.load_state(kept)
+
+    def close(self) -> None:
+        self.learner.close()
+
+
+def iteration_line(name: str, record: dict[str, Any]) -> str:
+    """One meta-iteration's log line."""
+    extra = ""
+    if "hypergradient_cosine" in record:
+        extra = (f" cos(h,g) {record['hypergradient_cosine']:+.2f} non-PD CG {record['cg_nonpositive_curvature']}"
+                 f" dJ {record['meta_improvement']:+.3f}")
+    return (f"{name} it {record['iteration']}: pre {record['pre_adaptation_return']:.1f} "
+            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f}{extra} ({record['seconds']:.1f}s)")
