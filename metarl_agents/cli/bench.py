@@ -16,6 +16,7 @@ from pathlib import Path
 from metarl_agents.cli.options import OneLineParser, add_run_options, grid_settings
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.lock import StoreInUse
+from metarl_agents.leaderboard.meta_gradient import add_iteration_options, uses_meta_gradient_agents
 from metarl_agents.leaderboard.runner import ClusterLost
 from metarl_agents.leaderboard.store import StoreError
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "as 7,) = those seeds (default: the preset's seeds)")
     run.add_argument("--lrs", nargs="+", type=float, metavar="LR", help="learning rates (default: preset lr_grid)")
     add_run_options(run)
+    add_iteration_options(run)
     run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--workers", type=int, default=1, help="local runs in parallel (default: 1)")
@@ -89,13 +91,23 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--address only applies to --backend ray")
     if args.gpus_per_run is not None and not str(args.device).startswith(("cuda", "auto")):
         raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --device cuda (got --device {args.device})")
-    specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
     # One torch thread per run unless asked (as metarl-train): the models are small, and more threads only
     # contend, several times slower on a busy machine. The stored configuration says what was used.
     threads = 1 if args.threads is None else args.threads
-    trainer = runner.MetaPPOTrainer(device=args.device, threads=threads)
+    if uses_meta_gradient_agents(args.agents):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
+        from metarl_agents.leaderboard.meta_gradient import MetaGradientTrainer, build_meta_gradient_grid
+
+        specs = build_meta_gradient_grid(args.envs, args.agents, args.seeds, args.lrs, args.iterations,
+                                         args.eval_every_iterations, **grid_settings(args))
+        trainer = MetaGradientTrainer(threads=threads, device=args.device)
+    else:
+        if args.iterations is not None or args.eval_every_iterations is not None:
+            raise ValueError("--iterations and --eval-every-iterations apply to the meta-gradient agents only; "
+                             f"{', '.join(args.agents)} train by frames (--frames, --eval-every)")
+        specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
+        trainer = runner.MetaPPOTrainer(device=args.device, threads=threads)
     # Every run's full configuration, which checks the device and threads too, before anything is written.
-    configs = [spec.config(device=args.device, threads=threads) for spec in specs]
+    configs = [trainer.config(spec) for spec in specs]
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""

@@ -20,6 +20,7 @@ _LAZY = {
     "write_report": "report", "MetaPPOTrainer": "runner", "SweepSummary": "runner", "Trainer": "runner",
     "run_grid": "runner", "train_one": "runner", "ResultStore": "store", "StoreError": "store",
     "merge_stores": "merge", "MergeSummary": "merge",
+    "build_meta_gradient_grid": "meta_gradient", "MetaGradientTrainer": "meta_gradient",
 }
 __all__ = sorted(_LAZY)
 

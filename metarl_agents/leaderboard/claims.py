@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.groups import Entry, Group
 from metarl_agents.leaderboard.markdown import markdown_table
+from metarl_agents.leaderboard.meta_gradient_agents import PROTOCOL as META_GRADIENT_PROTOCOL
 from metarl_agents.leaderboard.stats import (
     PAPER_CONFIDENCE,
     PAPER_RESAMPLES,
@@ -186,8 +187,9 @@ def choose(group: Group, agent: str) -> Judged:
 
 
 def paper_groups(groups: Sequence[Group], env_id: str) -> list[Group]:
-    """The environment's groups in the paper's configuration (preset settings, default architecture)."""
-    return [g for g in groups if g.env_id == env_id and g.entries
+    """The environment's groups in the paper's configuration (preset settings, default architecture); the
+    BO-MRL protocol's groups (its own agents and budget) are never the SplAgger paper's."""
+    return [g for g in groups if g.env_id == env_id and g.entries and g.protocol != META_GRADIENT_PROTOCOL
             and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
 
 

@@ -190,9 +190,11 @@ def registered_envs() -> tuple[str, ...]:
 
 
 def registered_agents() -> tuple[str, ...]:
+    """The memory agents MetaPPO trains, then the meta-gradient ones (:mod:`.meta_gradient`)."""
+    from metarl_agents.leaderboard.meta_gradient_agents import AGENT_METHODS
     from metarl_agents.policies import POLICY_REGISTRY
 
-    return tuple(POLICY_REGISTRY)
+    return (*POLICY_REGISTRY, *AGENT_METHODS)
 
 
 def check_choices(kind: str, values: Sequence[str], allowed: Sequence[str]) -> None:
@@ -249,6 +251,15 @@ def _parse_int(option: str, text: str) -> int:
         raise ValueError(f"{option} expects integers, got {text!r}") from None
 
 
+def _refuse_meta_gradient_agents(agents: Sequence[str]) -> None:
+    from metarl_agents.leaderboard.meta_gradient_agents import is_meta_gradient_agent
+
+    named = [agent for agent in agents if is_meta_gradient_agent(agent)]
+    if named:
+        raise ValueError(f"{', '.join(named)} train by meta-iterations, not frames: build their runs with "
+                         "metarl_agents.leaderboard.meta_gradient.build_meta_gradient_grid (metarl-bench run does)")
+
+
 def _default_eval_every(preset_eval_every: int, config: RunConfig) -> int:
     """The preset's eval_freq (at most frames / MIN_EVAL_POINTS), rounded down to whole rollouts (at
     least one): the trainer can only stop between updates, so this keeps evaluation points evenly spaced."""
@@ -298,6 +309,7 @@ def build_grid(
         _refuse_repeats("--lrs", "a learning rate", list(lrs))
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
+    _refuse_meta_gradient_agents(agents)
     overrides = dict(overrides or {})
     if "learning_rate" in overrides:
         # One spelling per setting: the learning rate is a grid axis (each run's own), not a preset override.

@@ -10,6 +10,8 @@ from typing import Any
 
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.groups import Group
+from metarl_agents.leaderboard.meta_gradient_agents import PROTOCOL as META_GRADIENT_PROTOCOL
+from metarl_agents.leaderboard.meta_gradient_agents import iteration_counts, provenance_lines
 from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED
 from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
 from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
@@ -54,6 +56,8 @@ def group_title(group: Group, quote: Callable[[str], str] = str) -> str:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
     if group.protocol == "paper":
         title += " — paper protocol"
+    elif group.protocol == META_GRADIENT_PROTOCOL:
+        title += f" ({iteration_counts(group.config)[1]} meta-iterations) — BO-MRL protocol"
     return title
 
 
@@ -61,21 +65,25 @@ def provenance_markdown(group: Group) -> list[str]:
     """The markdown bullets stating how the group's numbers were made: budget, evaluation protocol, early
     stopping, non-paper settings, machines, versions, runs counted and the statistics."""
     unfinished = sum(r.status != "finished" for r in group.runs)
-    lines = []
-    lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
-                 f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks each time "
-                 + (f"(the last {FINAL_EVALUATIONS} on {group.config.n_final_eval_tasks}, the first "
-                    f"{group.n_eval_tasks} of them the same) " if group.config.n_final_eval_tasks is not None else "")
-                 + "(deterministic actions, one trial each), meta-episode return")
+    meta_gradient = group.protocol == META_GRADIENT_PROTOCOL  # BO-MRL, MAML-TRPO: their own budget and protocol
+    lines = provenance_lines(group.config) if meta_gradient else []
+    if not meta_gradient:
+        lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
+                     f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks "
+                     "each time "
+                     + (f"(the last {FINAL_EVALUATIONS} on {group.config.n_final_eval_tasks}, the first "
+                        f"{group.n_eval_tasks} of them the same) " if group.config.n_final_eval_tasks is not None else "")
+                     + "(deterministic actions, one trial each), meta-episode return")
     for stop_at_return, patience in group.stopping_rules():
         with_rule = sum(r.patience == patience and r.stop_at_return == stop_at_return for r in group.runs)
         lines.append(f"- Early stopping ({with_rule} of {len(group.runs)} runs): a run ends after {patience} "
                      f"consecutive evaluations with a return >= {stop_at_return:g}; its last value is carried forward "
                      "to the budget (column 'stopped early'; hollow markers in the plot where a seed's value is "
                      "carried)")
-    lines.append(f"- Training protocol: {code_span(group.protocol)} "
-                 + ("(as the SplAgger reference trained)" if group.protocol == "paper" else
-                    "(MetaPPO's own training, not the reference's)") + "; the differences: benchmarks/PROTOCOL.md")
+    if not meta_gradient:
+        lines.append(f"- Training protocol: {code_span(group.protocol)} "
+                     + ("(as the SplAgger reference trained)" if group.protocol == "paper" else
+                        "(MetaPPO's own training, not the reference's)") + "; the differences: benchmarks/PROTOCOL.md")
     if group.env_kwargs:
         lines.append(f"- Environment overrides (not the paper's setting): {code_span(json.dumps(group.env_kwargs))}")
     if group.overrides:
