@@ -8,10 +8,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from metarl_agents.leaderboard import meta_gradient_agents
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.groups import Group
-from metarl_agents.leaderboard.meta_gradient_agents import PROTOCOL as META_GRADIENT_PROTOCOL
-from metarl_agents.leaderboard.meta_gradient_agents import iteration_counts, provenance_lines
 from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED
 from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
 from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
@@ -51,13 +50,14 @@ def group_title(group: Group, quote: Callable[[str], str] = str) -> str:
     """The group's heading: environment with its env kwargs (:meth:`Group.label`, stored strings passed
     through ``quote``), budget, the reduced-budget mark and, for runs trained as the reference trained, the
     paper protocol (the metarl groups, every group before protocols existed, keep their titles)."""
+    if group.protocol == meta_gradient_agents.PROTOCOL:  # BO-MRL, MAML-TRPO: a budget in meta-iterations
+        title = f"{group.label(quote)} — {meta_gradient_agents.title_budget(group.config, format_frames(group.frames))}"
+        return title + " — BO-MRL protocol"
     title = f"{group.label(quote)} — {format_frames(group.frames)} frames"
     if group.reduced:
         title += f" (REDUCED BUDGET; paper: {format_frames(group.paper_frames)})"
     if group.protocol == "paper":
         title += " — paper protocol"
-    elif group.protocol == META_GRADIENT_PROTOCOL:
-        title += f" ({iteration_counts(group.config)[1]} meta-iterations) — BO-MRL protocol"
     return title
 
 
@@ -65,8 +65,8 @@ def provenance_markdown(group: Group) -> list[str]:
     """The markdown bullets stating how the group's numbers were made: budget, evaluation protocol, early
     stopping, non-paper settings, machines, versions, runs counted and the statistics."""
     unfinished = sum(r.status != "finished" for r in group.runs)
-    meta_gradient = group.protocol == META_GRADIENT_PROTOCOL  # BO-MRL, MAML-TRPO: their own budget and protocol
-    lines = provenance_lines(group.config) if meta_gradient else []
+    meta_gradient = group.protocol == meta_gradient_agents.PROTOCOL  # BO-MRL, MAML-TRPO: their own budget, protocol
+    lines = meta_gradient_agents.provenance_lines(group.config) if meta_gradient else []
     if not meta_gradient:
         lines.append(f"- Budget: {group.budget_text()}; evaluated at the first PPO update after every "
                      f"{group.eval_every:,} frames and at the end, on the same {group.n_eval_tasks} held-out tasks "

@@ -31,6 +31,13 @@ def iteration_counts(spec: Any) -> tuple[int, int, int]:
     return per_iteration, spec.frames // per_iteration, spec.eval_every // per_iteration
 
 
+def title_budget(spec: Any, frames_text: str) -> str:
+    """The budget as a report's group title gives it, e.g. "500 meta-iterations (240M frames)"
+    (``frames_text``: the run's frames as the report writes them)."""
+    reduced = f" (REDUCED BUDGET; paper: {PAPER_ITERATIONS})" if spec.frames < spec.paper_frames else ""
+    return f"{iteration_counts(spec)[1]} meta-iterations ({frames_text} frames){reduced}"
+
+
 def provenance_lines(spec: Any) -> list[str]:
     """The report's lines on how a group of these agents was trained and evaluated (markdown)."""
     per_iteration, iterations, every = iteration_counts(spec)
