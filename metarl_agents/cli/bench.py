@@ -16,7 +16,12 @@ from pathlib import Path
 from metarl_agents.cli.options import OneLineParser, add_run_options, grid_settings
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.lock import StoreInUse
-from metarl_agents.leaderboard.meta_gradient import add_iteration_options, uses_meta_gradient_agents
+from metarl_agents.leaderboard.meta_gradient import (
+    MetaGradientTrainer,
+    add_iteration_options,
+    build_meta_gradient_grid,
+    uses_meta_gradient_agents,
+)
 from metarl_agents.leaderboard.runner import ClusterLost
 from metarl_agents.leaderboard.store import StoreError
 
@@ -95,8 +100,6 @@ def _run(args: argparse.Namespace) -> int:
     # contend, several times slower on a busy machine. The stored configuration says what was used.
     threads = 1 if args.threads is None else args.threads
     if uses_meta_gradient_agents(args.agents):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
-        from metarl_agents.leaderboard.meta_gradient import MetaGradientTrainer, build_meta_gradient_grid
-
         specs = build_meta_gradient_grid(args.envs, args.agents, args.seeds, args.lrs, args.iterations,
                                          args.eval_every_iterations, **grid_settings(args))
         trainer = MetaGradientTrainer(threads=threads, device=args.device)
@@ -107,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
         trainer = runner.MetaPPOTrainer(device=args.device, threads=threads)
     # Every run's full configuration, which checks the device and threads too, before anything is written.
-    configs = [trainer.config(spec) for spec in specs]
+    configs = [trainer.config(spec) if uses_meta_gradient_agents(args.agents)
+               else spec.config(device=args.device, threads=threads) for spec in specs]
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""
