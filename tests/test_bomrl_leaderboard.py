@@ -232,3 +232,22 @@ def test_default_grid_is_the_papers_budget_and_seeds():
     assert len({s.group_key() for s in vel}) == 1  # BO-MRL and MAML-TRPO are ranked together
     dir_frames = {s.frames for s in specs if s.env_id == "MetaCheetahDir-v0"}
     assert dir_frames == {500 * 4 * (20 + 100) * (200 + 200)}  # the 4 directions per iteration
+
+
+def test_the_splagger_claims_are_never_judged_on_a_bomrl_group():
+    import dataclasses
+
+    import numpy as np
+
+    from metarl_agents.leaderboard.claims import paper_groups
+    from metarl_agents.leaderboard.groups import Entry, Group
+
+    (spec,) = build_meta_gradient_grid(["MetaCheetahVel-v0"], ["BOMRL-Alg1"], ["0,"])
+    memory = dataclasses.replace(spec, agent="SplAgger", protocol="paper")
+
+    def group(run):
+        return Group(run, entries=[Entry(run.agent, run.lr, [0], np.array([run.frames]), np.array([[1.0]]),
+                                         np.array([[False]]))])
+
+    chosen = paper_groups([group(spec), group(memory)], "MetaCheetahVel-v0")
+    assert [(g.config.agent, g.protocol) for g in chosen] == [("SplAgger", "paper")]
