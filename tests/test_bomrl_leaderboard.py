@@ -80,8 +80,9 @@ def test_bench_runs_both_agents_into_the_store_and_the_report_ranks_them_with_in
     assert (out / f"{ENV}__frames480-REDUCED.png").stat().st_size > 0
 
 
-def test_frames_count_the_environment_steps_that_meta_training_collects():
-    (spec,) = grid(iterations=3)
+@pytest.mark.parametrize("agent", ["BOMRL-Alg1", "BOMRL-Alg2", "BOMRL-Alg3", "MAML-TRPO"])
+def test_frames_count_the_environment_steps_that_meta_training_collects(agent):
+    (spec,) = grid(agents=[agent], iterations=3)
     model = MetaGradientTrainer().build(spec)
     learner, collected = model.run.learner, []
     collect = learner.collect
