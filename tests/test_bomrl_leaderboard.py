@@ -206,6 +206,8 @@ def test_bad_agent_and_env_combinations_and_settings_name_what_is_allowed(tmp_pa
         build_meta_gradient_grid([ENV], ["MAML-TRPO"], overrides={"maml_lr": 0.01})
     with pytest.raises(ValueError, match="horizon must be an integer >= 1, got 0"):
         build_meta_gradient_grid([ENV], ["MAML-TRPO"], overrides={"horizon": 0})
+    with pytest.raises(ValueError, match='a protocol setting has a value of the wrong type .*settings: {"gamma": "high"}'):
+        build_meta_gradient_grid([ENV], ["MAML-TRPO"], overrides={"gamma": "high"})
     with pytest.raises(ValueError, match="iterations must be an integer >= 1, got 0"):
         build_meta_gradient_grid([ENV], ["MAML-TRPO"], iterations=0)
     with pytest.raises(ValueError, match="train on the CPU; got device 'cuda' .allowed: cpu."):

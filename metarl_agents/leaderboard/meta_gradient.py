@@ -183,8 +183,12 @@ def build_meta_gradient_grid(
             setting = adaptation_lr_setting(agent)
             for seed in parse_seeds(seeds, list(DEFAULT_SEEDS)):
                 for lr in lrs or [defaults[f"setting:{setting}"]]:
-                    run = CheetahProtocol(task=task, method=AGENT_METHODS[agent], env_kwargs=env_kwargs,
-                                          **overrides, **{setting: float(lr)})  # checks every setting
+                    try:  # checks every setting
+                        run = CheetahProtocol(task=task, method=AGENT_METHODS[agent], env_kwargs=env_kwargs,
+                                              **overrides, **{setting: float(lr)})
+                    except TypeError as exc:  # a value of the wrong kind, e.g. gamma="high"
+                        raise ValueError(f"a protocol setting has a value of the wrong type ({exc}); settings: "
+                                         f"{json.dumps(overrides)}") from exc
                     if run.test_rounds < 1:
                         raise ValueError("test_rounds must be >= 1: the leaderboard's return is the meta-test's "
                                          "return after one adaptation round")
