@@ -14,7 +14,9 @@ meta-training early (the meta-test still runs, and the JSON records how many ite
 raising ``--iterations`` later continues the same run.
 
 The leaderboard trains the same runs (the same meta-training loop, :mod:`metarl_agents.bomrl.meta_training`)
-into its result store: ``metarl-bench run --agents BOMRL-Alg1 MAML-TRPO --envs MetaCheetahVel-v0 --iterations 500``.
+into its result store::
+
+    metarl-bench run --agents BOMRL-Alg1 MAML-TRPO --envs MetaCheetahVel-v0 --iterations 500
 """
 
 from __future__ import annotations
