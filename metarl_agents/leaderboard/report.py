@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metarl_agents.leaderboard import meta_gradient_agents
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.groups import Entry, Group, RawRun, build_entry, load_groups  # noqa: F401  (public here)
 from metarl_agents.leaderboard.markdown import (
@@ -99,11 +100,16 @@ def _plot(group: Group, path: Path) -> str:
             ax.plot(entry.frames[carried], mean[carried], "o", markerfacecolor="none", markersize=4,
                     color=line.get_color())
     title = f"{group.label(_plain)}, {format_frames(group.frames)} frames"
+    ylabel, paper = "meta-episode return", format_frames(group.paper_frames)
+    if group.protocol == meta_gradient_agents.PROTOCOL:  # BO-MRL, MAML-TRPO: meta-iterations, K = 1 meta-test
+        iterations = meta_gradient_agents.iteration_counts(group.config)[1]
+        title = f"{group.label(_plain)}, {iterations} meta-iterations ({format_frames(group.frames)} frames)"
+        ylabel, paper = "meta-test return (K = 1)", f"{meta_gradient_agents.PAPER_ITERATIONS} meta-iterations"
     if group.reduced:
-        title += f"\nREDUCED BUDGET (paper {format_frames(group.paper_frames)})"
+        title += f"\nREDUCED BUDGET (paper {paper})"
     if any(entry.carried.any() for entry in group.entries):
         ax.plot([], [], "o", markerfacecolor="none", color="grey", label="includes carried values (stopped early)")
-    ax.set(title=title, xlabel="frames", ylabel="meta-episode return")
+    ax.set(title=title, xlabel="frames", ylabel=ylabel)
     label_frames_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
