@@ -254,3 +254,20 @@ def test_the_splagger_claims_are_never_judged_on_a_bomrl_group():
 
     chosen = paper_groups([group(spec), group(memory)], "MetaCheetahVel-v0")
     assert [(g.config.agent, g.protocol) for g in chosen] == [("SplAgger", "paper")]
+
+
+def test_the_early_stopping_rule_ends_a_run_at_the_evaluation_that_meets_it(tmp_path):
+    (spec,) = grid(agents=["BOMRL-Alg2"], iterations=6, stop_at_return=-1e9, patience=2)
+    models = []
+
+    class Keeping(MetaGradientTrainer):
+        def build(self, spec):
+            models.append(super().build(spec))
+            return models[-1]
+
+    assert run_grid([spec], tmp_path / "r.db", trainer=Keeping(), show_progress=False).ok
+    assert models[0].run.iterations == 4  # no meta-iteration after the rule was met
+    with ResultStore(tmp_path / "r.db", readonly=True) as store:
+        record = store.run_by_key(spec.run_key)
+        assert record.status == "finished"
+        assert [p.frames for p in store.evaluations(record.id)] == [2 * FRAMES_PER_ITERATION, 4 * FRAMES_PER_ITERATION]

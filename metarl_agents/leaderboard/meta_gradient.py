@@ -254,8 +254,10 @@ class MetaGradientModel:
     def learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
               progress_bar: bool = False) -> MetaGradientModel:
         """Meta-iterations until ``total_timesteps`` more frames are collected (the frame count is that of
-        the iterations done, so it is never reset), calling ``callback`` as SB3's loop does: rollout start
-        (between iterations), the iteration, step (False ends training), rollout end."""
+        the iterations done, so it is never reset), calling ``callback``'s hooks as SB3's loop does: rollout
+        start (between iterations: where evaluations happen), step (False ends training; it comes before
+        the iteration, so a stopping rule met at an evaluation costs no further meta-iteration), the
+        iteration, rollout end."""
         if isinstance(callback, list):
             from stable_baselines3.common.callbacks import CallbackList
 
@@ -267,10 +269,10 @@ class MetaGradientModel:
         while self.num_timesteps < target:
             if callback is not None:
                 callback.on_rollout_start()
-            self.run.iterate()
-            if callback is not None:
                 if not callback.on_step():
                     break
+            self.run.iterate()
+            if callback is not None:
                 callback.on_rollout_end()
         if callback is not None:
             callback.on_training_end()
