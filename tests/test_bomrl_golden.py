@@ -22,7 +22,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
@@ -30,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_bomrl_neural import POINT_ID, ShortPointTask, tiny_policy  # noqa: E402
 from test_bomrl_mujoco import TINY  # noqa: E402
+from test_bomrl_neural import POINT_ID, ShortPointTask, tiny_policy  # noqa: E402
 
 from metarl_agents.bomrl.mdp import single_threaded  # noqa: E402
 from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol  # noqa: E402

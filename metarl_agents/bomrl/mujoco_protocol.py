@@ -33,7 +33,6 @@ default, changes one meta-step's hypergradient by about 1 % and halves the lower
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,16 +43,10 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.func import functional_call, vmap
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.bomrl.neural import (
-    BOMRL,
-    Batch,
-    BOMRLConfig,
-    Params,
-    _dot,
-    conjugate_gradient,
-    cosine,
-    kl_and_fisher_product,
-)
+from metarl_agents.bomrl.cg import cosine, dot
+from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params
+from metarl_agents.bomrl.rollouts import FixedLengthVectorEnv, reward_to_go, roll_out
+from metarl_agents.bomrl.trpo import trpo_step
 
 #: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
 #: before the Cheetah runs: the same code, a task that learns in minutes.
@@ -270,43 +263,20 @@ class CheetahMetaLearner:
         """``n`` trajectories per task, task ``g`` acting with ``params[g]``, all in one vector env."""
         p = self.protocol
         G, horizon = len(tasks), p.horizon
-        steps = horizon + (p.continuation if continuation else 0)
-        env = self._env(G * n)
+        env = FixedLengthVectorEnv(self._env(G * n), p.observe)
         stacked = {k: torch.stack([q[k] for q in params]) for k in self.names}
-        obs, _ = env.reset(seed=int(self.rng.integers(2**31)), options={"tasks": np.repeat(tasks, n, axis=0)})
-        obs = p.observe(obs)
-        obs_dim, act_dim = obs.shape[1], env.single_action_space.shape[0]
-        raw = np.zeros((G, n, horizon, obs_dim), dtype=np.float32)
-        norm = np.zeros((G, n, horizon, obs_dim), dtype=np.float64 if p.dtype == "float64" else np.float32)
-        actions = torch.zeros((G, n, horizon, act_dim), dtype=p.torch_dtype)
-        rewards = np.zeros((G, n, steps))
-        obs_sum, obs_sq = np.zeros(obs_dim), np.zeros(obs_dim)
-        low, high = env.single_action_space.low, env.single_action_space.high
-        for t in range(steps):
-            as_float = obs.astype(np.float64)
-            obs_sum += as_float.sum(0)
-            obs_sq += np.square(as_float).sum(0)
-            normalized = self.normalize(obs).reshape(G, n, obs_dim)
-            with torch.no_grad():
-                mean, log_std = self._forward(stacked, torch.from_numpy(normalized))
-                if not deterministic:
-                    noise = torch.randn(mean.shape, generator=self.torch_rng, dtype=torch.float32).to(mean.dtype)
-                    mean = mean + log_std.exp() * noise
-            if t < horizon:
-                raw[:, :, t], norm[:, :, t], actions[:, :, t] = obs.reshape(G, n, obs_dim), normalized, mean
-            action = mean.numpy().reshape(G * n, act_dim)
-            obs, reward, _, _, _ = env.step(np.clip(action, low, high) if p.clip_actions else action)
-            obs = p.observe(obs)
-            rewards[:, :, t] = reward.reshape(G, n)
-        to_go = np.zeros_like(rewards)
-        acc = np.zeros((G, n))
-        for t in reversed(range(steps)):
-            acc = rewards[:, :, t] + p.gamma * acc
-            to_go[:, :, t] = acc
-        count = steps * G * n
-        moments = (obs_sum / count, np.maximum(obs_sq / count - np.square(obs_sum / count), 0.0), count)
-        return Rollouts(torch.from_numpy(norm), raw, actions, to_go[:, :, :horizon], rewards[:, :, :horizon].sum(-1),
-                        moments, rewards)
+        obs = env.reset(int(self.rng.integers(2**31)), options={"tasks": np.repeat(tasks, n, axis=0)})
+        data = roll_out(env, obs, self.normalize, lambda o: self._forward(stacked, o.reshape(G, n, -1)),
+                        steps=horizon + (p.continuation if continuation else 0), record=horizon,
+                        deterministic=deterministic, generator=self.torch_rng, clip_actions=p.clip_actions)
+
+        def per_task(array: np.ndarray) -> np.ndarray:
+            return array.reshape(G, n, *array.shape[1:])
+
+        rewards = per_task(data.rewards)
+        return Rollouts(torch.from_numpy(per_task(data.obs)), per_task(data.raw_obs).astype(np.float32),
+                        torch.from_numpy(per_task(data.actions)), reward_to_go(rewards, p.gamma)[:, :, :horizon],
+                        rewards[:, :, :horizon].sum(-1), data.obs_moments, rewards)
 
     def batch(self, rollouts: Rollouts, g: int, params: Params) -> Batch:
         """Task ``g``'s trajectories, flat over (trajectory, time), advantages centred by the batch mean."""
@@ -437,7 +407,7 @@ class CheetahMetaLearner:
                     th = {k: theta[k].clone().requires_grad_(True) for k in names}
                     grad_D = torch.autograd.grad(agent.divergence(th, params, batch.obs), [th[k] for k in names],
                                                  create_graph=differentiable)
-                    total = total - _dot(grad_D, x)
+                    total = total - dot(grad_D, x)
             return total / len(thetas)
 
         diagnostics = {"cg_nonpositive_curvature": nonpositive, "cg_eigenvalue_scale": float(np.mean(scales))}
@@ -460,36 +430,16 @@ class CheetahMetaLearner:
 
     def trpo_step(self, phi: Params, gradient: list[torch.Tensor], objective, states: torch.Tensor,
                   judged_before: torch.Tensor | float | None = None) -> tuple[float, float]:
-        """Natural-gradient ascent along ``gradient`` within ``KL(pi_phi || pi_new) <= max_kl`` on ``states``;
-        backtracking line search (halvings) that accepts when the KL holds and ``objective`` (the estimate
-        the step is judged on) improves by at least ``accept_ratio`` of the linear prediction
-        ``gradient . step``; ``gradient`` must be (an estimate of) ``objective``'s gradient at ``phi``.
-        ``judged_before`` is ``objective(phi)`` if already known. Returns the step's KL and improvement
-        (0, 0 if none)."""
-        p, agent, names = self.protocol, self.agent, self.names
-        kl, fvp = kl_and_fisher_product(agent.distribution, phi, names, states)
-        direction = conjugate_gradient(fvp, gradient, p.cg_iterations, p.cg_damping).x
-        curvature = float(_dot(direction, fvp(direction)))
-        if not math.isfinite(curvature) or curvature <= 0:
-            return 0.0, 0.0
-        scale = math.sqrt(2 * p.max_kl / curvature)
-        expected = float(_dot(gradient, direction))
-        with torch.no_grad():
-            before = float(objective(phi) if judged_before is None else judged_before)
-        for _ in range(p.line_search_steps):
-            candidate = {k: phi[k] + scale * d for k, d in zip(names, direction, strict=True)}
-            with torch.no_grad():
-                step_kl = float(kl(candidate))
-            if step_kl <= p.max_kl:
-                with torch.no_grad():
-                    improvement = float(objective(candidate)) - before
-                if improvement > p.accept_ratio * scale * expected:
-                    with torch.no_grad():
-                        for param, k in zip(agent._phi_parameters(), names, strict=True):
-                            param.copy_(candidate[k])
-                    return step_kl, improvement
-            scale /= 2
-        return 0.0, 0.0
+        """The shared TRPO step (:func:`metarl_agents.bomrl.trpo.trpo_step`) of the meta-parameters from
+        ``phi`` along ``gradient`` (an estimate of ``objective``'s gradient), judged on ``objective``
+        (``judged_before``: its value at ``phi`` if known); the accepted candidate becomes the prior.
+        Returns the step's KL and improvement (0, 0 if none)."""
+        p = self.protocol
+        step = trpo_step(self.agent.distribution, phi, self.names, gradient, states, p.max_kl, p.cg_iterations,
+                         p.cg_damping, p.line_search_steps, objective, p.accept_ratio, judged_before)
+        if step.params is not None:
+            self.agent._set_phi(step.params)
+        return step.kl, step.improvement
 
     # --- meta-test ------------------------------------------------------------------------------
     def meta_test(self, tasks: np.ndarray | None = None) -> dict[str, list[float]]:

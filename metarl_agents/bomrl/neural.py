@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import copy
 import importlib
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,8 +49,12 @@ from torch import nn
 from torch.func import functional_call
 
 from metarl_agents.bomrl import checkpoint
+from metarl_agents.bomrl.cg import CGSolution, conjugate_gradient, cosine, dot
+from metarl_agents.bomrl.rollouts import EnvList, reward_to_go, roll_out
+from metarl_agents.bomrl.trpo import Params, gaussian_kl, trpo_step
 
-Params = dict[str, torch.Tensor]
+#: The name the Gaussian KL had when it lived here, for code written against it.
+_gaussian_kl = gaussian_kl
 
 
 @dataclass
@@ -124,131 +127,6 @@ class _Actor(nn.Module):
         return mean, p.log_std.expand_as(mean)
 
 
-def _gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
-    """``KL(N_p || N_q)`` of diagonal Gaussians, summed over action dimensions."""
-    var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
-    kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
-    return kl.sum(-1)
-
-
-def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    return sum((x * y).sum() for x, y in zip(a, b, strict=True))
-
-
-def cosine(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
-    """The cosine of two parameter-shaped vectors (0 when either is zero)."""
-    norms = float(torch.sqrt(_dot(a, a) * _dot(b, b)))
-    return float(_dot(a, b)) / norms if norms > 0 else 0.0
-
-
-def kl_and_fisher_product(distribution: Callable[[Params, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                          phi: Params, names: Sequence[str], states: torch.Tensor
-                          ) -> tuple[Callable[[Params], torch.Tensor], Callable[[list[torch.Tensor]], list[torch.Tensor]]]:
-    """TRPO's two ingredients for the diagonal-Gaussian policy ``distribution`` at ``phi`` on ``states``.
-
-    Returns ``kl(params)``, the mean ``KL(pi_phi || pi_params)`` over the states, and ``fvp(v)``, the
-    product of its Hessian at ``phi`` (the Fisher matrix) with ``v``: one double-backward per product,
-    so the Fisher matrix is never formed.
-    """
-    mean_old, log_std_old = (t.detach() for t in distribution(phi, states))
-
-    def kl(params: Params) -> torch.Tensor:
-        return _gaussian_kl(mean_old, log_std_old, *distribution(params, states)).mean()
-
-    at_phi = {n: phi[n].clone().requires_grad_(True) for n in names}
-    grad_kl = torch.autograd.grad(kl(at_phi), [at_phi[n] for n in names], create_graph=True)
-
-    def fvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
-        return list(torch.autograd.grad(grad_kl, [at_phi[n] for n in names], v, retain_graph=True))
-
-    return kl, fvp
-
-
-@dataclass
-class CGSolution:
-    """What :func:`conjugate_gradient` found: the solution and how the solve went."""
-
-    x: list[torch.Tensor]
-    #: Iterations run (each one Hessian-vector product, besides the power iterations).
-    iterations: int
-    #: Whether the solve stopped at a direction of non-positive curvature ``p^T (H + damping I) p <= 0``.
-    nonpositive_curvature: bool
-    #: The damping actually added: ``damping + relative_damping * eigenvalue_scale``.
-    damping: float
-    #: The power-iteration estimate of ``|lambda|_max(H)`` (0 when no power iterations ran).
-    eigenvalue_scale: float
-
-
-def dominant_eigenvalue_magnitude(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]],
-                                  start: list[torch.Tensor], iterations: int) -> float:
-    """``|lambda|_max`` of the symmetric ``H`` behind ``hvp`` by ``iterations`` power iterations from ``start``.
-
-    A few iterations give a lower bound within a small factor: enough to scale a damping term, which
-    is what it is for.
-    """
-    norm = float(torch.sqrt(_dot(start, start)))
-    if iterations < 1 or not math.isfinite(norm) or norm == 0.0:
-        return 0.0
-    v = [t / norm for t in start]
-    estimate = 0.0
-    for _ in range(iterations):
-        Hv = hvp(v)
-        estimate = float(torch.sqrt(_dot(Hv, Hv)))
-        if not math.isfinite(estimate) or estimate == 0.0:
-            return estimate if math.isfinite(estimate) else 0.0
-        v = [t / estimate for t in Hv]
-    return estimate
-
-
-def conjugate_gradient(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], b: list[torch.Tensor],
-                       iterations: int, damping: float = 0.0, relative_damping: float = 0.0,
-                       power_iterations: int = 5) -> CGSolution:
-    """Approximately solve ``(H + delta I) x = b`` from Hessian-vector products; truncated CG.
-
-    ``delta = damping + relative_damping * |lambda|_max(H)``, the eigenvalue scale estimated by
-    ``power_iterations`` power iterations (only when ``relative_damping > 0``): an absolute damping
-    means nothing against a Hessian whose scale moves with the reward scale and ``1 / lam``.
-
-    Plain CG assumes a positive-definite matrix. The lower-level Hessian of BO-MRL at an inexact
-    minimiser is indefinite, and there the step ``alpha = r.r / p.Hp`` flips sign or explodes, so the
-    solution can point anywhere. Like truncated Newton methods, the solve therefore stops at the first
-    direction of non-positive curvature and keeps the last iterate, which (as every CG iterate from
-    zero) has a positive inner product with ``b``; if that happens on the first iteration, ``b`` itself
-    is returned, scaled by ``b.b / |b.(H + delta I)b|``. On a positive-definite matrix nothing changes.
-    """
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations!r}")
-    if damping < 0 or relative_damping < 0:
-        raise ValueError(f"damping and relative_damping must be >= 0, got {damping!r} and {relative_damping!r}")
-    scale = dominant_eigenvalue_magnitude(hvp, b, power_iterations) if relative_damping > 0 else 0.0
-    delta = damping + relative_damping * scale
-    x = [torch.zeros_like(t) for t in b]
-    r = [t.clone() for t in b]
-    p = [t.clone() for t in b]
-    rr = _dot(r, r)
-    done, nonpositive = 0, False
-    for k in range(iterations):
-        if float(rr) < 1e-20:
-            break
-        Hp = [h + delta * q for h, q in zip(hvp(p), p, strict=True)]
-        curvature = _dot(p, Hp)
-        done = k + 1
-        if not float(curvature) > 0:  # also catches NaN
-            nonpositive = True
-            if k == 0:
-                size = abs(float(curvature))
-                factor = float(rr) / size if math.isfinite(size) and size > 0 else 1.0
-                x = [factor * t for t in b]
-            break
-        alpha = rr / curvature
-        x = [xi + alpha * pi for xi, pi in zip(x, p, strict=True)]
-        r = [ri - alpha * hi for ri, hi in zip(r, Hp, strict=True)]
-        rr_new = _dot(r, r)
-        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p, strict=True)]
-        rr = rr_new
-    return CGSolution(x, done, nonpositive, delta, scale)
-
-
 class BOMRL:
     """Bilevel meta-RL around an SB3 ``ActorCriticPolicy`` (or a model with ``.policy``, e.g. PPO)."""
 
@@ -301,56 +179,33 @@ class BOMRL:
     # --- data ---------------------------------------------------------------------------------
     def collect(self, envs: Sequence[gym.Env], params: Params, n_trajectories: int, task=None,
                 deterministic: bool = False) -> tuple[Batch, np.ndarray]:
-        """``n_trajectories`` episodes of ``task`` with the policy ``params`` (``envs`` in lockstep).
-
-        Returns the batch and the raw observations it saw (for the normaliser).
-        """
-        episodes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # obs, raw, act, rew
-        while len(episodes) < n_trajectories:
-            chunk = envs[: n_trajectories - len(episodes)]
-            options = None if task is None else {"task": task}
-            obs = np.stack([e.reset(seed=int(self.rng.integers(2**31)), options=options)[0] for e in chunk])
-            alive = np.ones(len(chunk), dtype=bool)
-            steps = []  # (alive mask, normalised obs, raw obs, actions, rewards) per time step
-            while alive.any():
-                norm = self.normalize(obs)
-                with torch.no_grad():
-                    mean, log_std = self.distribution(params, torch.as_tensor(norm))
-                    act = (mean if deterministic else mean + log_std.exp() * torch.randn(mean.shape)).numpy()
-                rewards, next_obs, was_alive = np.zeros(len(chunk)), obs.copy(), alive.copy()
-                for i in np.flatnonzero(alive):
-                    space = chunk[i].action_space
-                    next_obs[i], rewards[i], term, trunc, _ = chunk[i].step(np.clip(act[i], space.low, space.high))
-                    alive[i] = not (term or trunc)
-                steps.append((was_alive, norm, obs, act, rewards))
-                obs = next_obs
-            for i in range(len(chunk)):
-                rows = [step for step in steps if step[0][i]]
-                episodes.append(tuple(np.stack([step[k][i] for step in rows]) for k in range(1, 5)))
+        """``n_trajectories`` episodes of ``task`` with the policy ``params`` (``envs`` in lockstep, as
+        many rounds as needed). Returns the batch and the raw observations it saw (for the normaliser)."""
+        options = None if task is None else {"task": task}
+        rounds = []
+        while sum(len(r.rewards) for r in rounds) < n_trajectories:
+            lockstep = EnvList(envs[: n_trajectories - sum(len(r.rewards) for r in rounds)])
+            obs = lockstep.reset([int(self.rng.integers(2**31)) for _ in lockstep.envs], options)
+            rounds.append(roll_out(lockstep, obs, self.normalize, lambda o: self.distribution(params, o),
+                                   deterministic=deterministic))
         # Pad to the longest episode; the mask keeps padding out of the batch.
-        T = max(len(e[3]) for e in episodes)
-        mask = np.array([[t < len(e[3]) for t in range(T)] for e in episodes])
-        rewards = np.zeros((len(episodes), T))
-        for j, e in enumerate(episodes):
-            rewards[j, : len(e[3])] = e[3]
-        to_go = np.zeros_like(rewards)
-        acc = np.zeros(len(episodes))
-        for t in reversed(range(T)):
-            acc = rewards[:, t] + self.config.gamma * acc
-            to_go[:, t] = acc
+        T = max(r.rewards.shape[1] for r in rounds)
+        rewards = np.concatenate([np.pad(r.rewards, ((0, 0), (0, T - r.rewards.shape[1]))) for r in rounds])
+        mask = np.concatenate([np.pad(r.running, ((0, 0), (0, T - r.running.shape[1]))) for r in rounds])
+        to_go = reward_to_go(rewards, self.config.gamma)
         # Centre per time step (the batch mean over the trajectories still running then): one mean
         # over all steps would penalise early actions just for having more reward still to come.
         counts = mask.sum(0)
         adv = np.where(mask, to_go - (to_go * mask).sum(0) / counts, 0.0)[mask]
         if self.config.normalize_advantages:
             adv = adv / (adv.std() + 1e-8)
-        obs_t = torch.as_tensor(np.concatenate([e[0] for e in episodes]))
-        act_t = torch.as_tensor(np.concatenate([e[2] for e in episodes]), dtype=torch.float32)
+        obs_t = torch.as_tensor(np.concatenate([r.obs[r.running] for r in rounds]))
+        act_t = torch.as_tensor(np.concatenate([r.actions[r.running] for r in rounds]), dtype=torch.float32)
         with torch.no_grad():
             logp = self.log_prob(params, obs_t, act_t)
-        returns = np.array([e[3].sum() for e in episodes])
+        returns = np.array([row[running].sum() for row, running in zip(rewards, mask, strict=True)])
         batch = Batch(obs_t, act_t, torch.as_tensor(adv, dtype=torch.float32), logp, returns)
-        return batch, np.concatenate([e[1] for e in episodes])
+        return batch, np.concatenate([r.raw_obs[r.running] for r in rounds])
 
     # --- lower level --------------------------------------------------------------------------
     def divergence(self, theta: Params, phi: Params, obs: torch.Tensor,
@@ -361,7 +216,7 @@ class BOMRL:
             return sum(((theta[n] - phi[n]) ** 2).sum() for n in self.actor_names)
         m_t, s_t = theta_dist if theta_dist is not None else self.distribution(theta, obs)
         m_p, s_p = phi_dist if phi_dist is not None else self.distribution(phi, obs)
-        kl = _gaussian_kl(m_p, s_p, m_t, s_t) if self.config.alg == 1 else _gaussian_kl(m_t, s_t, m_p, s_p)
+        kl = gaussian_kl(m_p, s_p, m_t, s_t) if self.config.alg == 1 else gaussian_kl(m_t, s_t, m_p, s_p)
         return kl.mean()
 
     def _lower_terms(self, theta: Params, phi: Params, batch: Batch,
@@ -437,7 +292,7 @@ class BOMRL:
         th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
         ph = {n: phi[n].detach().clone().requires_grad_(True) for n in names}
         grad_D = torch.autograd.grad(self.divergence(th, ph, batch.obs), [th[n] for n in names], create_graph=True)
-        meta_objective = -_dot(grad_D, x)
+        meta_objective = -dot(grad_D, x)
         grads = torch.autograd.grad(meta_objective, [ph[n] for n in names], allow_unused=True)
         return [torch.zeros_like(ph[n]) if g is None else g for n, g in zip(names, grads, strict=True)]
 
@@ -472,37 +327,27 @@ class BOMRL:
         direction = [h / len(tasks) for h in total]
         states = torch.cat(states)
         if self.config.meta_optimizer == "trpo":
-            self._trpo_step(phi, direction, states)
+            c = self.config
+            step = trpo_step(self.distribution, phi, self.actor_names, direction, states, c.max_kl, c.cg_iterations,
+                             c.cg_damping)
+            if step.params is not None:
+                self._set_phi(step.params)
         else:
             self.meta_optimizer.zero_grad()
             for p, h in zip(self._phi_parameters(), direction, strict=True):
                 p.grad = -h  # ascent on J
             self.meta_optimizer.step()
         with torch.no_grad():
-            meta_kl = float(_gaussian_kl(*self.distribution(phi, states), *self.distribution(self.phi(), states)).mean())
+            meta_kl = float(gaussian_kl(*self.distribution(phi, states), *self.distribution(self.phi(), states)).mean())
         return {"pre_adaptation_return": float(np.mean(pre)), "post_adaptation_return": float(np.mean(post)),
                 "meta_kl": meta_kl, "hypergradient_cosine": cosine(total, first_order),
                 "cg_nonpositive_curvature": nonpositive}
 
-    def _trpo_step(self, phi: Params, gradient: list[torch.Tensor], obs: torch.Tensor) -> None:
-        """Natural-gradient step of mean ``KL(pi_phi_old || pi_phi) = max_kl`` on the meta-batch
-        states, halved until the measured KL respects the bound."""
-        names = self.actor_names
-        kl, fvp = kl_and_fisher_product(self.distribution, phi, names, obs)
-        step = conjugate_gradient(fvp, gradient, self.config.cg_iterations, self.config.cg_damping).x
-        curvature = float(_dot(step, fvp(step)))
-        scale = (2 * self.config.max_kl / max(curvature, 1e-12)) ** 0.5
-        for _ in range(10):
-            candidate = {n: phi[n] + scale * s for n, s in zip(names, step, strict=True)}
-            with torch.no_grad():
-                if float(kl(candidate)) <= self.config.max_kl:
-                    break
-            scale /= 2
-        else:
-            return
+    def _set_phi(self, params: Params) -> None:
+        """Make ``params`` the meta-parameters."""
         with torch.no_grad():
-            for p, n in zip(self._phi_parameters(), names, strict=True):
-                p.copy_(candidate[n])
+            for p, n in zip(self._phi_parameters(), self.actor_names, strict=True):
+                p.copy_(params[n])
 
     def meta_train(self, env_id: str, iterations: int, tasks_per_iteration: int = 10,
                    env_kwargs: dict | None = None, seed: int = 0, callback=None) -> list[dict[str, float]]:
