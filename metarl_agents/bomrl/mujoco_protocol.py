@@ -44,8 +44,8 @@ from torch.func import functional_call, vmap
 
 import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_agents.bomrl.cg import cosine, dot
-from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params
-from metarl_agents.bomrl.rollouts import FixedLengthVectorEnv, reward_to_go, roll_out
+from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params, smooth_clip_surrogate
+from metarl_agents.bomrl.rollouts import reward_to_go, roll_out
 from metarl_agents.bomrl.trpo import trpo_step
 
 #: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
@@ -263,10 +263,16 @@ class CheetahMetaLearner:
         """``n`` trajectories per task, task ``g`` acting with ``params[g]``, all in one vector env."""
         p = self.protocol
         G, horizon = len(tasks), p.horizon
-        env = FixedLengthVectorEnv(self._env(G * n), p.observe)
+        env = self._env(G * n)
         stacked = {k: torch.stack([q[k] for q in params]) for k in self.names}
-        obs = env.reset(int(self.rng.integers(2**31)), options={"tasks": np.repeat(tasks, n, axis=0)})
-        data = roll_out(env, obs, self.normalize, lambda o: self._forward(stacked, o.reshape(G, n, -1)),
+        obs, _ = env.reset(seed=int(self.rng.integers(2**31)), options={"tasks": np.repeat(tasks, n, axis=0)})
+
+        def step(action: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+            obs, reward, *_ = env.step(action)  # every episode runs for ``steps`` steps
+            return p.observe(obs), reward, None
+
+        data = roll_out(step, env.single_action_space, p.observe(obs), self.normalize,
+                        lambda o: self._forward(stacked, o.reshape(G, n, -1)),
                         steps=horizon + (p.continuation if continuation else 0), record=horizon,
                         deterministic=deterministic, generator=self.torch_rng, clip_actions=p.clip_actions)
 
@@ -291,8 +297,7 @@ class CheetahMetaLearner:
     # --- adaptation -----------------------------------------------------------------------------
     def surrogate(self, params: Params, batch: Batch) -> torch.Tensor:
         """``mean(A * 2 sigmoid(2 r - 2))``, ``r = pi_params / pi_behaviour`` (the smooth clip)."""
-        ratio = (self.agent.log_prob(params, batch.obs, batch.actions) - batch.log_prob).exp()
-        return (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
+        return smooth_clip_surrogate(self.agent.log_prob(params, batch.obs, batch.actions), batch)
 
     def maml_step(self, params: Params, batch: Batch, create_graph: bool = False) -> Params:
         """One policy-gradient step of size ``maml_lr`` on the surrogate (differentiable if ``create_graph``)."""
@@ -492,12 +497,5 @@ def _jsonable_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_jsonable_state(state: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in state.items():
-        if isinstance(v, dict):
-            out[k] = _from_jsonable_state(v)
-        elif isinstance(v, str) and v.isdigit():
-            out[k] = int(v)
-        else:
-            out[k] = v
-    return out
+    return {k: (_from_jsonable_state(v) if isinstance(v, dict) else int(v) if isinstance(v, str) and v.isdigit() else v)
+            for k, v in state.items()}

@@ -108,6 +108,14 @@ class Batch:
     episode_returns: np.ndarray
 
 
+def smooth_clip_surrogate(log_prob: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``mean(A * 2 sigmoid(2 r - 2))``, ``r`` the ratio of ``exp(log_prob)`` to the behaviour policy's
+    probability: the paper's smooth clip, which keeps each term's weight in (0, 2) and equals the
+    plain importance-sampled surrogate to first order at ``r = 1``."""
+    ratio = (log_prob - batch.log_prob).exp()
+    return (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
+
+
 class _Actor(nn.Module):
     """``obs -> (mean, log_std)`` of an SB3 policy, so ``functional_call`` can swap its parameters."""
 
@@ -186,8 +194,8 @@ class BOMRL:
         while sum(len(r.rewards) for r in rounds) < n_trajectories:
             lockstep = EnvList(envs[: n_trajectories - sum(len(r.rewards) for r in rounds)])
             obs = lockstep.reset([int(self.rng.integers(2**31)) for _ in lockstep.envs], options)
-            rounds.append(roll_out(lockstep, obs, self.normalize, lambda o: self.distribution(params, o),
-                                   deterministic=deterministic))
+            rounds.append(roll_out(lockstep.step, lockstep.action_space, obs, self.normalize,
+                                   lambda o: self.distribution(params, o), deterministic=deterministic))
         # Pad to the longest episode; the mask keeps padding out of the batch.
         T = max(r.rewards.shape[1] for r in rounds)
         rewards = np.concatenate([np.pad(r.rewards, ((0, 0), (0, T - r.rewards.shape[1]))) for r in rounds])
@@ -224,8 +232,7 @@ class BOMRL:
         """The lower-level loss and its divergence term from one forward pass of ``theta``."""
         mean, log_std = self.distribution(theta, batch.obs)
         log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(batch.actions).sum(-1)
-        ratio = (log_prob - batch.log_prob).exp()
-        surrogate = (batch.advantages * 2 * torch.sigmoid(2 * ratio - 2)).mean()
+        surrogate = smooth_clip_surrogate(log_prob, batch)
         divergence = self.divergence(theta, phi, batch.obs, (mean, log_std), phi_dist)
         return -surrogate / self.config.lam + divergence, divergence
 

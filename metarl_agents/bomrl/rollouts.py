@@ -4,15 +4,15 @@
 observations, runs the policy once for all envs (whatever the caller's forward does: one parameter
 set, or a ``vmap`` over per-task sets), samples the Gaussian actions and steps all envs; it records
 ``(env, step)`` arrays and a mask of the steps where each env's episode was still running. The envs are
-either a list of single envs whose episodes end when they say so (:class:`EnvList`) or a vector env
-whose episodes all run for a fixed number of steps (:class:`FixedLengthVectorEnv`).
+whatever the caller's ``step`` steps: a list of single envs whose episodes end when they say so
+(:class:`EnvList`), or a vector env whose episodes all run for a fixed number of steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -27,16 +27,6 @@ def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
         acc = rewards[..., t] + gamma * acc
         to_go[..., t] = acc
     return to_go
-
-
-class LockstepEnvs(Protocol):
-    """``N`` envs stepped together: :func:`roll_out`'s view of them."""
-
-    action_space: gym.spaces.Box
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Step every running env; returns the observations, rewards (0 for envs whose episode had
-        ended) and which episodes have ended."""
 
 
 class EnvList:
@@ -63,23 +53,6 @@ class EnvList:
         return obs, rewards, self.ended.copy()
 
 
-class FixedLengthVectorEnv:
-    """A gymnasium vector env whose episodes the caller runs for a fixed number of steps (the env's
-    own end-of-episode flags are ignored); ``observe`` picks the part of an observation the policy sees."""
-
-    def __init__(self, env: gym.vector.VectorEnv, observe: Callable[[np.ndarray], np.ndarray] = lambda obs: obs) -> None:
-        self.env, self.observe = env, observe
-        self.action_space = env.single_action_space
-        self.never_ended = np.zeros(env.num_envs, dtype=bool)
-
-    def reset(self, seed: int, options: dict[str, Any] | None = None) -> np.ndarray:
-        return self.observe(self.env.reset(seed=seed, options=options)[0])
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        obs, rewards, _, _, _ = self.env.step(actions)
-        return self.observe(obs), rewards, self.never_ended
-
-
 @dataclass
 class Trajectories:
     """What :func:`roll_out` recorded for ``N`` envs over ``T`` steps (the first ``R`` of them in full)."""
@@ -92,23 +65,28 @@ class Trajectories:
     obs_moments: tuple[np.ndarray, np.ndarray, int]  # mean, variance and count of every running step's observation
 
 
-def roll_out(envs: LockstepEnvs, obs: np.ndarray, normalize: Callable[[np.ndarray], np.ndarray],
+#: ``actions -> (observations, rewards, which episodes have ended)``; ``None`` for the last: none ends.
+Step = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+
+
+def roll_out(step: Step, action_space: gym.spaces.Box, obs: np.ndarray, normalize: Callable[[np.ndarray], np.ndarray],
              forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], steps: int | None = None,
              record: int | None = None, deterministic: bool = False, generator: torch.Generator | None = None,
              clip_actions: bool = True) -> Trajectories:
-    """Run the Gaussian policy ``forward`` (normalised observations -> mean, log-std) on ``envs`` from
-    their first observations ``obs``, for ``steps`` steps or (``None``) until every episode has ended.
+    """Run the Gaussian policy ``forward`` (normalised observations -> mean, log-std) on the envs that
+    ``step`` steps, from their first observations ``obs``, for ``steps`` steps or (``None``) until every
+    episode has ended.
 
     Only the first ``record`` steps' observations and actions are kept (all when ``None``); rewards
     are kept for every step. Actions are the mean plus ``exp(log_std)`` times standard normal noise
     drawn in float32 from ``generator`` (torch's global one when ``None``), or the mean if
-    ``deterministic``; ``clip_actions`` clips what the envs receive to their action space.
+    ``deterministic``; ``clip_actions`` clips what the envs receive to ``action_space``.
     """
     n = len(obs)
     raw, inputs, actions, rewards, running = [], [], [], [], []
     alive = np.ones(n, dtype=bool)
     obs_sum, obs_sq, count = np.zeros(obs.shape[-1]), np.zeros(obs.shape[-1]), 0
-    low, high = envs.action_space.low, envs.action_space.high
+    low, high = action_space.low, action_space.high
     t = 0
     while (steps is None or t < steps) and alive.any():
         as_float = (obs if alive.all() else obs[alive]).astype(np.float64)
@@ -127,9 +105,9 @@ def roll_out(envs: LockstepEnvs, obs: np.ndarray, normalize: Callable[[np.ndarra
             inputs.append(normalized)
             actions.append(action)
         running.append(alive)
-        obs, reward, ended = envs.step(np.clip(action, low, high) if clip_actions else action)
+        obs, reward, ended = step(np.clip(action, low, high) if clip_actions else action)
         rewards.append(np.array(reward, dtype=np.float64))  # a copy: vector envs may reuse their buffers
-        alive = ~ended
+        alive = alive if ended is None else ~ended
         t += 1
     mean_obs = obs_sum / count
     moments = (mean_obs, np.maximum(obs_sq / count - np.square(mean_obs), 0.0), count)
