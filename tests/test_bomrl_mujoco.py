@@ -339,3 +339,23 @@ def test_meta_step_moves_the_prior_log_std_only_when_asked(meta_log_std):
     moved = {k: not torch.equal(before[k], after[k]) for k in before}
     assert moved["policy.log_std"] is meta_log_std
     assert any(v for k, v in moved.items() if k != "policy.log_std")
+
+
+def test_single_task_trpo_runs_forward_without_adaptation_within_its_kl_bound():
+    """``method="trpo"`` (the ladder's single-task rung): every task of the batch is Cheetah-Dir's +1, the
+    adaptation is the identity, and the meta-step is a TRPO step on the importance-sampled return of
+    the pre-adaptation data, within KL 0.01 and with the reported gain."""
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="trpo", **TINY), seed=2)
+    assert learner.protocol.max_kl == 0.01
+    np.testing.assert_array_equal(learner.sample_tasks(), [[1.0], [1.0]])
+    phi = learner.agent.phi()
+    batch = random_batch(learner, phi)
+    assert learner.adapt(phi, batch) is phi
+    record = learner.meta_iteration()
+    assert record["post_adaptation_return"] == record["pre_adaptation_return"]
+    new = learner.agent.phi()
+    measured = float(_gaussian_kl(*learner.agent.distribution(phi, batch.obs), *learner.agent.distribution(new, batch.obs)).mean())
+    assert 0 < record["meta_kl"] <= 0.01 and measured > 0 and record["meta_improvement"] > 0
+    objective = learner.importance_sampled_return([batch])
+    with torch.no_grad():
+        assert float(objective(phi)) == pytest.approx(float(batch.advantages.mean()), rel=1e-5)

@@ -11,7 +11,11 @@ tanh, state-independent log-std initialised at -0.7, mean layer scaled by 0.1 at
 * :meth:`~CheetahMetaLearner.meta_test`: ``K = 0 ... rounds`` rounds of (20 trajectories -> adapt) on the
   fixed test tasks (``v = 0.1 ... 1.9`` or ``d = +-1``), recording deterministic and stochastic returns.
 
-``task="point"`` runs the same code on ``MetaPointNav2D-v0``, the cheap rung that checks the learners.
+``task="point"`` runs the same code on ``MetaPointNav2D-v0``, the cheap rung that checks the learners;
+``method="trpo"`` is plain single-task TRPO (no adaptation, one fixed task: on Cheetah-Dir forward
+running), the rung that checks the shared TRPO machinery (:mod:`metarl_agents.bomrl.trpo`) alone.
+
+Collection runs on BO-MRL's one rollout collector (:mod:`metarl_agents.bomrl.rollouts`).
 
 All trajectories of all tasks run in one ``gymnasium.make_vec`` env (the batched MuJoCo core): every
 step is one batched policy forward -- a ``torch.func.vmap`` over the per-task parameter sets -- and one
@@ -51,10 +55,13 @@ from metarl_agents.bomrl.trpo import trpo_step
 #: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
 #: before the Cheetah runs: the same code, a task that learns in minutes.
 TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0", "point": "MetaPointNav2D-v0"}
-METHODS = ("alg1", "alg2", "alg3", "maml")
-#: TRPO meta-step bounds of the authors' code: BO-MRL 0.01 (Vel) / 0.03 (Dir), MAML-TRPO 0.01 / 0.003.
+#: ``trpo`` is the single-task rung: no adaptation, plain TRPO on one task (see :meth:`CheetahMetaLearner.sample_tasks`).
+METHODS = ("alg1", "alg2", "alg3", "maml", "trpo")
+#: TRPO meta-step bounds of the authors' code: BO-MRL 0.01 (Vel) / 0.03 (Dir), MAML-TRPO 0.01 / 0.003;
+#: single-task TRPO the usual 0.01.
 MAX_KL = {("vel", "bomrl"): 0.01, ("dir", "bomrl"): 0.03, ("vel", "maml"): 0.01, ("dir", "maml"): 0.003,
-          ("point", "bomrl"): 0.01, ("point", "maml"): 0.01}
+          ("point", "bomrl"): 0.01, ("point", "maml"): 0.01, ("vel", "trpo"): 0.01, ("dir", "trpo"): 0.01,
+          ("point", "trpo"): 0.01}
 OBS_CLIP = 5.0
 #: HalfCheetah-v4's observation (``qpos[1:]`` and ``qvel``): the first 17 of our env's 20 (which add the torso xyz).
 JOINT_OBSERVATIONS = 17
@@ -135,7 +142,7 @@ class CheetahProtocol:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma!r}")
         self.hidden = tuple(self.hidden)
         if self.max_kl is None:
-            self.max_kl = MAX_KL[(self.task, "maml" if self.method == "maml" else "bomrl")]
+            self.max_kl = MAX_KL[(self.task, self.method if self.method in ("maml", "trpo") else "bomrl")]
         if self.tasks_per_iteration is None:
             self.tasks_per_iteration = 4 if self.task == "dir" else 10
         if not isinstance(self.env_kwargs, dict) or "episode_steps" in self.env_kwargs:
@@ -219,7 +226,7 @@ class CheetahMetaLearner:
     def __init__(self, protocol: CheetahProtocol, seed: int = 0) -> None:
         self.protocol = protocol
         self.seed = seed
-        alg = int(protocol.method[-1]) if protocol.method != "maml" else 1
+        alg = int(protocol.method[-1]) if protocol.method.startswith("alg") else 1
         config = BOMRLConfig(alg=alg, lam=protocol.lam, n_trajectories=protocol.n_trajectories,
                              post_trajectories=protocol.post_trajectories, gamma=protocol.gamma,
                              inner_steps=protocol.inner_steps, inner_lr=protocol.inner_lr,
@@ -305,7 +312,10 @@ class CheetahMetaLearner:
         return {k: params[k] + self.protocol.maml_lr * g for k, g in zip(self.names, grads, strict=True)}
 
     def adapt(self, params: Params, batch: Batch) -> Params:
-        """One adaptation round from prior ``params`` on ``batch`` (collected with ``params``)."""
+        """One adaptation round from prior ``params`` on ``batch`` (collected with ``params``); single-task
+        TRPO does not adapt."""
+        if self.protocol.method == "trpo":
+            return params
         if self.protocol.method == "maml":
             prior = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
             return {k: v.detach() for k, v in self.maml_step(prior, batch).items()}
@@ -313,7 +323,11 @@ class CheetahMetaLearner:
 
     # --- meta-training --------------------------------------------------------------------------
     def sample_tasks(self) -> np.ndarray:
+        """The meta-iteration's task batch; for single-task TRPO ``tasks_per_iteration`` copies of the
+        last test task (on Cheetah-Dir direction +1: forward running)."""
         p = self.protocol
+        if p.method == "trpo":
+            return np.repeat(p.test_tasks()[-1:], p.tasks_per_iteration, axis=0)
         if p.task == "dir":
             return np.resize([-1.0, 1.0], p.tasks_per_iteration).reshape(-1, 1)
         if p.task == "point":
@@ -325,7 +339,9 @@ class CheetahMetaLearner:
         """One meta-training step; returns the mean pre-/post-adaptation returns and the step taken.
 
         ``meta_improvement`` is the accepted step's gain in the importance-sampled estimate of the
-        post-adaptation return (see :meth:`adapted_return_estimate`), for both methods. BO-MRL also
+        post-adaptation return (see :meth:`adapted_return_estimate`), for both methods; for single-task
+        TRPO, whose "post-adaptation" return is the pre-adaptation one (nothing adapts), the gain in
+        :meth:`importance_sampled_return`. BO-MRL also
         reports ``meta_surrogate_improvement`` (the gain in the meta-loss ``S`` whose gradient is the
         hypergradient: positive by construction, so it shows nothing about learning),
         ``hypergradient_cosine`` (with the first-order direction, the mean post-adaptation policy
@@ -338,37 +354,54 @@ class CheetahMetaLearner:
         phi = agent.phi()
         pre = self.collect([phi] * len(tasks), tasks, p.n_trajectories)
         batches = [self.batch(pre, g, phi) for g in range(len(tasks))]
-        thetas = [self.adapt(phi, b) for b in batches]
-        post = self.collect(thetas, tasks, p.post_trajectories)
-        post_batches = [self.batch(post, g, thetas[g]) for g in range(len(tasks))]
-        judge = self.adapted_return_estimate(batches, post_batches)
         diagnostics: dict[str, float] = {}
-        if p.method == "maml":
-            objective = self._maml_objective(batches, post_batches)
+        bomrl = p.method.startswith("alg")
+        if p.method == "trpo":  # no adaptation: the prior is the adapted policy
+            post, objective, judged_before = pre, self.importance_sampled_return(batches), None
+            judge = objective
         else:
-            objective, diagnostics, first_order = self._bomrl_objective(phi, thetas, batches, post_batches)
+            thetas = [self.adapt(phi, b) for b in batches]
+            post = self.collect(thetas, tasks, p.post_trajectories)
+            post_batches = [self.batch(post, g, thetas[g]) for g in range(len(tasks))]
+            judge, judged_before = self.adapted_return_estimate(batches, post_batches), self._estimate_at(thetas, post_batches)
+            if bomrl:
+                objective, diagnostics, first_order = self._bomrl_objective(phi, thetas, batches, post_batches)
+            else:
+                objective = self._maml_objective(batches, post_batches)
         ph = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
         gradient = list(torch.autograd.grad(objective(ph), [ph[k] for k in self.names]))
         if not p.meta_log_std:
             # The Fisher of a state-independent log-std is a block of its own, so a zero gradient there
             # gives a natural-gradient step that leaves the log-std where it is.
             gradient = [torch.zeros_like(g) if k == "policy.log_std" else g for k, g in zip(self.names, gradient, strict=True)]
-        if p.method != "maml":
+        if bomrl:
             diagnostics["hypergradient_cosine"] = cosine(gradient, first_order)
+            with torch.no_grad():
+                before = float(objective(phi))
         states = torch.cat([b.obs for b in batches])
-        with torch.no_grad():
-            before = float(objective(phi))
-        kl, improvement = self.trpo_step(phi, gradient, judge, states, judged_before=self._estimate_at(thetas, post_batches))
-        if p.method != "maml":
+        kl, improvement = self.trpo_step(phi, gradient, judge, states, judged_before=judged_before)
+        if bomrl:
             with torch.no_grad():
                 diagnostics["meta_surrogate_improvement"] = float(objective(agent.phi())) - before if kl > 0 else 0.0
         if p.obs_update == "all":
             agent.obs_rms.update_from_moments(*pre.obs_moments)
-            agent.obs_rms.update_from_moments(*post.obs_moments)
+            if post is not pre:
+                agent.obs_rms.update_from_moments(*post.obs_moments)
         else:
             agent.obs_rms.update(pre.raw_obs.reshape(-1, pre.raw_obs.shape[-1]).astype(np.float64))
         return {"pre_adaptation_return": float(pre.returns.mean()), "post_adaptation_return": float(post.returns.mean()),
                 "meta_kl": kl, "meta_improvement": improvement, **diagnostics}
+
+    def importance_sampled_return(self, batches: list[Batch]):
+        """TRPO's surrogate ``mean_tasks mean(r A)``, ``r = pi_params / pi_behaviour``, on data of the
+        behaviour policy: its gain from ``r = 1`` estimates the change of the return to first order,
+        which the KL bound keeps trustworthy; its gradient at the behaviour policy is the policy gradient."""
+
+        def estimate(params: Params) -> torch.Tensor:
+            return sum(((self.agent.log_prob(params, b.obs, b.actions) - b.log_prob).exp() * b.advantages).mean()
+                       for b in batches) / len(batches)
+
+        return estimate
 
     def adapted_return_estimate(self, batches: list[Batch], post_batches: list[Batch]):
         """``J(phi') = mean_tasks surrogate(adapt(phi', batch), post)``: the post-adaptation return of the
