@@ -22,6 +22,10 @@ Per task (one meta-training step):
 Divergences: ``alg=1`` ``KL(pi_phi || pi_theta)``, ``alg=2`` ``KL(pi_theta || pi_phi)`` (closed-form
 Gaussian KL averaged over the visited states), ``alg=3`` ``||theta - phi||^2``.
 
+Collection (:mod:`metarl_agents.bomrl.rollouts`), the TRPO meta-step (:mod:`metarl_agents.bomrl.trpo`)
+and conjugate gradient (:mod:`metarl_agents.bomrl.cg`) are the layers this class shares with the
+Cheetah protocol's batched learner.
+
 Observations are normalised by running statistics that are updated only on meta-training's
 pre-adaptation data and are frozen during every adaptation; :meth:`BOMRL.adapt` folds them into the
 first layer of the returned policy, so SB3's ``predict`` on raw observations is exact.
