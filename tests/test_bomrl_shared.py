@@ -59,6 +59,8 @@ def test_roll_out_runs_a_fixed_number_of_steps_and_records_only_the_first_ones_i
     assert data.rewards.shape == (3, 5) and data.obs.shape == (3, 2, 1) and data.actions.shape == (3, 2, 1)
     expected_noise = torch.randn((3, 1), generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(data.actions[:, 0], (1.0 + np.exp(-1.0) * expected_noise).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a number of steps"):
+        roll_out(step, gym.spaces.Box(-0.1, 0.1, (1,)), np.zeros((3, 1)), lambda o: o.astype(np.float32), linear_policy)
 
 
 def gaussian_policy(params, states):
@@ -84,14 +86,14 @@ def test_trpo_step_keeps_the_kl_bound_and_follows_the_gradient():
     assert step.kl == pytest.approx(measured_kl(phi, step.params, states), rel=1e-5)
     assert 0.0025 <= step.kl <= 0.01 and step.improvement == 0.0
     moved = [step.params[k] - phi[k] for k in ("w", "log_std")]
-    assert sum(float((m * g).sum()) for m, g in zip(moved, gradient)) > 0
+    assert sum(float((m * g).sum()) for m, g in zip(moved, gradient, strict=True)) > 0
 
 
 def test_trpo_step_is_refused_when_the_objective_does_not_improve_as_predicted():
     phi, states, gradient = toy()
 
     def against(params):  # falls along the gradient: no candidate is accepted
-        return -sum((params[k] * g).sum() for k, g in zip(("w", "log_std"), gradient))
+        return -sum((params[k] * g).sum() for k, g in zip(("w", "log_std"), gradient, strict=True))
 
     step = trpo_step(gaussian_policy, phi, ["w", "log_std"], gradient, states, 0.01, 10, 0.0,
                      objective=against, accept_ratio=0.1)

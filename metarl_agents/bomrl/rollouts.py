@@ -107,6 +107,8 @@ def roll_out(step: Step, action_space: gym.spaces.Box, obs: np.ndarray, normaliz
         running.append(alive)
         obs, reward, ended = step(np.clip(action, low, high) if clip_actions else action)
         rewards.append(np.array(reward, dtype=np.float64))  # a copy: vector envs may reuse their buffers
+        if ended is None and steps is None:
+            raise ValueError("roll_out needs a number of steps when the step function's episodes never end")
         alive = alive if ended is None else ~ended
         t += 1
     mean_obs = obs_sum / count
