@@ -23,8 +23,7 @@ own: no adaptation, no hypergradient, the paper's policy, observation handling a
 Measured (one torch thread, nice 19 on the loaded 2-core machine), mean return per 10 iterations:
 seed 0 -26.1 (iterations 0-9), 27.2 (30-39), 68.0 (70-79), 100.9 (90-99), 162.1 (130-139), 206.4
 (150-159); seed 1 -19.9, 29.8, 96.4, 139.3, 220.1 (the same iterations up to 130-139). This test (seed 0,
-100 iterations and a meta-test)
-took 159 s there.
+100 iterations and a meta-test) took 159 s there.
 """
 
 from __future__ import annotations
