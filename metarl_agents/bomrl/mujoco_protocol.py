@@ -47,7 +47,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.func import functional_call, vmap
 
 import metarl_envs  # noqa: F401  (registers the ids)
-from metarl_agents.bomrl.cg import cosine, dot
+from metarl_agents.bomrl.cg import cosine
 from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params, smooth_clip_surrogate
 from metarl_agents.bomrl.rollouts import reward_to_go, roll_out
 from metarl_agents.bomrl.trpo import trpo_step
@@ -439,13 +439,9 @@ class CheetahMetaLearner:
 
         def objective(params: Params) -> torch.Tensor:
             differentiable = any(v.requires_grad for v in params.values())
-            total = 0.0
             with torch.enable_grad():
-                for theta, batch, x in zip(thetas, batches, xs, strict=True):
-                    th = {k: theta[k].clone().requires_grad_(True) for k in names}
-                    grad_D = torch.autograd.grad(agent.divergence(th, params, batch.obs), [th[k] for k in names],
-                                                 create_graph=differentiable)
-                    total = total - dot(grad_D, x)
+                total = sum(agent.meta_loss(theta, params, batch.obs, x, differentiable)
+                            for theta, batch, x in zip(thetas, batches, xs, strict=True))
             return total / len(thetas)
 
         diagnostics = {"cg_nonpositive_curvature": nonpositive, "cg_eigenvalue_scale": float(np.mean(scales))}

@@ -296,15 +296,22 @@ class BOMRL:
         """``grad_phi J(theta'(phi))`` by implicit differentiation, CG for the Hessian solve."""
         return self.cross_term(theta, phi, batch, self.implicit_solve(phi, theta, batch, g).x)
 
+    def meta_loss(self, theta: Params, phi: Params, obs: torch.Tensor, x: list[torch.Tensor],
+                  create_graph: bool = True) -> torch.Tensor:
+        """``-<grad_theta D(phi, theta)|theta', x>`` on ``obs``, ``theta'`` and ``x`` fixed: the task's
+        meta-objective, whose gradient in ``phi`` (kept in the graph if ``create_graph``) is its
+        hypergradient (the surrogate term of the lower level does not depend on ``phi``)."""
+        th = {n: theta[n].detach().clone().requires_grad_(True) for n in self.actor_names}
+        grad_D = torch.autograd.grad(self.divergence(th, phi, obs), [th[n] for n in self.actor_names],
+                                     create_graph=create_graph)
+        return -dot(grad_D, x)
+
     def cross_term(self, theta: Params, phi: Params, batch: Batch, x: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``-grad_phi <grad_theta D(phi, theta)|theta', x>``, ``x`` the Hessian solve: the mixed
-        second-derivative term of the implicit hypergradient, one task's meta-gradient."""
+        """``grad_phi`` of :meth:`meta_loss`, ``-grad_phi <grad_theta D(phi, theta)|theta', x>`` with ``x`` the
+        Hessian solve: the mixed second-derivative term of the implicit hypergradient, one task's meta-gradient."""
         names = self.actor_names
-        th = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
         ph = {n: phi[n].detach().clone().requires_grad_(True) for n in names}
-        grad_D = torch.autograd.grad(self.divergence(th, ph, batch.obs), [th[n] for n in names], create_graph=True)
-        meta_objective = -dot(grad_D, x)
-        grads = torch.autograd.grad(meta_objective, [ph[n] for n in names], allow_unused=True)
+        grads = torch.autograd.grad(self.meta_loss(theta, ph, batch.obs, x), [ph[n] for n in names], allow_unused=True)
         return [torch.zeros_like(ph[n]) if g is None else g for n, g in zip(names, grads, strict=True)]
 
     def meta_step(self, envs: Sequence[gym.Env], tasks: Sequence) -> dict[str, float]:
