@@ -39,7 +39,7 @@ from metarl_agents.bomrl.meta_training import (  # noqa: F401 - public here too
     iteration_line,
     saved_settings_match,
 )
-from metarl_agents.bomrl.mujoco_protocol import METHODS, TASK_IDS, CheetahProtocol
+from metarl_agents.bomrl.mujoco_protocol import METHODS, SINGLE_TASK_METHODS, TASK_IDS, CheetahProtocol
 
 #: The paper's meta-test returns after K = 0..3 rounds (deterministic), for the reports.
 PAPER = {
@@ -148,7 +148,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASK_IDS), required=True)
-    parser.add_argument("--method", choices=METHODS, required=True)
+    parser.add_argument("--method", choices=METHODS + SINGLE_TASK_METHODS, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)

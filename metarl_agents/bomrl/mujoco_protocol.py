@@ -55,8 +55,11 @@ from metarl_agents.bomrl.trpo import trpo_step
 #: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
 #: before the Cheetah runs: the same code, a task that learns in minutes.
 TASK_IDS = {"vel": "MetaCheetahVel-v0", "dir": "MetaCheetahDir-v0", "point": "MetaPointNav2D-v0"}
-#: ``trpo`` is the single-task rung: no adaptation, plain TRPO on one task (see :meth:`CheetahMetaLearner.sample_tasks`).
-METHODS = ("alg1", "alg2", "alg3", "maml", "trpo")
+#: The meta-learning methods: BO-MRL's three algorithms and the MAML-TRPO baseline.
+METHODS = ("alg1", "alg2", "alg3", "maml")
+#: Methods that learn one task without adaptation, on the same code: ``trpo`` is the ladder's single-task
+#: rung (plain TRPO, see :meth:`CheetahMetaLearner.sample_tasks`).
+SINGLE_TASK_METHODS = ("trpo",)
 #: TRPO meta-step bounds of the authors' code: BO-MRL 0.01 (Vel) / 0.03 (Dir), MAML-TRPO 0.01 / 0.003;
 #: single-task TRPO the usual 0.01.
 MAX_KL = {("vel", "bomrl"): 0.01, ("dir", "bomrl"): 0.03, ("vel", "maml"): 0.01, ("dir", "maml"): 0.003,
@@ -120,8 +123,8 @@ class CheetahProtocol:
     def __post_init__(self) -> None:
         if self.task not in TASK_IDS:
             raise ValueError(f"task must be one of {sorted(TASK_IDS)}, got {self.task!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in METHODS + SINGLE_TASK_METHODS:
+            raise ValueError(f"method must be one of {METHODS + SINGLE_TASK_METHODS}, got {self.method!r}")
         for name in ("n_trajectories", "post_trajectories", "horizon", "cg_iterations", "test_trajectories"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
