@@ -155,6 +155,10 @@ def test_cli_runs_resumes_and_writes_results(tmp_path, capsys):
     second = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
     assert second["iterations"] == 2 and second["training_curve"][0] == first["training_curve"][0]
     assert checkpoint.load(tmp_path / "vel_alg1_seed1.ckpt")["history"] == second["training_curve"]
+    # The meta-test settings may change too: the meta-test runs after the last checkpoint.
+    main([*args, "test_rounds=2", "--iterations", "2"])
+    retested = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
+    assert len(retested["meta_test"]["deterministic"]) == 3 and retested["training_curve"] == second["training_curve"]
     # A checkpoint written before the env_kwargs setting existed resumes with its neutral value.
     state = checkpoint.load(tmp_path / "vel_alg1_seed1.ckpt")
     del state["protocol"]["env_kwargs"]

@@ -9,7 +9,8 @@ the first-order direction and the count of Hessian solves that met non-positive 
 settings; wall time), a ``.md`` summary and a
 ``.png`` plot. A checkpoint (``.ckpt``, checksummed, written atomically) after every meta-iteration
 lets a killed run resume where it stopped: run the same command again (``--set nthread=T`` may
-differ: MuJoCo's thread count changes no result). ``--max-minutes`` stops
+differ: MuJoCo's thread count changes no result; so may the meta-test's ``test_rounds`` and
+``test_trajectories``, since it runs after the last checkpoint). ``--max-minutes`` stops
 meta-training early (the meta-test still runs, and the JSON records how many iterations were done);
 raising ``--iterations`` later continues the same run.
 

@@ -20,8 +20,9 @@ import torch
 
 from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol, complete_legacy_protocol
 
-#: Protocol settings that only decide how fast a run goes: a run may resume with other values.
-EXECUTION_SETTINGS = ("nthread",)
+#: Protocol settings a run may resume with other values of: how fast it goes, and what the meta-test after
+#: meta-training does (it runs after the last checkpoint, so it never changes the training curve).
+EXECUTION_SETTINGS = ("nthread", "test_rounds", "test_trajectories")
 #: Settings added after checkpoints were written, with the value that does what runs did before they
 #: existed: a checkpoint without one resumes when the run asks for that value.
 ADDED_SETTINGS = {"env_kwargs": {}, "meta_log_std": True}
