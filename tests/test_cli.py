@@ -22,8 +22,9 @@ BAD = [  # (options, words of the message)
     (["--device", "bogus"], ["device", "'bogus'", "cpu, cuda, cuda:N, mps or auto"]),
     (["--override", "n_steps=0"], ["n_steps", "got 0", "[1, 1000000]"]),
     (["--override", "n_stepz=5"], ["n_stepz", "allowed: n_envs, n_steps"]),
-    # One spelling of the learning rate on the command line: its own option, never an override.
-    (["--override", "learning_rate=3e-3"], ["learning_rate=0.003", "not an override", "--lr", "--lrs"]),
+    # --override takes every trainer setting, those with an option of their own included.
+    (["--override", "learning_rate=0"], ["learning_rate", "got 0", "(0, 1]"]),
+    (["--override", "protocol=reference"], ["protocol", "metarl, paper", "'reference'"]),
     (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
     (["--final-eval-tasks", "0"], ["n_final_eval_tasks", "got 0", "[1, 65536] or none"]),
     (["--eval-every", "-5"], ["--eval-every", "'-5'"]),
@@ -36,11 +37,13 @@ BAD = [  # (options, words of the message)
 BENCH_ONLY = [
     (["--seeds", "2000000"], ["--seeds", "2000000", "[1, 1000]"]),
     (["--lrs", "-1"], ["learning_rate", "-1.0", "(0, 1]"]),
+    (["--lrs", "1e-3", "--override", "learning_rate=3e-3"], ["--lrs [0.001]", "learning_rate=0.003", "disagree"]),
 ]
 TRAIN_ONLY = [
     (["--seed", "-1"], ["seed", "-1", "[0, 2147483647]"]),
     (["--lr", "0"], ["learning_rate", "0.0", "(0, 1]"]),
     (["--lr", "1e4"], ["learning_rate", "10000", "(0, 1]"]),
+    (["--lr", "1e-3", "--override", "learning_rate=3e-3"], ["--lr 0.001", "learning_rate=0.003", "disagree"]),
 ]
 
 

@@ -115,7 +115,7 @@ def test_run_keys_of_existing_specs_never_change(grid, keys, tmp_path):
         for spec in specs:
             record = store.register_run(spec.store_fields())
             assert record.run_key == spec.run_key and record.spec() == spec
-    assert all(spec.config().as_dict()["learning_rate"] == spec.lr for spec in specs)
+    assert all(spec.config().as_dict()["learning_rate"] == spec.learning_rate for spec in specs)
 
 
 def test_paper_presets_default_to_the_paper_protocol_under_new_keys_and_stored_runs_stay_metarl(tmp_path):

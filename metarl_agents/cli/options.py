@@ -1,22 +1,35 @@
-"""The options ``metarl-train`` and ``metarl-bench run`` share: one parser for one run configuration.
+"""The options ``metarl-train`` and ``metarl-bench run`` share, generated from the run configuration.
 
-Both command lines spell a setting the same way (``--frames``, ``--eval-every``, ``--n-eval-tasks``,
-``--final-eval-tasks``,
-``--override KEY=VALUE``, ``--env-kwarg KEY=VALUE``, ``--policy-kwarg KEY=VALUE``, ``--stop-at-return``,
-``--patience``, ``--device``, ``--threads``) and hand the values to the same configuration
-(:class:`~metarl_agents.training.config.RunConfig`, through :func:`~metarl_agents.leaderboard.grid.build_grid`),
-which checks every value. A bad value ends the command with exit status 2 and one line naming the value
-and what is allowed, before anything is written.
+Every field of :class:`~metarl_agents.training.config.RunConfig` is one option, spelled and explained where
+the field is declared (its ``option`` and ``doc``): ``--frames``, ``--eval-every``, ``--n-eval-tasks``,
+``--final-eval-tasks``, ``--lr``, ``--n-envs``, ``--protocol``, ``--stop-at-return``, ``--patience``,
+``--device``, ``--threads``, ``--env-kwarg KEY=VALUE``, ``--policy-kwarg KEY=VALUE``; the trainer settings
+without an option of their own are set with ``--override KEY=VALUE``, which takes every trainer setting
+(``--override learning_rate=3e-3`` is ``--lr 3e-3``; a setting given both ways must agree). A grid
+(``metarl-bench run``) takes its axes as lists: ``--envs``, ``--agents``, ``--seeds``, ``--lrs``.
+Both hand the values to :func:`~metarl_agents.leaderboard.grid.build_grid`, which checks every one through
+the configuration. A bad value ends the command with exit status 2 and one line naming the value and what
+is allowed, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import settings_help
+from metarl_agents.training.config import FIELDS, META, OVERRIDABLE, TRAINER_SETTINGS, RunConfig, settings_help
 from metarl_agents.training.presets import tomllib
+
+#: How ``metarl-bench run`` reads a grid axis given as a list (the field's help says what one value is).
+_AXES: dict[str, tuple[type, str]] = {
+    "env_id": (str, "several: one run each"),
+    "agent": (str, "several: one run each"),
+    "seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = those "
+                  "seeds (default: the preset's seeds)"),
+    "learning_rate": (float, "several: one run each (default: the preset's lr_grid)"),
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,44 +61,46 @@ def frames(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The settings of a run that both command lines take (defaults: the env's preset)."""
-    parser.add_argument("--frames", type=frames,
-                        help="training frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
-                             "REDUCED BUDGET in the store, the report and its file names)")
-    parser.add_argument("--eval-every", dest="eval_every", type=frames, metavar="FRAMES",
-                        help="frames between evaluations (default: preset eval_freq, at least 10 points per run, "
-                             "in whole rollouts)")
-    parser.add_argument("--n-eval-tasks", dest="n_eval_tasks", type=int, metavar="N",
-                        help="tasks per evaluation: the same held-out tasks (seeds seed + 1000003 + i) at every "
-                             "point, deterministic actions, one trial each (default: the preset's)")
-    parser.add_argument("--final-eval-tasks", dest="n_final_eval_tasks", type=int, metavar="N",
-                        help="tasks in each of the run's last 3 evaluations, whose mean is its final statistic "
-                             "(the first --n-eval-tasks of them the same tasks as before; default: --n-eval-tasks; "
-                             "the paper-claim runs use 64)")
-    parser.add_argument("--n-envs", type=int, metavar="N", help="parallel envs (same as --override n_envs=N)")
+def _required(name: str) -> bool:
+    item = RunConfig.__dataclass_fields__[name]
+    return item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+
+
+def _help(name: str) -> str:
+    """The field's help text, with its default unless the text says it."""
+    meta = META[name]
+    if "default" in meta["doc"] or _required(name) or meta["kind"] is dict:
+        return meta["doc"]
+    if meta["preset"]:
+        return f"{meta['doc']} (default: the preset's)"
+    return meta["doc"] if meta["default"] is None else f"{meta['doc']} (default: {meta['default']})"
+
+
+def add_run_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
+    """One option per configuration field, with the field's name as its destination (``grid``: the axes as
+    lists, as ``metarl-bench run`` takes them), ``--override`` and ``--no-progress``."""
+    for name in FIELDS:
+        meta = META[name]
+        if meta["option"] is None:
+            continue  # a trainer setting: --override
+        if grid and meta["axis"]:
+            kind, note = _AXES[name]
+            parser.add_argument(meta["axis"], dest=name, nargs="+", type=kind, required=_required(name),
+                                metavar=meta["axis"].lstrip("-")[:-1].upper(), help=f"{meta['doc']}; {note}")
+        elif meta["kind"] is dict:
+            parser.add_argument(meta["option"], dest=name, type=key_value, action="append", default=[],
+                                metavar="KEY=VALUE", help=_help(name))
+        else:
+            kind = frames if meta["unit"] == "frames" else meta["kind"]
+            parser.add_argument(meta["option"], dest=name, type=kind, choices=meta["choices"],
+                                required=_required(name), help=_help(name))
     parser.add_argument("--override", dest="overrides", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE",
-                        help=f"replace a preset trainer setting (repeatable; reported as a non-paper setting): "
-                             f"{settings_help()}")
-    parser.add_argument("--env-kwarg", dest="env_kwargs", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="family kwarg, e.g. length=10 (repeatable; a non-paper setting)")
-    parser.add_argument("--policy-kwarg", dest="policy_kwargs", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="policy kwarg, e.g. head=mlp or net_arch=[16] (repeatable)")
-    parser.add_argument("--protocol", choices=("paper", "metarl"),
-                        help="training protocol: paper (as the SplAgger reference trained; the paper presets' "
-                             "default) or metarl (this trainer's own; what runs stored before protocols used)")
-    parser.add_argument("--stop-at-return", type=float, metavar="R",
-                        help="end a run after --patience consecutive evaluations with a meta-episode return >= R "
-                             "(e.g. 15.5 on MetaTMaze-v0)")
-    parser.add_argument("--patience", type=int, metavar="P",
-                        help="evaluations >= --stop-at-return in a row before stopping (default: 1)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps or auto; an unavailable "
-                                                        "device is an error (default: cpu)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch threads per run (default: 1, fastest for these small models with batch-16 "
-                             "rollouts, and several times faster than torch's default on a busy machine)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
+                        help="replace a preset trainer setting (repeatable; reported as a non-paper setting): "
+                             f"{settings_help()}; also {', '.join(n for n in OVERRIDABLE if META[n]['option'])}, "
+                             "the same as their own options")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
 
 
 def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -97,20 +112,35 @@ def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def grid_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The shared options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid`."""
+def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any]:
+    """The options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid` (``grid``: the
+    axes were given as lists; otherwise each is one value, the learning rate by default the preset's)."""
     overrides = _pairs("--override", args.overrides)
-    if args.n_envs is not None:
-        if overrides.get("n_envs", args.n_envs) != args.n_envs:
-            raise ValueError(f"--n-envs {args.n_envs} and --override n_envs={overrides['n_envs']} disagree")
-        overrides["n_envs"] = args.n_envs
-    return {
-        "frames": args.frames, "eval_every": args.eval_every, "n_eval_tasks": args.n_eval_tasks,
-        "n_final_eval_tasks": args.n_final_eval_tasks,
-        "env_kwargs": _pairs("--env-kwarg", args.env_kwargs), "overrides": overrides,
-        "policy_kwargs": _pairs("--policy-kwarg", args.policy_kwargs), "stop_at_return": args.stop_at_return,
-        "patience": args.patience, "protocol": args.protocol,
-    }
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"unknown override {', '.join(map(repr, unknown))}; allowed: {', '.join(OVERRIDABLE)}")
+    values = {name: getattr(args, name) for name in FIELDS if META[name]["option"]}
+    for name in sorted(set(overrides) & set(values)):  # a setting with an option of its own: both must agree
+        given = overrides.pop(name)
+        listed = grid and META[name]["axis"]
+        if values[name] is not None and values[name] != ([given] if listed else given):
+            spelling = META[name]["axis"] if listed else META[name]["option"]
+            raise ValueError(f"{spelling} {values[name]} and --override {name}={given!r} disagree")
+        values[name] = [given] if listed else given
+    for name in TRAINER_SETTINGS:  # an option of a setting stored among the run's overrides (--n-envs)
+        value = values.pop(name, None)
+        if value is not None:
+            overrides[name] = value
+    for name in ("env_kwargs", "policy_kwargs"):
+        values[name] = _pairs(META[name]["option"], values[name])
+    axes = {META[name]["axis"].lstrip("-"): values.pop(name) for name in FIELDS if META[name]["axis"]}
+    if not grid:  # one run: each axis one value
+        from metarl_agents.training.config import preset_settings
+
+        seed = META["seed"]["default"] if axes["seeds"] is None else axes["seeds"]
+        lr = preset_settings(axes["envs"])["learning_rate"] if axes["lrs"] is None else axes["lrs"]
+        axes = {"envs": [axes["envs"]], "agents": [axes["agents"]], "seeds": [f"{seed},"], "lrs": [lr]}
+    return {**axes, "overrides": overrides, **values}
 
 
 def fail(prog: str, message: object) -> NoReturn:

@@ -90,10 +90,11 @@ class Trainer(Protocol):
 class MetaPPOTrainer:
     """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`).
 
-    A run's model is built from its configuration (:meth:`RunSpec.config`), on ``device`` with ``threads``
-    torch threads (None: leave torch's setting alone). ``policy_kwargs`` are a default architecture for runs
-    whose spec has none (e.g. a small network for a smoke test); the architecture is part of every
-    checkpoint's identity, so a checkpoint of another architecture is refused.
+    A run's model is built from its configuration (:meth:`RunSpec.config`: the one the grid built, or one
+    rebuilt from a stored run's settings), on ``device`` with ``threads`` torch threads (None: leave torch's
+    setting alone). ``policy_kwargs`` are a default architecture for runs whose spec has none (e.g. a small
+    network for a smoke test); the architecture is part of every checkpoint's identity, so a checkpoint of
+    another architecture is refused.
     """
 
     def __init__(self, policy_kwargs: dict[str, Any] | None = None, device: str = "cpu",
@@ -117,7 +118,7 @@ class MetaPPOTrainer:
     def identity(self, spec: RunSpec) -> dict[str, Any]:
         """What a checkpoint must have been written for: the run's identity and settings, and the architecture."""
         fields = spec.store_fields()
-        fields["policy_kwargs"] = repr(sorted(self.config(spec).policy_kwargs.items()))
+        fields["policy_kwargs"] = repr(sorted((spec.policy_kwargs or self.policy_kwargs).items()))
         return fields
 
     def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:
