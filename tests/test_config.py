@@ -244,6 +244,14 @@ def test_a_stored_run_rebuilds_the_configuration_the_grid_built(tmp_path):
             assert spec.config() is spec.config()  # kept, not rebuilt
             read = store.register_run(spec.store_fields()).spec()
             assert read == spec and read.config() == spec.config() and read.config() is not spec.config()
+    from unittest import mock
+
+    from metarl_agents.leaderboard.runner import MetaPPOTrainer
+
+    with mock.patch.object(RunConfig, "from_preset", side_effect=AssertionError("rebuilt")):  # nor by the runner
+        trainer = MetaPPOTrainer()
+        assert trainer.config(specs[0]) is specs[0].config()
+        assert trainer.identity(specs[0])["lr"] == specs[0].learning_rate
     changed = dataclasses.replace(specs[0], policy_kwargs={"head": "mlp"})
     assert changed.config().policy_kwargs == {"head": "mlp"} and changed.config().frames == specs[0].frames
     assert specs[0].config(threads=2).threads == 2 and specs[0].config().threads == 1

@@ -19,7 +19,14 @@ import dataclasses
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import FIELDS, META, OVERRIDABLE, TRAINER_SETTINGS, RunConfig, settings_help
+from metarl_agents.training.config import (
+    FIELDS,
+    META,
+    OVERRIDABLE,
+    TRAINER_SETTINGS,
+    RunConfig,
+    settings_help,
+)
 from metarl_agents.training.presets import tomllib
 
 #: How ``metarl-bench run`` reads a grid axis given as a list (the field's help says what one value is).

@@ -56,19 +56,21 @@ def _setting(default: Any = dataclasses.MISSING, *, kind: type, doc: str, low: f
     """A field and everything derived from it, described once.
 
     Its values: ``kind`` int / float / bool / str / dict, bounds inclusive unless ``low_open``, ``optional``
-    allows None, ``choices`` lists the allowed strings. Its command-line form: ``doc`` is its one help text, ``option`` its spelling for one run
-    (None: set with ``--override KEY=VALUE``), ``axis`` its spelling as a list of ``metarl-bench run``
-    (one run each), ``unit="frames"`` reads 200k or 1.5e6. Its place in a stored run: ``identity`` (False:
-    changing it keeps the run and its key), ``trainer`` (a trainer setting: ``--override`` takes it, and one
-    without a ``column`` is stored among the run's departures from its preset), ``column`` (its own store
-    column; by default the field name for identity fields that are not trainer settings), ``grouped`` (False:
-    runs that differ in it are ranked together in one report group), ``since`` (the store schema version that
-    made it part of a run's identity: a run key counts it only when it differs from its default, so older
-    keys never change) and ``preset`` (every preset sets it).
+    allows None, ``choices`` lists the allowed strings. Its command line: ``doc`` is its one help text,
+    ``option`` its spelling for one run (None: set with ``--override KEY=VALUE``), ``axis`` its spelling as a
+    list of ``metarl-bench run`` (one run each), ``unit="frames"`` reads 200k or 1.5e6. Its place in a stored
+    run: ``identity`` (False: changing it keeps the run and its key), ``trainer`` (a trainer setting:
+    ``--override`` takes it, and one without a ``column`` is stored among the run's departures from its
+    preset), ``column`` (its store column: needed where the name differs, or for a trainer setting with a
+    column of its own; every identity field that is not a trainer setting has one), ``grouped`` (False: runs
+    that differ in it are ranked together in one report group), ``since`` (the store schema version that made
+    it part of a run's identity: a run key counts it only when it differs from its default, so older keys
+    never change) and ``preset`` (every preset sets it).
     """
-    meta = {"default": None if default is dataclasses.MISSING else default, "kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional, "choices": choices, "doc": doc,
-            "option": option, "axis": axis, "unit": unit, "identity": identity, "trainer": trainer,
-            "column": column, "grouped": grouped, "since": since, "preset": preset}
+    meta = {"default": None if default is dataclasses.MISSING else default, "kind": kind, "low": low, "high": high,
+            "low_open": low_open, "optional": optional, "choices": choices, "doc": doc, "option": option,
+            "axis": axis, "unit": unit, "identity": identity, "trainer": trainer, "column": column,
+            "grouped": grouped, "since": since, "preset": preset}
     if kind is dict:
         return field(default_factory=dict, metadata={**meta, "default": {}})
     return field(default=default, metadata=meta)
@@ -115,7 +117,8 @@ class RunConfig:
     reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, **_TRAINER,
                                   doc="clip of the scaled rewards")
     clip_actions: bool = _setting(True, kind=bool, trainer=True, doc="clip Box actions to the action space")
-    protocol: str = _setting("metarl", kind=str, choices=PROTOCOLS, option="--protocol", trainer=True, column="protocol", since=5,
+    protocol: str = _setting("metarl", kind=str, choices=PROTOCOLS, option="--protocol", trainer=True,
+                             column="protocol", since=5,
                              doc="training protocol: paper (as the SplAgger reference trained; the paper presets' "
                                  "default) or metarl (this trainer's own; what runs stored before protocols used)")
     # -- budget and evaluation protocol ----------------------------------------------------------
