@@ -1,42 +1,26 @@
 """The options ``metarl-train`` and ``metarl-bench run`` share, generated from the run configuration.
 
-Every field of :class:`~metarl_agents.training.config.RunConfig` is one option, spelled and explained where
-the field is declared (its ``option`` and ``doc``): ``--frames``, ``--eval-every``, ``--n-eval-tasks``,
-``--final-eval-tasks``, ``--lr``, ``--n-envs``, ``--protocol``, ``--stop-at-return``, ``--patience``,
-``--device``, ``--threads``, ``--env-kwarg KEY=VALUE``, ``--policy-kwarg KEY=VALUE``; the trainer settings
-without an option of their own are set with ``--override KEY=VALUE``, which takes every trainer setting
-(``--override learning_rate=3e-3`` is ``--lr 3e-3``; a setting given both ways must agree). A grid
-(``metarl-bench run``) takes its axes as lists: ``--envs``, ``--agents``, ``--seeds``, ``--lrs``.
-Both hand the values to :func:`~metarl_agents.leaderboard.grid.build_grid`, which checks every one through
-the configuration. A bad value ends the command with exit status 2 and one line naming the value and what
-is allowed, before anything is written.
+Each field of :class:`~metarl_agents.training.config.RunConfig` is one option, spelled and explained where
+the field is declared (``--frames``, ``--lr``, ``--n-envs``, ``--env-kwarg KEY=VALUE``, ...); a grid takes
+its axes as lists (``--envs``, ``--agents``, ``--seeds``, ``--lrs``). ``--override KEY=VALUE`` takes every
+trainer setting, those with an option of their own too (``--override learning_rate=3e-3`` is ``--lr 3e-3``;
+given both ways, they must agree). :func:`~metarl_agents.leaderboard.grid.build_grid` checks every value: a
+bad one ends the command with exit status 2 and one line naming it, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import (
-    FIELDS,
-    META,
-    OVERRIDABLE,
-    TRAINER_SETTINGS,
-    RunConfig,
-    settings_help,
-)
+from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings, settings_help
 from metarl_agents.training.presets import tomllib
 
-#: How ``metarl-bench run`` reads a grid axis given as a list (the field's help says what one value is).
-_AXES: dict[str, tuple[type, str]] = {
-    "env_id": (str, "several: one run each"),
-    "agent": (str, "several: one run each"),
-    "seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = those "
-                  "seeds (default: the preset's seeds)"),
-    "learning_rate": (float, "several: one run each (default: the preset's lr_grid)"),
-}
+#: How ``metarl-bench run`` reads a list of seeds or learning rates (the field's help says what one value is).
+_AXES = {"seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = "
+                       "those seeds (default: the preset's seeds)"),
+         "learning_rate": (float, "several: one run each (default: the preset's lr_grid)")}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,39 +52,28 @@ def frames(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _required(name: str) -> bool:
-    item = RunConfig.__dataclass_fields__[name]
-    return item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
-
-
-def _help(name: str) -> str:
-    """The field's help text, with its default unless the text says it."""
-    meta = META[name]
-    if "default" in meta["doc"] or _required(name) or meta["kind"] is dict:
+def _help(meta: Any) -> str:
+    """A field's help text, with its default unless the text says it."""
+    if "default" in meta["doc"] or meta["default"] is None:
         return meta["doc"]
-    if meta["preset"]:
-        return f"{meta['doc']} (default: the preset's)"
-    return meta["doc"] if meta["default"] is None else f"{meta['doc']} (default: {meta['default']})"
+    return f"{meta['doc']} (default: {'the preset' if meta['preset'] else meta['default']})"
 
 
 def add_run_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
-    """One option per configuration field, with the field's name as its destination (``grid``: the axes as
-    lists, as ``metarl-bench run`` takes them), ``--override`` and ``--no-progress``."""
-    for name in FIELDS:
-        meta = META[name]
-        if meta["option"] is None:
-            continue  # a trainer setting: --override
+    """One option per configuration field, the field's name its destination (``grid``: the axes as lists, as
+    ``metarl-bench run`` takes them), then ``--override`` and ``--no-progress``."""
+    for name, meta in META.items():
+        required = meta["default"] is None and not meta["optional"]
         if grid and meta["axis"]:
-            kind, note = _AXES[name]
-            parser.add_argument(meta["axis"], dest=name, nargs="+", type=kind, required=_required(name),
-                                metavar=meta["axis"].lstrip("-")[:-1].upper(), help=f"{meta['doc']}; {note}")
+            kind, note = _AXES.get(name, (str, "several: one run each"))
+            parser.add_argument(meta["axis"], dest=name, nargs="+", type=kind, required=required,
+                                metavar=meta["axis"][2:-1].upper(), help=f"{meta['doc']}; {note}")
         elif meta["kind"] is dict:
             parser.add_argument(meta["option"], dest=name, type=key_value, action="append", default=[],
-                                metavar="KEY=VALUE", help=_help(name))
-        else:
-            kind = frames if meta["unit"] == "frames" else meta["kind"]
-            parser.add_argument(meta["option"], dest=name, type=kind, choices=meta["choices"],
-                                required=_required(name), help=_help(name))
+                                metavar="KEY=VALUE", help=meta["doc"])
+        elif meta["option"]:  # the others are set with --override
+            parser.add_argument(meta["option"], dest=name, type=frames if meta["unit"] == "frames" else meta["kind"],
+                                choices=meta["choices"], required=required, help=_help(meta))
     parser.add_argument("--override", dest="overrides", type=key_value, action="append", default=[],
                         metavar="KEY=VALUE",
                         help="replace a preset trainer setting (repeatable; reported as a non-paper setting): "
@@ -126,27 +99,22 @@ def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
         raise ValueError(f"unknown override {', '.join(map(repr, unknown))}; allowed: {', '.join(OVERRIDABLE)}")
-    values = {name: getattr(args, name) for name in FIELDS if META[name]["option"]}
+    values = {name: getattr(args, name) for name, meta in META.items() if meta["option"]}
     for name in sorted(set(overrides) & set(values)):  # a setting with an option of its own: both must agree
-        given = overrides.pop(name)
-        listed = grid and META[name]["axis"]
-        if values[name] is not None and values[name] != ([given] if listed else given):
-            spelling = META[name]["axis"] if listed else META[name]["option"]
-            raise ValueError(f"{spelling} {values[name]} and --override {name}={given!r} disagree")
-        values[name] = [given] if listed else given
-    for name in TRAINER_SETTINGS:  # an option of a setting stored among the run's overrides (--n-envs)
-        value = values.pop(name, None)
-        if value is not None:
-            overrides[name] = value
-    for name in ("env_kwargs", "policy_kwargs"):
-        values[name] = _pairs(META[name]["option"], values[name])
-    axes = {META[name]["axis"].lstrip("-"): values.pop(name) for name in FIELDS if META[name]["axis"]}
+        value = overrides.pop(name)
+        given, listed = ([value], True) if grid and META[name]["axis"] else (value, False)
+        if values[name] not in (None, given):
+            raise ValueError(f"{META[name]['axis' if listed else 'option']} {values[name]} and --override "
+                             f"{name}={value!r} disagree")
+        values[name] = given
+    overrides.update({name: value for name in TRAINER_SETTINGS if (value := values.pop(name, None)) is not None})
+    values.update({name: _pairs(META[name]["option"], values[name]) for name in ("env_kwargs", "policy_kwargs")})
+    axes = {meta["axis"][2:]: values.pop(name) for name, meta in META.items() if meta["axis"]}
     if not grid:  # one run: each axis one value
-        from metarl_agents.training.config import preset_settings
-
-        seed = META["seed"]["default"] if axes["seeds"] is None else axes["seeds"]
-        lr = preset_settings(axes["envs"])["learning_rate"] if axes["lrs"] is None else axes["lrs"]
-        axes = {"envs": [axes["envs"]], "agents": [axes["agents"]], "seeds": [f"{seed},"], "lrs": [lr]}
+        axes["seeds"] = f"{META['seed']['default'] if axes['seeds'] is None else axes['seeds']},"
+        if axes["lrs"] is None:
+            axes["lrs"] = preset_settings(axes["envs"])["learning_rate"]
+        axes = {axis: [value] for axis, value in axes.items()}
     return {**axes, "overrides": overrides, **values}
 
 

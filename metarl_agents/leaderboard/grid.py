@@ -1,15 +1,12 @@
 """The run grid: what one leaderboard run is, and how the (env × agent × seed × lr) grid is built.
 
 A :class:`RunSpec` is a run's :class:`~metarl_agents.training.config.RunConfig` as the store keeps it: the
-identity fields of the configuration (its device and threads left out), the preset it started from and the
-trainer settings it changed (``overrides``). Its ``run_key`` names the run in the store and its checkpoint
-files, so re-running the same command finds the same runs again, while a different budget or preset gives
-different runs instead of silently mixing results.
-
-:class:`RunSpec` is also the run schema, defined once: the store's identity columns, the rows it reads
-back (:class:`~metarl_agents.leaderboard.store.RunRecord` extends it with the run's progress) and the
-report's groups are all derived from its fields, and those that hold a configuration field take their
-column name, default and roles from that field's description (:data:`~metarl_agents.training.config.META`).
+configuration's identity fields (each taking its column, default and roles from the field's description),
+the preset it started from and the trainer settings it changed (``overrides``). Its ``run_key`` names the
+run in the store and its checkpoint files, so re-running the same command finds the same runs again, while
+a different budget or preset gives different runs instead of silently mixing results. The store's columns,
+the rows it reads back (:class:`~metarl_agents.leaderboard.store.RunRecord`) and the report's groups are
+derived from its fields.
 """
 
 from __future__ import annotations
@@ -46,12 +43,10 @@ __all__ = ["EVAL_SEED_OFFSET", "RunSpec", "build_grid", "evaluation_frames"]
 def _stored(name: str, required: bool = False) -> Any:
     """The RunSpec field that stores the configuration field of the same ``name``: its column and its default
     (unless ``required``) are that field's."""
-    meta = {"column": COLUMNS[name], "setting": True}
+    meta, default = {"column": COLUMNS[name], "setting": True}, META[name]["default"]
     if required:
         return field(metadata=meta)
-    if META[name]["kind"] is dict:
-        return field(default_factory=dict, metadata=meta)
-    return field(default=META[name]["default"], metadata=meta)
+    return field(default_factory=dict, metadata=meta) if default == {} else field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -312,15 +307,13 @@ def build_grid(
 ) -> list[RunSpec]:
     """All runs of env × agent × seed × learning rate; unset settings come from each environment's preset.
 
-    ``seeds`` as :func:`parse_seeds` reads them, ``lrs`` the learning rates (default: the preset's
-    ``lr_grid``). ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``; the names in
-    ``TRAINER_SETTINGS``); like ``env_kwargs`` and ``policy_kwargs`` they become part of each run's identity
-    and are reported as departures from the paper's settings. ``settings`` are the other
-    :class:`~metarl_agents.training.config.RunConfig` fields by name (``frames``, ``eval_every``,
-    ``n_eval_tasks``, ``n_final_eval_tasks``, ``env_kwargs``, ``policy_kwargs``, ``stop_at_return``,
-    ``patience``, ``protocol``, ``device``, ``threads``); None leaves one to the preset. By default a run
-    is evaluated about every preset ``eval_every`` frames (see ``_default_eval_every``). Every run's
-    configuration is validated before any is returned, and each run keeps it (:meth:`RunSpec.config`).
+    ``seeds`` as :func:`parse_seeds` reads them, ``lrs`` default to the preset's ``lr_grid``. ``overrides``
+    replace preset trainer settings (``TRAINER_SETTINGS``, e.g. ``{"n_steps": 350}``); like ``env_kwargs``
+    and ``policy_kwargs`` they are part of each run's identity, reported as departures from the paper's
+    settings. ``settings``: the other :class:`~metarl_agents.training.config.RunConfig` fields (``frames``,
+    ``eval_every`` -- by default about the preset's, see ``_default_eval_every`` --, ``protocol``,
+    ``device``, ...; None: the preset's). Every run's configuration is validated before any is returned, and
+    each run keeps it (:meth:`RunSpec.config`).
     """
     from metarl_agents.training.build import check_buildable  # torch: only once the cheap checks have passed
     from metarl_agents.training.presets import load_preset

@@ -90,11 +90,10 @@ class Trainer(Protocol):
 class MetaPPOTrainer:
     """The project's trainer; checkpoints hold its whole training state (:mod:`.checkpoint`).
 
-    A run's model is built from its configuration (:meth:`RunSpec.config`: the one the grid built, or one
-    rebuilt from a stored run's settings), on ``device`` with ``threads`` torch threads (None: leave torch's
-    setting alone). ``policy_kwargs`` are a default architecture for runs whose spec has none (e.g. a small
-    network for a smoke test); the architecture is part of every checkpoint's identity, so a checkpoint of
-    another architecture is refused.
+    A run's model is built from its configuration (:meth:`RunSpec.config`), on ``device`` with ``threads``
+    torch threads (None: leave torch's setting alone). ``policy_kwargs`` are a default architecture for runs
+    whose spec has none (e.g. a small network for a smoke test); the architecture is part of every
+    checkpoint's identity, so a checkpoint of another architecture is refused.
     """
 
     def __init__(self, policy_kwargs: dict[str, Any] | None = None, device: str = "cpu",

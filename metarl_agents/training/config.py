@@ -55,25 +55,18 @@ def _setting(default: Any = dataclasses.MISSING, *, kind: type, doc: str, low: f
              column: str | None = None, grouped: bool = True, since: int = 1, preset: bool = False) -> Any:
     """A field and everything derived from it, described once.
 
-    Its values: ``kind`` int / float / bool / str / dict, bounds inclusive unless ``low_open``, ``optional``
-    allows None, ``choices`` lists the allowed strings. Its command line: ``doc`` is its one help text,
-    ``option`` its spelling for one run (None: set with ``--override KEY=VALUE``), ``axis`` its spelling as a
-    list of ``metarl-bench run`` (one run each), ``unit="frames"`` reads 200k or 1.5e6. Its place in a stored
-    run: ``identity`` (False: changing it keeps the run and its key), ``trainer`` (a trainer setting:
-    ``--override`` takes it, and one without a ``column`` is stored among the run's departures from its
-    preset), ``column`` (its store column: needed where the name differs, or for a trainer setting with a
-    column of its own; every identity field that is not a trainer setting has one), ``grouped`` (False: runs
-    that differ in it are ranked together in one report group), ``since`` (the store schema version that made
-    it part of a run's identity: a run key counts it only when it differs from its default, so older keys
-    never change) and ``preset`` (every preset sets it).
+    Its values: ``kind`` (int, float, bool, str or dict), bounds inclusive unless ``low_open``, ``optional``
+    (None allowed), ``choices``. Its command line: ``doc`` (its one help text), ``option`` (its spelling for
+    one run; None: ``--override KEY=VALUE``), ``axis`` (its spelling as a list in ``metarl-bench run``),
+    ``unit="frames"`` (reads 200k or 1.5e6). Its place in a stored run: ``identity`` (False: changing it keeps
+    the run and its key), ``trainer`` (``--override`` takes it; one without a ``column`` is stored among the
+    run's departures from its preset), ``column`` (its store column, where not the field name; every identity
+    field but the trainer settings has one), ``grouped`` (False: runs that differ in it rank together in one
+    report group), ``since`` (the store version that made it part of a run's identity: a run key counts it
+    only where it differs from its default, so older keys never change) and ``preset`` (every preset sets it).
     """
-    meta = {"default": None if default is dataclasses.MISSING else default, "kind": kind, "low": low, "high": high,
-            "low_open": low_open, "optional": optional, "choices": choices, "doc": doc, "option": option,
-            "axis": axis, "unit": unit, "identity": identity, "trainer": trainer, "column": column,
-            "grouped": grouped, "since": since, "preset": preset}
-    if kind is dict:
-        return field(default_factory=dict, metadata={**meta, "default": {}})
-    return field(default=default, metadata=meta)
+    meta = {**locals(), "default": {} if kind is dict else None if default is dataclasses.MISSING else default}
+    return field(default_factory=dict, metadata=meta) if kind is dict else field(default=default, metadata=meta)
 
 
 _TRAINER = {"trainer": True, "preset": True}
@@ -208,14 +201,12 @@ class RunConfig:
         return eval_seed(self.seed)
 
 
-FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
 #: Each field's description (kind, range, help text, command-line spelling and place in a stored run).
 META: dict[str, Any] = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-#: The fields that make a run what it is: the same values give the same run (and run key).
-IDENTITY_FIELDS = tuple(name for name in FIELDS if META[name]["identity"])
-#: Field -> its store column, for the identity fields stored in a column of their own.
-COLUMNS = {name: META[name]["column"] or name for name in IDENTITY_FIELDS
-           if META[name]["column"] or not META[name]["trainer"]}
+FIELDS = tuple(META)
+#: Field -> store column, for the identity fields stored in a column of their own.
+COLUMNS = {name: meta["column"] or name for name, meta in META.items()
+           if meta["identity"] and (meta["column"] or not meta["trainer"])}
 #: Trainer settings stored as a run's departures from its preset (``RunSpec.overrides``), not in columns.
 TRAINER_SETTINGS = tuple(name for name in FIELDS if META[name]["trainer"] and name not in COLUMNS)
 #: What ``--override KEY=VALUE`` takes: every trainer setting (one with an option of its own either way).
@@ -231,16 +222,11 @@ def check_settings(**values: Any) -> dict[str, Any]:
 
 
 def preset_settings(env_id: str) -> dict[str, Any]:
-    """The run settings of ``env_id``'s preset (its keys are field names), checked to be complete and known."""
-    preset = load_preset(env_id)
-    settings = {key: value for key, value in preset.items() if key not in GRID_KEYS}
+    """The run settings of ``env_id``'s preset (its keys are field names), checked to be complete."""
+    settings = {key: value for key, value in load_preset(env_id).items() if key not in GRID_KEYS}
     missing = [name for name in PRESET_FIELDS if name not in settings]
     if missing:
         raise ValueError(f"the preset of {env_id} lacks {', '.join(missing)}")
-    unknown = sorted(set(settings) - set(FIELDS[2:]))
-    if unknown:
-        raise ValueError(f"the preset of {env_id} has unknown settings {', '.join(unknown)}; allowed: "
-                         f"{', '.join(FIELDS[2:])}")
     return settings
 
 
