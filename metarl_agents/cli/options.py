@@ -14,8 +14,10 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings, settings_help
+from metarl_agents.leaderboard.grid import check_choices, parse_frames
+from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings
 from metarl_agents.training.presets import tomllib
+from metarl_agents.training.value_check import allowed_values
 
 #: How ``metarl-bench run`` reads a list of seeds or learning rates (the field's help says what one value is).
 _AXES = {"seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = "
@@ -44,19 +46,10 @@ def key_value(text: str) -> tuple[str, Any]:
 
 def frames(text: str) -> int:
     """A frame count (1500000, 1.5e6, 200k, 1.5M), as an argparse type."""
-    from metarl_agents.leaderboard.grid import parse_frames
-
     try:
         return parse_frames(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _help(meta: Any) -> str:
-    """A field's help text, with its default unless the text says it."""
-    if "default" in meta["doc"] or meta["default"] is None:
-        return meta["doc"]
-    return f"{meta['doc']} (default: {'the preset' if meta['preset'] else meta['default']})"
 
 
 def add_run_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
@@ -71,14 +64,17 @@ def add_run_options(parser: argparse.ArgumentParser, grid: bool = False) -> None
         elif meta["kind"] is dict:
             parser.add_argument(meta["option"], dest=name, type=key_value, action="append", default=[],
                                 metavar="KEY=VALUE", help=meta["doc"])
-        elif meta["option"]:  # the others are set with --override
+        elif meta["option"]:  # the others are set with --override; the help says the default unless the doc does
+            default = "" if "default" in meta["doc"] or meta["default"] is None else \
+                f" (default: {'the preset' if meta['preset'] else meta['default']})"
             parser.add_argument(meta["option"], dest=name, type=frames if meta["unit"] == "frames" else meta["kind"],
-                                choices=meta["choices"], required=required, help=_help(meta))
+                                choices=meta["choices"], required=required, help=meta["doc"] + default)
+    listed = "; ".join(f"{name} ({meta['doc']}: {allowed_values(meta)})" for name, meta in META.items()
+                       if meta["trainer"] and not meta["option"])
+    also = ", ".join(name for name in OVERRIDABLE if META[name]["option"])
     parser.add_argument("--override", dest="overrides", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="replace a preset trainer setting (repeatable; reported as a non-paper setting): "
-                             f"{settings_help()}; also {', '.join(n for n in OVERRIDABLE if META[n]['option'])}, "
-                             "the same as their own options")
+                        metavar="KEY=VALUE", help="replace a preset trainer setting (repeatable; reported as a "
+                                                  f"non-paper setting): {listed}; also {also}, as their own options")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
 
@@ -96,9 +92,7 @@ def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any
     """The options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid` (``grid``: the
     axes were given as lists; otherwise each is one value, the learning rate by default the preset's)."""
     overrides = _pairs("--override", args.overrides)
-    unknown = sorted(set(overrides) - set(OVERRIDABLE))
-    if unknown:
-        raise ValueError(f"unknown override {', '.join(map(repr, unknown))}; allowed: {', '.join(OVERRIDABLE)}")
+    check_choices("override", list(overrides), OVERRIDABLE)
     values = {name: getattr(args, name) for name, meta in META.items() if meta["option"]}
     for name in sorted(set(overrides) & set(values)):  # a setting with an option of its own: both must agree
         value = overrides.pop(name)

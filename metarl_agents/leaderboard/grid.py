@@ -153,10 +153,8 @@ class RunSpec:
         """The full, validated training configuration of this run, on ``device`` with ``threads`` (None: those
         it was built with). A run the grid built keeps its configuration; one read back from a store (or
         copied with other fields) rebuilds it from its preset and its stored settings."""
-        config = self.__dict__.get("_run_config")
-        if config is None:
-            settings = {name: getattr(self, name) for name in _SETTING_FIELDS if name not in ("env_id", "agent")}
-            config = RunConfig.from_preset(self.env_id, self.agent, **settings, **self.overrides)
+        config = self.__dict__.get("_run_config") or RunConfig.from_preset(
+            **{name: getattr(self, name) for name in _SETTING_FIELDS}, **self.overrides)
         changes = {name: value for name, value in (("device", device), ("threads", threads))
                    if value is not None and value != getattr(config, name)}
         return config.replace(**changes) if changes else config
@@ -330,13 +328,8 @@ def build_grid(
     check_choices("agent", agents, registered_agents())
     _refuse_meta_gradient_agents(agents)
     overrides = dict(overrides or {})
-    if "learning_rate" in overrides:
-        # One place per setting: the learning rate is a grid axis (each run's own column), not a departure.
-        raise ValueError(f"learning_rate={overrides['learning_rate']!r} is a grid axis, not an override: "
-                         "build_grid(lrs=[...])")
-    check_choices("override", list(overrides), TRAINER_SETTINGS)
-    axes = ("env_id", "agent", "seed", "learning_rate", *TRAINER_SETTINGS)
-    check_choices("setting", list(settings), [name for name in META if name not in axes])
+    check_choices("override", list(overrides), TRAINER_SETTINGS)  # the learning rate is the axis lrs
+    check_choices("setting", list(settings), [n for n in META if not META[n]["axis"] and n not in TRAINER_SETTINGS])
     settings = {name: value for name, value in settings.items() if value is not None}
     specs = []
     for env_id in envs:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metarl_agents.training.presets import GRID_KEYS, load_preset
-from metarl_agents.training.value_check import allowed_values, check_value
+from metarl_agents.training.value_check import check_value
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation tasks come from seeds ``seed + EVAL_SEED_OFFSET + i``, never a training env's seed."""
@@ -53,17 +53,15 @@ def _setting(default: Any = dataclasses.MISSING, *, kind: type, doc: str, low: f
              choices: tuple[str, ...] | None = None, option: str | None = None,
              axis: str | None = None, unit: str | None = None, identity: bool = True, trainer: bool = False,
              column: str | None = None, grouped: bool = True, since: int = 1, preset: bool = False) -> Any:
-    """A field and everything derived from it, described once.
-
-    Its values: ``kind`` (int, float, bool, str or dict), bounds inclusive unless ``low_open``, ``optional``
-    (None allowed), ``choices``. Its command line: ``doc`` (its one help text), ``option`` (its spelling for
-    one run; None: ``--override KEY=VALUE``), ``axis`` (its spelling as a list in ``metarl-bench run``),
-    ``unit="frames"`` (reads 200k or 1.5e6). Its place in a stored run: ``identity`` (False: changing it keeps
-    the run and its key), ``trainer`` (``--override`` takes it; one without a ``column`` is stored among the
-    run's departures from its preset), ``column`` (its store column, where not the field name; every identity
-    field but the trainer settings has one), ``grouped`` (False: runs that differ in it rank together in one
-    report group), ``since`` (the store version that made it part of a run's identity: a run key counts it
-    only where it differs from its default, so older keys never change) and ``preset`` (every preset sets it).
+    """A field and everything derived from it, described once: its values (``kind``, bounds inclusive unless
+    ``low_open``, ``optional``: None allowed, ``choices``), its command line (``doc``: its one help text;
+    ``option``: its spelling for one run, None for ``--override KEY=VALUE`` only; ``axis``: its spelling as a
+    list in ``metarl-bench run``; ``unit="frames"`` reads 200k) and its place in a stored run (``identity``:
+    False if changing it keeps the run and its key; ``trainer``: ``--override`` takes it, and without a
+    ``column`` of its own it is stored among the run's departures from its preset; ``column``: its store
+    column, where not the field's name; ``grouped``: False if runs that differ in it rank together in one
+    report group; ``since``: the store version that made it part of a run's identity -- the run key counts
+    it only where it differs from its default, so older keys never change; ``preset``: every preset sets it).
     """
     meta = {**locals(), "default": {} if kind is dict else None if default is dataclasses.MISSING else default}
     return field(default_factory=dict, metadata=meta) if kind is dict else field(default=default, metadata=meta)
@@ -111,9 +109,8 @@ class RunConfig:
                                   doc="clip of the scaled rewards")
     clip_actions: bool = _setting(True, kind=bool, trainer=True, doc="clip Box actions to the action space")
     protocol: str = _setting("metarl", kind=str, choices=PROTOCOLS, option="--protocol", trainer=True,
-                             column="protocol", since=5,
-                             doc="training protocol: paper (as the SplAgger reference trained; the paper presets' "
-                                 "default) or metarl (this trainer's own; what runs stored before protocols used)")
+                             column="protocol", since=5, doc="training protocol: paper (as the SplAgger reference "
+                                 "trained; the paper presets' default) or metarl (this trainer's own, and older runs')")
     # -- budget and evaluation protocol ----------------------------------------------------------
     frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, option="--frames", unit="frames",
                            column="frames_budget", preset=True,
@@ -128,16 +125,13 @@ class RunConfig:
     n_final_eval_tasks: int | None = _setting(None, kind=int, low=1, high=MAX_ENVS, optional=True, since=4,
                                               option="--final-eval-tasks",
                                               doc=f"tasks in each of the run's last {FINAL_EVALUATIONS} evaluations, "
-                                                  "whose mean is its final statistic (the first n_eval_tasks of them "
-                                                  "the same tasks as before; default: n_eval_tasks; the paper-claim "
-                                                  "runs use 64)")
+                                                  "whose mean is its final statistic (the first n_eval_tasks the "
+                                                  "same; default: n_eval_tasks; the paper-claim runs use 64)")
     stop_at_return: float | None = _setting(None, kind=float, optional=True, option="--stop-at-return", since=2,
-                                            grouped=False,
-                                            doc="end a run after `patience` consecutive evaluations with a "
-                                                "meta-episode return >= this (e.g. 15.5 on MetaTMaze-v0)")
+                                            grouped=False, doc="end a run after `patience` consecutive evaluations "
+                                                               "with a meta-episode return >= this (e.g. 15.5)")
     patience: int | None = _setting(None, kind=int, low=1, high=10**6, optional=True, option="--patience", since=2,
-                                    grouped=False,
-                                    doc="evaluations >= stop_at_return in a row before stopping (default: 1)")
+                                    grouped=False, doc="evaluations >= stop_at_return in a row to stop (default: 1)")
     # -- the seed, and the hardware (device and threads are not part of a run's identity) --------
     seed: int = _setting(0, kind=int, low=0, high=MAX_SEED, option="--seed", axis="--seeds", grouped=False,
                          doc="seed of the model and the training envs")
@@ -149,10 +143,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            value = check_value(item.name, getattr(self, item.name), item.metadata)
-            if item.metadata["choices"] and value not in item.metadata["choices"]:
-                raise ValueError(f"{item.name} must be one of {', '.join(item.metadata['choices'])}, got {value!r}")
-            object.__setattr__(self, item.name, value)
+            object.__setattr__(self, item.name, check_value(item.name, getattr(self, item.name), item.metadata))
         if self.n_minibatches > self.n_envs:
             raise ValueError(f"n_minibatches must be at most n_envs={self.n_envs} (a minibatch is a set of envs), "
                              f"got {self.n_minibatches}")
@@ -228,12 +219,6 @@ def preset_settings(env_id: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"the preset of {env_id} lacks {', '.join(missing)}")
     return settings
-
-
-def settings_help() -> str:
-    """The settings only ``--override`` sets, each with what it is and its allowed values, for ``--help``."""
-    return "; ".join(f"{name} ({META[name]['doc']}: {allowed_values(META[name])})"
-                     for name in OVERRIDABLE if META[name]["option"] is None)
 
 
 def _toml(value: Any) -> str:

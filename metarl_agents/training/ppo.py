@@ -49,7 +49,7 @@ from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explai
 from stable_baselines3.common.vec_env import VecEnv
 
 from metarl_agents.policies import POLICY_REGISTRY
-from metarl_agents.training.config import OVERRIDABLE, PROTOCOLS, TRAINER_SETTINGS, RunConfig, check_settings
+from metarl_agents.training.config import OVERRIDABLE, RunConfig, check_settings
 from metarl_agents.training.divergence import (
     StallMonitor,
     TrainingStalledWarning,  # noqa: F401  (public beside TrainingDivergedError)
@@ -83,13 +83,6 @@ PAPER_PROTOCOL = {
 PAPER_POLICY_KWARGS = {"start_latent": "prior", "critic_init": "reference", "memory_optimizer_kwargs": {"eps": 1e-8}}
 #: Agents whose reference memory is wider than our default under the paper protocol.
 PAPER_ENCODER_HIDDEN = {"wsoftmax": 512}
-
-
-def check_protocol(protocol: str) -> str:
-    """``protocol`` if it names a training protocol, else a ValueError listing them."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    return protocol
 
 
 def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +150,7 @@ class MetaPPO(OnPolicyAlgorithm):
         # The ranges of the run configuration's trainer settings (the learning rate may be 0 or a schedule here,
         # e.g. to freeze weights; a schedule is checked by its values).
         check_settings(**{name: value for name, value in locals().items()
-                          if name in TRAINER_SETTINGS and not callable(value)})
-        check_protocol(protocol)
+                          if name in OVERRIDABLE and name != "learning_rate" and not callable(value)})
         if isinstance(policy, str) and policy not in self.policy_aliases:
             raise ValueError(f"unknown policy {policy!r}; available: {sorted(self.policy_aliases)}")
         if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
