@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.leaderboard.grid import check_choices, parse_frames
+from metarl_agents.leaderboard.grid import parse_frames
 from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings
 from metarl_agents.training.presets import tomllib
 from metarl_agents.training.value_check import allowed_values
@@ -91,8 +91,7 @@ def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any]:
     """The options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid` (``grid``: the
     axes were given as lists; otherwise each is one value, the learning rate by default the preset's)."""
-    overrides = _pairs("--override", args.overrides)
-    check_choices("override", list(overrides), OVERRIDABLE)
+    overrides = _pairs("--override", args.overrides)  # the grid checks their names (those of its trainer)
     values = {name: getattr(args, name) for name, meta in META.items() if meta["option"]}
     for name in sorted(set(overrides) & set(values)):  # a setting with an option of its own: both must agree
         value = overrides.pop(name)
