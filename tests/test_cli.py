@@ -25,6 +25,7 @@ BAD = [  # (options, words of the message)
     # --override takes every trainer setting, those with an option of their own included.
     (["--override", "learning_rate=0"], ["learning_rate", "got 0", "(0, 1]"]),
     (["--override", "protocol=reference"], ["protocol", "metarl, paper", "'reference'"]),
+    (["--override", "frames=5"], ["unknown override 'frames'", "allowed: n_envs"]),  # not a trainer setting
     (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
     (["--final-eval-tasks", "0"], ["n_final_eval_tasks", "got 0", "[1, 65536] or none"]),
     (["--eval-every", "-5"], ["--eval-every", "'-5'"]),

@@ -90,9 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
     settings = grid_settings(args, grid=True)
-    if uses_meta_gradient_agents(args.agents):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
-        device = settings.pop("device") or META["device"]["default"]
-        threads = settings.pop("threads") or META["threads"]["default"]
+    if uses_meta_gradient_agents(settings["agents"]):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
+        device, threads = (settings.pop(name) or META[name]["default"] for name in ("device", "threads"))
         specs = build_meta_gradient_grid(**settings, iterations=args.iterations,
                                          eval_every_iterations=args.eval_every_iterations)
         trainer = MetaGradientTrainer(threads=threads, device=device)
@@ -100,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if args.iterations is not None or args.eval_every_iterations is not None:
             raise ValueError("--iterations and --eval-every-iterations apply to the meta-gradient agents only; "
-                             f"{', '.join(args.agents)} train by frames (--frames, --eval-every)")
+                             f"{', '.join(settings['agents'])} train by frames (--frames, --eval-every)")
         # Every run's full configuration (its device and threads checked too) before anything is written.
         specs = build_grid(**settings)
         configs = [spec.config() for spec in specs]

@@ -93,7 +93,7 @@ def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any
     axes were given as lists; otherwise each is one value, the learning rate by default the preset's)."""
     overrides = _pairs("--override", args.overrides)  # the grid checks their names (those of its trainer)
     values = {name: getattr(args, name) for name, meta in META.items() if meta["option"]}
-    for name in sorted(set(overrides) & set(values)):  # a setting with an option of its own: both must agree
+    for name in sorted(set(overrides) & set(values) & set(OVERRIDABLE)):  # given both ways: they must agree
         value = overrides.pop(name)
         given, listed = ([value], True) if grid and META[name]["axis"] else (value, False)
         if values[name] not in (None, given):
