@@ -447,7 +447,7 @@ def _torch_bytes(value: Any) -> bytes:
 def _fake_spec(seed: int = 1, env_id: str = "MetaTMaze-v0") -> Any:
     from metarl_agents.leaderboard.grid import RunSpec
 
-    return RunSpec(env_id=env_id, agent="RNN", seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+    return RunSpec(env_id=env_id, agent="RNN", seed=seed, learning_rate=1e-3, frames=1000, paper_frames=1000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500, n_eval_tasks=2)
 
 

@@ -92,7 +92,7 @@ class FakeTrainer:
 
     def build(self, spec):
         self._log("build", spec.run_key)
-        return FakeModel(spec.run_key, spec.seed, spec.lr, **self._hooks(spec.run_key))
+        return FakeModel(spec.run_key, spec.seed, spec.learning_rate, **self._hooks(spec.run_key))
 
     def save(self, model, spec, path, final=False) -> None:
         Path(path).write_text(json.dumps({"key": spec.run_key, "frames": model.num_timesteps}))
@@ -107,7 +107,7 @@ class FakeTrainer:
         if saved["key"] != spec.run_key:
             raise CheckpointError(f"checkpoint {checkpoint} belongs to another run ({saved['key']})")
         self._log("resume", spec.run_key, saved["frames"])
-        return FakeModel(spec.run_key, spec.seed, spec.lr, saved["frames"], **self._hooks(spec.run_key))
+        return FakeModel(spec.run_key, spec.seed, spec.learning_rate, saved["frames"], **self._hooks(spec.run_key))
 
     def evaluate(self, model, spec, n_tasks=None):
         evals = sum(1 for line in self.lines() if line[:2] == ["eval", spec.run_key])
@@ -115,7 +115,7 @@ class FakeTrainer:
             if part in spec.run_key and evals >= limit:
                 raise RuntimeError(f"fake crash after {limit} evaluations")
         self._log("eval", spec.run_key, model.num_timesteps, *([] if n_tasks is None else [f"tasks={n_tasks}"]))
-        value = fake_return(spec.seed, spec.lr, model.num_timesteps)
+        value = fake_return(spec.seed, spec.learning_rate, model.num_timesteps)
         return {"meta_episode_return": value, "episode_returns": [value / 2, value / 2]}
 
     def lines(self) -> list[list[str]]:

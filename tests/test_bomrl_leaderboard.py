@@ -58,7 +58,8 @@ def test_bench_runs_both_agents_into_the_store_and_the_report_ranks_them_with_in
         assert sorted((r.agent, r.seed, r.status, r.protocol) for r in runs) == [
             ("BOMRL-Alg1", 0, "finished", "bomrl"), ("BOMRL-Alg1", 1, "finished", "bomrl"),
             ("MAML-TRPO", 0, "finished", "bomrl"), ("MAML-TRPO", 1, "finished", "bomrl")]
-        assert {(r.agent, r.lr) for r in runs} == {("BOMRL-Alg1", 1e-3), ("MAML-TRPO", 0.1)}  # the adaptation's step
+        # the learning rate is the adaptation's step
+        assert {(r.agent, r.learning_rate) for r in runs} == {("BOMRL-Alg1", 1e-3), ("MAML-TRPO", 0.1)}
         assert {r.frames for r in runs} == {4 * FRAMES_PER_ITERATION}
         assert {r.paper_frames for r in runs} == {500 * FRAMES_PER_ITERATION}
         for run in runs:
@@ -249,7 +250,8 @@ def test_the_splagger_claims_are_never_judged_on_a_bomrl_group():
     memory = dataclasses.replace(spec, agent="SplAgger", protocol="paper")
 
     def group(run):
-        return Group(run, entries=[Entry(run.agent, run.lr, [0], np.array([run.frames]), np.array([[1.0]]),
+        return Group(run, entries=[Entry(run.agent, run.learning_rate, [0], np.array([run.frames]),
+                                         np.array([[1.0]]),
                                          np.array([[False]]))])
 
     chosen = paper_groups([group(spec), group(memory)], "MetaCheetahVel-v0")

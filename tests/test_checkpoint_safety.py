@@ -99,7 +99,7 @@ def test_checkpoint_of_the_first_format_still_resumes_with_a_warning(tmp_path):
 
 
 def _fake_spec() -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=73, lr=1e-3, frames=1000, paper_frames=1_500_000,
+    return RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=73, learning_rate=1e-3, frames=1000, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=250, n_eval_tasks=4)
 
 

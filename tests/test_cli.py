@@ -22,8 +22,10 @@ BAD = [  # (options, words of the message)
     (["--device", "bogus"], ["device", "'bogus'", "cpu, cuda, cuda:N, mps or auto"]),
     (["--override", "n_steps=0"], ["n_steps", "got 0", "[1, 1000000]"]),
     (["--override", "n_stepz=5"], ["n_stepz", "allowed: n_envs, n_steps"]),
-    # One spelling of the learning rate on the command line: its own option, never an override.
-    (["--override", "learning_rate=3e-3"], ["learning_rate=0.003", "not an override", "--lr", "--lrs"]),
+    # --override takes every trainer setting, those with an option of their own included.
+    (["--override", "learning_rate=0"], ["learning_rate", "got 0", "(0, 1]"]),
+    (["--override", "protocol=reference"], ["protocol", "metarl, paper", "'reference'"]),
+    (["--override", "frames=5"], ["unknown override 'frames'", "allowed: n_envs"]),  # not a trainer setting
     (["--n-eval-tasks", "0"], ["n_eval_tasks", "got 0"]),
     (["--final-eval-tasks", "0"], ["n_final_eval_tasks", "got 0", "[1, 65536] or none"]),
     (["--eval-every", "-5"], ["--eval-every", "'-5'"]),
@@ -36,11 +38,13 @@ BAD = [  # (options, words of the message)
 BENCH_ONLY = [
     (["--seeds", "2000000"], ["--seeds", "2000000", "[1, 1000]"]),
     (["--lrs", "-1"], ["learning_rate", "-1.0", "(0, 1]"]),
+    (["--lrs", "1e-3", "--override", "learning_rate=3e-3"], ["--lrs [0.001]", "learning_rate=0.003", "disagree"]),
 ]
 TRAIN_ONLY = [
     (["--seed", "-1"], ["seed", "-1", "[0, 2147483647]"]),
     (["--lr", "0"], ["learning_rate", "0.0", "(0, 1]"]),
     (["--lr", "1e4"], ["learning_rate", "10000", "(0, 1]"]),
+    (["--lr", "1e-3", "--override", "learning_rate=3e-3"], ["--lr 0.001", "learning_rate=0.003", "disagree"]),
 ]
 
 
@@ -101,3 +105,44 @@ def test_removed_option_aliases_are_refused(alias, capsys, tmp_path):
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["--env", "MetaTMaze-v0", "--agent", "RNN", "--out", str(tmp_path), alias, "1"])
     assert f"unrecognized arguments: {alias}" in capsys.readouterr().err
+
+
+def _help(capsys, monkeypatch, main, argv):
+    monkeypatch.setenv("COLUMNS", "100000")  # one line per option: each help text whole
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["metarl-train", "metarl-bench run"])
+def test_help_lists_every_run_configuration_field_exactly_once(capsys, monkeypatch, command):
+    from metarl_agents.training.config import FIELDS, META
+
+    text = _help(capsys, monkeypatch, train.main, []) if command == "metarl-train" else \
+        _help(capsys, monkeypatch, bench.main, ["run"])
+    counts = {name: text.count(META[name]["doc"]) for name in FIELDS}
+    assert counts == dict.fromkeys(FIELDS, 1)
+    for name in FIELDS:  # by its own option, or by name in the list of --override
+        option = META[name]["axis"] if command != "metarl-train" and META[name]["axis"] else META[name]["option"]
+        assert (f"  {option} " in text) if option else (f"{name} ({META[name]['doc']}: " in text), name
+
+
+def test_override_learning_rate_is_the_lr_option(tmp_path):
+    from metarl_agents.cli.options import grid_settings
+    from metarl_agents.leaderboard.grid import build_grid
+
+    def spec(parser, argv, grid):
+        (run,) = build_grid(**grid_settings(parser.parse_args(argv), grid=grid))
+        return run
+
+    one = ["--env", "MetaTMaze-v0", "--agent", "RNN", "--out", str(tmp_path), "--seed", "3"]
+    by_option = spec(train.build_parser(), [*one, "--lr", "3e-3"], grid=False)
+    by_override = spec(train.build_parser(), [*one, "--override", "learning_rate=3e-3"], grid=False)
+    both = spec(train.build_parser(), [*one, "--lr", "3e-3", "--override", "learning_rate=0.003"], grid=False)
+    assert by_option == by_override == both and by_option.learning_rate == 3e-3 and by_option.overrides == {}
+    grid = ["run", "--envs", "MetaTMaze-v0", "--agents", "RNN", "--seeds", "3,"]
+    run = bench.build_parser()
+    assert spec(run, [*grid, "--override", "learning_rate=3e-3"], grid=True).run_key == by_option.run_key
+    assert spec(run, [*grid, "--lrs", "3e-3"], grid=True).run_key == by_option.run_key
+    default = spec(train.build_parser(), one, grid=False)  # one run: the preset's learning rate
+    assert (default.learning_rate, default.seed) == (1e-3, 3)

@@ -115,7 +115,7 @@ def test_run_keys_of_existing_specs_never_change(grid, keys, tmp_path):
         for spec in specs:
             record = store.register_run(spec.store_fields())
             assert record.run_key == spec.run_key and record.spec() == spec
-    assert all(spec.config().as_dict()["learning_rate"] == spec.lr for spec in specs)
+    assert all(spec.config().as_dict()["learning_rate"] == spec.learning_rate for spec in specs)
 
 
 def test_paper_presets_default_to_the_paper_protocol_under_new_keys_and_stored_runs_stay_metarl(tmp_path):
@@ -189,3 +189,69 @@ def test_a_finished_run_of_a_version_2_store_is_recognised_and_skipped(tmp_path)
     summary = run_grid(specs, db, trainer=FakeTrainer(str(tmp_path / "log")), show_progress=False)
     assert sorted(summary.skipped) == sorted(spec.run_key for spec in specs) and not summary.finished
     assert not (tmp_path / "log").exists()  # nothing was built or trained
+
+
+# A value other than the MetaTMaze-v0 preset's (or the default) for every field of the configuration.
+CHANGED = {
+    "env_id": "MetaTMazeLatent-v0", "agent": "SplAgger", "env_kwargs": {"length": 10}, "policy_kwargs": {"head": "mlp"},
+    "n_envs": 8, "n_steps": 350, "n_epochs": 3, "n_minibatches": 2, "clip_range": 0.1, "gamma": 0.9, "gae_lambda": 0.9,
+    "ent_coef": 0.05, "vf_coef": 0.25, "max_grad_norm": 1.0, "adam_eps": 1e-8, "learning_rate": 3e-3, "lr_anneal": True,
+    "normalize_reward": False, "reward_clip": 5.0, "clip_actions": False, "protocol": "metarl", "frames": 700_000,
+    "eval_every": 22_400, "n_eval_tasks": 8, "n_final_eval_tasks": 64, "stop_at_return": 15.5, "patience": 2,
+    "seed": 20, "device": "auto", "threads": 2,
+}
+
+
+def _spec(**change):
+    """The one run of MetaTMaze-v0 x RNN x seed 73 x lr 1e-3 with ``change``, through build_grid as the command
+    lines call it."""
+    from metarl_agents.training.config import TRAINER_SETTINGS
+
+    axes = {"envs": ["MetaTMaze-v0"], "agents": ["RNN"], "seeds": ["73,"], "lrs": [1e-3]}
+    for name, value in change.items():
+        if name in ("env_id", "agent", "seed", "learning_rate"):
+            axes[{"env_id": "envs", "agent": "agents", "seed": "seeds", "learning_rate": "lrs"}[name]] = \
+                [f"{value},"] if name == "seed" else [value]
+    settings = {name: value for name, value in change.items() if name not in ("env_id", "agent", "seed", "learning_rate")}
+    overrides = {name: settings.pop(name) for name in list(settings) if name in TRAINER_SETTINGS}
+    (spec,) = build_grid(**axes, overrides=overrides, **settings)
+    return spec
+
+
+def test_a_run_key_depends_on_the_identity_fields_only():
+    from metarl_agents.training.config import META
+
+    assert set(CHANGED) == set(FIELDS)  # a new field must say whether it is part of a run's identity
+    base = _spec()
+    for name, value in CHANGED.items():
+        extra = {"stop_at_return": 15.5} if name == "patience" else {}
+        changed = _spec(**extra, **{name: value})
+        assert changed.config().as_dict()[name] == value, name
+        if extra:  # patience against the same rule with its default patience
+            base_for = _spec(**extra)
+            assert changed.run_key != base_for.run_key, name
+        else:
+            assert (changed.run_key != base.run_key) == META[name]["identity"], name
+    assert [name for name in FIELDS if not META[name]["identity"]] == ["device", "threads"]
+
+
+def test_a_stored_run_rebuilds_the_configuration_the_grid_built(tmp_path):
+    """A grid's run keeps the configuration it was built with; read back from the store, the run rebuilds the
+    same one from its columns; a copy with another field rebuilds its own."""
+    specs = [spec for grid, _ in GOLDEN for spec in build_grid(**grid)] + [_spec(**{"n_steps": 350, "n_envs": 8})]
+    with ResultStore(tmp_path / "r.db") as store:
+        for spec in specs:
+            assert spec.config() is spec.config()  # kept, not rebuilt
+            read = store.register_run(spec.store_fields()).spec()
+            assert read == spec and read.config() == spec.config() and read.config() is not spec.config()
+    from unittest import mock
+
+    from metarl_agents.leaderboard.runner import MetaPPOTrainer
+
+    with mock.patch.object(RunConfig, "from_preset", side_effect=AssertionError("rebuilt")):  # nor by the runner
+        trainer = MetaPPOTrainer()
+        assert trainer.config(specs[0]) is specs[0].config()
+        assert trainer.identity(specs[0])["lr"] == specs[0].learning_rate
+    changed = dataclasses.replace(specs[0], policy_kwargs={"head": "mlp"})
+    assert changed.config().policy_kwargs == {"head": "mlp"} and changed.config().frames == specs[0].frames
+    assert specs[0].config(threads=2).threads == 2 and specs[0].config().threads == 1

@@ -38,7 +38,7 @@ MAX_WORSE_PLANNING = CLAIM["Fig. 2", "MetaPlanningGame-v0", ("RNN",), ("Max",)]
 
 
 def spec(env_id: str, agent: str, seed: int, lr: float = 1e-3, stop: bool = False, **changes) -> RunSpec:
-    run = RunSpec(env_id=env_id, agent=agent, seed=seed, lr=lr, frames=BUDGET, paper_frames=BUDGET,
+    run = RunSpec(env_id=env_id, agent=agent, seed=seed, learning_rate=lr, frames=BUDGET, paper_frames=BUDGET,
                   preset_name=env_id, preset_hash="abc", eval_every=EVERY, n_eval_tasks=16,
                   stop_at_return=15.5 if stop else None, patience=1 if stop else None)
     return replace(run, **changes)

@@ -75,7 +75,7 @@ def test_the_runner_refuses_a_grid_that_lists_one_run_twice(tmp_path):
 
 def test_grid_from_presets():
     specs = build_grid(["MetaTMaze-v0"], ["SplAgger", "RNN"], ["2"], frames=200_000)
-    assert [(s.agent, s.seed, s.lr) for s in specs] == [
+    assert [(s.agent, s.seed, s.learning_rate) for s in specs] == [
         (agent, seed, lr) for agent in ("SplAgger", "RNN") for seed in (73, 20)
         for lr in (3e-3, 1e-3, 3e-4, 1e-4, 3e-5)]
     first = specs[0]

@@ -20,7 +20,7 @@ from metarl_agents.leaderboard.store import ResultStore, StoreError
 
 
 def spec(seed: int, agent: str = "RNN") -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=1e-3, frames=1000, paper_frames=1000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500, n_eval_tasks=2,
                    env_kwargs={"length": 4}, stop_at_return=9.5, patience=2)
 

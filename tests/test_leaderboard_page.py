@@ -35,7 +35,7 @@ VERSIONS = {"metarl": "0.1.0", "torch": "2.13.0"}
 
 
 def spec(agent: str, seed: int, frames: int = BUDGET, **extra) -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=1e-3, frames=frames, paper_frames=BUDGET,
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=1e-3, frames=frames, paper_frames=BUDGET,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=frames // 3, n_eval_tasks=16, **extra)
 
 
@@ -169,7 +169,7 @@ def test_page_loads_nothing_and_runs_only_its_own_script(page):
 
 
 def test_hostile_store_values_are_escaped_in_the_page(tmp_path):
-    hostile = RunSpec(env_id="MetaTMaze-v0", agent="<img src=x onerror=alert(1)>", seed=1, lr=1e-3, frames=1000,
+    hostile = RunSpec(env_id="MetaTMaze-v0", agent="<img src=x onerror=alert(1)>", seed=1, learning_rate=1e-3, frames=1000,
                       paper_frames=BUDGET, preset_name="p", preset_hash="abc", eval_every=250, n_eval_tasks=16,
                       env_kwargs={"k<script>": "`` ](http://evil) </code><b>"})
     with ResultStore(tmp_path / "r.db") as store:

@@ -28,7 +28,7 @@ VERSIONS = {"metarl": "0.1.0", "torch": "2.13.0"}
 
 
 def spec(agent, lr, seed, frames=1000):
-    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=lr, frames=frames, paper_frames=1_500_000,
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=lr, frames=frames, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=250, n_eval_tasks=16)
 
 
@@ -153,7 +153,7 @@ def test_report_errors(tmp_path):
 
 def test_hostile_stored_values_stay_inside_out_and_are_escaped(tmp_path):
     db, out = tmp_path / "store" / "r.db", tmp_path / "deep" / "out"
-    hostile = RunSpec(env_id="../../escaped", agent="<img src=x>|`rm`|$x^2$", seed=1, lr=1e-3, frames=1000,
+    hostile = RunSpec(env_id="../../escaped", agent="<img src=x>|`rm`|$x^2$", seed=1, learning_rate=1e-3, frames=1000,
                       paper_frames=1_500_000, preset_name="p", preset_hash="abc", eval_every=250, n_eval_tasks=16,
                       env_kwargs={"k": "`` ](http://evil) ``"})
     with ResultStore(db) as store:

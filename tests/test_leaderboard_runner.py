@@ -29,7 +29,7 @@ EVAL_FRAMES = [300, 500, 800, 1000]
 
 
 def spec(seed: int = 73, lr: float = 1e-3, agent: str = "SplAgger") -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=lr, frames=FRAMES, paper_frames=1_500_000,
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=lr, frames=FRAMES, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=EVAL_EVERY, n_eval_tasks=4)
 
 
@@ -51,7 +51,7 @@ def assert_complete(db, specs) -> None:
     for s in specs:
         status, frames, returns = runs[s.run_key]
         assert (status, frames) == ("finished", EVAL_FRAMES)
-        assert returns == [fake_return(s.seed, s.lr, f) for f in frames]
+        assert returns == [fake_return(s.seed, s.learning_rate, f) for f in frames]
 
 
 def test_train_one_evaluates_every_interval_and_keeps_only_the_latest_checkpoint(tmp_path):

@@ -13,7 +13,7 @@ from metarl_agents.leaderboard.store import APPLICATION_ID, SCHEMA_VERSION, Resu
 
 
 def make_spec(seed: int = 73, lr: float = 1e-3, agent: str = "SplAgger", frames: int = 1000) -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=lr, frames=frames, paper_frames=1_500_000,
+    return RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=lr, frames=frames, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc123", eval_every=250, n_eval_tasks=16,
                    env_kwargs={"length": 10})
 
@@ -30,7 +30,7 @@ def test_round_trip(tmp_path):
         store.record_evaluation(run.id, 1000, 3.25, [1.25, 2.0], 7.5, "ck/a.f1000.zip", finished=True)
     with ResultStore(db) as store:  # reopened: everything persisted
         (run,) = store.runs()
-        assert (run.env_id, run.agent, run.seed, run.lr) == ("MetaTMaze-v0", "SplAgger", 73, 1e-3)
+        assert (run.env_id, run.agent, run.seed, run.learning_rate) == ("MetaTMaze-v0", "SplAgger", 73, 1e-3)
         assert (run.frames_budget, run.paper_frames, run.reduced) == (1000, 1_500_000, True)
         assert run.env_kwargs == {"length": 10} and run.machine == {"hostname": "h", "cpu_count": 2}
         assert run.versions == {"torch": "2"} and run.run_key == spec.run_key
@@ -209,7 +209,7 @@ def test_version_1_store_is_read_as_is_and_upgraded_on_a_writable_open(tmp_path)
     from metarl_agents.leaderboard.grid import RunSpec
 
     db = tmp_path / "old.db"
-    run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=3, lr=1e-3, frames=1000, paper_frames=1000,
+    run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=3, learning_rate=1e-3, frames=1000, paper_frames=1000,
                   preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
     with ResultStore(db) as store:
         record = store.register_run(run.store_fields())
@@ -247,7 +247,7 @@ def test_snapshot_for_committing_keeps_finished_runs_only_and_leaves_the_live_st
     live, committed = tmp_path / "live.db", tmp_path / "committed.db"
     with ResultStore(live) as store:
         for seed, finished in ((1, True), (2, False)):
-            run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+            run = RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, learning_rate=1e-3, frames=1000, paper_frames=1000,
                           preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500)
             record = store.register_run(run.store_fields())
             store.record_evaluation(record.id, 500, float(seed), [1.0], 2.0, checkpoint_path="c.pt", finished=finished)

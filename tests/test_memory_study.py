@@ -36,7 +36,7 @@ def test_the_run_script_trains_the_grid_the_generator_reports():
 
 
 def _store_run(store: ResultStore, agent: str, seed: int, returns: list[float], finished: bool = True) -> None:
-    spec = RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, lr=1e-3, frames=400, paper_frames=1_500_000,
+    spec = RunSpec(env_id="MetaTMaze-v0", agent=agent, seed=seed, learning_rate=1e-3, frames=400, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=100, stop_at_return=15.5, patience=3)
     record = store.register_run(spec.store_fields())
     for i, value in enumerate(returns):

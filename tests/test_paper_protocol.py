@@ -320,7 +320,7 @@ def test_report_ranks_the_protocols_in_separate_groups_and_labels_them(tmp_path)
     with ResultStore(db) as store:
         for protocol, value in (("metarl", 1.0), ("paper", 3.0)):
             for seed in (1, 2):
-                run = RunSpec(env_id="MetaTMaze-v0", agent="SplAgger", seed=seed, lr=1e-3, frames=1000,
+                run = RunSpec(env_id="MetaTMaze-v0", agent="SplAgger", seed=seed, learning_rate=1e-3, frames=1000,
                               paper_frames=1_500_000, preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500,
                               protocol=protocol)
                 record = store.register_run(run.store_fields())

@@ -3,7 +3,8 @@
 import pytest
 
 import metarl_envs
-from metarl_agents.training.presets import REQUIRED_KEYS, available_presets, load_preset
+from metarl_agents.training.config import PRESET_FIELDS, preset_settings
+from metarl_agents.training.presets import GRID_KEYS, available_presets, load_preset
 
 # The SplAgger paper's settings: id -> (frames, n_steps, clip, gamma, gae_lambda, entropy, adam_eps, lr annealed)
 REFERENCE = {
@@ -23,7 +24,7 @@ def test_every_registered_id_has_a_complete_preset():
     for env_id in metarl_envs.REGISTERED_IDS:
         preset = load_preset(env_id)
         assert preset["env_id"] == env_id
-        assert set(REQUIRED_KEYS) <= set(preset)
+        assert {*GRID_KEYS, *PRESET_FIELDS} <= set(preset) and preset_settings(env_id)["frames"] == preset["frames"]
         assert preset["learning_rate"] in preset["lr_grid"]
         assert preset["n_envs"] % preset["n_minibatches"] == 0
 

@@ -16,7 +16,7 @@ from metarl_agents.leaderboard.runner import run_grid  # noqa: E402
 
 
 def spec(seed: int, frames: int = 4000, eval_every: int = 1000) -> RunSpec:
-    return RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, lr=1e-3, frames=frames, paper_frames=1_500_000,
+    return RunSpec(env_id="MetaTMaze-v0", agent="RNN", seed=seed, learning_rate=1e-3, frames=frames, paper_frames=1_500_000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=eval_every, n_eval_tasks=4)
 
 
@@ -70,6 +70,6 @@ def test_a_sweep_with_stdout_to_a_file_logs_every_evaluation(tmp_path, capsys):
                          r"\d+ frames/s, ETA \d+ s")
     parsed = [pattern.match(line).groups() for line in lines]
     expected_frames = [300, 500, 800, 1000]  # the fake trainer's rollout boundaries past each 250
-    expected = [(str(s.seed), f"{f / 1000:g}k" if f >= 1000 else str(f), f"{fake_return(s.seed, s.lr, f):.3f}")
+    expected = [(str(s.seed), f"{f / 1000:g}k" if f >= 1000 else str(f), f"{fake_return(s.seed, s.learning_rate, f):.3f}")
                 for s in specs for f in expected_frames]
     assert parsed == expected

@@ -137,7 +137,7 @@ def test_lost_node_runs_finish_on_the_head_from_their_last_checkpoint(cluster, t
     assert summary.ok and sorted(summary.finished) == sorted(s.run_key for s in specs)
     final = points(db)
     for s in specs:  # every point once, as an uninterrupted run stores it
-        assert final[s.run_key] == ("finished", tuple((f, fake_return(s.seed, s.lr, f), (fake_return(s.seed, s.lr, f) / 2,) * 2)
+        assert final[s.run_key] == ("finished", tuple((f, fake_return(s.seed, s.learning_rate, f), (fake_return(s.seed, s.learning_rate, f) / 2,) * 2)
                                                       for f in EVAL_FRAMES))
     resumed = {line[1]: int(line[2]) for line in FakeTrainer(log).lines() if line[0] == "resume"}
     assert set(resumed) == set(victims)

@@ -17,7 +17,7 @@ from metarl_agents.leaderboard.store import APPLICATION_ID, ResultStore, StoreEr
 
 
 def make_spec(seed: int, env_id: str = "MetaTMaze-v0", agent: str = "RNN") -> RunSpec:
-    return RunSpec(env_id=env_id, agent=agent, seed=seed, lr=1e-3, frames=1000, paper_frames=1000,
+    return RunSpec(env_id=env_id, agent=agent, seed=seed, learning_rate=1e-3, frames=1000, paper_frames=1000,
                    preset_name="MetaTMaze-v0", preset_hash="abc", eval_every=500, n_eval_tasks=2)
 
 

@@ -24,6 +24,7 @@ from metarl_agents.leaderboard.meta_gradient import (
 )
 from metarl_agents.leaderboard.runner import ClusterLost
 from metarl_agents.leaderboard.store import StoreError
+from metarl_agents.training.config import META
 
 DEFAULT_DB = "metarl_results.db"
 DEFAULT_REPORT_DIR = "leaderboard_report"
@@ -39,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "unfinished ones resume from their last checkpoint. Unset options come from each "
                     "env's preset (metarl_agents/training/presets/<env>.toml).",
     )
-    run.add_argument("--envs", nargs="+", required=True, metavar="ENV", help="environment ids")
-    run.add_argument("--agents", nargs="+", required=True, metavar="AGENT", help="agent names")
-    run.add_argument("--seeds", nargs="+", metavar="SEED",
-                     help="one number N = the first N preset seeds; several numbers (or a comma list such "
-                          "as 7,) = those seeds (default: the preset's seeds)")
-    run.add_argument("--lrs", nargs="+", type=float, metavar="LR", help="learning rates (default: preset lr_grid)")
-    add_run_options(run)
+    add_run_options(run, grid=True)
     add_iteration_options(run)
     run.add_argument("--db", default=DEFAULT_DB, help=f"result database (default: ./{DEFAULT_DB})")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
@@ -94,24 +89,24 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.backend != "ray" and args.address:
         raise ValueError("--address only applies to --backend ray")
-    if args.gpus_per_run is not None and not str(args.device).startswith(("cuda", "auto")):
-        raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --device cuda (got --device {args.device})")
-    # One torch thread per run unless asked (as metarl-train): the models are small, and more threads only
-    # contend, several times slower on a busy machine. The stored configuration says what was used.
-    threads = 1 if args.threads is None else args.threads
-    if uses_meta_gradient_agents(args.agents):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
-        specs = build_meta_gradient_grid(args.envs, args.agents, args.seeds, args.lrs, args.iterations,
-                                         args.eval_every_iterations, **grid_settings(args))
-        trainer = MetaGradientTrainer(threads=threads, device=args.device)
+    settings = grid_settings(args, grid=True)
+    if uses_meta_gradient_agents(settings["agents"]):  # BO-MRL, MAML-TRPO: a budget in meta-iterations
+        device, threads = (settings.pop(name) or META[name]["default"] for name in ("device", "threads"))
+        specs = build_meta_gradient_grid(**settings, iterations=args.iterations,
+                                         eval_every_iterations=args.eval_every_iterations)
+        trainer = MetaGradientTrainer(threads=threads, device=device)
+        configs = [trainer.config(spec) for spec in specs]
     else:
         if args.iterations is not None or args.eval_every_iterations is not None:
             raise ValueError("--iterations and --eval-every-iterations apply to the meta-gradient agents only; "
-                             f"{', '.join(args.agents)} train by frames (--frames, --eval-every)")
-        specs = build_grid(args.envs, args.agents, args.seeds, args.lrs, **grid_settings(args))
-        trainer = runner.MetaPPOTrainer(device=args.device, threads=threads)
-    # Every run's full configuration, which checks the device and threads too, before anything is written.
-    configs = [trainer.config(spec) if uses_meta_gradient_agents(args.agents)
-               else spec.config(device=args.device, threads=threads) for spec in specs]
+                             f"{', '.join(settings['agents'])} train by frames (--frames, --eval-every)")
+        # Every run's full configuration (its device and threads checked too) before anything is written.
+        specs = build_grid(**settings)
+        configs = [spec.config() for spec in specs]
+        device, threads = configs[0].device, configs[0].threads
+        trainer = runner.MetaPPOTrainer(device=device, threads=threads)
+    if args.gpus_per_run is not None and not device.startswith(("cuda", "auto")):
+        raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --device cuda (got --device {device})")
     budgets = sorted({(s.env_id, s.frames, s.paper_frames) for s in specs})
     for env_id, frames, paper in budgets:
         note = f" (REDUCED BUDGET; paper: {format_frames(paper)})" if frames < paper else ""

@@ -1,12 +1,11 @@
-"""The options ``metarl-train`` and ``metarl-bench run`` share: one parser for one run configuration.
+"""The options ``metarl-train`` and ``metarl-bench run`` share, generated from the run configuration.
 
-Both command lines spell a setting the same way (``--frames``, ``--eval-every``, ``--n-eval-tasks``,
-``--final-eval-tasks``,
-``--override KEY=VALUE``, ``--env-kwarg KEY=VALUE``, ``--policy-kwarg KEY=VALUE``, ``--stop-at-return``,
-``--patience``, ``--device``, ``--threads``) and hand the values to the same configuration
-(:class:`~metarl_agents.training.config.RunConfig`, through :func:`~metarl_agents.leaderboard.grid.build_grid`),
-which checks every value. A bad value ends the command with exit status 2 and one line naming the value
-and what is allowed, before anything is written.
+Each field of :class:`~metarl_agents.training.config.RunConfig` is one option, spelled and explained where
+the field is declared (``--frames``, ``--lr``, ``--n-envs``, ``--env-kwarg KEY=VALUE``, ...); a grid takes
+its axes as lists (``--envs``, ``--agents``, ``--seeds``, ``--lrs``). ``--override KEY=VALUE`` takes every
+trainer setting, those with an option of their own too (``--override learning_rate=3e-3`` is ``--lr 3e-3``;
+given both ways, they must agree). :func:`~metarl_agents.leaderboard.grid.build_grid` checks every value: a
+bad one ends the command with exit status 2 and one line naming it, before anything is written.
 """
 
 from __future__ import annotations
@@ -15,8 +14,15 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from metarl_agents.training.config import settings_help
+from metarl_agents.leaderboard.grid import parse_frames
+from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings
 from metarl_agents.training.presets import tomllib
+from metarl_agents.training.value_check import allowed_values
+
+#: How ``metarl-bench run`` reads a list of seeds or learning rates (the field's help says what one value is).
+_AXES = {"seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = "
+                       "those seeds (default: the preset's seeds)"),
+         "learning_rate": (float, "several: one run each (default: the preset's lr_grid)")}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,52 +46,37 @@ def key_value(text: str) -> tuple[str, Any]:
 
 def frames(text: str) -> int:
     """A frame count (1500000, 1.5e6, 200k, 1.5M), as an argparse type."""
-    from metarl_agents.leaderboard.grid import parse_frames
-
     try:
         return parse_frames(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The settings of a run that both command lines take (defaults: the env's preset)."""
-    parser.add_argument("--frames", type=frames,
-                        help="training frames per run, e.g. 200k or 1.5e6 (default: the preset's; less is labelled "
-                             "REDUCED BUDGET in the store, the report and its file names)")
-    parser.add_argument("--eval-every", dest="eval_every", type=frames, metavar="FRAMES",
-                        help="frames between evaluations (default: preset eval_freq, at least 10 points per run, "
-                             "in whole rollouts)")
-    parser.add_argument("--n-eval-tasks", dest="n_eval_tasks", type=int, metavar="N",
-                        help="tasks per evaluation: the same held-out tasks (seeds seed + 1000003 + i) at every "
-                             "point, deterministic actions, one trial each (default: the preset's)")
-    parser.add_argument("--final-eval-tasks", dest="n_final_eval_tasks", type=int, metavar="N",
-                        help="tasks in each of the run's last 3 evaluations, whose mean is its final statistic "
-                             "(the first --n-eval-tasks of them the same tasks as before; default: --n-eval-tasks; "
-                             "the paper-claim runs use 64)")
-    parser.add_argument("--n-envs", type=int, metavar="N", help="parallel envs (same as --override n_envs=N)")
+def add_run_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
+    """One option per configuration field, the field's name its destination (``grid``: the axes as lists, as
+    ``metarl-bench run`` takes them), then ``--override`` and ``--no-progress``."""
+    for name, meta in META.items():
+        required = meta["default"] is None and not meta["optional"]
+        if grid and meta["axis"]:
+            kind, note = _AXES.get(name, (str, "several: one run each"))
+            parser.add_argument(meta["axis"], dest=name, nargs="+", type=kind, required=required,
+                                metavar=meta["axis"][2:-1].upper(), help=f"{meta['doc']}; {note}")
+        elif meta["kind"] is dict:
+            parser.add_argument(meta["option"], dest=name, type=key_value, action="append", default=[],
+                                metavar="KEY=VALUE", help=meta["doc"])
+        elif meta["option"]:  # the others are set with --override; the help says the default unless the doc does
+            default = "" if "default" in meta["doc"] or meta["default"] is None else \
+                f" (default: {'the preset' if meta['preset'] else meta['default']})"
+            parser.add_argument(meta["option"], dest=name, type=frames if meta["unit"] == "frames" else meta["kind"],
+                                choices=meta["choices"], required=required, help=meta["doc"] + default)
+    listed = "; ".join(f"{name} ({meta['doc']}: {allowed_values(meta)})" for name, meta in META.items()
+                       if meta["trainer"] and not meta["option"])
+    also = ", ".join(name for name in OVERRIDABLE if META[name]["option"])
     parser.add_argument("--override", dest="overrides", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help=f"replace a preset trainer setting (repeatable; reported as a non-paper setting): "
-                             f"{settings_help()}")
-    parser.add_argument("--env-kwarg", dest="env_kwargs", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="family kwarg, e.g. length=10 (repeatable; a non-paper setting)")
-    parser.add_argument("--policy-kwarg", dest="policy_kwargs", type=key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="policy kwarg, e.g. head=mlp or net_arch=[16] (repeatable)")
-    parser.add_argument("--protocol", choices=("paper", "metarl"),
-                        help="training protocol: paper (as the SplAgger reference trained; the paper presets' "
-                             "default) or metarl (this trainer's own; what runs stored before protocols used)")
-    parser.add_argument("--stop-at-return", type=float, metavar="R",
-                        help="end a run after --patience consecutive evaluations with a meta-episode return >= R "
-                             "(e.g. 15.5 on MetaTMaze-v0)")
-    parser.add_argument("--patience", type=int, metavar="P",
-                        help="evaluations >= --stop-at-return in a row before stopping (default: 1)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps or auto; an unavailable "
-                                                        "device is an error (default: cpu)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch threads per run (default: 1, fastest for these small models with batch-16 "
-                             "rollouts, and several times faster than torch's default on a busy machine)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
+                        metavar="KEY=VALUE", help="replace a preset trainer setting (repeatable; reported as a "
+                                                  f"non-paper setting): {listed}; also {also}, as their own options")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (a stdout that is not a terminal still gets one line per evaluation)")
 
 
 def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -97,20 +88,27 @@ def _pairs(option: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def grid_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The shared options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid`."""
-    overrides = _pairs("--override", args.overrides)
-    if args.n_envs is not None:
-        if overrides.get("n_envs", args.n_envs) != args.n_envs:
-            raise ValueError(f"--n-envs {args.n_envs} and --override n_envs={overrides['n_envs']} disagree")
-        overrides["n_envs"] = args.n_envs
-    return {
-        "frames": args.frames, "eval_every": args.eval_every, "n_eval_tasks": args.n_eval_tasks,
-        "n_final_eval_tasks": args.n_final_eval_tasks,
-        "env_kwargs": _pairs("--env-kwarg", args.env_kwargs), "overrides": overrides,
-        "policy_kwargs": _pairs("--policy-kwarg", args.policy_kwargs), "stop_at_return": args.stop_at_return,
-        "patience": args.patience, "protocol": args.protocol,
-    }
+def grid_settings(args: argparse.Namespace, grid: bool = False) -> dict[str, Any]:
+    """The options as keyword arguments of :func:`~metarl_agents.leaderboard.grid.build_grid` (``grid``: the
+    axes were given as lists; otherwise each is one value, the learning rate by default the preset's)."""
+    overrides = _pairs("--override", args.overrides)  # the grid checks their names (those of its trainer)
+    values = {name: getattr(args, name) for name, meta in META.items() if meta["option"]}
+    for name in sorted(set(overrides) & set(values) & set(OVERRIDABLE)):  # given both ways: they must agree
+        value = overrides.pop(name)
+        given, listed = ([value], True) if grid and META[name]["axis"] else (value, False)
+        if values[name] not in (None, given):
+            raise ValueError(f"{META[name]['axis' if listed else 'option']} {values[name]} and --override "
+                             f"{name}={value!r} disagree")
+        values[name] = given
+    overrides.update({name: value for name in TRAINER_SETTINGS if (value := values.pop(name, None)) is not None})
+    values.update({name: _pairs(META[name]["option"], values[name]) for name in ("env_kwargs", "policy_kwargs")})
+    axes = {meta["axis"][2:]: values.pop(name) for name, meta in META.items() if meta["axis"]}
+    if not grid:  # one run: each axis one value
+        axes["seeds"] = f"{META['seed']['default'] if axes['seeds'] is None else axes['seeds']},"
+        if axes["lrs"] is None:
+            axes["lrs"] = preset_settings(axes["envs"])["learning_rate"]
+        axes = {axis: [value] for axis, value in axes.items()}
+    return {**axes, "overrides": overrides, **values}
 
 
 def fail(prog: str, message: object) -> NoReturn:

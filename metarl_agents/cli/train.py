@@ -32,10 +32,6 @@ DB_NAME = "metarl_results.db"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="metarl-train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", required=True, help="environment id, e.g. MetaTMaze-v0")
-    parser.add_argument("--agent", required=True, help="policy name from metarl_agents.policies.POLICY_REGISTRY")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model and training envs (default: 0)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: the preset's learning_rate)")
     parser.add_argument("--out", type=_out_dir, required=True, help="output directory")
     add_run_options(parser)
     return parser
@@ -78,13 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from metarl_agents.leaderboard.grid import build_grid
     from metarl_agents.leaderboard.runner import MetaPPOTrainer
-    from metarl_agents.training.config import preset_settings
 
     try:
-        lr = args.lr if args.lr is not None else preset_settings(args.env)["learning_rate"]
-        (spec,) = build_grid([args.env], [args.agent], [f"{args.seed},"], [lr], **grid_settings(args))
-        trainer = MetaPPOTrainer(device=args.device, threads=1 if args.threads is None else args.threads)
-        config = trainer.config(spec)
+        (spec,) = build_grid(**grid_settings(args))
+        config = spec.config()
+        trainer = MetaPPOTrainer(device=config.device, threads=config.threads)
     except ValueError as exc:
         fail(parser.prog, exc)
     _prepare_out(args.out)
@@ -120,7 +114,7 @@ def _train(out: Path, spec: Any, trainer: Any, config: Any, show_progress: bool 
         fail("metarl-train", exc)
     meta = {"run_key": spec.run_key, "config": config.as_dict(), "reduced_budget": spec.reduced,
             "paper_frames": spec.paper_frames, "env_kwargs": spec.env_kwargs, "overrides": spec.overrides,
-            "learning_rate": spec.lr, "stop_at_return": spec.stop_at_return}
+            "learning_rate": config.learning_rate, "stop_at_return": spec.stop_at_return}
     _write_curve(out, meta, points)
     stopped = ""
     if spec.stop_at_return is not None and points[-1].frames < spec.frames:

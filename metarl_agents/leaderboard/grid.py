@@ -1,13 +1,12 @@
 """The run grid: what one leaderboard run is, and how the (env × agent × seed × lr) grid is built.
 
-A :class:`RunSpec` is everything that determines a run's results; its ``run_key`` names the run in the
-store and its checkpoint files, so re-running the same command finds the same runs again, while a
-different budget or preset gives different runs instead of silently mixing results.
-
-:class:`RunSpec` is also the run schema, defined once: the store's identity columns, the rows it reads
-back (:class:`~metarl_agents.leaderboard.store.RunRecord` extends it with the run's progress) and the
-report's groups are all derived from its fields. A field's ``column`` metadata names its store column
-where that differs from the field name.
+A :class:`RunSpec` is a run's :class:`~metarl_agents.training.config.RunConfig` as the store keeps it: the
+configuration's identity fields (each taking its column, default and roles from the field's description),
+the preset it started from and the trainer settings it changed (``overrides``). Its ``run_key`` names the
+run in the store and its checkpoint files, so re-running the same command finds the same runs again, while
+a different budget or preset gives different runs instead of silently mixing results. The store's columns,
+the rows it reads back (:class:`~metarl_agents.leaderboard.store.RunRecord`) and the report's groups are
+derived from its fields.
 """
 
 from __future__ import annotations
@@ -21,51 +20,58 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metarl_agents.training.config import (
+    COLUMNS,
     EVAL_SEED_OFFSET,
     FINAL_EVALUATIONS,
     MAX_SEED,
+    META,
     TRAINER_SETTINGS,
     RunConfig,
     eval_seed,
 )
 
-# A reduced budget still gets at least this many evaluation points (the preset's eval_freq is per run).
+# A reduced budget still gets at least this many evaluation points (the preset's eval_every is per run).
 MIN_EVAL_POINTS = 10
-DEFAULT_EVAL_TASKS = 16
 #: The most seeds ``--seeds N`` may ask for.
 MAX_SEED_COUNT = 1000
+#: Preset keys under the names they had when the first runs were stored: a preset's hash (part of every run
+#: key) is taken under these, so naming the preset's keys after the configuration's fields changed no key.
+_HASHED_PRESET_NAMES = {"eval_every": "eval_freq", "n_eval_tasks": "eval_tasks"}
 __all__ = ["EVAL_SEED_OFFSET", "RunSpec", "build_grid", "evaluation_frames"]
+
+
+def _stored(name: str, required: bool = False) -> Any:
+    """The RunSpec field that stores the configuration field of the same ``name``: its column and its default
+    (unless ``required``) are that field's."""
+    meta, default = {"column": COLUMNS[name], "setting": True}, META[name]["default"]
+    if required:
+        return field(metadata=meta)
+    return field(default_factory=dict, metadata=meta) if default == {} else field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of the grid."""
+    """One training run of the grid (the order of the fields is the order of the store's columns)."""
 
-    env_id: str
-    agent: str
-    seed: int
-    lr: float
-    frames: int = field(metadata={"column": "frames_budget"})
+    env_id: str = _stored("env_id", required=True)
+    agent: str = _stored("agent", required=True)
+    seed: int = _stored("seed", required=True)
+    learning_rate: float = _stored("learning_rate", required=True)
+    frames: int = _stored("frames", required=True)
     paper_frames: int
     preset_name: str
     preset_hash: str
-    eval_every: int
-    n_eval_tasks: int = DEFAULT_EVAL_TASKS
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)  # preset values replaced for this sweep
-    # Early stopping: end the run after ``patience`` consecutive evaluations >= ``stop_at_return``; the
-    # report carries its last value forward to the budget (marked as carried).
-    stop_at_return: float | None = None
-    patience: int | None = None
-    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the agents' architecture, if not the default
-    # Tasks in each of the last FINAL_EVALUATIONS evaluations (None: n_eval_tasks), for a steadier final statistic.
-    n_final_eval_tasks: int | None = None
-    # The training protocol (MetaPPO's): every run stored before protocols existed trained as "metarl".
-    protocol: str = "metarl"
-
-    #: Fields that may differ within one report group: the group ranks agents and learning rates over seeds,
-    #: and an early-stopped run's curve is carried to the budget, so runs with and without a rule compare.
-    UNGROUPED_FIELDS = ("agent", "seed", "lr", "stop_at_return", "patience")
+    eval_every: int = _stored("eval_every", required=True)
+    n_eval_tasks: int = _stored("n_eval_tasks")
+    env_kwargs: dict[str, Any] = _stored("env_kwargs")
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset trainer settings replaced for this sweep
+    # Early stopping: the report carries an early-stopped run's last value forward to the budget (marked).
+    stop_at_return: float | None = _stored("stop_at_return")
+    patience: int | None = _stored("patience")
+    policy_kwargs: dict[str, Any] = _stored("policy_kwargs")
+    n_final_eval_tasks: int | None = _stored("n_final_eval_tasks")
+    # Every run stored before protocols existed trained as "metarl" (the default).
+    protocol: str = _stored("protocol")
 
     @property
     def reduced(self) -> bool:
@@ -91,25 +97,24 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """Hash of every setting that changes results and is not spelled out exactly in the key."""
-        config: list[Any] = [self.frames, self.lr, self.preset_hash, self.eval_every, self.n_eval_tasks,
+        """Hash of every setting that changes results and is not spelled out exactly in the key.
+
+        The settings of the first stores come in a fixed order; each later one (a field's ``since``) is
+        appended, with the others of its store version, only when one of them differs from its default, so
+        the keys of runs without it never change.
+        """
+        config: list[Any] = [self.frames, self.learning_rate, self.preset_hash, self.eval_every, self.n_eval_tasks,
                              self.env_kwargs, self.overrides]
-        # Later settings are appended only when set, so the keys of runs without them never change.
-        if self.stop_at_return is not None:
-            config.append({"stop_at_return": self.stop_at_return, "patience": self.patience})
-        if self.policy_kwargs:
-            config.append({"policy_kwargs": self.policy_kwargs})
-        if self.n_final_eval_tasks is not None:
-            config.append({"n_final_eval_tasks": self.n_final_eval_tasks})
-        if self.protocol != "metarl":
-            config.append({"protocol": self.protocol})
+        for names in _LATER_SETTINGS:
+            if any(getattr(self, name) != META[name]["default"] for name in names):
+                config.append({name: getattr(self, name) for name in names})
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def run_key(self) -> str:
         """Readable, filename-safe and unique per configuration."""
         return (
-            f"{self.env_id}__{self.agent}__seed{self.seed}__lr{self.lr:g}__"
+            f"{self.env_id}__{self.agent}__seed{self.seed}__lr{self.learning_rate:g}__"
             f"{budget_label(self.frames, self.paper_frames)}__{self.config_hash}"
         )
 
@@ -120,27 +125,48 @@ class RunSpec:
 
     def store_fields(self) -> dict[str, Any]:
         """The identity and configuration columns of this run's row in the store."""
-        values = {column: getattr(self, name) for name, column in self.columns().items()}
+        values = {column: getattr(self, name) for name, column in RunSpec.columns().items()}
         return {"run_key": self.run_key, **values, "reduced": int(self.reduced)}
 
     def spec(self) -> RunSpec:
         """This run's specification alone (a :class:`RunRecord` drops its progress fields)."""
-        return RunSpec(**{name: getattr(self, name) for name in self.columns()})
+        return RunSpec(**{name: getattr(self, name) for name in RunSpec.columns()})
 
     def group_key(self) -> str:
-        """The configuration shared by the runs a report ranks together (every field but UNGROUPED_FIELDS)."""
-        config = {name: getattr(self, name) for name in self.columns() if name not in self.UNGROUPED_FIELDS}
+        """The configuration shared by the runs a report ranks together: every stored field but those whose
+        setting is not ``grouped`` (the group ranks agents and learning rates over seeds, and an early-stopped
+        run's curve is carried to the budget, so runs with and without a rule compare)."""
+        config = {name: getattr(self, name) for name in RunSpec.columns() if name not in UNGROUPED_FIELDS}
         return json.dumps(config, sort_keys=True)
 
-    def config(self, device: str = "cpu", threads: int = 1) -> RunConfig:
-        """The full, validated training configuration of this run (preset + this run's settings)."""
-        return RunConfig.from_preset(
-            self.env_id, self.agent, seed=self.seed, learning_rate=self.lr, frames=self.frames,
-            eval_every=self.eval_every, n_eval_tasks=self.n_eval_tasks, n_final_eval_tasks=self.n_final_eval_tasks,
-            env_kwargs=dict(self.env_kwargs),
-            policy_kwargs=dict(self.policy_kwargs), stop_at_return=self.stop_at_return, patience=self.patience,
-            protocol=self.protocol, device=device, threads=threads, **self.overrides,
-        )
+    @classmethod
+    def from_config(cls, config: RunConfig, preset: dict[str, Any], overrides: dict[str, Any]) -> RunSpec:
+        """The run of ``config``, started from ``preset`` (a preset file's contents) with the trainer settings
+        ``overrides`` replaced (as given: they are part of the run key)."""
+        spec = cls(**{name: getattr(config, name) for name in _SETTING_FIELDS}, paper_frames=int(preset["frames"]),
+                   preset_name=str(preset.get("env_id", config.env_id)), preset_hash=preset_hash(preset),
+                   overrides=dict(overrides))
+        object.__setattr__(spec, "_run_config", config)  # not a field: a copy made with other fields rebuilds it
+        return spec
+
+    def config(self, device: str | None = None, threads: int | None = None) -> RunConfig:
+        """The full, validated training configuration of this run, on ``device`` with ``threads`` (None: those
+        it was built with). A run the grid built keeps its configuration; one read back from a store (or
+        copied with other fields) rebuilds it from its preset and its stored settings."""
+        config = self.__dict__.get("_run_config") or RunConfig.from_preset(
+            **{name: getattr(self, name) for name in _SETTING_FIELDS}, **self.overrides)
+        changes = {name: value for name, value in (("device", device), ("threads", threads))
+                   if value is not None and value != getattr(config, name)}
+        return config.replace(**changes) if changes else config
+
+
+#: The RunSpec fields that hold the configuration field of the same name.
+_SETTING_FIELDS = tuple(item.name for item in dataclasses.fields(RunSpec) if item.metadata.get("setting"))
+#: Fields that may differ within one report group (:meth:`RunSpec.group_key`).
+UNGROUPED_FIELDS = tuple(name for name in _SETTING_FIELDS if not META[name]["grouped"])
+#: The settings each later store version added to a run's identity, oldest first.
+_LATER_SETTINGS = [tuple(name for name in _SETTING_FIELDS if META[name]["since"] == since)
+                   for since in sorted({META[name]["since"] for name in _SETTING_FIELDS} - {1})]
 
 
 def evaluation_frames(frames: int, eval_every: int, rollout: int) -> list[int]:
@@ -177,9 +203,10 @@ def budget_label(frames: int, paper_frames: int) -> str:
 
 
 def preset_hash(preset: dict[str, Any]) -> str:
-    """Hash of a preset's values, its ``protocol`` left out: a run's protocol is a field of its own
-    (:attr:`RunSpec.protocol`), so naming it in the presets left every stored run's key as it was."""
-    values = {key: value for key, value in preset.items() if key != "protocol"}
+    """Hash of a preset's values under their first names (:data:`_HASHED_PRESET_NAMES`), its ``protocol`` left
+    out: a run's protocol is a field of its own (:attr:`RunSpec.protocol`), so naming it in the presets left
+    every stored run's key as it was."""
+    values = {_HASHED_PRESET_NAMES.get(key, key): value for key, value in preset.items() if key != "protocol"}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -261,7 +288,7 @@ def _refuse_meta_gradient_agents(agents: Sequence[str]) -> None:
 
 
 def _default_eval_every(preset_eval_every: int, config: RunConfig) -> int:
-    """The preset's eval_freq (at most frames / MIN_EVAL_POINTS), rounded down to whole rollouts (at
+    """The preset's eval_every (at most frames / MIN_EVAL_POINTS), rounded down to whole rollouts (at
     least one): the trainer can only stop between updates, so this keeps evaluation points evenly spaced."""
     rollout = config.n_envs * config.n_steps
     wanted = min(preset_eval_every, math.ceil(config.frames / MIN_EVAL_POINTS))
@@ -273,28 +300,18 @@ def build_grid(
     agents: Sequence[str],
     seeds: Sequence[str] | None = None,
     lrs: Sequence[float] | None = None,
-    frames: int | None = None,
-    eval_every: int | None = None,
-    n_eval_tasks: int | None = None,
-    env_kwargs: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
-    stop_at_return: float | None = None,
-    patience: int | None = None,
-    policy_kwargs: dict[str, Any] | None = None,
-    n_final_eval_tasks: int | None = None,
-    protocol: str | None = None,
+    **settings: Any,
 ) -> list[RunSpec]:
-    """All runs of env × agent × seed × lr; unset options come from each environment's preset.
+    """All runs of env × agent × seed × learning rate; unset settings come from each environment's preset.
 
-    By default a run is evaluated about every preset ``eval_freq`` frames (see ``_default_eval_every``)
-    on the preset's ``eval_tasks`` tasks; with ``n_final_eval_tasks`` the last ``FINAL_EVALUATIONS`` on that many.
-    ``overrides`` replace preset trainer settings (e.g. ``{"n_steps": 350}``; the names in
-    ``TRAINER_SETTINGS``); like ``env_kwargs`` and ``policy_kwargs`` they become part of each run's
-    identity and are reported as departures from the paper's settings. ``stop_at_return`` ends a run after
-    ``patience`` (default 1) consecutive evaluations with a meta-episode return >= ``stop_at_return``.
-    ``protocol`` ("paper" or "metarl") replaces the preset's training protocol (the paper presets' is
-    "paper"; a preset without one, and every run stored before protocols existed, is "metarl").
-    Every run's configuration is validated (:class:`RunConfig`) before any is returned.
+    ``seeds`` as :func:`parse_seeds` reads them, ``lrs`` default to the preset's ``lr_grid``. ``overrides``
+    replace preset trainer settings (``TRAINER_SETTINGS``, e.g. ``{"n_steps": 350}``); like ``env_kwargs``
+    and ``policy_kwargs`` they are part of each run's identity, reported as departures from the paper's
+    settings. ``settings``: the other :class:`~metarl_agents.training.config.RunConfig` fields (``frames``,
+    ``eval_every`` -- by default about the preset's, see ``_default_eval_every`` --, ``protocol``,
+    ``device``, ...; None: the preset's). Every run's configuration is validated before any is returned, and
+    each run keeps it (:meth:`RunSpec.config`).
     """
     from metarl_agents.training.build import check_buildable  # torch: only once the cheap checks have passed
     from metarl_agents.training.presets import load_preset
@@ -311,41 +328,20 @@ def build_grid(
     check_choices("agent", agents, registered_agents())
     _refuse_meta_gradient_agents(agents)
     overrides = dict(overrides or {})
-    if "learning_rate" in overrides:
-        # One spelling per setting: the learning rate is a grid axis (each run's own), not a preset override.
-        raise ValueError(f"learning_rate={overrides['learning_rate']!r} is not an override: set the learning rate "
-                         "with --lr (metarl-train) or --lrs (metarl-bench), or build_grid(lrs=...)")
-    check_choices("override", list(overrides or {}), TRAINER_SETTINGS)
+    check_choices("override", list(overrides), TRAINER_SETTINGS)  # the learning rate is the axis lrs
+    check_choices("setting", list(settings), [n for n in META if not META[n]["axis"] and n not in TRAINER_SETTINGS])
+    settings = {name: value for name, value in settings.items() if value is not None}
     specs = []
     for env_id in envs:
         preset = load_preset(env_id)
-        paper_frames = int(preset["frames"])
-        settings = dict(overrides or {}, env_kwargs=dict(env_kwargs or {}), policy_kwargs=dict(policy_kwargs or {}),
-                        stop_at_return=stop_at_return, patience=patience, frames=paper_frames if frames is None else frames)
-        if protocol is not None:
-            settings["protocol"] = protocol
-        if n_eval_tasks is not None:
-            settings["n_eval_tasks"] = n_eval_tasks
-        if n_final_eval_tasks is not None:
-            settings["n_final_eval_tasks"] = n_final_eval_tasks
-        if eval_every is not None:
-            settings["eval_every"] = eval_every
         # Checks every setting once for this env (a bad value stops the grid before anything is written).
-        config = RunConfig.from_preset(env_id, agents[0], **settings)
-        if eval_every is None:
+        config = RunConfig.from_preset(env_id, agents[0], **overrides, **settings)
+        if "eval_every" not in settings:
             config = config.replace(eval_every=_default_eval_every(config.eval_every, config))
         for agent in agents:
             check_buildable(config.replace(agent=agent))  # env and policy kwargs
             for seed in parse_seeds(seeds, [int(s) for s in preset["seeds"]]):
                 for lr in lrs or preset["lr_grid"]:
                     run = config.replace(agent=agent, seed=seed, learning_rate=lr)  # checks seed and lr
-                    specs.append(RunSpec(
-                        env_id=env_id, agent=agent, seed=run.seed, lr=float(run.learning_rate), frames=run.frames,
-                        paper_frames=paper_frames, preset_name=str(preset.get("env_id", env_id)),
-                        preset_hash=preset_hash(preset), eval_every=run.eval_every, n_eval_tasks=run.n_eval_tasks,
-                        env_kwargs=dict(env_kwargs or {}), overrides=dict(overrides or {}),
-                        stop_at_return=run.stop_at_return, patience=run.patience,
-                        policy_kwargs=dict(policy_kwargs or {}), n_final_eval_tasks=run.n_final_eval_tasks,
-                        protocol=run.protocol,
-                    ))
+                    specs.append(RunSpec.from_config(run, preset, overrides))
     return specs

@@ -82,7 +82,7 @@ class Entry:
 @dataclass
 class Group:
     """All runs of one environment under one configuration: every :class:`RunSpec` field but those in
-    ``RunSpec.UNGROUPED_FIELDS`` is shared (:meth:`RunSpec.group_key`); ``config`` is one of its runs' specs."""
+    ``grid.UNGROUPED_FIELDS`` is shared (:meth:`RunSpec.group_key`); ``config`` is one of its runs' specs."""
 
     config: RunSpec
     runs: list[RunRecord] = field(default_factory=list)
@@ -170,7 +170,7 @@ def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[G
         for run in group.runs:
             points = store.evaluations(run.id)
             if run.status == "finished" and points:
-                curves[run.agent, run.lr].append((run, np.array([p.frames for p in points]),
+                curves[run.agent, run.learning_rate].append((run, np.array([p.frames for p in points]),
                                                   np.array([p.meta_episode_return for p in points])))
         group.entries = [build_entry(agent, lr, runs, group.eval_every, group.frames)
                          for (agent, lr), runs in sorted(curves.items())]

@@ -17,8 +17,8 @@ them with intervals over seeds. A run maps onto the store as follows.
   K = 0, 1, ..., ``test_rounds``. Every meta-test of a run draws its trajectories from generators seeded
   with the run's evaluation seed and leaves the training state as it was, so the training curve is the
   one the command gives for the same seed and settings.
-* **Learning rate.** ``lr`` is the adaptation's step size: BO-MRL's lower-level ``inner_lr``, MAML-TRPO's
-  inner ``maml_lr`` (default: the protocol's). The meta-step is a TRPO step bounded by ``max_kl``.
+* **Learning rate.** A run's ``learning_rate`` (``--lrs``) is the adaptation's step size: BO-MRL's
+  lower-level ``inner_lr``, MAML-TRPO's inner ``maml_lr`` (default: the protocol's). The meta-step is a TRPO step bounded by ``max_kl``.
 * **Settings.** ``overrides`` replace protocol settings (``n_trajectories``, ``horizon``, ``hidden``, ...),
   ``env_kwargs`` the env's; both are part of a run's identity and are reported as non-paper settings.
 * **Checkpoints.** After every evaluation, the command's payload
@@ -64,7 +64,7 @@ NOT_OVERRIDES = ("task", "method", "env_kwargs", "inner_lr", "maml_lr", "nthread
 
 
 def adaptation_lr_setting(agent: str) -> str:
-    """The protocol setting a run's ``lr`` sets: the adaptation's step size."""
+    """The protocol setting a run's ``learning_rate`` sets: the adaptation's step size."""
     return "maml_lr" if AGENT_METHODS[agent] == "maml" else "inner_lr"
 
 
@@ -74,7 +74,7 @@ def protocol_for(spec: RunSpec) -> Any:
 
     return CheetahProtocol(task=ENV_TASKS[spec.env_id], method=AGENT_METHODS[spec.agent],
                            env_kwargs=dict(spec.env_kwargs), **spec.overrides,
-                           **{adaptation_lr_setting(spec.agent): spec.lr})
+                           **{adaptation_lr_setting(spec.agent): spec.learning_rate})
 
 
 # -- the grid ----------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def build_meta_gradient_grid(
                                          "return after one adaptation round")
                     per_iteration = frames_per_iteration(run)
                     specs.append(RunSpec(
-                        env_id=env_id, agent=agent, seed=seed, lr=float(lr), frames=iterations * per_iteration,
+                        env_id=env_id, agent=agent, seed=seed, learning_rate=float(lr), frames=iterations * per_iteration,
                         paper_frames=PAPER_ITERATIONS * per_iteration, preset_name=f"{PROTOCOL}-{task}",
                         preset_hash=preset_hash(defaults), eval_every=every * per_iteration,
                         n_eval_tasks=len(run.test_tasks()), env_kwargs=env_kwargs, overrides=overrides,

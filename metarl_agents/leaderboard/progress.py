@@ -100,11 +100,11 @@ class GridProgress:
 
     @staticmethod
     def _bar_desc(spec: RunSpec) -> str:
-        return f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.lr:g}"
+        return f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.learning_rate:g}"
 
     @staticmethod
     def _what(spec: RunSpec) -> str:
-        return f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.lr:g} ({format_frames(spec.frames)} frames)"
+        return f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.learning_rate:g} ({format_frames(spec.frames)} frames)"
 
     def evaluation_line(self, key: str, frames: int, meta_episode_return: float) -> str:
         """One evaluation as a log line: the run, its frames, return, speed since it started and time left
@@ -112,7 +112,7 @@ class GridProgress:
         spec = self.specs[key]
         now = self._clock()
         start_time, start_frames = self._run_start.get(key, (self._started_at, frames))
-        line = (f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.lr:g}: {format_frames(frames)}/"
+        line = (f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.learning_rate:g}: {format_frames(frames)}/"
                 f"{format_frames(spec.frames)} frames, return {meta_episode_return:.3f}")
         elapsed = now - start_time
         if frames > start_frames and elapsed > 0:

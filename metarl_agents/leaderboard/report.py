@@ -192,7 +192,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
         groups = load_groups(store, envs)
         evaluations = [
             {"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,
-             "agent": r.agent, "lr": r.lr, "seed": r.seed, "status": r.status, "frames": p.frames,
+             "agent": r.agent, "lr": r.learning_rate, "seed": r.seed, "status": r.status, "frames": p.frames,
              "meta_episode_return": p.meta_episode_return, "episode_returns": json.dumps(p.episode_returns)}
             for g in groups for r in g.runs for p in store.evaluations(r.id)
         ]

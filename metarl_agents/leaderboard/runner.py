@@ -117,7 +117,7 @@ class MetaPPOTrainer:
     def identity(self, spec: RunSpec) -> dict[str, Any]:
         """What a checkpoint must have been written for: the run's identity and settings, and the architecture."""
         fields = spec.store_fields()
-        fields["policy_kwargs"] = repr(sorted(self.config(spec).policy_kwargs.items()))
+        fields["policy_kwargs"] = repr(sorted((spec.policy_kwargs or self.policy_kwargs).items()))
         return fields
 
     def save(self, model: Model, spec: RunSpec, path: Path, final: bool = False) -> None:

@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from metarl_agents.training.presets import load_preset
-from metarl_agents.training.value_check import allowed_values, check_value
+from metarl_agents.training.presets import GRID_KEYS, load_preset
+from metarl_agents.training.value_check import check_value
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation tasks come from seeds ``seed + EVAL_SEED_OFFSET + i``, never a training env's seed."""
@@ -48,14 +48,26 @@ def eval_seed(seed: int) -> int:
     return seed + EVAL_SEED_OFFSET
 
 
-def _setting(default: Any = dataclasses.MISSING, *, kind: type, low: float | None = None, high: float | None = None,
-             low_open: bool = False, optional: bool = False, doc: str = "") -> Any:
-    """A field with its allowed range: ``kind`` int / float / bool / str / dict, bounds inclusive unless
-    ``low_open``; ``optional`` allows None."""
-    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional, "doc": doc}
-    if kind is dict:
-        return field(default_factory=dict, metadata=meta)
-    return field(default=default, metadata=meta)
+def _setting(default: Any = dataclasses.MISSING, *, kind: type, doc: str, low: float | None = None,
+             high: float | None = None, low_open: bool = False, optional: bool = False,
+             choices: tuple[str, ...] | None = None, option: str | None = None,
+             axis: str | None = None, unit: str | None = None, identity: bool = True, trainer: bool = False,
+             column: str | None = None, grouped: bool = True, since: int = 1, preset: bool = False) -> Any:
+    """A field and everything derived from it, described once: its values (``kind``, bounds inclusive unless
+    ``low_open``, ``optional``: None allowed, ``choices``), its command line (``doc``: its one help text;
+    ``option``: its spelling for one run, None for ``--override KEY=VALUE`` only; ``axis``: its spelling as a
+    list in ``metarl-bench run``; ``unit="frames"`` reads 200k) and its place in a stored run (``identity``:
+    False if changing it keeps the run and its key; ``trainer``: ``--override`` takes it, and without a
+    ``column`` of its own it is stored among the run's departures from its preset; ``column``: its store
+    column, where not the field's name; ``grouped``: False if runs that differ in it rank together in one
+    report group; ``since``: the store version that made it part of a run's identity -- the run key counts
+    it only where it differs from its default, so older keys never change; ``preset``: every preset sets it).
+    """
+    meta = {**locals(), "default": {} if kind is dict else None if default is dataclasses.MISSING else default}
+    return field(default_factory=dict, metadata=meta) if kind is dict else field(default=default, metadata=meta)
+
+
+_TRAINER = {"trainer": True, "preset": True}
 
 
 @dataclass(frozen=True)
@@ -67,45 +79,67 @@ class RunConfig:
     """
 
     # -- what is trained on what -----------------------------------------------------------------
-    env_id: str = _setting(kind=str, doc="registered environment id")
-    agent: str = _setting(kind=str, doc="policy name in POLICY_REGISTRY")
-    env_kwargs: dict[str, Any] = _setting(kind=dict, doc="family kwargs, e.g. length=10")
-    policy_kwargs: dict[str, Any] = _setting(kind=dict, doc="policy kwargs, e.g. head=mlp")
+    env_id: str = _setting(kind=str, option="--env", axis="--envs", doc="environment id, e.g. MetaTMaze-v0")
+    agent: str = _setting(kind=str, option="--agent", axis="--agents", grouped=False,
+                          doc="agent: a policy name of metarl_agents.policies.POLICY_REGISTRY")
+    env_kwargs: dict[str, Any] = _setting(kind=dict, option="--env-kwarg",
+                                          doc="family kwarg, e.g. length=10 (repeatable; a non-paper setting)")
+    policy_kwargs: dict[str, Any] = _setting(kind=dict, option="--policy-kwarg", since=3,
+                                             doc="policy kwarg, e.g. head=mlp or net_arch=[16] (repeatable)")
     # -- the trainer (MetaPPO) -------------------------------------------------------------------
-    n_envs: int = _setting(16, kind=int, low=1, high=MAX_ENVS, doc="parallel envs")
-    n_steps: int = _setting(700, kind=int, low=1, high=10**6, doc="steps per env per update")
-    n_epochs: int = _setting(2, kind=int, low=1, high=10**4, doc="passes over each rollout")
-    n_minibatches: int = _setting(4, kind=int, low=1, high=MAX_ENVS, doc="minibatches (sets of envs) per epoch")
-    clip_range: float = _setting(0.05, kind=float, low=0.0, high=1.0, low_open=True, doc="PPO ratio and value clip")
-    gamma: float = _setting(0.95, kind=float, low=0.0, high=1.0, doc="discount")
-    gae_lambda: float = _setting(0.95, kind=float, low=0.0, high=1.0, doc="GAE lambda")
-    ent_coef: float = _setting(0.1, kind=float, low=0.0, doc="entropy coefficient")
-    vf_coef: float = _setting(0.5, kind=float, low=0.0, doc="value-loss coefficient")
-    max_grad_norm: float = _setting(0.5, kind=float, low=0.0, low_open=True, doc="gradient clip (memory, head)")
-    adam_eps: float = _setting(1e-5, kind=float, low=0.0, low_open=True, doc="Adam epsilon")
-    learning_rate: float = _setting(1e-3, kind=float, low=0.0, high=MAX_LEARNING_RATE, low_open=True,
-                                    doc="Adam learning rate")
-    lr_anneal: bool = _setting(False, kind=bool, doc="decay the learning rate linearly to 0")
-    normalize_reward: bool = _setting(True, kind=bool, doc="scale rewards by the return's running std")
-    reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, doc="clip of the scaled rewards")
-    clip_actions: bool = _setting(True, kind=bool, doc="clip Box actions to the action space")
-    protocol: str = _setting("metarl", kind=str, doc="training protocol: paper (as the SplAgger reference trained) "
-                                                     "or metarl (this trainer's own)")
+    n_envs: int = _setting(16, kind=int, low=1, high=MAX_ENVS, option="--n-envs", **_TRAINER, doc="parallel envs")
+    n_steps: int = _setting(700, kind=int, low=1, high=10**6, **_TRAINER, doc="steps per env per update")
+    n_epochs: int = _setting(2, kind=int, low=1, high=10**4, **_TRAINER, doc="passes over each rollout")
+    n_minibatches: int = _setting(4, kind=int, low=1, high=MAX_ENVS, **_TRAINER,
+                                  doc="minibatches (sets of envs) per epoch")
+    clip_range: float = _setting(0.05, kind=float, low=0.0, high=1.0, low_open=True, **_TRAINER,
+                                 doc="PPO ratio and value clip")
+    gamma: float = _setting(0.95, kind=float, low=0.0, high=1.0, **_TRAINER, doc="discount")
+    gae_lambda: float = _setting(0.95, kind=float, low=0.0, high=1.0, **_TRAINER, doc="GAE lambda")
+    ent_coef: float = _setting(0.1, kind=float, low=0.0, **_TRAINER, doc="entropy coefficient")
+    vf_coef: float = _setting(0.5, kind=float, low=0.0, **_TRAINER, doc="value-loss coefficient")
+    max_grad_norm: float = _setting(0.5, kind=float, low=0.0, low_open=True, **_TRAINER,
+                                    doc="gradient clip (memory, head)")
+    adam_eps: float = _setting(1e-5, kind=float, low=0.0, low_open=True, **_TRAINER, doc="Adam epsilon")
+    learning_rate: float = _setting(1e-3, kind=float, low=0.0, high=MAX_LEARNING_RATE, low_open=True, option="--lr",
+                                    axis="--lrs", column="lr", grouped=False, **_TRAINER, doc="Adam learning rate")
+    lr_anneal: bool = _setting(False, kind=bool, **_TRAINER, doc="decay the learning rate linearly to 0")
+    normalize_reward: bool = _setting(True, kind=bool, **_TRAINER, doc="scale rewards by the return's running std")
+    reward_clip: float = _setting(10.0, kind=float, low=0.0, low_open=True, **_TRAINER,
+                                  doc="clip of the scaled rewards")
+    clip_actions: bool = _setting(True, kind=bool, trainer=True, doc="clip Box actions to the action space")
+    protocol: str = _setting("metarl", kind=str, choices=PROTOCOLS, option="--protocol", trainer=True,
+                             column="protocol", since=5, doc="training protocol: paper (as the SplAgger reference "
+                                 "trained; the paper presets' default) or metarl (this trainer's own, and older runs')")
     # -- budget and evaluation protocol ----------------------------------------------------------
-    frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, doc="training frames")
-    eval_every: int = _setting(50_000, kind=int, low=1, high=MAX_FRAMES, doc="frames between evaluations")
-    n_eval_tasks: int = _setting(16, kind=int, low=1, high=MAX_ENVS, doc="tasks per evaluation")
-    n_final_eval_tasks: int | None = _setting(None, kind=int, low=1, high=MAX_ENVS, optional=True,
-                                              doc=f"tasks in each of the last {FINAL_EVALUATIONS} evaluations "
-                                                  "(default: n_eval_tasks)")
-    stop_at_return: float | None = _setting(None, kind=float, optional=True,
-                                            doc="stop after `patience` evaluations with a return >= this")
-    patience: int | None = _setting(None, kind=int, low=1, high=10**6, optional=True,
-                                    doc="evaluations >= stop_at_return in a row before stopping (default 1)")
-    # -- reproducibility and hardware (not part of a run's identity) -----------------------------
-    seed: int = _setting(0, kind=int, low=0, high=MAX_SEED, doc="seed of the model and the training envs")
-    device: str = _setting("cpu", kind=str, doc="torch device: cpu, cuda, cuda:N, mps or auto")
-    threads: int = _setting(1, kind=int, low=1, high=1024, doc="torch threads")
+    frames: int = _setting(1_500_000, kind=int, low=1, high=MAX_FRAMES, option="--frames", unit="frames",
+                           column="frames_budget", preset=True,
+                           doc="training frames per run, e.g. 200k or 1.5e6; fewer than the preset's is labelled "
+                               "REDUCED BUDGET in the store, the report and its file names")
+    eval_every: int = _setting(50_000, kind=int, low=1, high=MAX_FRAMES, option="--eval-every", unit="frames",
+                               preset=True, doc="frames between evaluations (default: the preset's, at least 10 "
+                                                "points per run, in whole rollouts)")
+    n_eval_tasks: int = _setting(16, kind=int, low=1, high=MAX_ENVS, option="--n-eval-tasks", preset=True,
+                                 doc="tasks per evaluation: the same held-out tasks (seeds seed + "
+                                     f"{EVAL_SEED_OFFSET} + i) at every point, deterministic actions, one trial each")
+    n_final_eval_tasks: int | None = _setting(None, kind=int, low=1, high=MAX_ENVS, optional=True, since=4,
+                                              option="--final-eval-tasks",
+                                              doc=f"tasks in each of the run's last {FINAL_EVALUATIONS} evaluations, "
+                                                  "whose mean is its final statistic (the first n_eval_tasks the "
+                                                  "same; default: n_eval_tasks; the paper-claim runs use 64)")
+    stop_at_return: float | None = _setting(None, kind=float, optional=True, option="--stop-at-return", since=2,
+                                            grouped=False, doc="end a run after `patience` consecutive evaluations "
+                                                               "with a meta-episode return >= this (e.g. 15.5)")
+    patience: int | None = _setting(None, kind=int, low=1, high=10**6, optional=True, option="--patience", since=2,
+                                    grouped=False, doc="evaluations >= stop_at_return in a row to stop (default: 1)")
+    # -- the seed, and the hardware (device and threads are not part of a run's identity) --------
+    seed: int = _setting(0, kind=int, low=0, high=MAX_SEED, option="--seed", axis="--seeds", grouped=False,
+                         doc="seed of the model and the training envs")
+    device: str = _setting("cpu", kind=str, option="--device", identity=False,
+                           doc="torch device: cpu, cuda, cuda:N, mps or auto; an unavailable device is an error")
+    threads: int = _setting(1, kind=int, low=1, high=1024, option="--threads", identity=False,
+                            doc="torch threads per run (1, the default, is fastest for these small models with "
+                                "batch-16 rollouts, and several times faster than torch's default on a busy machine)")
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -117,8 +151,6 @@ class RunConfig:
             raise ValueError(f"patience={self.patience} needs stop_at_return (the return to reach)")
         if self.stop_at_return is not None and self.patience is None:
             object.__setattr__(self, "patience", 1)  # stop at the first evaluation that reaches it
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         _check_device(self.device)
         _check_registered(self.env_id, self.agent)
 
@@ -127,8 +159,7 @@ class RunConfig:
     def from_preset(cls, env_id: str, agent: str, **settings: Any) -> RunConfig:
         """``env_id``'s preset (:mod:`metarl_agents.training.presets`) with ``settings`` replacing its values.
 
-        Preset keys map onto fields by name, except ``eval_freq`` -> ``eval_every`` and ``eval_tasks`` ->
-        ``n_eval_tasks``; the grid keys ``lr_grid`` and ``seeds`` are the leaderboard's, not a run's.
+        Preset keys are field names; the grid keys ``lr_grid`` and ``seeds`` are the leaderboard's, not a run's.
         """
         allowed = FIELDS[2:]  # all but env_id and agent
         unknown = sorted(set(settings) - set(allowed))
@@ -161,32 +192,33 @@ class RunConfig:
         return eval_seed(self.seed)
 
 
-FIELDS = tuple(item.name for item in dataclasses.fields(RunConfig))
-#: Trainer settings a sweep may replace with ``--override KEY=VALUE`` (the rest have options of their own).
-TRAINER_SETTINGS = ("n_envs", "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda",
-                    "ent_coef", "vf_coef", "max_grad_norm", "adam_eps", "lr_anneal", "normalize_reward",
-                    "reward_clip", "clip_actions")
-_PRESET_NAMES = {"eval_freq": "eval_every", "eval_tasks": "n_eval_tasks"}
-_GRID_KEYS = ("env_id", "lr_grid", "seeds")
+#: Each field's description (kind, range, help text, command-line spelling and place in a stored run).
+META: dict[str, Any] = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
+FIELDS = tuple(META)
+#: Field -> store column, for the identity fields stored in a column of their own.
+COLUMNS = {name: meta["column"] or name for name, meta in META.items()
+           if meta["identity"] and (meta["column"] or not meta["trainer"])}
+#: Trainer settings stored as a run's departures from its preset (``RunSpec.overrides``), not in columns.
+TRAINER_SETTINGS = tuple(name for name in FIELDS if META[name]["trainer"] and name not in COLUMNS)
+#: What ``--override KEY=VALUE`` takes: every trainer setting (one with an option of its own either way).
+OVERRIDABLE = tuple(name for name in FIELDS if META[name]["trainer"])
+#: Settings every preset defines (besides the leaderboard's grid, :data:`~.presets.GRID_KEYS`).
+PRESET_FIELDS = tuple(name for name in FIELDS if META[name]["preset"])
 
 
 def check_settings(**values: Any) -> dict[str, Any]:
     """``values`` checked and converted as the :class:`RunConfig` fields of the same names (so an algorithm
     built without a configuration refuses the same values); ``ValueError`` names the first bad one."""
-    meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-    return {name: check_value(name, value, meta[name]) for name, value in values.items()}
+    return {name: check_value(name, value, META[name]) for name, value in values.items()}
 
 
 def preset_settings(env_id: str) -> dict[str, Any]:
-    """The run settings of ``env_id``'s preset, under the configuration's field names."""
-    preset = load_preset(env_id)
-    return {_PRESET_NAMES.get(k, k): v for k, v in preset.items() if k not in _GRID_KEYS}
-
-
-def settings_help() -> str:
-    """Every overridable setting with what it is and its allowed values, for ``--help``."""
-    meta = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
-    return "; ".join(f"{name} ({meta[name]['doc']}: {allowed_values(meta[name])})" for name in TRAINER_SETTINGS)
+    """The run settings of ``env_id``'s preset (its keys are field names), checked to be complete."""
+    settings = {key: value for key, value in load_preset(env_id).items() if key not in GRID_KEYS}
+    missing = [name for name in PRESET_FIELDS if name not in settings]
+    if missing:
+        raise ValueError(f"the preset of {env_id} lacks {', '.join(missing)}")
+    return settings
 
 
 def _toml(value: Any) -> str:

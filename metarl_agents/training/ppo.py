@@ -31,6 +31,7 @@ no advantage.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
@@ -48,7 +49,7 @@ from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, explai
 from stable_baselines3.common.vec_env import VecEnv
 
 from metarl_agents.policies import POLICY_REGISTRY
-from metarl_agents.training.config import PROTOCOLS, RunConfig, check_settings
+from metarl_agents.training.config import OVERRIDABLE, RunConfig, check_settings
 from metarl_agents.training.divergence import (
     StallMonitor,
     TrainingStalledWarning,  # noqa: F401  (public beside TrainingDivergedError)
@@ -82,13 +83,6 @@ PAPER_PROTOCOL = {
 PAPER_POLICY_KWARGS = {"start_latent": "prior", "critic_init": "reference", "memory_optimizer_kwargs": {"eps": 1e-8}}
 #: Agents whose reference memory is wider than our default under the paper protocol.
 PAPER_ENCODER_HIDDEN = {"wsoftmax": 512}
-
-
-def check_protocol(protocol: str) -> str:
-    """``protocol`` if it names a training protocol, else a ValueError listing them."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    return protocol
 
 
 def paper_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -153,14 +147,10 @@ class MetaPPO(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        settings = {"n_steps": n_steps, "n_epochs": n_epochs, "n_minibatches": n_minibatches, "gamma": gamma,
-                    "gae_lambda": gae_lambda, "ent_coef": ent_coef, "vf_coef": vf_coef, "max_grad_norm": max_grad_norm,
-                    "normalize_reward": normalize_reward, "reward_clip": reward_clip, "clip_actions": clip_actions}
-        if not callable(clip_range):  # a schedule is checked by its values
-            settings["clip_range"] = clip_range
-        # The ranges of the run configuration (the learning rate may be 0 or a schedule here, e.g. to freeze weights).
-        check_settings(**settings)
-        check_protocol(protocol)
+        # The ranges of the run configuration's trainer settings (the learning rate may be 0 or a schedule here,
+        # e.g. to freeze weights; a schedule is checked by its values).
+        check_settings(**{name: value for name, value in locals().items()
+                          if name in OVERRIDABLE and name != "learning_rate" and not callable(value)})
         if isinstance(policy, str) and policy not in self.policy_aliases:
             raise ValueError(f"unknown policy {policy!r}; available: {sorted(self.policy_aliases)}")
         if env is not None and not isinstance(env, VecEnv):  # None: SB3's load, which sets the env later
@@ -254,15 +244,10 @@ class MetaPPO(OnPolicyAlgorithm):
         policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps, **policy_kwargs.get("optimizer_kwargs", {})}
         learning_rate = LinearSchedule(config.learning_rate, 0.0, 1.0) if config.lr_anneal else config.learning_rate
         env = make_vec_env(config.env_id, config.n_envs, config.seed, **config.env_kwargs)
-        return cls(
-            config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
-            n_steps=config.n_steps, n_epochs=config.n_epochs, n_minibatches=config.n_minibatches,
-            clip_range=config.clip_range, gamma=config.gamma, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
-            vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm, normalize_reward=config.normalize_reward,
-            reward_clip=config.reward_clip, clip_actions=config.clip_actions, protocol=config.protocol,
-            device=config.device, verbose=verbose,
-            **algorithm_kwargs,
-        )
+        arguments = inspect.signature(MetaPPO.__init__).parameters  # the trainer settings that are arguments
+        trainer = {name: getattr(config, name) for name in OVERRIDABLE if name in arguments and name != "learning_rate"}
+        return cls(config.agent, env, learning_rate=learning_rate, seed=config.seed, policy_kwargs=policy_kwargs,
+                   device=config.device, verbose=verbose, **trainer, **algorithm_kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states", "stall_monitor"]

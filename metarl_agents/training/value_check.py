@@ -5,7 +5,8 @@ neither imports the other for it (the configuration checks agent names against t
 policies check their own kwargs).
 
 A setting's description ``meta`` is a mapping with ``kind`` (int, float, bool, str or dict), ``low`` and
-``high`` (inclusive bounds or None), ``low_open`` (the low bound excluded) and ``optional`` (None allowed).
+``high`` (inclusive bounds or None), ``low_open`` (the low bound excluded), ``optional`` (None allowed) and,
+for a string, ``choices`` (the allowed ones, if only some are).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def allowed_values(meta: Mapping[str, Any]) -> str:
     elif kind is dict:
         text = "a table of keyword arguments"
     elif kind is str:
-        text = "a string"
+        text = f"one of {', '.join(meta['choices'])}" if meta.get("choices") else "a string"
     else:
         noun = "an integer" if kind is int else "a finite number"
         if low is not None and high is not None and not meta["low_open"]:
@@ -51,7 +52,8 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> Any:
             raise bad
         return bool(value)
     if kind is str:
-        if not isinstance(value, str) or not value:
+        choices = meta.get("choices")
+        if not isinstance(value, str) or not value or (choices and value not in choices):
             raise bad
         return value
     if kind is dict:

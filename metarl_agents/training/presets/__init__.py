@@ -1,9 +1,9 @@
 """Reference training settings, one TOML file per environment id (``<env_id>.toml``).
 
 The discrete and MuJoCo values are the SplAgger paper's (its appendix); ids the paper did not
-run document their choices in their file. A preset holds a run's settings under the names of
-:class:`~metarl_agents.training.config.RunConfig` (``eval_freq`` and ``eval_tasks`` are its ``eval_every``
-and ``n_eval_tasks``), which checks them, plus the leaderboard's grid: ``lr_grid`` and ``seeds``.
+run document their choices in their file. A preset holds a run's settings under the field names of
+:class:`~metarl_agents.training.config.RunConfig`, which checks them (and that every preset sets the same
+ones), plus the leaderboard's grid: ``lr_grid`` and ``seeds``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from typing import Any
 
 PRESET_DIR = Path(__file__).parent
 
-#: Keys every preset defines.
-REQUIRED_KEYS = (
-    "env_id", "frames", "n_envs", "n_steps", "n_epochs", "n_minibatches", "clip_range", "gamma", "gae_lambda",
-    "ent_coef", "vf_coef", "max_grad_norm", "adam_eps", "learning_rate", "lr_grid", "lr_anneal",
-    "normalize_reward", "reward_clip", "seeds", "eval_freq", "eval_tasks",
-)
+#: The leaderboard's keys, which every preset defines besides a run's settings: its id, the learning rates a
+#: sweep tries and its seeds.
+GRID_KEYS = ("env_id", "lr_grid", "seeds")
 
 
 def available_presets() -> list[str]:
@@ -34,7 +31,7 @@ def load_preset(env_id: str) -> dict[str, Any]:
         raise ValueError(f"no preset for env id {env_id!r}; available: {available_presets()}")
     with path.open("rb") as f:
         preset = tomllib.load(f)
-    missing = [k for k in REQUIRED_KEYS if k not in preset]
+    missing = [k for k in GRID_KEYS if k not in preset]
     if missing:
         raise ValueError(f"preset {path} lacks {missing}")
     return preset
