@@ -18,7 +18,7 @@ import torch as th
 
 from metarl_agents.memory import ENCODERS
 from metarl_agents.memory.aggregators import aggregator_class
-from metarl_agents.training.value_check import check_setting
+from metarl_agents.value_check import check_setting
 from metarl_envs.sizes import check_fits_in_memory
 
 #: Widest layer (far above the paper's 256; a GRU this wide already holds 200 M weights).

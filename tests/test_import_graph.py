@@ -1,5 +1,5 @@
 """The packages' import graph, read from the source with ast (nothing is imported): it has no cycle but
-the known ones listed below (none left).
+the known ones listed below (none left), and no module imports a layer above its own (``LAYERS``).
 
 Every import counts, also those inside functions (a lazy import still makes the two modules depend on
 each other) and those under ``TYPE_CHECKING``. An import names its module, not the packages above it.
@@ -124,3 +124,45 @@ def test_the_packages_import_graph_has_no_cycle_but_the_known_ones() -> None:
     modules = package_modules()
     assert {"metarl_agents.training.ppo", "metarl_envs.core"} <= set(modules)  # the walk found both
     assert cycles(import_graph(modules)) == KNOWN_CYCLES
+
+
+#: The packages' layers, lowest first, in the direction data flows (env -> policy -> trainer -> store ->
+#: report -> command line). A module may import its own layer and the layers below it, never one above.
+#: Modules not named here belong to the layer of the nearest named package above them.
+LAYERS: list[tuple[str, ...]] = [
+    ("metarl_envs",),
+    ("metarl_agents.value_check", "metarl_agents.derived"),
+    ("metarl_agents.memory", "metarl_agents.heads"),
+    ("metarl_agents.policy_settings", "metarl_agents.recurrent_adapter", "metarl_agents.policies"),
+    ("metarl_agents.training",),
+    ("metarl_agents.bomrl",),
+    ("metarl_agents.leaderboard",),
+    ("metarl_agents.cli", "metarl_agents.zoo"),
+    ("metarl_agents",),  # the package's front door re-exports from every layer
+]
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        for level, names in enumerate(LAYERS):
+            if prefix in names:
+                return level
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a module imports a higher layer; ``__main__`` modules are command
+    lines, the top of every stack, and may import anything."""
+    return sorted((a, b) for a, targets in graph.items() for b in targets
+                  if not a.endswith("__main__") and layer_of(b) > layer_of(a))
+
+
+def test_layer_check_finds_a_planted_upward_import() -> None:
+    graph = {"metarl_agents.memory.core": {"metarl_agents.training.ppo"}, "metarl_agents.training.ppo": {"metarl_envs.core"}}
+    assert upward_imports(graph) == [("metarl_agents.memory.core", "metarl_agents.training.ppo")]
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    assert upward_imports(import_graph(package_modules())) == []

@@ -73,7 +73,7 @@ def test_tmaze_with_eight_episodes_per_trial():
 def test_light_modules_import_without_torch():
     code = ("import sys, metarl_envs, metarl_agents, metarl_agents.leaderboard.report, metarl_agents.cli.bench, "
             "metarl_agents.training.errors, metarl_agents.training.memory_policy, metarl_agents.leaderboard.runner, "
-            "metarl_agents.training.config, metarl_agents.training.value_check, metarl_agents.leaderboard.grid;"
+            "metarl_agents.training.config, metarl_agents.value_check, metarl_agents.leaderboard.grid;"
             "from metarl_agents.training.errors import CheckpointError, TrainingDivergedError;"
             "heavy = [m for m in ('torch', 'stable_baselines3', 'sb3_contrib', 'mujoco') if m in sys.modules];"
             "assert not heavy, heavy")

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from metarl_agents.leaderboard.grid import parse_frames
 from metarl_agents.training.config import META, OVERRIDABLE, TRAINER_SETTINGS, preset_settings
 from metarl_agents.training.presets import tomllib
-from metarl_agents.training.value_check import allowed_values
+from metarl_agents.value_check import allowed_values
 
 #: How ``metarl-bench run`` reads a list of seeds or learning rates (the field's help says what one value is).
 _AXES = {"seed": (str, "one number N = the first N preset seeds; several numbers (or a comma list such as 7,) = "

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metarl_agents.training.presets import GRID_KEYS, load_preset
-from metarl_agents.training.value_check import check_value
+from metarl_agents.value_check import check_value
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation tasks come from seeds ``seed + EVAL_SEED_OFFSET + i``, never a training env's seed."""
