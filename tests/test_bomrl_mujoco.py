@@ -319,7 +319,8 @@ def test_normaliser_is_seeded_then_fed_between_iterations(obs_update):
 
 
 def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_values(tmp_path, capsys):
-    legacy = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre", "dtype": "float32"}
+    legacy = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre", "dtype": "float32",
+              "meta_log_std": True}
     args = ["--task", "dir", "--method", "alg2", "--seed", "1", "--out", str(tmp_path), "--set",
             *[f"{k}={json.dumps(v)}" for k, v in {**TINY, **legacy}.items()]]
     main([*args, "--iterations", "1"])
@@ -329,7 +330,8 @@ def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_val
     checkpoint.save(state, path)
     main([*args, "--iterations", "2"])
     assert "resuming dir_alg2_seed1 after 1 meta-iterations" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(clip_actions: saved True, asked False; .*"
+                                         r"meta_log_std: saved True, asked False; .*--set KEY=VALUE"):
         main([*args[: -len(legacy)], "--iterations", "3"])
 
 
@@ -343,6 +345,12 @@ def test_meta_step_moves_the_prior_log_std_only_when_asked(meta_log_std):
     moved = {k: not torch.equal(before[k], after[k]) for k in before}
     assert moved["policy.log_std"] is meta_log_std
     assert any(v for k, v in moved.items() if k != "policy.log_std")
+
+
+def test_the_prior_log_std_is_meta_learned_only_where_no_kl_holds_adaptation_to_it():
+    assert [CheetahProtocol(method=m).meta_log_std for m in ("alg1", "alg2", "alg3", "maml")] == [False, False, True, True]
+    with pytest.raises(ValueError, match="meta_log_std must be"):
+        CheetahProtocol(meta_log_std="no")
 
 
 def test_single_task_trpo_runs_forward_without_adaptation_within_its_kl_bound():

@@ -38,7 +38,7 @@ from metarl_agents.bomrl.meta_training import (  # noqa: F401 - public here too
     EXECUTION_SETTINGS,
     MetaTrainingRun,
     iteration_line,
-    saved_settings_match,
+    settings_difference,
 )
 from metarl_agents.bomrl.mujoco_protocol import METHODS, SINGLE_TASK_METHODS, TASK_IDS, CheetahProtocol
 
@@ -70,8 +70,9 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
         state = checkpoint.load(ckpt)
         # MuJoCo's thread count changes no result (the batched env is bit-identical at any count).
         # A checkpoint from before a setting existed was made with that setting's legacy value.
-        if not saved_settings_match(state, protocol, seed):
-            raise ValueError(f"{ckpt} holds a run with other settings; use another --out or delete the checkpoint")
+        if difference := settings_difference(state, protocol, seed):
+            raise ValueError(f"{ckpt} holds a run with other settings ({difference}); ask for the saved values "
+                             "(--set KEY=VALUE) to continue it, or use another --out")
         training.load_state(state)
         log(f"resuming {name} after {training.iterations} meta-iterations")
     start = time.time()

@@ -37,13 +37,15 @@ def frames_per_iteration(protocol: CheetahProtocol) -> int:
             * (protocol.horizon + protocol.continuation))
 
 
-def saved_settings_match(state: dict[str, Any], protocol: CheetahProtocol, seed: int) -> bool:
-    """Whether a checkpoint ``state`` holds a run of ``protocol`` and ``seed`` (execution settings aside; a
-    checkpoint older than a setting counts as made with the value that setting had before it existed)."""
+def settings_difference(state: dict[str, Any], protocol: CheetahProtocol, seed: int) -> str:
+    """How a checkpoint ``state`` differs from a run of ``protocol`` and ``seed`` ("" if it holds that run).
+    Execution settings may differ; a checkpoint older than a setting counts as made with the value that
+    setting had before it existed."""
     saved = {**ADDED_SETTINGS, **{k: v for k, v in complete_legacy_protocol(state["protocol"]).items()
-                                  if k not in EXECUTION_SETTINGS}}
-    wanted = {k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}
-    return saved == wanted and state["seed"] == seed
+                                  if k not in EXECUTION_SETTINGS}, "seed": state["seed"]}
+    wanted = {**{k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}, "seed": seed}
+    return "; ".join(f"{k}: saved {saved.get(k)!r}, asked {wanted.get(k)!r}"
+                     for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k))
 
 
 class MetaTrainingRun:
@@ -76,9 +78,9 @@ class MetaTrainingRun:
         return {**self.learner.state(), "history": self.history}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from a payload of :meth:`state`, which must hold this run (:func:`saved_settings_match`)."""
-        if not saved_settings_match(state, self.protocol, self.seed):
-            raise ValueError("the checkpoint holds a run with other settings")
+        """Continue from a payload of :meth:`state`, which must hold this run (:func:`settings_difference`)."""
+        if difference := settings_difference(state, self.protocol, self.seed):
+            raise ValueError(f"the checkpoint holds a run with other settings ({difference})")
         self.learner.load_state(state)
         self.history = list(state["history"])
 

@@ -92,8 +92,11 @@ class CheetahProtocol:
     hidden: tuple[int, ...] = (128, 128)
     log_std_init: float = -0.7
     #: Whether the meta-step updates the prior's log-std (the authors' code does). ``False`` keeps it at
-    #: ``log_std_init``; adaptation still moves each task's log-std.
-    meta_log_std: bool = True
+    #: ``log_std_init``; adaptation still moves each task's log-std. ``None``: ``False`` for Alg1 and Alg2,
+    #: ``True`` otherwise. Their lower level is held to the prior by a KL divergence, and widening the
+    #: prior's std weakens that penalty on the adapted means: the meta-step learns to do so, and the
+    #: sampled trajectories of prior and adapted policies then pay for the noise (see benchmarks/BOMRL.md).
+    meta_log_std: bool | None = None
     lam: float = 0.5
     inner_steps: int = 50
     inner_lr: float = 1e-3
@@ -137,6 +140,10 @@ class CheetahProtocol:
         for name, allowed in (("observation", OBSERVATIONS), ("obs_update", OBS_UPDATES), ("dtype", tuple(DTYPES))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.meta_log_std is None:
+            self.meta_log_std = self.method not in ("alg1", "alg2")
+        if not isinstance(self.meta_log_std, bool):
+            raise ValueError(f"meta_log_std must be true, false or null, got {self.meta_log_std!r}")
         if not isinstance(self.clip_actions, bool):
             raise ValueError(f"clip_actions must be true or false, got {self.clip_actions!r}")
         if not isinstance(self.obs_warmup, int) or self.obs_warmup < 0:
