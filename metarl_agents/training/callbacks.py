@@ -104,16 +104,6 @@ class EvaluationCallback(EventCallback):
         self.continue_training = True
         self._t0 = time.time()
 
-    def _on_training_start(self) -> None:
-        super()._on_training_start()
-        if self.callback_on_new_best is not None:
-            self.callback_on_new_best.on_training_start(self.locals, self.globals)
-
-    def update_child_locals(self, locals_: dict[str, Any]) -> None:
-        super().update_child_locals(locals_)
-        if self.callback_on_new_best is not None:
-            self.callback_on_new_best.update_locals(locals_)
-
     def _on_rollout_start(self) -> None:
         if self.model.num_timesteps >= self._next_eval:
             self.evaluate()

@@ -399,7 +399,7 @@ class MetaPPO(OnPolicyAlgorithm):
         value_weight = self.vf_coef * (0.5 if paper else 1.0)
         minibatches = self._paper_minibatches if paper else self._env_minibatches
 
-        stats: dict[str, list[th.Tensor]] = {k: [] for k in ("pg", "value", "entropy", "aux", "clip_fraction", "kl")}
+        stats: dict[str, list[th.Tensor]] = {}  # per minibatch, under their logger names
         for _ in range(self.n_epochs):
             for values, log_prob, entropy, aux_loss, batch in minibatches(data, initial_states):
                 adv, old_v, ret = batch["advantages"], batch["old_values"], batch["returns"]
@@ -436,10 +436,11 @@ class MetaPPO(OnPolicyAlgorithm):
                                                                    f"{lr:g}"]) from None
 
                 with th.no_grad():
-                    for key, value in (("pg", policy_loss), ("value", value_loss), ("entropy", entropy_loss),
-                                       ("aux", aux_loss), ("clip_fraction", ((ratio - 1).abs() > clip_range).float().mean()),
-                                       ("kl", ((ratio - 1) - log_ratio).mean())):
-                        stats[key].append(th.as_tensor(value).detach())
+                    for key, value in (("policy_gradient_loss", policy_loss), ("value_loss", value_loss),
+                                       ("entropy_loss", entropy_loss), ("aux_loss", aux_loss),
+                                       ("clip_fraction", ((ratio - 1).abs() > clip_range).float().mean()),
+                                       ("approx_kl", ((ratio - 1) - log_ratio).mean())):
+                        stats.setdefault(key, []).append(th.as_tensor(value).detach())
             self._n_updates += 1
         # Once per chunk, after the update: the rollout and the update of a chunk see the same
         # observation statistics, so the probability ratio starts at exactly 1.
@@ -450,15 +451,11 @@ class MetaPPO(OnPolicyAlgorithm):
             raise problem
 
         means = {k: th.stack(v).mean().item() for k, v in stats.items()}
-        self.stall_monitor.update(float(buffer.rewards.mean()), -means["entropy"], int(np.prod(self.action_space.shape)),
-                                   isinstance(self.action_space, spaces.Discrete),
+        self.stall_monitor.update(float(buffer.rewards.mean()), -means["entropy_loss"],
+                                   int(np.prod(self.action_space.shape)), isinstance(self.action_space, spaces.Discrete),
                                    self.lr_schedule(self._current_progress_remaining))
-        self.logger.record("train/policy_gradient_loss", means["pg"])
-        self.logger.record("train/value_loss", means["value"])
-        self.logger.record("train/entropy_loss", means["entropy"])
-        self.logger.record("train/aux_loss", means["aux"])
-        self.logger.record("train/clip_fraction", means["clip_fraction"])
-        self.logger.record("train/approx_kl", means["kl"])
+        for key, mean in means.items():
+            self.logger.record(f"train/{key}", mean)
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", explained_variance(buffer.values.ravel(), buffer.returns.ravel()))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -503,13 +500,7 @@ class MetaPPO(OnPolicyAlgorithm):
         env sequences (targets: the flat ``advantages``, ``old_values``, ``returns``, ``old_log_probs``)."""
         for envs in np.array_split(th.randperm(self.rollout_buffer.n_envs).numpy(), self.n_minibatches):
             batch, states, valid = self._minibatch(data, initial_states, envs)
-            try:
-                values, log_prob, entropy, aux_loss = self.policy.evaluate_sequence(
-                    batch["obs"], batch["actions"], batch["starts"], states
-                )
-            except ValueError as exc:  # torch's distribution check on non-finite logits
-                raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(
-                    (batch["obs"], batch["actions"], batch["starts"], states), exc)) from None
+            values, log_prob, entropy, aux_loss = self._evaluate_sequence(batch, states)
             # Where trials line up with the chunk there is no padding: the whole [L, S] layout, flat.
             steps = (lambda x: x.reshape(-1)) if valid is None else (lambda x, mask=valid: x[mask])
             yield steps(values), steps(log_prob), steps(entropy), aux_loss, {k: steps(batch[k]) for k in _TARGETS}
@@ -543,15 +534,18 @@ class MetaPPO(OnPolicyAlgorithm):
         order = th.randperm(n_steps * n_envs, device=device)
         for i in range(self.n_minibatches):
             chosen = order[i * size:(i + 1) * size]
-            try:
-                values, log_prob, entropy, aux_loss = self.policy.evaluate_sequence(
-                    batch["obs"], batch["actions"], batch["starts"], states, select=position[chosen], sample=False,
-                    ended=ended,
-                )
-            except ValueError as exc:  # torch's distribution check on non-finite logits
-                raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(
-                    (batch["obs"], batch["actions"], batch["starts"], states), exc)) from None
+            values, log_prob, entropy, aux_loss = self._evaluate_sequence(batch, states, select=position[chosen],
+                                                                          sample=False, ended=ended)
             yield values, log_prob, entropy, aux_loss, {k: v[chosen] for k, v in targets.items()}
+
+    def _evaluate_sequence(self, batch: dict[str, th.Tensor], states: th.Tensor, **options: Any) -> tuple:
+        """The policy's ``evaluate_sequence`` on a minibatch; a non-finite output becomes the error naming its
+        cause (torch's distribution check raises ValueError on non-finite logits)."""
+        sequence = (batch["obs"], batch["actions"], batch["starts"], states)
+        try:
+            return self.policy.evaluate_sequence(*sequence, **options)
+        except ValueError as exc:
+            raise (self._nonfinite(batch["obs"]) or self._nonfinite_output(sequence, exc)) from None
 
     def _minibatch(self, data: dict[str, th.Tensor], initial_states: th.Tensor,
                    envs: np.ndarray) -> tuple[dict[str, th.Tensor], th.Tensor, th.Tensor | None]:
