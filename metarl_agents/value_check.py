@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
@@ -87,3 +89,10 @@ def check_setting(name: str, value: Any, kind: type, low: float | None = None, h
     same one-line message (for settings that live elsewhere, e.g. the policy kwargs)."""
     meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional}
     return check_value(name, value, meta)
+
+
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int if it is an integer >= 1 (a bool or a float is not), else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)

@@ -18,13 +18,9 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EventCallback
 
+from metarl_agents.value_check import check_count
+
 Result = dict[str, Any]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 class StopTrainingOnReturn(BaseCallback):
@@ -40,7 +36,7 @@ class StopTrainingOnReturn(BaseCallback):
         super().__init__(verbose)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-        self.threshold, self.patience = float(threshold), _positive_int("patience", patience)
+        self.threshold, self.patience = float(threshold), check_count("patience", patience)
         self.streak = 0  #: consecutive evaluations so far at or above the threshold
 
     @property
@@ -82,7 +78,7 @@ class EvaluationCallback(EventCallback):
                  on_result: Callable[[Result], None] | None = None, eval_at_start: bool = True,
                  eval_at_end: bool = True, verbose: int = 0) -> None:
         super().__init__(callback_after_eval, verbose=verbose)
-        self.eval_freq = _positive_int("eval_freq (frames)", eval_freq)
+        self.eval_freq = check_count("eval_freq (frames)", eval_freq)
         self.evaluate_model, self.on_result = evaluate, on_result
         self.callback_on_new_best = callback_on_new_best
         if callback_on_new_best is not None:

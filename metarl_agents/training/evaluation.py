@@ -23,6 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from metarl_agents.training.callbacks import EvaluationCallback, StopTrainingOnReturn
 from metarl_agents.training.config import eval_seed
 from metarl_agents.training.vec_env import make_vec_env
+from metarl_agents.value_check import check_count
 
 
 class Predictor(Protocol):
@@ -41,8 +42,7 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
     episode returns of task ``i`` and ``episode_returns[k]`` is their mean over tasks for episode ``k``.
     Pick a ``seed`` the training envs never use to get tasks the agent has not trained on.
     """
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
-        raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
+    n_tasks = check_count("n_tasks", n_tasks)
     if not callable(getattr(model_or_policy, "predict", None)):
         raise ValueError(f"model_or_policy must have SB3's predict(obs, state, episode_start, deterministic), "
                          f"got {type(model_or_policy).__name__}")

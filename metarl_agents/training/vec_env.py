@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 import metarl_envs  # noqa: F401  (registers the ids)
+from metarl_agents.value_check import check_count
 from metarl_envs.state import StateOwner
 from metarl_envs.wrappers import TransitionObservation, TransitionObservationVector
 
@@ -190,17 +191,16 @@ def make_vec_env(env_id: str, n_envs: int, seed: int | None = 0, **env_kwargs: A
     Copy ``i`` is seeded with ``seed + i`` at the first reset (SB3 and Gymnasium convention).
     ``env_kwargs`` go to the family (e.g. ``length=10`` for a short T-maze).
     """
-    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+    n_envs = check_count("n_envs", n_envs)
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as err:
         raise ValueError(f"unknown env id {env_id!r}; registered: {list(metarl_envs.REGISTERED_IDS)}") from err
     if spec.vector_entry_point is not None:
-        venv = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode="vector_entry_point", **env_kwargs)
+        venv = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
         env: VecEnv = BatchedVecEnv(TransitionObservationVector(venv))
     else:
-        env = DummyVecEnv([lambda: make_single_env(env_id, **env_kwargs) for _ in range(int(n_envs))])
+        env = DummyVecEnv([lambda: make_single_env(env_id, **env_kwargs) for _ in range(n_envs)])
     if seed is not None:
         env.seed(seed)
     return env
