@@ -162,14 +162,18 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
     # --- core ------------------------------------------------------------------------------
     def _run(
         self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True,
-        ended: tuple[th.Tensor, th.Tensor] | None = None,
+        ended: tuple[th.Tensor, th.Tensor] | None = None, select: th.Tensor | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], new state, aux loss)``."""
+        """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], new state, aux loss)``; with ``select``
+        (flat indices into ``T * B``) the head runs only at those steps and its outputs are flat, in that order."""
         obs = obs.to(th.float32)
         latent, state, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample, ended=ended)
         t_count, batch = obs.shape[:2]
         s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)
-        action_out, values = self.head(s, latent.reshape(t_count * batch, -1))
+        latent = latent.reshape(t_count * batch, -1)
+        if select is not None:
+            return *self.head(s[select], latent[select]), state, aux
+        action_out, values = self.head(s, latent)
         return action_out.view(t_count, batch, -1), values.view(t_count, batch), state, aux
 
     def _distribution(self, action_out: th.Tensor) -> Distribution:
@@ -236,15 +240,13 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         steps in ``mask`` encode the ended trial's final transition instead of the prior (:class:`Memory`).
         """
         t_count, batch = obs.shape[:2]
+        action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, state, sample, ended,
+                                               select)
+        flat_actions = actions.reshape(t_count * batch, -1)
         if select is None:
-            action_out, values, _, aux = self._run(obs.reshape(t_count, batch, -1), episode_starts, state, sample, ended)
-            action_out, flat_actions = action_out.reshape(t_count * batch, -1), actions.reshape(t_count * batch, -1)
+            action_out = action_out.reshape(t_count * batch, -1)
         else:
-            obs = obs.reshape(t_count, batch, -1).to(th.float32)
-            latent, _, aux = self.memory(obs, episode_starts.to(obs.dtype), state, sample, ended=ended)
-            s = obs[..., self.layout["slices"]["s"]].reshape(t_count * batch, -1)[select]
-            action_out, values = self.head(s, latent.reshape(t_count * batch, -1)[select])
-            flat_actions = actions.reshape(t_count * batch, -1)[select]
+            flat_actions = flat_actions[select]
         distribution = self._distribution(action_out)
         if isinstance(self.action_space, spaces.Discrete):
             flat_actions = flat_actions.reshape(-1).long()
