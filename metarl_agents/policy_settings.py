@@ -53,6 +53,7 @@ RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "split": (bool, None, None),
     "head_bf16": (bool, None, None),
 }
+#: The same for the settings that may also be None.
 OPTIONAL_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "action_embed": (int, 1, MAX_WIDTH),
     "reward_embed": (int, 1, MAX_WIDTH),
@@ -71,29 +72,21 @@ def check_policy_config(config: Any, layout: Mapping[str, Any], discrete: bool) 
     Discrete: together they size the network, whose training memory is checked last.
     """
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    checked: dict[str, Any] = {}
-    for name, (kind, low, high) in RANGES.items():
-        if name in values:
-            checked[name] = check_setting(name, values[name], kind, low, high)
-    for name, (kind, low, high) in OPTIONAL_RANGES.items():
-        if name in values:
-            checked[name] = check_setting(name, values[name], kind, low, high, optional=True)
-    if values.get("encoder") not in ENCODERS:
-        raise ValueError(f"encoder must be one of {list(ENCODERS)}, got {values.get('encoder')!r}")
-    for name, allowed in CHOICES.items():
-        if name in values and values[name] not in allowed:
+    checked = {name: check_setting(name, values[name], kind, low, high, optional=name in OPTIONAL_RANGES)
+               for name, (kind, low, high) in {**RANGES, **OPTIONAL_RANGES}.items()}
+    for name, allowed in {"encoder": ENCODERS, **CHOICES}.items():
+        if values[name] not in allowed:
             raise ValueError(f"{name} must be one of {list(allowed)}, got {values[name]!r}")
-    checked["net_arch"] = _net_arch(values.get("net_arch"))
+    checked["net_arch"] = _net_arch(values["net_arch"])
     if checked["head_bf16"] and values["head"] != "hyper":
         raise ValueError(f"head_bf16=True applies to the hypernetwork head only, got head={values['head']!r}")
     checked["encoder_kwargs"] = _encoder_kwargs(checked["encoder_kwargs"])
     if checked["aggregator"] is not None:
         aggregator_class(checked["aggregator"])  # a ValueError naming the allowed aggregators
     checked["aggregator_kwargs"] = _aggregator_kwargs(checked["aggregator"], checked["aggregator_kwargs"])
-    _check_optimizer(values.get("optimizer_class"), checked["optimizer_kwargs"])
-    if "memory_optimizer_kwargs" in checked:  # the memory's parameter group: its own learning rate is allowed
-        _check_optimizer(values.get("optimizer_class"), checked["memory_optimizer_kwargs"], "memory_optimizer_kwargs",
-                         ("params",))
+    _check_optimizer(values["optimizer_class"], checked["optimizer_kwargs"])
+    # the memory's parameter group: its own learning rate is allowed
+    _check_optimizer(values["optimizer_class"], checked["memory_optimizer_kwargs"], "memory_optimizer_kwargs", ("params",))
     config = dataclasses.replace(config, **checked)
     _check_memory(config, layout, discrete)
     return config
