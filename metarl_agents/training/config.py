@@ -161,18 +161,12 @@ class RunConfig:
 
         Preset keys are field names; the grid keys ``lr_grid`` and ``seeds`` are the leaderboard's, not a run's.
         """
-        allowed = FIELDS[2:]  # all but env_id and agent
-        unknown = sorted(set(settings) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                             f"allowed: {', '.join(allowed)}")
+        _refuse_unknown(settings, FIELDS[2:])  # all but env_id and agent
         return cls(env_id=env_id, agent=agent, **{**preset_settings(env_id), **settings})
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` (checked like the original)."""
-        unknown = sorted(set(changes) - set(FIELDS))
-        if unknown:
-            raise ValueError(f"unknown setting {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+        _refuse_unknown(changes, FIELDS)
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -219,6 +213,13 @@ def preset_settings(env_id: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"the preset of {env_id} lacks {', '.join(missing)}")
     return settings
+
+
+def _refuse_unknown(names: Any, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed)}")
 
 
 def _toml(value: Any) -> str:
