@@ -23,6 +23,16 @@ import torch
 DTYPE = torch.float64
 
 
+def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """``sum_{k >= t} gamma^(k-t) r_k`` along the last (time) axis; steps after an episode's end must hold 0."""
+    to_go = np.zeros_like(rewards)
+    acc = np.zeros(rewards.shape[:-1])
+    for t in reversed(range(rewards.shape[-1])):
+        acc = rewards[..., t] + gamma * acc
+        to_go[..., t] = acc
+    return to_go
+
+
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run torch on one thread: on 16x4 tensors, thread hand-offs cost 10-30x the arithmetic."""
@@ -180,11 +190,7 @@ def sampled_evaluation(
                 target = rewards[e, t] + gamma * pol[s2] @ Q[s2]
                 Q[s, a] += step_size * (target - Q[s, a])
     else:
-        returns = np.zeros_like(rewards)
-        acc = np.zeros(episodes)
-        for t in reversed(range(steps)):
-            acc = rewards[:, t] + gamma * acc
-            returns[:, t] = acc
+        returns = reward_to_go(rewards, gamma)
         total, count = np.zeros((S, A)), np.zeros((S, A))
         np.add.at(total, (states[:, :-1], actions), returns)
         np.add.at(count, (states[:, :-1], actions), 1.0)

@@ -37,7 +37,7 @@ default, changes one meta-step's hypergradient by about 1 % and halves the lower
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -237,13 +237,9 @@ class CheetahMetaLearner:
         self.protocol = protocol
         self.seed = seed
         alg = int(protocol.method[-1]) if protocol.method.startswith("alg") else 1
-        config = BOMRLConfig(alg=alg, lam=protocol.lam, n_trajectories=protocol.n_trajectories,
-                             post_trajectories=protocol.post_trajectories, gamma=protocol.gamma,
-                             inner_steps=protocol.inner_steps, inner_lr=protocol.inner_lr,
-                             max_divergence=protocol.max_divergence, cg_iterations=protocol.cg_iterations,
-                             cg_damping=protocol.cg_damping, cg_relative_damping=protocol.cg_relative_damping,
-                             power_iterations=protocol.power_iterations, meta_optimizer="trpo", max_kl=protocol.max_kl,
-                             normalize_observations=True, normalize_advantages=False)
+        shared = {f.name: getattr(protocol, f.name) for f in fields(BOMRLConfig) if hasattr(protocol, f.name)}
+        config = BOMRLConfig(alg=alg, meta_optimizer="trpo", normalize_observations=True, normalize_advantages=False,
+                             **shared)
         self.agent = BOMRL(make_policy(protocol, seed), config, seed=seed)
         self.names = self.agent.actor_names
         self.rng = np.random.default_rng(seed)

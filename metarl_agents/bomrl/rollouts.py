@@ -18,15 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-
-def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """``sum_{k >= t} gamma^(k-t) r_k`` along the last (time) axis; steps after an episode's end must hold 0."""
-    to_go = np.zeros_like(rewards)
-    acc = np.zeros(rewards.shape[:-1])
-    for t in reversed(range(rewards.shape[-1])):
-        acc = rewards[..., t] + gamma * acc
-        to_go[..., t] = acc
-    return to_go
+from metarl_agents.bomrl.mdp import reward_to_go  # noqa: F401  (public here before)
 
 
 class EnvList:
