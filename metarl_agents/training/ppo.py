@@ -20,13 +20,21 @@ SB3 logger, ``predict``) implementing the SplAgger paper's PPO:
   of its last observation. PEARL's KL term enters through the policy's ``aux_loss``.
 
 That is the ``protocol="metarl"`` (the default). ``protocol="paper"`` trains as the SplAgger reference
-code did wherever that changes results (:data:`PAPER_PROTOCOL` lists each difference; benchmarks/PROTOCOL.md
-explains them): every memory but a variational one restarts from its prior at each chunk (a chunk's first
-latent is the prior; a trial starting inside a chunk begins from the ended trial's final transition), the value loss weighs half as much, the critic output layer starts as the reference's,
-a minibatch is a random quarter of all transitions (every sequence re-encoded for each), the reward scale
-restarts every return when any trial ends, the memory's Adam epsilon is 1e-8, the observation statistics
-are updated before the update, a variational memory's update uses its mean latent and a time-limit step has
-no advantage.
+code did wherever that changes results (benchmarks/PROTOCOL.md gives the reasons):
+
+* chunk restart: every memory but a variational one starts each rollout chunk from its prior;
+* value weight: the value loss is ``vf_coef * 0.5 * max(Huber)`` (effective 0.25 with ``vf_coef`` 0.5);
+* critic init: the hypernetwork's critic output layer is ``kaiming_uniform_(a=0)`` with a ``U(-1, 1)`` bias;
+* minibatches: a minibatch is a random ``1 / n_minibatches`` of all transitions, every sequence re-encoded
+  for each;
+* reward scale: every return accumulator is zeroed when any trial ends, before the statistics update;
+* wsoftmax width: SplAgger-wsoftmax's GRU is 512 wide;
+* start latent: a chunk's first latent is the memory's prior (zero embedding, state not advanced); a trial
+  starting inside a chunk begins from the reset memory encoding the ended trial's final transition;
+* memory Adam epsilon 1e-8, and the observation statistics are updated before the update;
+* mean latent: a variational memory's update uses its posterior mean (rollouts sample);
+* time limit: a time-limit step's advantage is zero (no bootstrap from the last observation);
+* advantage epsilon: advantages are normalised with ``std + 1e-5``.
 """
 
 from __future__ import annotations
@@ -64,21 +72,6 @@ SelfMetaPPO = TypeVar("SelfMetaPPO", bound="MetaPPO")
 #: The per-transition quantities a minibatch's loss compares against.
 _TARGETS = ("advantages", "old_values", "returns", "old_log_probs")
 
-#: What ``protocol="paper"`` changes, one line each (the table in benchmarks/PROTOCOL.md gives the reasons).
-PAPER_PROTOCOL = {
-    "chunk_restart": "every memory but a variational one starts each rollout chunk from its prior",
-    "value_weight": "the value loss is vf_coef * 0.5 * max(Huber) (effective 0.25 with vf_coef 0.5)",
-    "critic_init": "the hypernetwork's critic output layer: kaiming_uniform_(a=0) weight, U(-1, 1) bias",
-    "minibatches": "a minibatch is a random 1/n_minibatches of all transitions; all sequences re-encoded per step",
-    "reward_scale": "every return accumulator zeroed when any trial ends, before the statistics update",
-    "wsoftmax_width": "SplAgger-wsoftmax's GRU is 512 wide",
-    "start_latent": "a chunk's first latent is the memory's prior (zero embedding, state not advanced); a trial "
-                    "starting inside a chunk: the reset memory encodes the ended trial's final transition",
-    "memory_adam_eps": "the memory's Adam epsilon is 1e-8; observation statistics updated before the update",
-    "mean_latent": "a variational memory's update uses its posterior mean (rollouts sample)",
-    "time_limit": "a time-limit step's advantage is zero (no bootstrap from the last observation)",
-    "advantage_eps": "advantages normalised with std + 1e-5",
-}
 #: Paper-protocol policy settings (the caller's policy_kwargs win).
 PAPER_POLICY_KWARGS = {"start_latent": "prior", "critic_init": "reference", "memory_optimizer_kwargs": {"eps": 1e-8}}
 #: Agents whose reference memory is wider than our default under the paper protocol.
@@ -114,7 +107,7 @@ class MetaPPO(OnPolicyAlgorithm):
         did on Cheetah; the env must accept it, e.g. MuJoCo clamps the control itself). The buffer
         keeps the raw sample either way, so log-probabilities are those of the sampled action.
     :param protocol: ``"metarl"`` (this trainer's own training, the default) or ``"paper"`` (the SplAgger
-        reference's, :data:`PAPER_PROTOCOL`); the paper presets choose ``"paper"``
+        reference's, see the module docstring); the paper presets choose ``"paper"``
     Other parameters as SB3's PPO.
     """
 
