@@ -32,10 +32,8 @@ def allowed_values(meta: Mapping[str, Any]) -> str:
         text = f"one of {', '.join(meta['choices'])}" if meta.get("choices") else "a string"
     else:
         noun = "an integer" if kind is int else "a finite number"
-        if low is not None and high is not None and not meta["low_open"]:
-            text = f"{noun} in [{_number(low)}, {_number(high)}]"
-        elif low is not None and high is not None:
-            text = f"{noun} in ({_number(low)}, {_number(high)}]"
+        if low is not None and high is not None:
+            text = f"{noun} in {'(' if meta['low_open'] else '['}{_number(low)}, {_number(high)}]"
         elif low is not None:
             text = f"{noun} {'>' if meta['low_open'] else '>='} {_number(low)}"
         else:

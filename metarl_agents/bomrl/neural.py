@@ -323,8 +323,7 @@ class BOMRL:
         solve changed nothing but the length) and how many tasks' CG solves met non-positive curvature.
         """
         phi = self.phi()
-        total = [torch.zeros_like(t) for t in phi.values()]
-        first_order = [torch.zeros_like(t) for t in phi.values()]
+        total, first_order = [torch.zeros_like(t) for t in phi.values()], [torch.zeros_like(t) for t in phi.values()]
         pre, post, states, nonpositive = [], [], [], 0
         for task in tasks:
             batch, raw = self.collect(envs, phi, self.config.n_trajectories, task)
@@ -334,10 +333,8 @@ class BOMRL:
             g = self.policy_gradient(theta, post_batch)
             solution = self.implicit_solve(phi, theta, batch, g)
             nonpositive += solution.nonpositive_curvature
-            for acc, h in zip(total, self.cross_term(theta, phi, batch, solution.x), strict=True):
-                acc += h
-            for acc, gi in zip(first_order, g, strict=True):
-                acc += gi
+            total = [a + h for a, h in zip(total, self.cross_term(theta, phi, batch, solution.x), strict=True)]
+            first_order = [a + gi for a, gi in zip(first_order, g, strict=True)]
             pre.append(batch.episode_returns.mean())
             post.append(post_batch.episode_returns.mean())
             if self.config.normalize_observations:
