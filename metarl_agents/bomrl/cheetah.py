@@ -34,7 +34,6 @@ import torch
 
 from metarl_agents.bomrl import checkpoint
 from metarl_agents.bomrl.meta_training import (  # noqa: F401 - public here too
-    ADDED_SETTINGS,
     EXECUTION_SETTINGS,
     MetaTrainingRun,
     iteration_line,

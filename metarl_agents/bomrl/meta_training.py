@@ -18,14 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl_agents.bomrl.mujoco_protocol import CheetahMetaLearner, CheetahProtocol, complete_legacy_protocol
+from metarl_agents.bomrl.mujoco_protocol import LEGACY_SETTINGS, CheetahMetaLearner, CheetahProtocol
 
 #: Protocol settings a run may resume with other values of: how fast it goes, and what the meta-test after
 #: meta-training does (it runs after the last checkpoint, so it never changes the training curve).
 EXECUTION_SETTINGS = ("nthread", "test_rounds", "test_trajectories")
-#: Settings added after checkpoints were written, with the value that does what runs did before they
-#: existed: a checkpoint without one resumes when the run asks for that value.
-ADDED_SETTINGS = {"env_kwargs": {}, "meta_log_std": True}
 
 
 def frames_per_iteration(protocol: CheetahProtocol) -> int:
@@ -41,8 +38,8 @@ def settings_difference(state: dict[str, Any], protocol: CheetahProtocol, seed: 
     """How a checkpoint ``state`` differs from a run of ``protocol`` and ``seed`` ("" if it holds that run).
     Execution settings may differ; a checkpoint older than a setting counts as made with the value that
     setting had before it existed."""
-    saved = {**ADDED_SETTINGS, **{k: v for k, v in complete_legacy_protocol(state["protocol"]).items()
-                                  if k not in EXECUTION_SETTINGS}, "seed": state["seed"]}
+    saved = {**{k: v for k, v in {**LEGACY_SETTINGS, **state["protocol"]}.items() if k not in EXECUTION_SETTINGS},
+             "seed": state["seed"]}
     wanted = {**{k: v for k, v in asdict(protocol).items() if k not in EXECUTION_SETTINGS}, "seed": seed}
     return "; ".join(f"{k}: saved {saved.get(k)!r}, asked {wanted.get(k)!r}"
                      for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k))

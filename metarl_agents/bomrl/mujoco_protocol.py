@@ -73,9 +73,9 @@ CHEETAH_TASKS = ("vel", "dir")
 OBS_UPDATES = ("all", "pre")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: The value each setting added after the first release had before it existed: a checkpoint whose saved
-#: protocol lacks a key was made with this value (see :func:`complete_legacy_protocol`).
+#: protocol lacks a key was made with this value (a checkpoint without one resumes when the run asks for it).
 LEGACY_SETTINGS: dict[str, Any] = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre",
-                                   "dtype": "float32"}
+                                   "dtype": "float32", "env_kwargs": {}, "meta_log_std": True}
 
 
 @dataclass
@@ -193,11 +193,6 @@ class CheetahProtocol:
     def observe(self, obs: np.ndarray) -> np.ndarray:
         """The part of the env's observation the policy sees (the last axis)."""
         return obs[..., :JOINT_OBSERVATIONS] if self.joint_observations else obs
-
-
-def complete_legacy_protocol(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved protocol with every later-added setting at the value it had before the setting existed."""
-    return {**LEGACY_SETTINGS, **saved}
 
 
 def make_policy(protocol: CheetahProtocol, seed: int) -> ActorCriticPolicy:
