@@ -152,24 +152,10 @@ class MetaPPO(OnPolicyAlgorithm):
                 "metarl_agents.make_vec_env(env_id, n_envs, seed), or use MetaPPO.from_preset(env_id, policy)"
             )
         super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            n_steps=n_steps,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
-            use_sde=False,
-            sde_sample_freq=-1,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=False,
+            policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
+            ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, use_sde=False, sde_sample_freq=-1,
+            stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+            verbose=verbose, seed=seed, device=device, _init_setup_model=False,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
         if self.env is not None and n_minibatches > self.n_envs:
