@@ -181,11 +181,6 @@ class RunConfig:
         lines print it."""
         return "\n".join(f"{name} = {_toml(value)}" for name, value in self.as_dict().items() if value is not None)
 
-    @property
-    def eval_seed(self) -> int:
-        return eval_seed(self.seed)
-
-
 #: Each field's description (kind, range, help text, command-line spelling and place in a stored run).
 META: dict[str, Any] = {item.name: item.metadata for item in dataclasses.fields(RunConfig)}
 FIELDS = tuple(META)
