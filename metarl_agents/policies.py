@@ -105,14 +105,9 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         self.config = check_policy_config(PolicyConfig(**{**self.preset, **kwargs}), self.layout,
                                           isinstance(action_space, spaces.Discrete))
         self.update_obs_norm = True
-        super().__init__(
-            observation_space, action_space, lr_schedule,
-            log_std_init=self.config.log_std_init,
-            optimizer_class=self.config.optimizer_class,
-            optimizer_kwargs=self.config.optimizer_kwargs,
-            lstm_hidden_size=1,
-            enable_critic_lstm=False,
-        )
+        super().__init__(observation_space, action_space, lr_schedule, log_std_init=self.config.log_std_init,
+                         optimizer_class=self.config.optimizer_class, optimizer_kwargs=self.config.optimizer_kwargs,
+                         lstm_hidden_size=1, enable_critic_lstm=False)
         self._replace_lstm()
         self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -130,8 +125,7 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         small = 8 if discrete else 16
         self.memory = Memory(
             self.layout, encoder=cfg.encoder, encoder_hidden=cfg.encoder_hidden, encoder_kwargs=cfg.encoder_kwargs,
-            split=cfg.split,
-            aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
+            split=cfg.split, aggregator=cfg.aggregator, aggregator_kwargs=cfg.aggregator_kwargs, latent_dim=cfg.latent_dim,
             state_embed=cfg.state_embed, action_embed=cfg.action_embed or small, reward_embed=cfg.reward_embed or small,
             prior_at_start=cfg.start_latent == "prior",
         )
@@ -147,12 +141,8 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         # (the optimizer is built once all modules exist, at the end of __init__)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {
-            "observation_space": self.observation_space,
-            "action_space": self.action_space,
-            "lr_schedule": self._dummy_schedule,
-            **asdict(self.config),
-        }
+        return {"observation_space": self.observation_space, "action_space": self.action_space,
+                "lr_schedule": self._dummy_schedule, **asdict(self.config)}
 
     # --- memory-policy contract (flat states) ------------------------------------------------
     def initial_states(self, n_envs: int) -> th.Tensor:
