@@ -52,17 +52,13 @@ PAPER = {
 }
 
 
-def run_name(task: str, method: str, seed: int) -> str:
-    return f"{task}_{method}_seed{seed}"
-
-
 def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_minutes: float | None = None,
         log=print) -> dict[str, Any]:
     """Meta-train to ``iterations`` (resuming from ``out``'s checkpoint), meta-test, write the results."""
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations!r}")
     out.mkdir(parents=True, exist_ok=True)
-    name = run_name(protocol.task, protocol.method, seed)
+    name = f"{protocol.task}_{protocol.method}_seed{seed}"
     ckpt = out / f"{name}.ckpt"
     training = MetaTrainingRun(protocol, seed)
     if ckpt.exists():

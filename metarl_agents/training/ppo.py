@@ -505,8 +505,7 @@ class MetaPPO(OnPolicyAlgorithm):
         # position[t * N + n]: where transition (t, n) lies in the flat [L, S] layout
         n_steps, n_envs = memory_starts.shape
         position = np.empty(n_steps * n_envs, dtype=np.int64)
-        layout = np.arange(valid.size).reshape(valid.shape)
-        position[(time_index * n_envs + segment_env[None])[valid]] = layout[valid]
+        position[(time_index * n_envs + segment_env[None])[valid]] = np.flatnonzero(valid)
         position = th.from_numpy(position).to(device)
         targets = {key: data[key].reshape(-1) for key in _TARGETS}
         size = n_steps * n_envs // self.n_minibatches
