@@ -166,12 +166,10 @@ class HyperHead(nn.Module):
         self.state = StateEmbedding(obs_dim, state_dim, obs_clip)
         self.hyper_input = nn.Linear(latent_dim, hyper_dim)
         sizes = [state_dim, *hidden]
-        self.actor = nn.ModuleList(
-            HyperLinear(hyper_dim, w, b) for w, b in base_initialisation([*sizes, action_dim], "actor", discrete)
-        )
-        self.critic = nn.ModuleList(
-            HyperLinear(hyper_dim, w, b) for w, b in base_initialisation([*sizes, 1], "critic", discrete, critic_init)
-        )
+        self.actor = nn.ModuleList(HyperLinear(hyper_dim, w, b)
+                                   for w, b in base_initialisation([*sizes, action_dim], "actor", discrete))
+        self.critic = nn.ModuleList(HyperLinear(hyper_dim, w, b)
+                                    for w, b in base_initialisation([*sizes, 1], "critic", discrete, critic_init))
 
     @staticmethod
     def _run(layers: nn.ModuleList, h: th.Tensor, e1: th.Tensor) -> th.Tensor:

@@ -157,8 +157,8 @@ def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: 
     baseline_updates = {
         "maml_step": (agent.phi, lambda th, ev: maml_step(th, ev, MAML_STEP)),
         "random_init": (zeros, alg_update(alg, 2 * lam)),
+        "random_init_lambda": (zeros, alg_update(alg, lam)),
     }
-    baseline_updates["random_init_lambda"] = (zeros, alg_update(alg, lam))
     solver = "authors" if alg == 1 else "exact"
     if alg == 1:  # Alg2's closed form is the authors' too
         baseline_updates["bomrl_authors_solver"] = (agent.phi, alg_update(alg, lam, solver))

@@ -65,10 +65,7 @@ class TabularMDP:
             raise ValueError("P must hold probabilities that sum to 1 over the next state")
         if not torch.isfinite(R).all():
             raise ValueError(f"R must hold finite rewards; got {int((~torch.isfinite(R)).sum())} NaN or infinite")
-        if rho is None:
-            rho = torch.zeros(P.shape[0], dtype=DTYPE)
-            rho[0] = 1.0
-        rho = torch.as_tensor(np.asarray(rho), dtype=DTYPE)
+        rho = torch.as_tensor(np.eye(P.shape[0])[0] if rho is None else np.asarray(rho), dtype=DTYPE)
         if rho.shape != (P.shape[0],) or not torch.isfinite(rho).all() or (rho < 0).any() \
                 or abs(float(rho.sum()) - 1.0) > 1e-9:
             raise ValueError(f"rho must be a distribution over the {P.shape[0]} states")

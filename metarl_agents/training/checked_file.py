@@ -25,8 +25,6 @@ import torch as th
 
 from metarl_agents.training.atomic import write_bytes_atomically
 
-_DIGEST_HEX = 64
-
 
 class CheckedFileError(ValueError):
     """A file that is not of the expected kind, or whose payload does not match its digest."""
@@ -48,10 +46,8 @@ def decode(raw: bytes, magic: bytes, name: str) -> Any:
     if not raw.startswith(magic):
         raise CheckedFileError(f"{name} is not a {magic.decode(errors='replace').strip()!r} file (its first line "
                                "differs); it was not unpickled")
-    digest = raw[len(magic):len(magic) + _DIGEST_HEX]
-    separator = raw[len(magic) + _DIGEST_HEX:len(magic) + _DIGEST_HEX + 1]
-    data = raw[len(magic) + _DIGEST_HEX + 1:]
-    if separator != b"\n" or hashlib.sha256(data).hexdigest().encode() != digest:
+    digest, _, data = raw[len(magic):].partition(b"\n")  # (a hex digest holds no newline)
+    if hashlib.sha256(data).hexdigest().encode() != digest:
         raise CheckedFileError(f"{name} is damaged: its SHA-256 does not match the digest written with it "
                                "(a truncated copy or altered bytes)")
     try:

@@ -46,8 +46,7 @@ def evaluate_meta(model_or_policy: Predictor, env_id: str, n_tasks: int = 16, se
     if not callable(getattr(model_or_policy, "predict", None)):
         raise ValueError(f"model_or_policy must have SB3's predict(obs, state, episode_start, deterministic), "
                          f"got {type(model_or_policy).__name__}")
-    env_kwargs = dict(env_kwargs or {})
-    env = make_vec_env(env_id, n_tasks, seed, **env_kwargs)
+    env = make_vec_env(env_id, n_tasks, seed, **(env_kwargs or {}))
     # A generous cap against agents that never finish a trial (an env of ours ends every trial by itself).
     try:
         max_steps = 10 * int(env.get_attr("max_trial_steps")[0])
