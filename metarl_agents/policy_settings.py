@@ -160,16 +160,14 @@ def parameter_count(config: Any, layout: Mapping[str, Any], discrete: bool) -> i
         sizes = [v for v in (config.encoder_kwargs or {}).values() if isinstance(v, int) and not isinstance(v, bool)]
         count += 4 * (embed + hidden) * (hidden + max(sizes, default=0))
     count += hidden * config.latent_dim * 2 + obs * config.head_state_dim
-    outputs = (act, 1)  # actor and critic
-    if config.head == "hyper":
+    if config.head == "hyper":  # every base layer generated as hyper_dim + 1 copies, from e = tanh(Linear(latent))
         count += config.latent_dim * config.hyper_dim
-        for out in outputs:
-            sizes = [config.head_state_dim, *config.net_arch, out]
-            count += sum((a + 1) * b * (config.hyper_dim + 1) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        first, copies = config.head_state_dim, config.hyper_dim + 1
     else:
-        for out in outputs:
-            sizes = [config.head_state_dim + config.latent_dim, *config.net_arch, out]
-            count += sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        first, copies = config.head_state_dim + config.latent_dim, 1
+    for out in (act, 1):  # actor and critic
+        sizes = [first, *config.net_arch, out]
+        count += sum((a + 1) * b * copies for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     return count
 
 

@@ -86,9 +86,6 @@ class EvaluationCallback(EventCallback):
         self.eval_at_start, self.eval_at_end = eval_at_start, eval_at_end
         self.results: list[Result] = []
         self.last_mean_reward = self.best_mean_reward = -np.inf  # SB3's names, read by its children
-        self.continue_training = True  #: False once a child asked to stop
-        self._next_eval = 0
-        self._t0 = time.time()
 
     def _init_callback(self) -> None:
         # Called by learn() once num_timesteps is set (also by models without on_training_start).
@@ -97,7 +94,7 @@ class EvaluationCallback(EventCallback):
             self.callback_on_new_best.init_callback(self.model)
         frames = int(self.model.num_timesteps)
         self._next_eval = frames if self.eval_at_start else (frames // self.eval_freq + 1) * self.eval_freq
-        self.continue_training = True
+        self.continue_training = True  #: False once a child asked to stop
         self._t0 = time.time()
 
     def _on_rollout_start(self) -> None:
