@@ -88,7 +88,11 @@ def check_policy_config(config: Any, layout: Mapping[str, Any], discrete: bool) 
     # the memory's parameter group: its own learning rate is allowed
     _check_optimizer(values["optimizer_class"], checked["memory_optimizer_kwargs"], "memory_optimizer_kwargs", ("params",))
     config = dataclasses.replace(config, **checked)
-    _check_memory(config, layout, discrete)
+    count = parameter_count(config, layout, discrete)  # the training memory of the network it sizes
+    check_fits_in_memory(
+        f"a policy of about {count:,} parameters (encoder_hidden={config.encoder_hidden}, net_arch="
+        f"{list(config.net_arch)}, head_state_dim={config.head_state_dim}, hyper_dim={config.hyper_dim})",
+        count * BYTES_PER_PARAMETER, "use smaller layers")
     return config
 
 
@@ -169,11 +173,3 @@ def parameter_count(config: Any, layout: Mapping[str, Any], discrete: bool) -> i
         sizes = [first, *config.net_arch, out]
         count += sum((a + 1) * b * copies for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     return count
-
-
-def _check_memory(config: Any, layout: Mapping[str, Any], discrete: bool) -> None:
-    count = parameter_count(config, layout, discrete)
-    check_fits_in_memory(
-        f"a policy of about {count:,} parameters (encoder_hidden={config.encoder_hidden}, net_arch="
-        f"{list(config.net_arch)}, head_state_dim={config.head_state_dim}, hyper_dim={config.hyper_dim})",
-        count * BYTES_PER_PARAMETER, "use smaller layers")

@@ -85,8 +85,7 @@ def check_setting(name: str, value: Any, kind: type, low: float | None = None, h
                   low_open: bool = False, optional: bool = False) -> Any:
     """``value`` checked and converted as a run-configuration field of that kind and range would be, with the
     same one-line message (for settings that live elsewhere, e.g. the policy kwargs)."""
-    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional}
-    return check_value(name, value, meta)
+    return check_value(name, value, {"kind": kind, "low": low, "high": high, "low_open": low_open, "optional": optional})
 
 
 def check_count(name: str, value: Any) -> int:

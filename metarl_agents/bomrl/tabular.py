@@ -59,12 +59,6 @@ def check_lam(lam: float) -> float:
     return float(lam)
 
 
-def check_rounds(rounds: int) -> int:
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
-        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
-    return int(rounds)
-
-
 # ----------------------------------------------------------------------------------------------
 # Lower level
 # ----------------------------------------------------------------------------------------------
@@ -229,9 +223,11 @@ def adapt(mdp: TabularMDP, logits: torch.Tensor, update: Update, rounds: int,
         raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
     if evaluation != "exact" and rng is None:
         raise ValueError("a sampled evaluation needs rng (a numpy Generator)")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+        raise ValueError(f"rounds must be an integer >= 0, got {rounds!r}")
     logits = logits.detach().clone()
     returns = [float(truncated_return(mdp, torch.softmax(logits, -1)))]
-    for _ in range(check_rounds(rounds)):
+    for _ in range(rounds):
         pi = torch.softmax(logits, -1)
         if evaluation == "exact":
             ev = evaluate(mdp, pi)
