@@ -36,7 +36,6 @@ def first_nonfinite_module(policy: th.nn.Module, call: Callable[[], Any]) -> str
     """The name of the first submodule of ``policy`` whose output is non-finite while ``call`` runs (its
     input being finite), or None. ``call``'s own exception, if any, is swallowed: it is being diagnosed."""
     found: list[str] = []
-    handles = []
 
     def hook(name: str) -> Callable:
         def record(module: th.nn.Module, inputs: Any, output: Any) -> None:
@@ -44,9 +43,7 @@ def first_nonfinite_module(policy: th.nn.Module, call: Callable[[], Any]) -> str
                 found.append(f"{name} ({type(module).__name__})")
         return record
 
-    for name, module in policy.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(hook(name)))
+    handles = [module.register_forward_hook(hook(name)) for name, module in policy.named_modules() if name]
     try:
         with th.no_grad():
             call()

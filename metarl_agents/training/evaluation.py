@@ -111,6 +111,4 @@ class MetaEvalCallback(EvaluationCallback):
 
     def _evaluate_meta(self, model: Any) -> dict[str, Any]:
         seed = self.seed if self.seed is not None else eval_seed(model.seed or 0)
-        result = evaluate_meta(model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs)
-        result["seed"] = seed
-        return result
+        return {**evaluate_meta(model, self.env_id, self.n_tasks, seed, env_kwargs=self.env_kwargs), "seed": seed}
