@@ -67,12 +67,6 @@ def normc(out_features: int, in_features: int, norm: float) -> th.Tensor:
     return w * (norm / w.norm(dim=1, keepdim=True))
 
 
-def kaiming_linear(out_features: int, in_features: int) -> tuple[th.Tensor, th.Tensor]:
-    """PyTorch's default ``nn.Linear`` initialisation (Kaiming-uniform weight, ``U(±1/√fan_in)`` bias)."""
-    layer = nn.Linear(in_features, out_features)
-    return layer.weight.detach().clone(), layer.bias.detach().clone()
-
-
 def reference_critic_output(fan_in: int) -> tuple[th.Tensor, th.Tensor]:
     """The SplAgger reference's hypernetwork critic output layer: ``kaiming_uniform_`` with ``a = 0`` (bound
     ``√(6 / fan_in)``, 0.217 at 128) and a bias from ``U(−1, 1)`` (the reference took the bias's fan-in from a
@@ -97,8 +91,8 @@ def base_initialisation(sizes: Sequence[int], role: str, discrete: bool,
             weight = normc(fan_out, fan_in, TANH_GAIN)
         elif role == "critic" and critic_init == "reference" and fan_out == 1:
             weight, bias = reference_critic_output(fan_in)
-        elif role == "critic":
-            weight, bias = kaiming_linear(fan_out, fan_in)
+        elif role == "critic":  # nn.Linear's own initialisation
+            weight, bias = (t.detach().clone() for t in nn.Linear(fan_in, fan_out).parameters())
         elif discrete:
             weight = nn.init.orthogonal_(th.empty(fan_out, fan_in), gain=0.01)
         else:

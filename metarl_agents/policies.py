@@ -97,9 +97,8 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
             raise ValueError(f"{type(self).__name__}: unknown kwargs {unknown}; allowed: {list(_CONFIG_FIELDS)}")
         if use_sde:
             raise ValueError(f"{type(self).__name__} does not support use_sde=True")
-        if not isinstance(action_space, (spaces.Discrete, spaces.Box)) or (
-            isinstance(action_space, spaces.Box) and len(action_space.shape) != 1
-        ):
+        if not (isinstance(action_space, spaces.Discrete)
+                or (isinstance(action_space, spaces.Box) and len(action_space.shape) == 1)):
             raise ValueError(f"action space must be Discrete or a 1-D Box, got {action_space!r}")
         self.layout = transition_layout_from_space(observation_space, action_space)
         self.config = check_policy_config(PolicyConfig(**{**self.preset, **kwargs}), self.layout,

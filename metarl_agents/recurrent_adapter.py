@@ -73,9 +73,8 @@ class RecurrentPPOAdapter(RecurrentActorCriticPolicy):
         )
         return _to_batch_major(action_out), _to_batch_major(values), self._pack(new_state)
 
-    def forward(
-        self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
+    def forward(self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor,
+                deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
         """One rollout step of RecurrentPPO: updates the observation statistics, then the contract's ``step``."""
         self.update_obs_statistics(obs)
         keep = 1.0 - episode_starts.reshape(-1, 1).to(th.float32)
@@ -84,29 +83,23 @@ class RecurrentPPOAdapter(RecurrentActorCriticPolicy):
         packed = self._pack(state)
         return actions, values.reshape(-1, 1), log_prob, RNNStates(packed, packed)
 
-    def get_distribution(
-        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
-    ) -> tuple[Distribution, tuple[th.Tensor, ...]]:
+    def get_distribution(self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...],
+                         episode_starts: th.Tensor) -> tuple[Distribution, tuple[th.Tensor, ...]]:
         action_out, _, new_states = self._sequence(obs, episode_starts, lstm_states, sample=True)
         return self._distribution(action_out), new_states
 
-    def _predict(
-        self, observation: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor,
-        deterministic: bool = False,
-    ) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
+    def _predict(self, observation: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor,
+                 deterministic: bool = False) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
         # deterministic also means the posterior mean for variational memories
         action_out, _, new_states = self._sequence(observation, episode_starts, lstm_states, sample=not deterministic)
         return self._distribution(action_out).get_actions(deterministic=deterministic), new_states
 
-    def predict_values(
-        self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
-    ) -> th.Tensor:
+    def predict_values(self, obs: th.Tensor, lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor) -> th.Tensor:
         _, values, _ = self._sequence(obs, episode_starts, lstm_states, sample=True)
         return values.reshape(-1, 1)
 
-    def evaluate_actions(
-        self, obs: th.Tensor, actions: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def evaluate_actions(self, obs: th.Tensor, actions: th.Tensor, lstm_states: RNNStates,
+                         episode_starts: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         action_out, values, _ = self._sequence(obs, episode_starts, lstm_states.pi, sample=True)
         distribution = self._distribution(action_out)
         return values.reshape(-1, 1), distribution.log_prob(actions), distribution.entropy()
