@@ -428,24 +428,21 @@ class CheetahMetaLearner:
         its gradient at ``phi`` is the implicit hypergradient. Also returns the Hessian
         solves' diagnostics (see :meth:`meta_iteration`) and the first-order direction (the sum of the
         tasks' post-adaptation policy gradients)."""
-        agent, names = self.agent, self.names
-        xs, first_order, nonpositive, scales = [], [torch.zeros_like(phi[k]) for k in names], 0, []
-        for theta, batch, post in zip(thetas, batches, post_batches, strict=True):
-            g = agent.policy_gradient(theta, post)
-            solution = agent.implicit_solve(phi, theta, batch, g)
-            xs.append(solution.x)
-            nonpositive += solution.nonpositive_curvature
-            scales.append(solution.eigenvalue_scale)
-            first_order = [a + b for a, b in zip(first_order, g, strict=True)]
+        agent = self.agent
+        gradients = [agent.policy_gradient(theta, post) for theta, post in zip(thetas, post_batches, strict=True)]
+        solutions = [agent.implicit_solve(phi, theta, batch, g)
+                     for theta, batch, g in zip(thetas, batches, gradients, strict=True)]
+        first_order = [sum(parts, torch.zeros_like(parts[0])) for parts in zip(*gradients, strict=True)]
 
         def objective(params: Params) -> torch.Tensor:
             differentiable = any(v.requires_grad for v in params.values())
             with torch.enable_grad():
-                total = sum(agent.meta_loss(theta, params, batch.obs, x, differentiable)
-                            for theta, batch, x in zip(thetas, batches, xs, strict=True))
+                total = sum(agent.meta_loss(theta, params, batch.obs, solution.x, differentiable)
+                            for theta, batch, solution in zip(thetas, batches, solutions, strict=True))
             return total / len(thetas)
 
-        diagnostics = {"cg_nonpositive_curvature": nonpositive, "cg_eigenvalue_scale": float(np.mean(scales))}
+        diagnostics = {"cg_nonpositive_curvature": sum(s.nonpositive_curvature for s in solutions),
+                       "cg_eigenvalue_scale": float(np.mean([s.eigenvalue_scale for s in solutions]))}
         return objective, diagnostics, first_order
 
     def _maml_objective(self, batches: list[Batch], post_batches: list[Batch]):
