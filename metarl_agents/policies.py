@@ -88,10 +88,8 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
 
     preset: ClassVar[dict[str, Any]] = {}
 
-    def __init__(
-        self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
-        use_sde: bool = False, **kwargs: Any,
-    ) -> None:
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
+                 use_sde: bool = False, **kwargs: Any) -> None:
         unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown kwargs {unknown}; allowed: {list(_CONFIG_FIELDS)}")
@@ -149,10 +147,9 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
         return th.zeros(n_envs, self.memory.state_size, device=self.device)
 
     # --- core ------------------------------------------------------------------------------
-    def _run(
-        self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True,
-        ended: tuple[th.Tensor, th.Tensor] | None = None, select: th.Tensor | None = None,
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    def _run(self, obs: th.Tensor, episode_starts: th.Tensor, state: th.Tensor, sample: bool = True,
+             ended: tuple[th.Tensor, th.Tensor] | None = None,
+             select: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """``obs [T, B, D]`` -> ``(action output [T, B, A], values [T, B], new state, aux loss)``; with ``select``
         (flat indices into ``T * B``) the head runs only at those steps and its outputs are flat, in that order."""
         obs = obs.to(th.float32)
@@ -170,10 +167,8 @@ class MetaRecurrentPolicy(RecurrentPPOAdapter):
             return self.action_dist.proba_distribution(action_logits=action_out)
         return self.action_dist.proba_distribution(action_out, self.log_std)
 
-    def step(
-        self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None,
-        ended: tuple[th.Tensor, th.Tensor] | None = None,
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    def step(self, obs: th.Tensor, state: th.Tensor, deterministic: bool = False, starts: th.Tensor | None = None,
+             ended: tuple[th.Tensor, th.Tensor] | None = None) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """One step for a batch of copies from the memory state ``[B, state_size]`` (already zeroed where a
         trial starts): ``(actions, values [B], log_prob, new state)``. ``starts [B]`` marks the memory's
         start steps (used by ``start_latent="prior"``); ``ended = (transitions [B, D], mask [B])``: start

@@ -440,10 +440,9 @@ class BOMRL:
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the agent to a checksummed file that :meth:`load` reads without unpickling code."""
-        cls = type(self.policy)
         constructor = {k: v for k, v in self.policy._get_constructor_parameters().items() if k != "lr_schedule"}
         checkpoint.save({
-            "policy_class": _class_name(cls),
+            "policy_class": _class_name(type(self.policy)),
             "policy_data": _encode(constructor),
             "policy_state": self.policy.state_dict(),
             "config": asdict(self.config),
