@@ -108,13 +108,6 @@ def task_sampler(family: str, seed: int, tasks: str = "paper", test_maps: str = 
     return lambda n: [mdps[i] for i in rng.choice(len(mdps), size=n, replace=n > len(mdps))]
 
 
-def meta_train(family: str, alg: int, seed: int, iterations: int = 150, tasks_per_iteration: int = 5,
-               hypergradient: str = "implicit", tasks: str = "paper", test_maps: str = "same") -> TabularBOMRL:
-    agent = TabularBOMRL(16, 4, alg=alg, lam_train=LAM_TRAIN[(family, alg)], hypergradient=hypergradient)
-    agent.meta_train(task_sampler(family, seed, tasks, test_maps), iterations, tasks_per_iteration)
-    return agent
-
-
 def _curves(mdps, start, update, evaluation: str = "exact", rng: np.random.Generator | None = None) -> np.ndarray:
     """Exact returns after 0..ROUNDS rounds per map, ``(n_maps, ROUNDS + 1)``; each round estimates
     ``Q`` and ``nu`` as ``evaluation`` says (sampled ones from ``rng``)."""
@@ -147,7 +140,8 @@ def run(family: str, alg: int, seed: int, iterations: int = 150, hypergradient: 
     if test_maps != "same" and tasks != "paper":
         raise ValueError(f"test_maps={test_maps!r} splits the authors' maps: use it with tasks='paper', got {tasks!r}")
     torch.manual_seed(seed)
-    agent = meta_train(family, alg, seed, iterations, hypergradient=hypergradient, tasks=tasks, test_maps=test_maps)
+    agent = TabularBOMRL(16, 4, alg=alg, lam_train=LAM_TRAIN[(family, alg)], hypergradient=hypergradient)
+    agent.meta_train(task_sampler(family, seed, tasks, test_maps), iterations)
     mdps = split_maps(benchmark_mdps(family, tasks), "test", test_maps)
     lam = LAM_TEST[(family, alg)]
     rng = np.random.default_rng(seed)

@@ -43,10 +43,8 @@ def _unbatch_info(info: dict[str, Any], n: int, time_limit: list[bool] | None = 
     arrays go through ``tolist()`` once, so the dicts hold plain Python scalars as a single env's
     info does. ``time_limit`` adds SB3's ``TimeLimit.truncated`` to every dict.
     """
-    names, columns, partial = [], [], []
-    if time_limit is not None:
-        names.append("TimeLimit.truncated")
-        columns.append(time_limit)
+    names, columns = (["TimeLimit.truncated"], [time_limit]) if time_limit is not None else ([], [])
+    partial = []
     for key, values in info.items():
         if key.startswith("_") or key in _VECTOR_ONLY_KEYS:
             continue
