@@ -69,10 +69,7 @@ def _payload(path: Path) -> dict[str, Any]:
             f"{path} is a .zip archive (SB3's format), not a metarl model file; it was not loaded. Loading an SB3 "
             ".zip runs the code stored in it: only if you trust its source, use MetaPPO.load (and save it with "
             "metarl_agents.save_model to get a file that is safe to share)")
-    try:
-        payload = checked_file.decode(raw, MAGIC, str(path))
-    except checked_file.CheckedFileError as exc:
-        raise ValueError(str(exc)) from None
+    payload = checked_file.decode(raw, MAGIC, str(path))  # a CheckedFileError is a ValueError
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
         raise ValueError(f"{path} is not a metarl model file of version {VERSION}")
     return payload
