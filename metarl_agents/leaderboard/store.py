@@ -277,10 +277,7 @@ class ResultStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front, so it never fails half-way on a lock."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(explain(exc, self.path, "write")) from exc
+        self._query("BEGIN IMMEDIATE", action="write")
         try:
             yield self._conn
             self._conn.execute("COMMIT")
@@ -291,11 +288,12 @@ class ResultStore:
                 raise StoreError(explain(exc, self.path, "write")) from exc
             raise
 
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: Sequence[Any] = (), action: str = "read") -> list[sqlite3.Row]:
+        """Run one statement and fetch its rows; an SQLite error becomes a :class:`StoreError` naming ``action``."""
         try:
             return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(explain(exc, self.path, "read")) from exc
+            raise StoreError(explain(exc, self.path, action)) from exc
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -308,10 +306,8 @@ class ResultStore:
         now = time.time()
         row = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in fields.items()}
         row.update(status="pending", created_at=now, updated_at=now)
-        columns = ", ".join(row)
-        marks = ", ".join(f":{name}" for name in row)
         with self._transaction() as conn:
-            conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT (run_key) DO NOTHING", row)
+            _insert(conn, "runs", row, "ON CONFLICT (run_key) DO NOTHING")
         return self.run_by_key(fields["run_key"])
 
     def mark_running(self, run_id: int, machine: dict[str, Any], versions: dict[str, str],
@@ -409,12 +405,9 @@ class ResultStore:
                 if old is not None:
                     conn.execute("DELETE FROM evaluations WHERE run_id = ?", (old[0],))
                     conn.execute("DELETE FROM runs WHERE id = ?", (old[0],))
-                run_id = conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                                      tuple(row.values())).lastrowid
+                run_id = _insert(conn, "runs", row).lastrowid
                 for point in points:
-                    point = {**point, "run_id": run_id}
-                    conn.execute(f"INSERT INTO evaluations ({', '.join(point)}) VALUES "
-                                 f"({', '.join('?' * len(point))})", tuple(point.values()))
+                    _insert(conn, "evaluations", {**point, "run_id": run_id})
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -422,18 +415,12 @@ class ResultStore:
     def snapshot(self) -> Iterator[ResultStore]:
         """Read a consistent state: every read inside sees the store as it was at the first one, even while a
         sweep keeps writing to it (one read transaction)."""
-        try:
-            self._conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise StoreError(explain(exc, self.path, "read")) from exc
+        self._query("BEGIN")
         try:
             yield self
         finally:
             if self._conn.in_transaction:
-                try:
-                    self._conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    raise StoreError(explain(exc, self.path, "read")) from exc
+                self._query("COMMIT")
 
     def raw_run(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A run's row and its evaluation rows exactly as stored (JSON undecoded), to copy them to another store."""
@@ -443,10 +430,9 @@ class ResultStore:
 
     def run_by_key(self, run_key: str) -> RunRecord:
         rows = self._query("SELECT * FROM runs WHERE run_key = ?", (run_key,))
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
             raise KeyError(f"no run with key {run_key!r} in {self.path}")
-        return RunRecord.from_row(row, self.path)
+        return RunRecord.from_row(rows[0], self.path)
 
     def runs(self, env_id: str | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs in insertion order, optionally filtered by environment and status."""
@@ -490,8 +476,7 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a result database file")
     if not path.exists():
-        leftovers = [p.name for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal"))
-                     if p.exists()]
+        leftovers = [p.name for p in (_sidecar(path, "-wal"), _sidecar(path, "-journal")) if p.exists()]
         # Another process may have created the store and opened it (its WAL) since the check above.
         if leftovers and not path.exists():
             raise StoreError(f"{path} does not exist but {', '.join(leftovers)} beside it does (another "
@@ -530,6 +515,12 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
                 raise StoreError(f"the result database {what} {target} is not writable (read-only or immutable); "
                                  "make it writable or pass another --db path")
     return True
+
+
+def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], tail: str = "") -> sqlite3.Cursor:
+    """Insert ``row`` (column -> value; the columns are this store's own) into ``table``."""
+    return conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) {tail}",
+                        tuple(row.values()))
 
 
 def _sidecar(path: Path, suffix: str) -> Path:
@@ -612,7 +603,7 @@ def _create_store(path: Path, timeout: float) -> None:
         raise StoreError(explain(exc, path, "create")) from exc
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
-            temporary.with_name(temporary.name + suffix).unlink(missing_ok=True)
+            _sidecar(temporary, suffix).unlink(missing_ok=True)
     check_store_file(path)
 
 
