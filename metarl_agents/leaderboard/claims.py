@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from metarl_agents.leaderboard.grid import format_frames
 from metarl_agents.leaderboard.groups import Entry, Group
-from metarl_agents.leaderboard.markdown import markdown_table
+from metarl_agents.leaderboard.markdown import format_ci, markdown_table
 from metarl_agents.leaderboard.meta_gradient_agents import PROTOCOL as META_GRADIENT_PROTOCOL
 from metarl_agents.leaderboard.stats import (
     PAPER_CONFIDENCE,
@@ -266,7 +266,7 @@ def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
         if claim.same_or_better:
             outcomes = ["holds" if outcome == "overlap" else outcome for outcome in outcomes]
         verdicts.append(_verdict(outcomes))
-    improvement = tuple(f"P({w.agent} > {loser.agent}) = {_interval(improvement_interval(w, loser), 2)}"
+    improvement = tuple(f"P({w.agent} > {loser.agent}) = {format_ci(improvement_interval(w, loser), 2)}"
                         for w, loser in pairs)
     evidence = "; ".join(j.text() for j in judged.values())
     return Verdict(claim, *verdicts, evidence, group, improvement, _notes(group, list(judged.values())),
@@ -319,11 +319,6 @@ def improvement_interval(winner: Judged, loser: Judged) -> Interval:
     """P(winner > loser) over their seeds' final statistics, with its 95 % stratified-bootstrap interval."""
     return probability_of_improvement_ci([winner.entry.last_means], [loser.entry.last_means],
                                          RLIABLE_CONFIDENCE, RLIABLE_RESAMPLES)
-
-
-def _interval(stat: Interval, digits: int = 3) -> str:
-    point, low, high = stat
-    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 # -- what a row must say besides the verdict -----------------------------------------------------------
@@ -474,7 +469,7 @@ def ablations_table(groups: Sequence[Group], figures: str = "") -> Table | None:
                 continue
             mean, low, high = j.paper
             _, low95, high95 = j.rliable
-            improvement = "—" if rnn is None or j is rnn else _interval(improvement_interval(j, rnn), 2)
+            improvement = "—" if rnn is None or j is rnn else format_ci(improvement_interval(j, rnn), 2)
             rows.append((name, j.agent, f"{j.seeds} seeds", f"{mean:.3f} [{low:.3f}, {high:.3f}; {low95:.3f}, {high95:.3f}]",
                          improvement, budget_text(group), "; ".join(_notes(group, [j])) or "—",
                          f"{figures}{group.slug}.png"))

@@ -177,8 +177,7 @@ def evaluation_frames(frames: int, eval_every: int, rollout: int) -> list[int]:
     in the run is therefore known before it is taken, which lets the last ones use more tasks.
     """
     for name, value in (("frames", frames), ("eval_every", eval_every), ("rollout", rollout)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        positive_int(name, value)
     points, next_at, done = [], eval_every, 0
     while done < frames:  # an update starts at `done` frames
         if done >= next_at:
@@ -186,6 +185,13 @@ def evaluation_frames(frames: int, eval_every: int, rollout: int) -> list[int]:
             next_at = (done // eval_every + 1) * eval_every
         done += rollout
     return [*points, done]
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` if it is an integer >= 1 (not a bool), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
 
 
 def format_frames(frames: int) -> str:

@@ -59,11 +59,6 @@ class Entry:
             return np.array([returns[-FINAL_EVALUATIONS:].mean() for _, _, returns in self.raw])
         return self.curves[:, -FINAL_EVALUATIONS:].mean(axis=1)
 
-    @cached_property
-    def last_mean(self) -> tuple[float, float, float]:
-        """(mean, low, high) over seeds of :attr:`last_means`."""
-        return tuple(float(x) for x in bootstrap_ci(self.last_means))
-
     @property
     def records(self) -> list[RunRecord]:
         return [record for record, _, _ in self.raw]

@@ -30,9 +30,9 @@ def code_span(value: str) -> str:
     return f"{fence} {text} {fence}"
 
 
-def format_ci(stat: tuple[float, float, float]) -> str:
+def format_ci(stat: tuple[float, float, float], digits: int = 3) -> str:
     mean, low, high = stat
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

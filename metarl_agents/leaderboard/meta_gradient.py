@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from metarl_agents.leaderboard.grid import (
     RunSpec,
     check_choices,
     parse_seeds,
+    positive_int,
     preset_hash,
     registered_agents,
     registered_envs,
@@ -97,12 +97,6 @@ def _refuse(name: str, value: Any, instead: str) -> None:
     if value is not None and value != {}:
         raise ValueError(f"{name}={value!r} does not apply to the meta-gradient agents ({', '.join(AGENT_METHODS)}): "
                          f"{instead}")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def build_meta_gradient_grid(
@@ -163,15 +157,15 @@ def build_meta_gradient_grid(
         raise ValueError("the adaptation's step size (inner_lr, maml_lr) is a grid axis: set it with --lrs "
                          "(build_meta_gradient_grid(lrs=...))")
     check_choices("override", list(overrides), allowed)
-    iterations = _positive_int("iterations", PAPER_ITERATIONS if iterations is None else iterations)
-    every = _positive_int("eval_every_iterations", math.ceil(iterations / MIN_EVAL_POINTS)
+    iterations = positive_int("iterations", PAPER_ITERATIONS if iterations is None else iterations)
+    every = positive_int("eval_every_iterations", math.ceil(iterations / MIN_EVAL_POINTS)
                           if eval_every_iterations is None else eval_every_iterations)
     if patience is not None and stop_at_return is None:
         raise ValueError(f"patience={patience!r} needs stop_at_return (the return to reach)")
     if stop_at_return is not None:
         if not math.isfinite(stop_at_return):
             raise ValueError(f"stop_at_return must be a finite number, got {stop_at_return!r}")
-        patience = _positive_int("patience", 1 if patience is None else patience)
+        patience = positive_int("patience", 1 if patience is None else patience)
     for lr in lrs or []:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"learning rates must be numbers > 0, got {lr!r}")
@@ -299,15 +293,14 @@ class MetaGradientTrainer:
 
     def build(self, spec: RunSpec) -> MetaGradientModel:
         from metarl_agents.bomrl.meta_training import MetaTrainingRun
+        from metarl_agents.leaderboard.runner import limit_threads
 
         if spec.agent not in AGENT_METHODS:
             raise ValueError(f"MetaGradientTrainer trains {', '.join(AGENT_METHODS)}, not {spec.agent!r}")
         if self.threads is not None:
-            import torch
+            import torch  # noqa: F401 - imported first, so that its thread count is set too
 
-            for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ[variable] = str(self.threads)
-            torch.set_num_threads(self.threads)
+            limit_threads(self.threads)
         return MetaGradientModel(MetaTrainingRun(protocol_for(spec), spec.seed))
 
     def identity(self, spec: RunSpec) -> dict[str, Any]:

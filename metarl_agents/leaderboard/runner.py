@@ -111,7 +111,7 @@ class MetaPPOTrainer:
         from metarl_agents.training.build import build_model
 
         if self.threads is not None:
-            _limit_threads(self.threads)
+            limit_threads(self.threads)
         return build_model(self.config(spec))
 
     def identity(self, spec: RunSpec) -> dict[str, Any]:
@@ -392,7 +392,7 @@ class SweepSummary:
         return not self.failed
 
 
-def _limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> None:
     """Give each worker its share of the cores (set before torch is imported in a fresh process)."""
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
@@ -432,7 +432,7 @@ def _init_worker(threads: int, parent_pid: int, events: Any, replies: Sequence[A
     nobody sends); the watchdog sees the driver go (the worker is re-parented) within a second and exits.
     """
     global _worker_channel
-    _limit_threads(threads)
+    limit_threads(threads)
     slot = slots.get()
     _worker_channel = _PoolChannel(events, replies[slot], slot)
 
@@ -450,7 +450,7 @@ def run_in_worker(spec: RunSpec, send: Send, trainer: Trainer | None, sink: Prog
     """A worker's run (``threads``: torch threads for this process): never raises, so one failed run does
     not stop the others."""
     if threads is not None:
-        _limit_threads(threads)
+        limit_threads(threads)
     try:
         return spec.run_key, train_session(spec, send, location, trainer, sink, where), None
     except Exception as exc:
