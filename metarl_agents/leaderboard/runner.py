@@ -501,18 +501,11 @@ def run_grid(
     location = checkpoint_location(checkpoints, db_path)
     db_path = str(Path(db_path).resolve())
     check_store_file(Path(db_path))  # refuse a foreign file before anything (the lock file) is written beside it
-    with SweepLock(db_path):
-        return _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed,
-                           location, gpus_per_run)
-
-
-def _run_locked(specs, db_path, backend, workers, address, trainer, show_progress, restart_failed, location,
-                gpus_per_run) -> SweepSummary:
     from metarl_agents.leaderboard.progress import GridProgress
 
     summary = SweepSummary()
     todo = []
-    with ResultStore(db_path) as store:  # validates the file before any worker starts
+    with SweepLock(db_path), ResultStore(db_path) as store:  # the store is validated before any worker starts
         # This sweep holds the store, so a run still marked running was left so by a process that died.
         for record in store.runs(status="running"):
             store.mark_failed(record.id, "interrupted: the process training it stopped without recording why "
