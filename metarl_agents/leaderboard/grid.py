@@ -301,14 +301,9 @@ def _default_eval_every(preset_eval_every: int, config: RunConfig) -> int:
     return max(1, wanted // rollout) * rollout
 
 
-def build_grid(
-    envs: Sequence[str],
-    agents: Sequence[str],
-    seeds: Sequence[str] | None = None,
-    lrs: Sequence[float] | None = None,
-    overrides: dict[str, Any] | None = None,
-    **settings: Any,
-) -> list[RunSpec]:
+def build_grid(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[str] | None = None,
+               lrs: Sequence[float] | None = None, overrides: dict[str, Any] | None = None,
+               **settings: Any) -> list[RunSpec]:
     """All runs of env × agent × seed × learning rate; unset settings come from each environment's preset.
 
     ``seeds`` as :func:`parse_seeds` reads them, ``lrs`` default to the preset's ``lr_grid``. ``overrides``

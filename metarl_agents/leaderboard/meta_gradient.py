@@ -99,24 +99,16 @@ def _refuse(name: str, value: Any, instead: str) -> None:
                          f"{instead}")
 
 
-def build_meta_gradient_grid(
-    envs: Sequence[str],
-    agents: Sequence[str],
-    seeds: Sequence[str] | None = None,
-    lrs: Sequence[float] | None = None,
-    iterations: int | None = None,
-    eval_every_iterations: int | None = None,
-    overrides: dict[str, Any] | None = None,
-    env_kwargs: dict[str, Any] | None = None,
-    stop_at_return: float | None = None,
-    patience: int | None = None,
-    frames: int | None = None,
-    eval_every: int | None = None,
-    n_eval_tasks: int | None = None,
-    n_final_eval_tasks: int | None = None,
-    policy_kwargs: dict[str, Any] | None = None,
-    protocol: str | None = None,
-) -> list[RunSpec]:
+def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[str] | None = None,
+                             lrs: Sequence[float] | None = None, iterations: int | None = None,
+                             eval_every_iterations: int | None = None,
+                             overrides: dict[str, Any] | None = None,
+                             env_kwargs: dict[str, Any] | None = None, stop_at_return: float | None = None,
+                             patience: int | None = None, frames: int | None = None,
+                             eval_every: int | None = None, n_eval_tasks: int | None = None,
+                             n_final_eval_tasks: int | None = None,
+                             policy_kwargs: dict[str, Any] | None = None,
+                             protocol: str | None = None) -> list[RunSpec]:
     """All runs of env x agent x seed x lr for the meta-gradient agents (see the module docstring).
 
     ``iterations`` (default: the paper's 500) and ``eval_every_iterations`` (default: a tenth of them,

@@ -286,13 +286,8 @@ def _training_callbacks(recorder: _Recorder, model: Model, stop_rule: Any) -> An
     return CallbackList([evaluation, progress])
 
 
-def train_one(
-    spec: RunSpec,
-    store: ResultStore | str | Path,
-    trainer: Trainer | None = None,
-    progress: ProgressSink | None = None,
-    checkpoints: CheckpointFolder | None = None,
-) -> str:
+def train_one(spec: RunSpec, store: ResultStore | str | Path, trainer: Trainer | None = None,
+              progress: ProgressSink | None = None, checkpoints: CheckpointFolder | None = None) -> str:
     """Train (or finish) one run in this process and record it; returns "finished" or "skipped".
 
     The run is one ``learn`` call up to the budget (so learning-rate schedules see the whole run, also
@@ -309,14 +304,8 @@ def train_one(
     return train_session(spec, ledger.handle, location, trainer, progress)
 
 
-def train_session(
-    spec: RunSpec,
-    send: Send,
-    location: CheckpointFolder,
-    trainer: Trainer | None = None,
-    progress: ProgressSink | None = None,
-    where: dict[str, Any] | None = None,
-) -> str:
+def train_session(spec: RunSpec, send: Send, location: CheckpointFolder, trainer: Trainer | None = None,
+                  progress: ProgressSink | None = None, where: dict[str, Any] | None = None) -> str:
     """A worker's side of one run: trains it and sends every event to the driver, never opening the store.
 
     ``send`` delivers a message (:mod:`.messages`) and returns once the driver has recorded it (its reply,
@@ -462,18 +451,10 @@ def _run_in_pool_worker(spec: RunSpec, trainer: Trainer | None, location: Checkp
     return run_in_worker(spec, channel.send, trainer, channel.progress, location)
 
 
-def run_grid(
-    specs: Sequence[RunSpec],
-    db_path: str | Path,
-    backend: str = "local",
-    workers: int = 1,
-    address: str | None = None,
-    trainer: Trainer | None = None,
-    show_progress: bool | None = None,
-    restart_failed: bool = False,
-    checkpoints: str | None = None,
-    gpus_per_run: float | None = None,
-) -> SweepSummary:
+def run_grid(specs: Sequence[RunSpec], db_path: str | Path, backend: str = "local", workers: int = 1,
+             address: str | None = None, trainer: Trainer | None = None, show_progress: bool | None = None,
+             restart_failed: bool = False, checkpoints: str | None = None,
+             gpus_per_run: float | None = None) -> SweepSummary:
     """Run every unfinished run of the grid and record it in the store at ``db_path``.
 
     Runs already finished are skipped; unfinished ones resume from their last checkpoint, or, with

@@ -323,17 +323,9 @@ class ResultStore:
                  run_id),
             )
 
-    def record_evaluation(
-        self,
-        run_id: int,
-        frames: int,
-        meta_episode_return: float,
-        episode_returns: Sequence[float],
-        wall_time_s: float,
-        checkpoint_path: str | None,
-        finished: bool = False,
-        machine_update: dict[str, Any] | None = None,
-    ) -> None:
+    def record_evaluation(self, run_id: int, frames: int, meta_episode_return: float,
+                          episode_returns: Sequence[float], wall_time_s: float, checkpoint_path: str | None,
+                          finished: bool = False, machine_update: dict[str, Any] | None = None) -> None:
         """Store one evaluation point together with the checkpoint it was taken from, atomically.
 
         The checkpoint file must already be on disk: if the process dies before this commits, the store
