@@ -441,15 +441,10 @@ def claims_table(groups: Sequence[Group], figures: str = "") -> Table | None:
     verdicts = [judge(claim, groups) for claim in CLAIMS]
     if all(v.group is None for v in verdicts):
         return None
-    rows = []
-    for v in verdicts:
-        group = v.group
-        rows.append((
-            v.claim.figure, v.claim.text, v.text, "—" if group is None else budget_text(group), v.evidence,
-            "; ".join(v.improvement) or "—", "; ".join(v.notes) or "—",
-            "" if group is None else f"{figures}{group.slug}.png",
-        ))
-    return Table("Paper claims", claims_intro(), CLAIM_HEADER, tuple(rows), emphasis_column="verdict")
+    rows = tuple((v.claim.figure, v.claim.text, v.text, "—" if v.group is None else budget_text(v.group), v.evidence,
+                  "; ".join(v.improvement) or "—", "; ".join(v.notes) or "—",
+                  "" if v.group is None else f"{figures}{v.group.slug}.png") for v in verdicts)
+    return Table("Paper claims", claims_intro(), CLAIM_HEADER, rows, emphasis_column="verdict")
 
 
 def ablations_table(groups: Sequence[Group], figures: str = "") -> Table | None:

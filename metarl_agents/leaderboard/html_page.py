@@ -271,16 +271,13 @@ def _text(text: str) -> str:
     return f"<td>{html.escape(text)}</td>"
 
 
-def _ranked_row(rank: int, entry: Entry) -> str:
-    return ("<tr>" + _number(rank, str(rank)) + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}")
+def _entry_row(entry: Entry, rank: int | None = None, best: bool = False) -> str:
+    """A ranking's row (``rank``: the seeds counted) or the every-learning-rate table's (the seeds listed)."""
+    seeds = " ".join(map(str, entry.seeds)) if rank is None else str(len(entry.seeds))
+    return ("<tr>" + ("" if rank is None else _number(rank, str(rank))) + _text(entry.agent)
+            + _number(entry.lr, f"{entry.lr:g}" + (" (best)" if best else ""))
             + _number(entry.final[0], format_ci(entry.final)) + _number(entry.over_run[0], format_ci(entry.over_run))
-            + _number(len(entry.seeds), str(len(entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
-
-
-def _every_lr_row(entry: Entry, best: bool) -> str:
-    return ("<tr>" + _text(entry.agent) + _number(entry.lr, f"{entry.lr:g}" + (" (best)" if best else ""))
-            + _number(entry.final[0], format_ci(entry.final)) + _number(entry.over_run[0], format_ci(entry.over_run))
-            + _number(len(entry.seeds), " ".join(map(str, entry.seeds))) + _text(entry.stopped_text()) + "</tr>")
+            + _number(len(entry.seeds), seeds) + _text(entry.stopped_text()) + "</tr>")
 
 
 def inline_svg(markup: str, prefix: str) -> str:
@@ -313,11 +310,11 @@ def group_section(group: Group, svg: str | None) -> str:
     if not group.entries:
         return "\n".join([*parts, "<p>No finished runs yet.</p>", "</section>"])
     for statistic, name in RANKINGS:
-        rows = [_ranked_row(rank, entry) for rank, entry in enumerate(group.ranked(statistic), 1)]
+        rows = [_entry_row(entry, rank) for rank, entry in enumerate(group.ranked(statistic), 1)]
         parts += [f'<h3 id="{ids[statistic]}">Ranked by {name} meta-episode return</h3>',
                   _table_html(RANKED_HEADER, rows, _caption(group))]
     best = {id(entry) for entry in group.best_entries()}
-    rows = [_every_lr_row(entry, id(entry) in best) for entry in group.entries]
+    rows = [_entry_row(entry, best=id(entry) in best) for entry in group.entries]
     parts += [f'<h3 id="{ids["every"]}">Every learning rate</h3>', _table_html(EVERY_LR_HEADER, rows, _caption(group))]
     if svg is not None:
         parts += [f'<h3 id="{ids["curves"]}">Learning curves</h3>',

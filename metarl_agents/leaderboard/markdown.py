@@ -84,12 +84,10 @@ def provenance_markdown(group: Group) -> list[str]:
         lines.append(f"- Training protocol: {code_span(group.protocol)} "
                      + ("(as the SplAgger reference trained)" if group.protocol == "paper" else
                         "(MetaPPO's own training, not the reference's)") + "; the differences: benchmarks/PROTOCOL.md")
-    if group.env_kwargs:
-        lines.append(f"- Environment overrides (not the paper's setting): {code_span(json.dumps(group.env_kwargs))}")
-    if group.overrides:
-        lines.append(f"- Preset overrides (not the paper's setting): {code_span(json.dumps(group.overrides))}")
-    if group.policy_kwargs:
-        lines.append(f"- Policy kwargs (not the paper's architecture): {code_span(json.dumps(group.policy_kwargs))}")
+    departures = (("Environment overrides (not the paper's setting)", group.env_kwargs),
+                  ("Preset overrides (not the paper's setting)", group.overrides),
+                  ("Policy kwargs (not the paper's architecture)", group.policy_kwargs))
+    lines += [f"- {what}: {code_span(json.dumps(values))}" for what, values in departures if values]
     lines += [f"- Machine: {escape_markdown(m)}" for m in group.machines()]
     lines += [f"- Versions: {escape_markdown(v)}" for v in group.versions()]
     lines.append(f"- Runs: {len(group.runs) - unfinished} finished, {unfinished} unfinished (not counted)")

@@ -103,11 +103,6 @@ def checkpoint_file_name(run_key: str, frames: int) -> str:
     return f"{run_key}.f{frames}.pt"
 
 
-def checkpoint_name(stored: str | None) -> str | None:
-    """The file name of the checkpoint a store row names (stored as ``<db>.checkpoints/<name>``)."""
-    return None if not stored else Path(stored).name
-
-
 def stored_checkpoint(db_path: str | Path, run_key: str, stored: str | None) -> Path | None:
     """The checkpoint file a store row names, which must be one of this run's files in ``<db>.checkpoints/``.
 
@@ -202,7 +197,8 @@ class Ledger:
             raise ValueError(f"a worker sent the checkpoint name {message.checkpoint!r}; expected a plain file name")
         previous = None
         if self.keeps_checkpoints and message.payload is not None:
-            previous = checkpoint_name(self.store.run_by_key(message.run_key).checkpoint_path)
+            stored = self.store.run_by_key(message.run_key).checkpoint_path  # ``<db>.checkpoints/<name>``
+            previous = Path(stored).name if stored else None
             write_bytes_atomically(self.directory / message.checkpoint, message.payload)
         self.store.record_evaluation(
             run_id, message.frames, message.meta_episode_return, message.episode_returns, message.wall_time_s,

@@ -45,8 +45,7 @@ class GridProgress:
         self.specs = {spec.run_key: spec for spec, _ in todo}
         self.frames = {spec.run_key: done for spec, done in todo}
         self.n_runs, self.n_done = n_runs, n_skipped
-        disable = not sys.stderr.isatty() if enabled is None else not enabled
-        self._disable = disable
+        self._disable = not sys.stderr.isatty() if enabled is None else not enabled
         self._log_lines = not sys.stdout.isatty() if log_lines is None else log_lines
         self._clock = clock
         self._started_at = clock()
@@ -55,7 +54,7 @@ class GridProgress:
         self.where: dict[str, str] = {}  # the machine each run trains on
         remaining = sum(spec.frames - done for spec, done in todo)
         self.grid = tqdm(total=remaining, unit="frame", unit_scale=True, dynamic_ncols=True,
-                         disable=disable, desc=self._grid_desc(), position=0)
+                         disable=self._disable, desc=self._grid_desc(), position=0)
         self.bars: dict[str, Any] = {}
         self._free_positions: list[int] = []
         if n_skipped:
