@@ -256,9 +256,7 @@ def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
     judged = {agent: choose(group, agent) for agent in (*claim.winners, *claim.losers)}
     missing = [j for j in judged.values() if j.entry is None]
     if missing:
-        evidence = (f"needs {MIN_SEEDS} seeds trained to the budget at one learning rate; have "
-                    + "; ".join(j.shortfall() for j in missing))
-        return Verdict(claim, "not run", "not run", evidence, group, notes=_notes(group, list(judged.values())))
+        return _not_run(claim, group, missing, list(judged.values()))
     pairs = [(judged[w], judged[loser]) for w in claim.winners for loser in claim.losers]
     verdicts = []
     for interval in ("paper", "rliable"):
@@ -281,14 +279,11 @@ def _judge_fails(claim: Claim, group: Group) -> Verdict:
         entries = sorted(judged_entries(group, agent), key=lambda entry: -entry.lr)
         held = choose(group, agent)
         if not entries:
-            evidence = f"needs {MIN_SEEDS} seeds trained to the budget at one learning rate; have {held.shortfall()}"
-            return Verdict(claim, "not run", "not run", evidence, group, notes=_notes(group, [held]))
+            return _not_run(claim, group, [held], [held])
         tried += [Judged(agent, entry, "every learning rate", held.stopped, held.trained) for entry in entries]
-    verdicts = []
-    for interval in ("paper", "rliable"):
-        verdicts.append(_verdict([
-            "holds" if getattr(j, interval)[2] < solved else "reversed" if getattr(j, interval)[1] >= solved
-            else "overlap" for j in tried]))
+    verdicts = [_verdict(["holds" if getattr(j, interval)[2] < solved
+                          else "reversed" if getattr(j, interval)[1] >= solved else "overlap" for j in tried])
+                for interval in ("paper", "rliable")]
     rates = {j.agent: [] for j in tried}
     for j in tried:
         rates[j.agent].append(f"{j.entry.lr:g}")
@@ -297,6 +292,13 @@ def _judge_fails(claim: Claim, group: Group) -> Verdict:
     evidence = "; ".join(j.text() for j in tried)
     return Verdict(claim, *verdicts, evidence, group, (), (*notes, *_notes(group, tried, lr_notes=False)),
                    tuple(tried))
+
+
+def _not_run(claim: Claim, group: Group, missing: Sequence[Judged], judged: Sequence[Judged]) -> Verdict:
+    """Not run: the ``missing`` agents lack ``MIN_SEEDS`` seeds trained to the budget at one learning rate."""
+    evidence = (f"needs {MIN_SEEDS} seeds trained to the budget at one learning rate; have "
+                + "; ".join(j.shortfall() for j in missing))
+    return Verdict(claim, "not run", "not run", evidence, group, notes=_notes(group, judged))
 
 
 def _verdict(outcomes: list[str]) -> str:

@@ -285,9 +285,9 @@ def _parse_int(option: str, text: str) -> int:
 
 
 def _refuse_meta_gradient_agents(agents: Sequence[str]) -> None:
-    from metarl_agents.leaderboard.meta_gradient_agents import is_meta_gradient_agent
+    from metarl_agents.leaderboard.meta_gradient_agents import AGENT_METHODS
 
-    named = [agent for agent in agents if is_meta_gradient_agent(agent)]
+    named = [agent for agent in agents if agent in AGENT_METHODS]
     if named:
         raise ValueError(f"{', '.join(named)} train by meta-iterations, not frames: build their runs with "
                          "metarl_agents.leaderboard.meta_gradient.build_meta_gradient_grid (metarl-bench run does)")

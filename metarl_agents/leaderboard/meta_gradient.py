@@ -50,7 +50,6 @@ from metarl_agents.leaderboard.meta_gradient_agents import (
     ENV_TASKS,
     PAPER_ITERATIONS,
     PROTOCOL,
-    is_meta_gradient_agent,
 )
 from metarl_agents.training.errors import CheckpointError
 
@@ -128,7 +127,7 @@ def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: 
         if repeated:
             raise ValueError(f"{option} lists {repeated[0]!r} twice: {list(values)}")
     check_choices("agent", agents, registered_agents())
-    others = [agent for agent in agents if not is_meta_gradient_agent(agent)]
+    others = [agent for agent in agents if agent not in AGENT_METHODS]
     if others:
         raise ValueError(f"{', '.join(others)} train by frames and {', '.join(a for a in agents if a not in others)} "
                          "by meta-iterations: give them separate `metarl-bench run` commands (they may share --db)")
@@ -342,4 +341,4 @@ def add_iteration_options(parser: Any) -> None:
 
 
 def uses_meta_gradient_agents(agents: Sequence[str]) -> bool:
-    return any(is_meta_gradient_agent(agent) for agent in agents)
+    return any(agent in AGENT_METHODS for agent in agents)

@@ -19,10 +19,6 @@ PROTOCOL = "bomrl"
 PAPER_ITERATIONS = 500
 
 
-def is_meta_gradient_agent(agent: str) -> bool:
-    return agent in AGENT_METHODS
-
-
 def iteration_counts(spec: Any) -> tuple[int, int, int]:
     """(environment steps per meta-iteration, meta-iterations, meta-iterations between evaluations) of a run
     of these agents, from its stored budget (``frames`` = iterations x steps per iteration, and the paper's
