@@ -315,13 +315,9 @@ class ResultStore:
         """Mark a run as started (again) here; the machine, versions and resolved configuration (device and
         threads included) are those of the latest session."""
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE runs SET status = 'running', error = NULL, machine = ?, versions = ?, resolved_config = ?, "
-                "updated_at = ? WHERE id = ?",
-                (json.dumps(machine, sort_keys=True), json.dumps(versions, sort_keys=True),
-                 None if resolved_config is None else json.dumps(resolved_config, sort_keys=True), time.time(),
-                 run_id),
-            )
+            _update_run(conn, run_id, status="running", error=None, machine=json.dumps(machine, sort_keys=True),
+                        versions=json.dumps(versions, sort_keys=True),
+                        resolved_config=None if resolved_config is None else json.dumps(resolved_config, sort_keys=True))
 
     def record_evaluation(self, run_id: int, frames: int, meta_episode_return: float,
                           episode_returns: Sequence[float], wall_time_s: float, checkpoint_path: str | None,
@@ -341,12 +337,9 @@ class ResultStore:
                 (run_id, int(frames), float(meta_episode_return),
                  json.dumps([float(x) for x in episode_returns]), float(wall_time_s), now),
             )
-            conn.execute(
-                "UPDATE runs SET frames_done = ?, checkpoint_path = ?, checkpoint_frames = ?, wall_time_s = ?, "
-                "status = ?, updated_at = ? WHERE id = ?",
-                (int(frames), checkpoint_path, int(frames) if checkpoint_path else None, float(wall_time_s),
-                 "finished" if finished else "running", now, run_id),
-            )
+            _update_run(conn, run_id, frames_done=int(frames), checkpoint_path=checkpoint_path,
+                        checkpoint_frames=int(frames) if checkpoint_path else None, wall_time_s=float(wall_time_s),
+                        status="finished" if finished else "running", updated_at=now)
             if machine_update:
                 conn.execute("UPDATE runs SET machine = json_patch(machine, ?) WHERE id = ?",
                              (json.dumps(machine_update, sort_keys=True), run_id))
@@ -354,26 +347,19 @@ class ResultStore:
     def mark_stopped(self, run_id: int, wall_time_s: float) -> None:
         """Finish a run early at its last recorded evaluation (its early-stopping rule was met)."""
         with self._transaction() as conn:
-            conn.execute("UPDATE runs SET status = 'finished', wall_time_s = ?, updated_at = ? WHERE id = ?",
-                         (float(wall_time_s), time.time(), run_id))
+            _update_run(conn, run_id, status="finished", wall_time_s=float(wall_time_s))
 
     def mark_failed(self, run_id: int, error: str, wall_time_s: float | None = None) -> None:
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE runs SET status = 'failed', error = ?, wall_time_s = COALESCE(?, wall_time_s), "
-                "updated_at = ? WHERE id = ?",
-                (error, wall_time_s, time.time(), run_id),
-            )
+            kept = {} if wall_time_s is None else {"wall_time_s": wall_time_s}  # None: keep the stored time
+            _update_run(conn, run_id, status="failed", error=error, **kept)
 
     def restart_run(self, run_id: int) -> None:
         """Forget a run's progress (points, checkpoint, frames, wall time) so that it trains from scratch."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM evaluations WHERE run_id = ?", (run_id,))
-            conn.execute(
-                "UPDATE runs SET status = 'pending', frames_done = 0, checkpoint_path = NULL, checkpoint_frames = NULL, "
-                "wall_time_s = 0, error = NULL, updated_at = ? WHERE id = ?",
-                (time.time(), run_id),
-            )
+            _update_run(conn, run_id, status="pending", frames_done=0, checkpoint_path=None, checkpoint_frames=None,
+                        wall_time_s=0, error=None)
 
     def import_runs(self, runs: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]]) -> None:
         """Add runs copied from another store (:meth:`raw_run` rows), all in one transaction.
@@ -439,11 +425,8 @@ class ResultStore:
 
     def evaluations(self, run_id: int) -> list[EvalPoint]:
         """Evaluation points of one run, by increasing frame count."""
-        rows = self._query(
-            "SELECT run_id, frames, meta_episode_return, episode_returns, wall_time_s FROM evaluations "
-            "WHERE run_id = ? ORDER BY frames",
-            (run_id,),
-        )
+        rows = self._query("SELECT run_id, frames, meta_episode_return, episode_returns, wall_time_s FROM evaluations "
+                           "WHERE run_id = ? ORDER BY frames", (run_id,))
         return [self._point(row) for row in rows]
 
     def _point(self, row: sqlite3.Row) -> EvalPoint:
@@ -507,6 +490,12 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
                 raise StoreError(f"the result database {what} {target} is not writable (read-only or immutable); "
                                  "make it writable or pass another --db path")
     return True
+
+
+def _update_run(conn: sqlite3.Connection, run_id: int, **columns: Any) -> None:
+    """Set ``columns`` (names of this store's own columns) of one run, and its ``updated_at`` unless given."""
+    columns.setdefault("updated_at", time.time())
+    conn.execute(f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?", (*columns.values(), run_id))
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], tail: str = "") -> sqlite3.Cursor:
