@@ -261,8 +261,7 @@ def read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     # same as unset (None): such a checkpoint still belongs to its run.
     differ = sorted(k for k in set(saved or {}) | set(identity) if (saved or {}).get(k) != identity.get(k))
     if not isinstance(saved, dict) or differ:
-        raise CheckpointError(
-            f"checkpoint {path} belongs to another run (differs in {', '.join(differ)}: "
-            f"{ {k: (saved or {}).get(k) for k in differ} } vs this run's { {k: identity.get(k) for k in differ} })"
-        )
+        raise CheckpointError(f"checkpoint {path} belongs to another run (differs in {', '.join(differ)}: "
+                              f"{ {k: (saved or {}).get(k) for k in differ} } vs this run's "
+                              f"{ {k: identity.get(k) for k in differ} })")
     return payload["state"]

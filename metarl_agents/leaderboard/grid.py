@@ -113,10 +113,8 @@ class RunSpec:
     @property
     def run_key(self) -> str:
         """Readable, filename-safe and unique per configuration."""
-        return (
-            f"{self.env_id}__{self.agent}__seed{self.seed}__lr{self.learning_rate:g}__"
-            f"{budget_label(self.frames, self.paper_frames)}__{self.config_hash}"
-        )
+        return (f"{self.env_id}__{self.agent}__seed{self.seed}__lr{self.learning_rate:g}__"
+                f"{budget_label(self.frames, self.paper_frames)}__{self.config_hash}")
 
     @classmethod
     def columns(cls) -> dict[str, str]:

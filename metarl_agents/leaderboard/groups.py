@@ -138,10 +138,8 @@ class Group:
 
     def machines(self) -> list[str]:
         """The machines the group's runs trained on (runs not started yet have none)."""
-        return sorted({
-            f"{r.machine.get('hostname')}: {r.machine.get('cpu')}, {r.machine.get('cpu_count')} cores, "
-            f"{r.machine.get('platform')}" for r in self.runs if r.machine
-        })
+        return sorted({f"{r.machine.get('hostname')}: {r.machine.get('cpu')}, {r.machine.get('cpu_count')} cores, "
+                       f"{r.machine.get('platform')}" for r in self.runs if r.machine})
 
     def stopping_rules(self) -> list[tuple[float, int]]:
         """The early-stopping rules of the group's runs (a stopped run's curve is carried to the budget, so

@@ -200,11 +200,9 @@ class Ledger:
             stored = self.store.run_by_key(message.run_key).checkpoint_path  # ``<db>.checkpoints/<name>``
             previous = Path(stored).name if stored else None
             write_bytes_atomically(self.directory / message.checkpoint, message.payload)
-        self.store.record_evaluation(
-            run_id, message.frames, message.meta_episode_return, message.episode_returns, message.wall_time_s,
-            checkpoint_path=f"{self.directory.name}/{message.checkpoint}", finished=message.finished,
-            machine_update=message.machine_update,
-        )
+        self.store.record_evaluation(run_id, message.frames, message.meta_episode_return, message.episode_returns,
+                                     message.wall_time_s, checkpoint_path=f"{self.directory.name}/{message.checkpoint}",
+                                     finished=message.finished, machine_update=message.machine_update)
         if previous is not None and previous != message.checkpoint:
             (self.directory / previous).unlink(missing_ok=True)
 

@@ -178,13 +178,12 @@ def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: 
                         raise ValueError("test_rounds must be >= 1: the leaderboard's return is the meta-test's "
                                          "return after one adaptation round")
                     per_iteration = frames_per_iteration(run)
-                    specs.append(RunSpec(
-                        env_id=env_id, agent=agent, seed=seed, learning_rate=float(lr), frames=iterations * per_iteration,
-                        paper_frames=PAPER_ITERATIONS * per_iteration, preset_name=f"{PROTOCOL}-{task}",
-                        preset_hash=preset_hash(defaults), eval_every=every * per_iteration,
-                        n_eval_tasks=len(run.test_tasks()), env_kwargs=env_kwargs, overrides=overrides,
-                        stop_at_return=stop_at_return, patience=patience, protocol=PROTOCOL,
-                    ))
+                    specs.append(RunSpec(env_id=env_id, agent=agent, seed=seed, learning_rate=float(lr),
+                                         frames=iterations * per_iteration, paper_frames=PAPER_ITERATIONS * per_iteration,
+                                         preset_name=f"{PROTOCOL}-{task}", preset_hash=preset_hash(defaults),
+                                         eval_every=every * per_iteration, n_eval_tasks=len(run.test_tasks()),
+                                         env_kwargs=env_kwargs, overrides=overrides, stop_at_return=stop_at_return,
+                                         patience=patience, protocol=PROTOCOL))
     return specs
 
 

@@ -75,11 +75,8 @@ class GridProgress:
             self._run_start[key] = (self._clock(), event[2])
             spec = self.specs[key]
             position = self._free_positions.pop(0) if self._free_positions else len(self.bars) + 1
-            self.bars[key] = tqdm(
-                total=spec.frames, initial=event[2], unit="frame", unit_scale=True, leave=False,
-                dynamic_ncols=True, disable=self._disable, position=position,
-                desc=self._bar_desc(spec),
-            )
+            self.bars[key] = tqdm(total=spec.frames, initial=event[2], unit="frame", unit_scale=True, leave=False,
+                                  dynamic_ncols=True, disable=self._disable, position=position, desc=self._bar_desc(spec))
             self.bars[key].position_ = position
         elif kind == "where":
             spec = self.specs[key]

@@ -176,7 +176,5 @@ def check_ray_address(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_
     except OSError as exc:
         problem = exc.strerror or str(exc)
     if problem is not None:
-        raise ValueError(
-            f"the Ray cluster at --address {address} does not answer ({problem}); check the address (`ray status` "
-            "on the head node) or leave --address out to start a local Ray instance"
-        )
+        raise ValueError(f"the Ray cluster at --address {address} does not answer ({problem}); check the address "
+                         "(`ray status` on the head node) or leave --address out to start a local Ray instance")

@@ -190,12 +190,10 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
         raise FileNotFoundError(f"no result database at {db_path}; run `metarl-bench run` first or pass --db")
     with ResultStore(db_path, readonly=True) as store:
         groups = load_groups(store, envs)
-        evaluations = [
-            {"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,
-             "agent": r.agent, "lr": r.learning_rate, "seed": r.seed, "status": r.status, "frames": p.frames,
-             "meta_episode_return": p.meta_episode_return, "episode_returns": json.dumps(p.episode_returns)}
-            for g in groups for r in g.runs for p in store.evaluations(r.id)
-        ]
+        evaluations = [{"env_id": g.env_id, "group": g.slug, "frames_budget": g.frames, "reduced_budget": g.reduced,
+                        "agent": r.agent, "lr": r.learning_rate, "seed": r.seed, "status": r.status, "frames": p.frames,
+                        "meta_episode_return": p.meta_episode_return, "episode_returns": json.dumps(p.episode_returns)}
+                       for g in groups for r in g.runs for p in store.evaluations(r.id)]
     if envs and not groups:
         raise ValueError(f"no runs for {', '.join(envs)} in {db_path}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -582,10 +582,8 @@ def _run_pool(todo, ledger, workers, trainer, display, location):
                         try:
                             yield future.result()
                         except cf.process.BrokenProcessPool:
-                            yield spec.run_key, "failed", (
-                                "a worker process died (killed or out of memory); re-run the same command "
-                                "to resume from the last checkpoint"
-                            )
+                            yield spec.run_key, "failed", ("a worker process died (killed or out of memory); re-run "
+                                                           "the same command to resume from the last checkpoint")
             finally:
                 for future in pending:
                     future.cancel()
