@@ -321,8 +321,7 @@ def build_grid(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[str] 
     # the two would race on one checkpoint.
     _refuse_repeats("--envs", "an environment", envs)
     _refuse_repeats("--agents", "an agent", agents)
-    if lrs:
-        _refuse_repeats("--lrs", "a learning rate", list(lrs))
+    _refuse_repeats("--lrs", "a learning rate", list(lrs or []))
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
     _refuse_meta_gradient_agents(agents)

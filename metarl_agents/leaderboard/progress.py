@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -32,7 +33,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class GridProgress:
+class GridProgress(AbstractContextManager):
     """Grid bar counts frames still to train over all runs (so its rate and ETA are the sweep's).
 
     ``enabled`` switches the bars (None: when stderr is a terminal); ``log_lines`` the per-evaluation
@@ -144,9 +145,6 @@ class GridProgress:
             bar.close()
         where = f" on {self.where[key]}" if key in self.where else ""
         self.write(f"{status}: {self._what(self.specs[key])}{where}" + (f"\n  {error}" if error else ""))
-
-    def __enter__(self) -> GridProgress:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for bar in self.bars.values():

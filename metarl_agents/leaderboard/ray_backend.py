@@ -117,7 +117,9 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run,
             try:
                 items = ray.get(mailbox.take.remote(timeout), timeout=TAKE_TIMEOUT_S)
             except (ray.exceptions.RayError, ConnectionError) as exc:
-                raise ClusterLost(_lost(exc)) from exc
+                raise ClusterLost(f"the Ray cluster went away during the sweep ({type(exc).__name__}); the store "
+                                  "keeps every recorded point: start the cluster again and re-run the same command "
+                                  "to resume") from exc
             for sequence, item in items:
                 if sequence is None:
                     display.handle(item)
@@ -140,11 +142,6 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run,
                 ray.shutdown()
             except Exception:  # noqa: BLE001 - the cluster may be gone already
                 pass
-
-
-def _lost(exc: BaseException) -> str:
-    return ("the Ray cluster went away during the sweep (" + type(exc).__name__ + "); the store keeps every "
-            "recorded point: start the cluster again and re-run the same command to resume")
 
 
 RAY_CONNECT_TIMEOUT_S = 30.0

@@ -43,6 +43,7 @@ from metarl_agents.leaderboard.messages import (
     Evaluated,
     Failed,
     Ledger,
+    Resume,
     Started,
     Stopped,
     checkpoint_dir,
@@ -205,12 +206,12 @@ def cuda_memory(model: Any) -> dict[str, Any] | None:
 class _Recorder:
     """Evaluates, checkpoints and reports one run to the driver; called between PPO updates and at the end."""
 
-    def __init__(self, spec: RunSpec, send: Send, trainer: Trainer, location: CheckpointFolder, wall_time_s: float,
+    def __init__(self, spec: RunSpec, send: Send, trainer: Trainer, location: CheckpointFolder, start: Resume,
                  progress: ProgressSink | None) -> None:
         self.spec, self.send, self.trainer, self.location, self.progress = spec, send, trainer, location, progress
-        self.wall_time_before, self.started = wall_time_s, time.perf_counter()
+        self.wall_time_before, self.started = start.wall_time_s, time.perf_counter()
         self.checkpoint: Path | None = None
-        self.checkpoint_frames = 0
+        self.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
 
     def wall_time(self) -> float:
         return self.wall_time_before + time.perf_counter() - self.started
@@ -319,9 +320,7 @@ def train_session(spec: RunSpec, send: Send, location: CheckpointFolder, trainer
     start = send(Started(spec.run_key, machine, package_versions(), config))
     if start.finished:
         return "skipped"
-    checkpoint = None
-    recorder = _Recorder(spec, send, trainer, location, start.wall_time_s, progress)
-    recorder.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
+    recorder = _Recorder(spec, send, trainer, location, start, progress)
     stop_rule = _stop_rule(spec, start.returns)
     try:
         checkpoint = location.prepare(spec.run_key, start.checkpoint, start.payload)

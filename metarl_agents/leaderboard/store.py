@@ -25,7 +25,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -199,7 +199,7 @@ class EvalPoint:
     wall_time_s: float
 
 
-class ResultStore:
+class ResultStore(AbstractContextManager):
     """Connection to one leaderboard database; safe to open from many processes at once.
 
     Open one store per process (SQLite connections must not cross ``fork``/``spawn``); a sweep's workers
@@ -267,9 +267,6 @@ class ResultStore:
     def close(self) -> None:
         self._conn.close()
         self._drop_scratch()
-
-    def __enter__(self) -> ResultStore:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
