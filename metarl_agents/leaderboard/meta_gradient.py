@@ -242,24 +242,19 @@ class MetaGradientModel:
         start (between iterations: where evaluations happen), step (False ends training; it comes before
         the iteration, so a stopping rule met at an evaluation costs no further meta-iteration), the
         iteration, rollout end."""
-        if isinstance(callback, list):
-            from stable_baselines3.common.callbacks import CallbackList
+        from stable_baselines3.common.callbacks import CallbackList
 
-            callback = CallbackList(callback)
+        callback = CallbackList(callback if isinstance(callback, list) else [] if callback is None else [callback])
         target = self.num_timesteps + total_timesteps
-        if callback is not None:
-            callback.init_callback(self)
-            callback.on_training_start(locals(), globals())
+        callback.init_callback(self)
+        callback.on_training_start(locals(), globals())
         while self.num_timesteps < target:
-            if callback is not None:
-                callback.on_rollout_start()
-                if not callback.on_step():
-                    break
+            callback.on_rollout_start()
+            if not callback.on_step():
+                break
             self.run.iterate()
-            if callback is not None:
-                callback.on_rollout_end()
-        if callback is not None:
-            callback.on_training_end()
+            callback.on_rollout_end()
+        callback.on_training_end()
         return self
 
 
