@@ -221,9 +221,7 @@ def markdown_blocks(lines: Sequence[str], anchors: Mapping[str, str],
 
 
 def _cells(row: str) -> list[str]:
-    row = row.strip()
-    if row.startswith("|"):
-        row = row[1:]
+    row = row.strip().removeprefix("|")
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
     return _CELL_SPLIT.split(row)

@@ -44,10 +44,8 @@ class SweepLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise StoreInUse(
-                f"the result store {self.path.with_suffix('')} is in use by another sweep ({holder}); wait for it to "
-                "finish or stop it (a sweep that died releases the store by itself)"
-            ) from None
+            raise StoreInUse(f"the result store {self.path.with_suffix('')} is in use by another sweep ({holder}); wait "
+                             "for it to finish or stop it (a sweep that died releases the store by itself)") from None
         except BaseException:
             os.close(fd)
             raise

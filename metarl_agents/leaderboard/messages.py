@@ -113,7 +113,6 @@ def stored_checkpoint(db_path: str | Path, run_key: str, stored: str | None) -> 
     """
     if not stored:
         return None
-    db_path = Path(db_path)
     directory = checkpoint_dir(db_path)
     candidate = Path(stored)
     name = candidate.name

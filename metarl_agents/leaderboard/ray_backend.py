@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 
@@ -47,10 +48,8 @@ class Mailbox:
 
     async def take(self, timeout: float) -> list[tuple[int | None, Any]]:
         if not self.inbox:
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), timeout)
-            except TimeoutError:
-                pass
         items, self.inbox = self.inbox, []
         self.arrived.clear()
         return items
@@ -138,10 +137,8 @@ def run_ray(todo, ledger, address, trainer, display, location, gpus_per_run,
         serve(0.0)
     finally:
         if started_here:
-            try:
+            with suppress(Exception):  # the cluster may be gone already
                 ray.shutdown()
-            except Exception:  # noqa: BLE001 - the cluster may be gone already
-                pass
 
 
 RAY_CONNECT_TIMEOUT_S = 30.0

@@ -30,6 +30,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -173,13 +174,10 @@ def _usable_cpus() -> int:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -228,10 +226,8 @@ class _Recorder:
         try:
             saved, payload = self.location.write(self.trainer, model, self.spec, frames, finished)
         except OSError as exc:  # e.g. a full disk
-            raise CheckpointError(
-                f"could not write the checkpoint of {self.spec.run_key} at {frames} frames to "
-                f"{self.location.describe()}: {exc.strerror or exc}"
-            ) from exc
+            raise CheckpointError(f"could not write the checkpoint of {self.spec.run_key} at {frames} frames to "
+                                  f"{self.location.describe()}: {exc.strerror or exc}") from exc
         # The driver records the point and the checkpoint in one transaction; only then is the old file unused.
         self.send(Evaluated(self.spec.run_key, frames, float(result["meta_episode_return"]),
                             [float(x) for x in result["episode_returns"]], self.wall_time(), saved.name, finished,
@@ -531,12 +527,10 @@ def run_grid(specs: Sequence[RunSpec], db_path: str | Path, backend: str = "loca
 
 def _record_lost_run(store: ResultStore, run_key: str, error: str) -> None:
     """Mark a run failed that could not say so itself (its worker died) and is still 'running'."""
-    try:
+    with suppress(StoreError, KeyError):  # else the next sweep marks it (it holds the store: 'running' is lost)
         record = store.run_by_key(run_key)
         if record.status == "running":
             store.mark_failed(record.id, error)
-    except (StoreError, KeyError):
-        pass  # the next sweep marks it (it holds the store, so a 'running' run is a lost one)
 
 
 def _run_inline(todo, ledger, trainer, display, location):

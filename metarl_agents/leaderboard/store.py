@@ -327,13 +327,10 @@ class ResultStore(AbstractContextManager):
         """
         now = time.time()
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO evaluations "
-                "(run_id, frames, meta_episode_return, episode_returns, wall_time_s, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, int(frames), float(meta_episode_return),
-                 json.dumps([float(x) for x in episode_returns]), float(wall_time_s), now),
-            )
+            _insert(conn, "evaluations", {"run_id": run_id, "frames": int(frames),
+                                          "meta_episode_return": float(meta_episode_return),
+                                          "episode_returns": json.dumps([float(x) for x in episode_returns]),
+                                          "wall_time_s": float(wall_time_s), "created_at": now}, replace=True)
             _update_run(conn, run_id, frames_done=int(frames), checkpoint_path=checkpoint_path,
                         checkpoint_frames=int(frames) if checkpoint_path else None, wall_time_s=float(wall_time_s),
                         status="finished" if finished else "running", updated_at=now)
@@ -495,9 +492,12 @@ def _update_run(conn: sqlite3.Connection, run_id: int, **columns: Any) -> None:
     conn.execute(f"UPDATE runs SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?", (*columns.values(), run_id))
 
 
-def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], tail: str = "") -> sqlite3.Cursor:
-    """Insert ``row`` (column -> value; the columns are this store's own) into ``table``."""
-    return conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) {tail}",
+def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], tail: str = "",
+            replace: bool = False) -> sqlite3.Cursor:
+    """Insert ``row`` (column -> value; the columns are this store's own) into ``table`` (``replace``: in place
+    of the row with the same primary key)."""
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    return conn.execute(f"{verb} INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) {tail}",
                         tuple(row.values()))
 
 
