@@ -361,11 +361,8 @@ def provenance_text(records: Sequence[RunRecord]) -> str:
     packages = sorted({name for r in records for name in r.versions})
     differing = {name: Counter(r.versions.get(name, "?") for r in records) for name in packages}
     differing = {name: count for name, count in differing.items() if len(count) > 1}
-    parts = []
-    if len(machines) > 1:
-        parts.append("machines " + ", ".join(f"{m}: {n} runs" for m, n in sorted(machines.items())))
-    for name, count in differing.items():
-        parts.append(f"{name} " + ", ".join(f"{v}: {n} runs" for v, n in sorted(count.items())))
+    parts = ["machines " + ", ".join(f"{m}: {n} runs" for m, n in sorted(machines.items()))] if len(machines) > 1 else []
+    parts += [f"{name} " + ", ".join(f"{v}: {n} runs" for v, n in sorted(count.items())) for name, count in differing.items()]
     return "; ".join(parts)
 
 

@@ -154,10 +154,8 @@ def load_groups(store: ResultStore, envs: Sequence[str] | None = None) -> list[G
     """Group every run of the store; statistics use finished runs only."""
     groups: dict[str, Group] = {}
     for run in store.runs():
-        if envs and run.env_id not in envs:
-            continue
-        group = groups.setdefault(run.group_key(), Group(run.spec()))
-        group.runs.append(run)
+        if not envs or run.env_id in envs:
+            groups.setdefault(run.group_key(), Group(run.spec())).runs.append(run)
     for group in groups.values():
         curves = defaultdict(list)
         for run in group.runs:

@@ -33,6 +33,14 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _bar_desc(spec: RunSpec) -> str:
+    return f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.learning_rate:g}"
+
+
+def _what(spec: RunSpec) -> str:
+    return f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.learning_rate:g} ({format_frames(spec.frames)} frames)"
+
+
 class GridProgress(AbstractContextManager):
     """Grid bar counts frames still to train over all runs (so its rate and ETA are the sweep's).
 
@@ -77,15 +85,15 @@ class GridProgress(AbstractContextManager):
             spec = self.specs[key]
             position = self._free_positions.pop(0) if self._free_positions else len(self.bars) + 1
             self.bars[key] = tqdm(total=spec.frames, initial=event[2], unit="frame", unit_scale=True, leave=False,
-                                  dynamic_ncols=True, disable=self._disable, position=position, desc=self._bar_desc(spec))
+                                  dynamic_ncols=True, disable=self._disable, position=position, desc=_bar_desc(spec))
             self.bars[key].position_ = position
         elif kind == "where":
             spec = self.specs[key]
             if event[2] != platform.node():  # runs on this machine's own processes need no label
                 self.where[key] = event[2]
             if key in self.bars and key in self.where:
-                self.bars[key].set_description(f"{self._bar_desc(spec)} @{event[2]}")
-            self.write(f"started: {self._what(spec)} at {format_frames(self.frames[key])} frames on {event[2]}")
+                self.bars[key].set_description(f"{_bar_desc(spec)} @{event[2]}")
+            self.write(f"started: {_what(spec)} at {format_frames(self.frames[key])} frames on {event[2]}")
         elif kind == "progress":
             self._advance(key, event[2])
         elif kind == "eval":
@@ -94,14 +102,6 @@ class GridProgress(AbstractContextManager):
                 self.bars[key].set_postfix(eval=f"{event[3]:.3g}")
             if self._log_lines:
                 print(self.evaluation_line(key, event[2], event[3]), flush=True)
-
-    @staticmethod
-    def _bar_desc(spec: RunSpec) -> str:
-        return f"{spec.env_id} {spec.agent} s{spec.seed} lr{spec.learning_rate:g}"
-
-    @staticmethod
-    def _what(spec: RunSpec) -> str:
-        return f"{spec.env_id} {spec.agent} seed={spec.seed} lr={spec.learning_rate:g} ({format_frames(spec.frames)} frames)"
 
     def evaluation_line(self, key: str, frames: int, meta_episode_return: float) -> str:
         """One evaluation as a log line: the run, its frames, return, speed since it started and time left
@@ -144,7 +144,7 @@ class GridProgress(AbstractContextManager):
             self._free_positions.append(bar.position_)
             bar.close()
         where = f" on {self.where[key]}" if key in self.where else ""
-        self.write(f"{status}: {self._what(self.specs[key])}{where}" + (f"\n  {error}" if error else ""))
+        self.write(f"{status}: {_what(self.specs[key])}{where}" + (f"\n  {error}" if error else ""))
 
     def __exit__(self, *exc: object) -> None:
         for bar in self.bars.values():
