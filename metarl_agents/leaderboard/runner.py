@@ -206,7 +206,8 @@ class _Recorder:
 
     def __init__(self, spec: RunSpec, send: Send, trainer: Trainer, location: CheckpointFolder, start: Resume,
                  progress: ProgressSink | None) -> None:
-        self.spec, self.send, self.trainer, self.location, self.progress = spec, send, trainer, location, progress
+        self.spec, self.send, self.trainer, self.location = spec, send, trainer, location
+        self.report: ProgressSink = progress or (lambda event: None)
         self.wall_time_before, self.started = start.wall_time_s, time.perf_counter()
         self.checkpoint: Path | None = None
         self.checkpoint_frames = start.checkpoint_frames  # named if training diverges before the next
@@ -239,10 +240,6 @@ class _Recorder:
         if monitor is not None:
             monitor.evaluated(float(result["meta_episode_return"]))
         self.report(("eval", self.spec.run_key, frames, float(result["meta_episode_return"])))
-
-    def report(self, event: tuple) -> None:
-        if self.progress is not None:
-            self.progress(event)
 
 
 def _rollout_frames(model: Model) -> int:
