@@ -183,14 +183,12 @@ def restore_training_state(model: Any, state: dict[str, Any]) -> None:
     """Load ``state`` (from :func:`training_state`) into a model freshly built with the run's settings."""
     try:
         model.policy.load_state_dict(state["policy"])
+        model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
         if state.get("final"):
-            model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
             return
         model.policy.optimizer.load_state_dict(state["optimizer"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint does not fit this run's model ({str(exc).splitlines()[0]})") from exc
-    model.num_timesteps = state["num_timesteps"]
-    model._n_updates = state["n_updates"]
     model._last_obs = _decode_plain(state["last_obs"])
     model._last_episode_starts = _decode_plain(state["last_episode_starts"])
     model._last_states = _memory_state(model.policy, state["last_states"])

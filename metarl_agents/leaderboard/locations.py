@@ -62,22 +62,21 @@ class DriverCheckpoints(CheckpointFolder):
     def __init__(self) -> None:
         super().__init__("")
 
-    def _folder(self) -> Path:
-        if not self.directory:
+    def path(self, name: str) -> Path:
+        if not self.directory:  # made on first use
             self.directory = tempfile.mkdtemp(prefix="metarl-checkpoints-")
-        return Path(self.directory)
+        return super().path(name)
 
     def prepare(self, run_key: str, name: str | None, payload: bytes | None) -> Path | None:
         if name is None:
             return None
-        path = self._folder() / name
+        path = self.path(name)
         if payload is not None:
             path.write_bytes(payload)
         return path  # absent when the driver lost the file: the worker reports it missing
 
     def write(self, trainer: Any, model: Any, spec: Any, frames: int, final: bool) -> tuple[Path, bytes | None]:
-        path = self._folder() / checkpoint_file_name(spec.run_key, frames)
-        trainer.save(model, spec, path, final=final)
+        path, _ = super().write(trainer, model, spec, frames, final)
         return path, path.read_bytes()
 
     def close(self) -> None:
