@@ -353,8 +353,7 @@ def render_page(groups: Sequence[Group], claims_lines: Sequence[str], svgs: Mapp
     provenance = {f"{group.slug}.png": f'<a href="#{_ids(group)["section"]}">{html.escape(group_title(group))}</a>: '
                                        f"{inline_html(group.budget_text())}; {_machines_and_versions(group)}"
                   for group in groups if group.entries}
-    claims_title = None
-    claims = ""
+    claims_title, claims = None, ""
     if claims_lines:
         headings = [line for line in claims_lines if line.startswith("#")]
         claims_title = _plain_text(headings[0].lstrip("#").strip()) if headings else "Paper claims"
