@@ -371,3 +371,19 @@ def test_single_task_trpo_runs_forward_without_adaptation_within_its_kl_bound():
     objective = learner.importance_sampled_return([batch])
     with torch.no_grad():
         assert float(objective(phi)) == pytest.approx(float(batch.advantages.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+def test_maml_meta_test_scales_the_step_of_later_rounds(monkeypatch, scale):
+    """The authors' MAML-TRPO test scripts step maml_lr in the first round and half of it after."""
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="maml", maml_later_rounds_scale=scale,
+                                                 **{**TINY, "test_rounds": 3}), seed=0)
+    scales = []
+    step = learner.maml_step
+    monkeypatch.setattr(learner, "maml_step", lambda *a, **k: scales.append(k["scale"]) or step(*a, **k))
+    learner.meta_test()
+    tasks = len(learner.protocol.test_tasks())
+    assert scales == [1.0] * tasks + [scale] * (2 * tasks)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="maml_later_rounds_scale must be in"):
+            CheetahProtocol(method="maml", maml_later_rounds_scale=bad)

@@ -22,7 +22,7 @@ from metarl_agents.bomrl.mujoco_protocol import LEGACY_SETTINGS, CheetahMetaLear
 
 #: Protocol settings a run may resume with other values of: how fast it goes, and what the meta-test after
 #: meta-training does (it runs after the last checkpoint, so it never changes the training curve).
-EXECUTION_SETTINGS = ("nthread", "test_rounds", "test_trajectories")
+EXECUTION_SETTINGS = ("nthread", "test_rounds", "test_trajectories", "maml_later_rounds_scale")
 
 
 def frames_per_iteration(protocol: CheetahProtocol) -> int:

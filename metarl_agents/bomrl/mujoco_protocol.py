@@ -102,6 +102,9 @@ class CheetahProtocol:
     inner_lr: float = 1e-3
     max_divergence: float = 3.0
     maml_lr: float = 0.1
+    #: MAML-TRPO's meta-test: every adaptation round after the first steps ``maml_lr`` times this (the
+    #: authors' test scripts halve it; 1.0 repeats the training step, which overshoots from an adapted policy).
+    maml_later_rounds_scale: float = 0.5
     cg_iterations: int = 10
     cg_damping: float = 1e-2
     cg_relative_damping: float = 0.1
@@ -148,6 +151,9 @@ class CheetahProtocol:
             raise ValueError(f"clip_actions must be true or false, got {self.clip_actions!r}")
         if not isinstance(self.obs_warmup, int) or self.obs_warmup < 0:
             raise ValueError(f"obs_warmup must be an integer >= 0, got {self.obs_warmup!r}")
+        if isinstance(self.maml_later_rounds_scale, bool) or not isinstance(self.maml_later_rounds_scale, (int, float)) \
+                or not 0 < self.maml_later_rounds_scale <= 1:
+            raise ValueError(f"maml_later_rounds_scale must be in (0, 1], got {self.maml_later_rounds_scale!r}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma!r}")
         self.hidden = tuple(self.hidden)
@@ -307,19 +313,22 @@ class CheetahMetaLearner:
         """``mean(A * 2 sigmoid(2 r - 2))``, ``r = pi_params / pi_behaviour`` (the smooth clip)."""
         return smooth_clip_surrogate(self.agent.log_prob(params, batch.obs, batch.actions), batch)
 
-    def maml_step(self, params: Params, batch: Batch, create_graph: bool = False) -> Params:
-        """One policy-gradient step of size ``maml_lr`` on the surrogate (differentiable if ``create_graph``)."""
+    def maml_step(self, params: Params, batch: Batch, create_graph: bool = False, scale: float = 1.0) -> Params:
+        """One policy-gradient step of size ``scale * maml_lr`` on the surrogate (differentiable if ``create_graph``)."""
         grads = torch.autograd.grad(self.surrogate(params, batch), [params[k] for k in self.names], create_graph=create_graph)
-        return {k: params[k] + self.protocol.maml_lr * g for k, g in zip(self.names, grads, strict=True)}
+        lr = self.protocol.maml_lr * scale
+        return {k: params[k] + lr * g for k, g in zip(self.names, grads, strict=True)}
 
-    def adapt(self, params: Params, batch: Batch) -> Params:
+    def adapt(self, params: Params, batch: Batch, later_round: bool = False) -> Params:
         """One adaptation round from prior ``params`` on ``batch`` (collected with ``params``); single-task
-        TRPO does not adapt."""
+        TRPO does not adapt. ``later_round``: a meta-test round after the first (MAML-TRPO's step is then
+        scaled by ``maml_later_rounds_scale``)."""
         if self.protocol.method == "trpo":
             return params
         if self.protocol.method == "maml":
             prior = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-            return {k: v.detach() for k, v in self.maml_step(prior, batch).items()}
+            scale = self.protocol.maml_later_rounds_scale if later_round else 1.0
+            return {k: v.detach() for k, v in self.maml_step(prior, batch, scale=scale).items()}
         return self.agent.solve_lower(params, batch)
 
     # --- meta-training --------------------------------------------------------------------------
@@ -488,7 +497,7 @@ class CheetahMetaLearner:
             data = self.collect(params, tasks, p.test_trajectories)
             stochastic.append(data.returns.mean(1))
             if k < p.test_rounds:
-                params = [self.adapt(params[g], self.batch(data, g, params[g])) for g in range(len(tasks))]
+                params = [self.adapt(params[g], self.batch(data, g, params[g]), later_round=k > 0) for g in range(len(tasks))]
         return {"deterministic": [float(r.mean()) for r in deterministic],
                 "stochastic": [float(r.mean()) for r in stochastic],
                 "tasks": tasks[:, 0].tolist() if tasks.shape[1] == 1 else tasks.tolist(),
