@@ -163,6 +163,7 @@ def test_ctrl_c_stops_the_pool_and_its_runs_record_interrupted(tmp_path):
     import signal
     import subprocess
     import time
+    from collections import Counter
 
     db, log = tmp_path / "r.db", str(tmp_path / "log")
     code = ("from leaderboard_fakes import FakeTrainer\nfrom test_leaderboard_runner import grid\n"
@@ -173,7 +174,12 @@ def test_ctrl_c_stops_the_pool_and_its_runs_record_interrupted(tmp_path):
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent), str(here)])),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while sum(line[0] == "eval" for line in FakeTrainer(log).lines()) < 2:  # both runs have a checkpoint
+    # A worker logs its evaluation before the driver records the checkpoint, and starts the next one only after
+    # the driver's reply; so a second evaluation of each run means both have a recorded checkpoint.
+    def evaluations_per_run() -> list[int]:
+        return list(Counter(line[1] for line in FakeTrainer(log).lines() if line[0] == "eval").values())
+
+    while len(counts := evaluations_per_run()) < 2 or min(counts) < 2:
         assert time.monotonic() < deadline and driver.poll() is None
         time.sleep(0.05)
     os.killpg(driver.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
