@@ -154,6 +154,10 @@ def test_cli_runs_resumes_and_writes_results(tmp_path, capsys):
     assert "resuming vel_alg1_seed1 after 1 meta-iterations" in capsys.readouterr().out
     second = json.loads((tmp_path / "vel_alg1_seed1.json").read_text())
     assert second["iterations"] == 2 and second["training_curve"][0] == first["training_curve"][0]
+    scores = [record["post_adaptation_return"] for record in second["training_curve"]]
+    best = second["meta_test_best"]
+    assert (best["iteration"], best["score"], best["tracked_from"]) == (int(np.argmax(scores)), max(scores), 0)
+    assert len(best["deterministic"]) == 2 and f"best prior (iteration {best['iteration']})" in (tmp_path / "vel_alg1_seed1.md").read_text()
     assert checkpoint.load(tmp_path / "vel_alg1_seed1.ckpt")["history"] == second["training_curve"]
     # The meta-test settings may change too: the meta-test runs after the last checkpoint.
     main([*args, "test_rounds=2", "--iterations", "2"])
@@ -333,6 +337,46 @@ def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_val
     with pytest.raises(ValueError, match=r"other settings \(clip_actions: saved True, asked False; .*"
                                          r"meta_log_std: saved True, asked False; .*--set KEY=VALUE"):
         main([*args[: -len(legacy)], "--iterations", "3"])
+
+
+def test_the_best_prior_is_the_one_whose_iteration_adapted_best_and_survives_resuming(tmp_path):
+    """The run keeps the prior (meta-policy and observation statistics) of its highest post-adaptation
+    return, as the authors keep the checkpoint they meta-test; meta-testing it leaves the run as it was."""
+    from metarl_agents.bomrl.meta_training import MetaTrainingRun
+
+    protocol = CheetahProtocol(task="point", method="maml", **POINT)
+    run = MetaTrainingRun(protocol, seed=0)
+    priors = []
+    for _ in range(4):
+        agent = run.learner.agent
+        priors.append(({k: v.clone() for k, v in agent.policy.state_dict().items()}, agent.obs_rms.mean.copy()))
+        run.iterate()
+    scores = [record["post_adaptation_return"] for record in run.history]
+    best = int(np.argmax(scores))
+    assert (run.best["iteration"], run.best["score"], run.best["tracked_from"]) == (best, scores[best], 0)
+    assert all(torch.equal(run.best["policy_state"][k], v) for k, v in priors[best][0].items())
+    np.testing.assert_array_equal(run.best["obs_rms"][0].numpy(), priors[best][1])
+
+    kept = run.state()
+    tested = run.meta_test(seed=3, best=True)
+    after = run.state()
+    assert all(torch.equal(kept["policy_state"][k], after["policy_state"][k]) for k in kept["policy_state"])
+    assert kept["numpy_rng"] == after["numpy_rng"] and torch.equal(kept["torch_rng"], after["torch_rng"])
+    replay = MetaTrainingRun(protocol, seed=0)
+    replay.load_state({**kept, "policy_state": run.best["policy_state"], "obs_rms": run.best["obs_rms"]})
+    assert replay.meta_test(seed=3) == tested
+
+    checkpoint.save(kept, tmp_path / "run.ckpt")
+    resumed = MetaTrainingRun(protocol, seed=0)
+    resumed.load_state(checkpoint.load(tmp_path / "run.ckpt"))
+    assert resumed.best["iteration"] == best and resumed.meta_test(seed=3, best=True) == tested
+    # A checkpoint from before the best prior was kept: the selection starts where it resumes.
+    resumed.load_state({k: v for k, v in kept.items() if k != "best"})
+    assert resumed.best == {"tracked_from": 4, "iteration": None, "score": None}
+    with pytest.raises(ValueError, match="no best prior yet"):
+        resumed.meta_test(best=True)
+    resumed.iterate()
+    assert (resumed.best["iteration"], resumed.best["tracked_from"]) == (4, 4)
 
 
 @pytest.mark.parametrize("meta_log_std", [True, False])

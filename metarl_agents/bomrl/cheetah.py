@@ -3,7 +3,9 @@
     python -m metarl_agents.bomrl.cheetah --task vel --method alg1 --seed 0 --iterations 500 --out DIR
 
 Writes, in ``DIR``, ``{task}_{method}_seed{S}.json`` (meta-test returns per adaptation round K,
-deterministic and stochastic; the training curve with, per meta-iteration, the returns, the step's KL
+deterministic and stochastic, of the last meta-policy and, under ``meta_test_best``, of the best one: the
+prior whose meta-iteration had the highest post-adaptation return, as the authors select the checkpoint
+they test, meta-tested on trajectories seeded with ``S``; the training curve with, per meta-iteration, the returns, the step's KL
 and its gain in the estimated post-adaptation return, and for BO-MRL the hypergradient's cosine with
 the first-order direction and the count of Hessian solves that met non-positive curvature; the
 settings; wall time), a ``.md`` summary and a
@@ -82,12 +84,16 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
     history = training.history
     t0 = time.time()
     test = training.meta_test()
+    best = training.best
+    best_test = None if best["iteration"] is None else {
+        "iteration": best["iteration"], "score": best["score"], "tracked_from": best["tracked_from"],
+        **training.meta_test(seed=seed, best=True)}
     training.close()
     seconds = [h["seconds"] for h in history]
     result = {
         "task": protocol.task, "method": protocol.method, "seed": seed, "env_id": protocol.env_id,
         "iterations": len(history), "iterations_requested": iterations, "stopped_early": stopped_early,
-        "meta_test": test, "paper_deterministic": PAPER.get((protocol.task, protocol.method)),
+        "meta_test": test, "meta_test_best": best_test, "paper_deterministic": PAPER.get((protocol.task, protocol.method)),
         "training_curve": history, "settings": asdict(protocol),
         "wall_time": {"meta_training_s": float(np.sum(seconds)), "seconds_per_iteration": float(np.mean(seconds)) if seconds else None,
                       "meta_test_s": time.time() - t0},
@@ -108,6 +114,10 @@ def markdown(result: dict[str, Any]) -> str:
              "| returns | " + " | ".join(f"K={k}" for k in rounds) + " |", "|---|" + "---|" * len(rounds)]
     lines.append("| deterministic | " + " | ".join(f"{v:.1f}" for v in test["deterministic"]) + " |")
     lines.append("| stochastic | " + " | ".join(f"{v:.1f}" for v in test["stochastic"]) + " |")
+    if best := result.get("meta_test_best"):
+        for kind in ("deterministic", "stochastic"):
+            lines.append(f"| {kind}, best prior (iteration {best['iteration']}) | "
+                         + " | ".join(f"{v:.1f}" for v in best[kind]) + " |")
     if result["paper_deterministic"] and len(result["paper_deterministic"]) == len(rounds):
         lines.append("| paper (500 it.) | " + " | ".join(f"{v:.1f}" for v in result["paper_deterministic"]) + " |")
     return "\n".join(lines) + "\n"

@@ -46,12 +46,19 @@ def settings_difference(state: dict[str, Any], protocol: CheetahProtocol, seed: 
 
 
 class MetaTrainingRun:
-    """A :class:`CheetahMetaLearner` and the record of the meta-iterations it has done."""
+    """A :class:`CheetahMetaLearner`, the record of the meta-iterations it has done, and its best prior.
+
+    The best prior is the meta-policy (with its observation statistics) whose meta-iteration had the
+    highest post-adaptation return, kept because the authors meta-test the best of their checkpoints,
+    selected on that score, and not the last one. ``best["tracked_from"]`` is the first iteration the
+    selection saw: 0, or later for a run resumed from a checkpoint written before the best was kept.
+    """
 
     def __init__(self, protocol: CheetahProtocol, seed: int) -> None:
         self.protocol, self.seed = protocol, seed
         self.learner = CheetahMetaLearner(protocol, seed)
         self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"tracked_from": 0, "iteration": None, "score": None}
 
     @property
     def iterations(self) -> int:
@@ -64,15 +71,25 @@ class MetaTrainingRun:
 
     def iterate(self) -> dict[str, Any]:
         """One meta-iteration; returns (and keeps) its record: index, the learner's returns and diagnostics,
-        and its wall time in seconds."""
+        and its wall time in seconds. The prior it started from becomes the best one if its post-adaptation
+        return is the highest yet."""
         start = time.time()
+        prior = self._prior()
         record = {"iteration": len(self.history), **self.learner.meta_iteration(), "seconds": time.time() - start}
+        if self.best["score"] is None or record["post_adaptation_return"] > self.best["score"]:
+            self.best = {**self.best, "iteration": record["iteration"], "score": record["post_adaptation_return"], **prior}
         self.history.append(record)
         return record
 
+    def _prior(self) -> dict[str, Any]:
+        """A copy of the meta-policy and the observation statistics it acts with."""
+        state = self.learner.state()
+        return {"policy_state": {k: v.clone() for k, v in state["policy_state"].items()},
+                "obs_rms": [torch.as_tensor(value).clone() for value in state["obs_rms"][:2]] + [state["obs_rms"][2]]}
+
     def state(self) -> dict[str, Any]:
-        """The checkpoint payload: the learner's state and the training curve."""
-        return {**self.learner.state(), "history": self.history}
+        """The checkpoint payload: the learner's state, the training curve and the best prior."""
+        return {**self.learner.state(), "history": self.history, "best": self.best}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a payload of :meth:`state`, which must hold this run (:func:`settings_difference`)."""
@@ -80,20 +97,29 @@ class MetaTrainingRun:
             raise ValueError(f"the checkpoint holds a run with other settings ({difference})")
         self.learner.load_state(state)
         self.history = list(state["history"])
+        # A checkpoint from before the best prior was kept: the selection starts here.
+        self.best = state.get("best", {"tracked_from": len(self.history), "iteration": None, "score": None})
 
-    def meta_test(self, seed: int | None = None) -> dict[str, Any]:
+    def meta_test(self, seed: int | None = None, best: bool = False) -> dict[str, Any]:
         """The learner's meta-test (returns after K = 0 ... test_rounds adaptation rounds on the test tasks).
 
         ``seed=None`` draws its trajectories from the run's own generators, as a run's closing meta-test
         always has. With a ``seed`` it draws them from generators seeded with it and leaves the run exactly
         as it was, so a run evaluated along the way trains to the same numbers as one that is not, and every
-        evaluation of a run sees the same noise."""
-        if seed is None:
+        evaluation of a run sees the same noise. ``best``: meta-test the best prior instead of the current
+        one (the run is left as it was)."""
+        if best and self.best["iteration"] is None:
+            raise ValueError("the run has no best prior yet: no meta-iteration was done since it was tracked")
+        if seed is None and not best:
             return self.learner.meta_test()
         kept = self.learner.state()
         kept["policy_state"] = {k: v.clone() for k, v in kept["policy_state"].items()}
-        seeded = {**kept, "numpy_rng": np.random.default_rng(seed).bit_generator.state,
-                  "torch_rng": torch.Generator().manual_seed(seed).get_state()}
+        seeded = dict(kept)
+        if seed is not None:
+            seeded.update(numpy_rng=np.random.default_rng(seed).bit_generator.state,
+                          torch_rng=torch.Generator().manual_seed(seed).get_state())
+        if best:
+            seeded.update(policy_state=self.best["policy_state"], obs_rms=self.best["obs_rms"])
         self.learner.load_state(seeded)
         try:
             return self.learner.meta_test()
