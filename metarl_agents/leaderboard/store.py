@@ -146,6 +146,14 @@ def _bad_value(store: str | Path, run: str, column: str, value: Any, expected: s
                       "or pass another --db path")
 
 
+#: A scalar column's type (as written in the dataclass) -> (whether a stored value is one, what one is).
+_SCALAR_CHECKS = {
+    "str": (lambda value: isinstance(value, str), "text"),
+    "int": (lambda value: type(value) is int and 0 <= value <= MAX_STORED_INT, f"an integer in [0, {MAX_STORED_INT}]"),
+    "float": (lambda value: type(value) in (int, float) and math.isfinite(value), "a finite number"),
+}
+
+
 def _checked_value(value: Any, kind: str, store: str | Path, run: str, column: str) -> Any:
     """``value`` of a column whose field has the type ``kind`` (as written in the dataclass), decoded where it
     is JSON; :class:`StoreError` if SQLite handed back something of another type or out of range."""
@@ -155,24 +163,15 @@ def _checked_value(value: Any, kind: str, store: str | Path, run: str, column: s
         if optional:
             return None
         raise _bad_value(store, run, column, value, f"a value of type {kind}")
-    if kind == "str":
-        if not isinstance(value, str):
-            raise _bad_value(store, run, column, value, "text")
-        return value
-    if kind == "int":
-        if type(value) is not int or not 0 <= value <= MAX_STORED_INT:
-            raise _bad_value(store, run, column, value, f"an integer in [0, {MAX_STORED_INT}]")
-        return value
-    if kind == "float":
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise _bad_value(store, run, column, value, "a finite number")
-        return float(value)
     if kind.startswith("dict"):
         decoded = _json(value, store, run, column)
         if not isinstance(decoded, dict):
             raise _bad_value(store, run, column, value, "a JSON object")
         return decoded
-    raise AssertionError(f"no check for column type {kind}")
+    is_valid, expected = _SCALAR_CHECKS[kind]
+    if not is_valid(value):
+        raise _bad_value(store, run, column, value, expected)
+    return float(value) if kind == "float" else value
 
 
 def _json(value: Any, store: str | Path, run: str, column: str) -> Any:
