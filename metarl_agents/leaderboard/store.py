@@ -221,9 +221,8 @@ class ResultStore(AbstractContextManager):
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            problem = _describe_foreign_content(self._conn, self.path) or _damage(self._conn, self.path)
-            if problem is not None:
-                raise StoreError(problem)
+            _check_ours(self._conn, self.path)
+            _check_sound(self._conn, self.path)
             if not readonly:
                 _upgrade(self._conn)
         except sqlite3.Error as exc:
@@ -474,9 +473,7 @@ def check_store_file(path: Path, writable: bool = True) -> bool:
     if _sidecar(path, "-wal").exists() and header[18:20] != b"\x02\x02":
         raise StoreError(f"{path} has a -wal file beside it but its header says it is not in WAL mode, as every "
                          "metarl store is; refusing to open it. Pass another --db path.")
-    problem = _probe(path)
-    if problem is not None:
-        raise StoreError(problem)
+    _probe(path)
     if writable:
         for target, what in ((path, "file"), (path.parent, "folder")):
             if not os.access(target, os.W_OK):
@@ -508,9 +505,9 @@ def _uri(path: Path) -> str:
     return path.absolute().as_uri()
 
 
-def _probe(path: Path, attempts: int = 3) -> str | None:
-    """None if the database file itself holds a store's tables (and, without a -wal, every page is sound), else
-    why not; SQLite writes nothing.
+def _probe(path: Path, attempts: int = 3) -> None:
+    """:class:`StoreError` unless the database file itself holds a store's tables (and, without a -wal, every
+    page is sound); SQLite writes nothing.
 
     The file is read with ``immutable=1``, which reads only the main file and ignores (never recovers) a
     ``-wal``: so a foreign database that happens to carry our application id is refused before any
@@ -521,31 +518,31 @@ def _probe(path: Path, attempts: int = 3) -> str | None:
         try:
             conn = sqlite3.connect(f"{_uri(path)}?mode=ro&immutable=1", uri=True, isolation_level=None)
         except sqlite3.Error as exc:
-            return explain(exc, path, "open")
+            raise StoreError(explain(exc, path, "open")) from exc
         try:
-            problem = _describe_foreign_content(conn, path, tables_only=True)
+            _check_ours(conn, path, tables_only=True)
             # Without a -wal the file is the whole store: its pages can be checked before anything is written.
-            return problem if problem or _sidecar(path, "-wal").exists() else _damage(conn, path)
+            if not _sidecar(path, "-wal").exists():
+                _check_sound(conn, path)
+            return
         except sqlite3.Error as exc:
             if attempt == attempts - 1 or not _sidecar(path, "-wal").exists():
-                return explain(exc, path, "read")
+                raise StoreError(explain(exc, path, "read")) from exc
             time.sleep(0.05)
         finally:
             conn.close()
-    return None
 
 
-def _damage(conn: sqlite3.Connection, path: Path) -> str | None:
-    """None if SQLite's quick check finds every page of the store sound, else one line naming the damage.
+def _check_sound(conn: sqlite3.Connection, path: Path) -> None:
+    """:class:`StoreError` naming the damage unless SQLite's quick check finds every page of the store sound.
 
     A damaged page can otherwise read as fewer rows (a merge that writes nothing, silently) or as values of
     the wrong type; the check reads the whole file, a fraction of a second for a store of many runs.
     """
     rows = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(2)").fetchall()]
-    if rows == ["ok"]:
-        return None
-    return (f"the result database {path} is damaged (SQLite quick_check: {'; '.join(rows)}); restore it from a "
-            "backup or pass another --db path")
+    if rows != ["ok"]:
+        raise StoreError(f"the result database {path} is damaged (SQLite quick_check: {'; '.join(rows)}); restore "
+                         "it from a backup or pass another --db path")
 
 
 def _create_store(path: Path, timeout: float) -> None:
@@ -584,24 +581,24 @@ def _create_store(path: Path, timeout: float) -> None:
     check_store_file(path)
 
 
-def _describe_foreign_content(conn: sqlite3.Connection, path: Path, tables_only: bool = False) -> str | None:
-    """None if the schema is ours, else why it is not ours (``tables_only``: the tables and the app name, not
-    the version, which an upgrade in a -wal may have changed)."""
+def _check_ours(conn: sqlite3.Connection, path: Path, tables_only: bool = False) -> None:
+    """:class:`StoreError` saying why the schema is not ours, if it is not (``tables_only``: the tables and the
+    app name, not the version, which an upgrade in a -wal may have changed)."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not _TABLES <= tables:
-        return (f"{path} is an SQLite database but not a metarl leaderboard store "
-                f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path.")
+        raise StoreError(f"{path} is an SQLite database but not a metarl leaderboard store "
+                         f"(tables: {sorted(tables) or 'none'}); refusing to modify it. Pass another --db path.")
     if tables_only:
         apps = {row[0] for row in conn.execute("SELECT app FROM schema_version")}
-        return None if apps <= {APP_NAME} else (
-            f"{path} is a database of {', '.join(sorted(map(str, apps)))}, not a metarl leaderboard store; refusing "
-            "to modify it. Pass another --db path.")
+        if not apps <= {APP_NAME}:
+            raise StoreError(f"{path} is a database of {', '.join(sorted(map(str, apps)))}, not a metarl leaderboard "
+                             "store; refusing to modify it. Pass another --db path.")
+        return
     row = conn.execute("SELECT app, version FROM schema_version").fetchone()
     if row is None or row[0] != APP_NAME or (row[1] != SCHEMA_VERSION and row[1] not in _UPGRADES):
         found = "no version row" if row is None else f"{row[0]} schema version {row[1]}"
-        return (f"{path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
-                "refusing to modify it.")
-    return None
+        raise StoreError(f"{path} has {found}, this metarl reads {APP_NAME} schema version {SCHEMA_VERSION}; "
+                         "refusing to modify it.")
 
 
 def _upgrade(conn: sqlite3.Connection) -> None:
