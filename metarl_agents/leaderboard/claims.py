@@ -274,21 +274,18 @@ def judge(claim: Claim, groups: Sequence[Group]) -> Verdict:
 def _judge_fails(claim: Claim, group: Group) -> Verdict:
     """"Fails to learn": every learning rate with ``MIN_SEEDS`` judged seeds stays below the solved return."""
     solved = SOLVED_RETURN[claim.env_id]
-    tried = []
+    tried, notes = [], []
     for agent in claim.winners:
         entries = sorted(judged_entries(group, agent), key=lambda entry: -entry.lr)
         held = choose(group, agent)
         if not entries:
             return _not_run(claim, group, [held], [held])
         tried += [Judged(agent, entry, "every learning rate", held.stopped, held.trained) for entry in entries]
+        rates = ", ".join(f"{entry.lr:g}" for entry in entries)
+        notes.append(f"{agent}: every learning rate that ran with {MIN_SEEDS} seeds ({rates})")
     verdicts = [_verdict(["holds" if getattr(j, interval)[2] < solved
                           else "reversed" if getattr(j, interval)[1] >= solved else "overlap" for j in tried])
                 for interval in ("paper", "rliable")]
-    rates = {j.agent: [] for j in tried}
-    for j in tried:
-        rates[j.agent].append(f"{j.entry.lr:g}")
-    notes = [f"{agent}: every learning rate that ran with {MIN_SEEDS} seeds ({', '.join(lrs)})"
-             for agent, lrs in rates.items()]
     evidence = "; ".join(j.text() for j in tried)
     return Verdict(claim, *verdicts, evidence, group, (), (*notes, *_notes(group, tried, lr_notes=False)),
                    tuple(tried))
