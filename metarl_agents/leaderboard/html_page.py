@@ -249,16 +249,16 @@ def _ids(group: Group) -> dict[str, str]:
             "every": f"{group.slug}-every-lr", "curves": f"{group.slug}-curves"}
 
 
-def _machines_and_versions(group: Group) -> str:
+def _budget_and_machines(group: Group) -> str:
+    """The budget of a group's runs and the machines and package versions they trained with."""
     machines = "; ".join(group.machines()) or "none recorded"
     versions = "; ".join(group.versions()) or "none recorded"
-    return f"machine: {html.escape(machines)}; versions: {html.escape(versions)}"
+    return f"{inline_html(group.budget_text())}; machine: {html.escape(machines)}; versions: {html.escape(versions)}"
 
 
 def _caption(group: Group) -> str:
     """The line above each of a group's tables: what was run, on what budget, machine and versions."""
-    return (f"{group.label(html.escape)}, {inline_html(group.budget_text())}; "
-            f"{_machines_and_versions(group)}")
+    return f"{group.label(html.escape)}, {_budget_and_machines(group)}"
 
 
 def _number(value: float, text: str) -> str:
@@ -351,8 +351,7 @@ def render_page(groups: Sequence[Group], claims_lines: Sequence[str], svgs: Mapp
     """
     anchors = {f"{group.slug}.png": _ids(group)["curves"] for group in groups if group.entries}
     provenance = {f"{group.slug}.png": f'<a href="#{_ids(group)["section"]}">{html.escape(group_title(group))}</a>: '
-                                       f"{inline_html(group.budget_text())}; {_machines_and_versions(group)}"
-                  for group in groups if group.entries}
+                                       + _budget_and_machines(group) for group in groups if group.entries}
     claims_title, claims = None, ""
     if claims_lines:
         headings = [line for line in claims_lines if line.startswith("#")]
