@@ -1,8 +1,9 @@
 """The leaderboard as one self-contained HTML page: what a researcher opens in a browser.
 
-Everything the page shows travels inside it: the styles, the sorting script and the learning curves (inline
-SVG), so it opens from a mail attachment or a copied folder with no network. A Content-Security-Policy in the
-page forbids fetching anything (images only as data URIs) and lets only the page's own script run.
+Everything the page shows travels inside it: the styles, the sorting script (``page.css`` and ``page.js``
+beside this module) and the learning curves (inline SVG), so it opens from a mail attachment or a copied
+folder with no network. A Content-Security-Policy in the page forbids fetching anything (images only as data
+URIs) and lets only the page's own script run.
 
 Store contents (agent names, machines, versions, env kwargs) are untrusted: every piece of text is passed
 through :func:`html.escape`, and the only markup the page holds is the markup this module writes. The claims
@@ -18,6 +19,7 @@ import hashlib
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from metarl_agents.leaderboard.groups import Entry, Group
 from metarl_agents.leaderboard.markdown import (
@@ -36,73 +38,16 @@ from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
 VERDICT_CLASSES = {"reproduced": "reproduced", "refuted": "refuted", "not separated": "not-separated",
                    "not run": "not-run"}
 
-STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1f24;
-       margin: 0 auto; max-width: 1280px; padding: 0 1.5rem 4rem; }
-h1 { margin: 1.2rem 0 .2rem; } h2 { margin-top: 2.4rem; border-bottom: 2px solid #d0d7de; padding-bottom: .2rem; }
-h3 { margin: 1.6rem 0 .3rem; }
-a { color: #0757b5; } a.up { font-size: .8rem; font-weight: normal; margin-left: .6rem; }
-nav { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .4rem 1.2rem; }
-nav h2 { border: 0; margin: .4rem 0; font-size: 1.05rem; } nav ol { margin: .2rem 0 .6rem; padding-left: 1.4rem; }
-nav li { margin: .15rem 0; } nav .parts { font-size: .85rem; color: #57606a; }
-.meta { color: #57606a; font-size: .9rem; }
-.provenance { font-size: .9rem; color: #333; margin: .4rem 0 .8rem; }
-.provenance li { margin: .1rem 0; }
-.caption { font-size: .85rem; color: #57606a; margin: .2rem 0 .4rem; }
-.reduced { color: #9a3412; font-weight: 600; }
-table { border-collapse: collapse; margin: .3rem 0 1rem; font-size: .88rem; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .55rem; text-align: left; vertical-align: top; }
-thead th { background: #eef1f4; cursor: pointer; user-select: none; white-space: nowrap; }
-thead th:hover { background: #e1e6eb; }
-thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
-thead th[aria-sort="descending"]::after { content: " \\25BC"; }
-tbody tr:nth-child(even) { background: #f9fafb; }
-td.number { font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.verdict { font-weight: 600; min-width: 7em; }
-table.generic td:first-child { min-width: 15em; }
-td.reproduced { background: #dcfce7; } td.refuted { background: #fee2e2; }
-td.not-separated { background: #fef3c7; } td.not-run { background: #f1f5f9; color: #57606a; }
-code { background: #eef1f4; padding: 0 .25rem; border-radius: 3px; font-size: .85em; }
-figure.curves { margin: .6rem 0 1.4rem; } figure.curves svg { max-width: 100%; height: auto; }
-figcaption { font-size: .85rem; color: #57606a; }
-"""
 
+def _page_asset(name: str) -> str:
+    """A file beside this module (the page's stylesheet or script) as the page inlines it, on lines of its own."""
+    return "\n" + (Path(__file__).parent / name).read_text(encoding="utf-8")
+
+
+STYLE = _page_asset("page.css")
 # Sorts a table by the clicked header (again: the other way). A cell's data-sort value, else its text, is the
 # key; numbers sort as numbers, empty cells and dashes last in either direction.
-SCRIPT = """
-(function () {
-  function key(cell) {
-    var text = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
-    if (text === "" || text === "\\u2014") return [2, ""];
-    var number = parseFloat(text.replace(/,/g, ""));
-    return /^[-+.0-9]/.test(text) && !isNaN(number) ? [0, number] : [1, text.toLowerCase()];
-  }
-  function sortBy(table, column, header) {
-    var ascending = header.getAttribute("aria-sort") !== "ascending";
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.removeAttribute("aria-sort"); });
-    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (x, y) {
-      var a = key(x.cells[column]), b = key(y.cells[column]);
-      if (a[0] !== b[0]) return a[0] - b[0];
-      var order = a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
-      return ascending ? order : -order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
-  }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (header, column) {
-      header.tabIndex = 0;
-      header.title = "sort by this column (click again to reverse)";
-      header.addEventListener("click", function () { sortBy(table, column, header); });
-      header.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(table, column, header); }
-      });
-    });
-  });
-})();
-"""
+SCRIPT = _page_asset("page.js")
 
 
 def _script_hash(script: str) -> str:
