@@ -255,10 +255,11 @@ def parse_seeds(values: Sequence[str] | None, preset_seeds: Sequence[int]) -> li
     return seeds
 
 
-def _refuse_repeats(option: str, noun: str, values: Sequence[Any]) -> None:
+def refuse_repeats(option: str, values: Sequence[Any], noun: str | None = None) -> None:
+    """ValueError if ``values`` lists one twice, naming it as ``noun`` (None: by its value)."""
     for i, value in enumerate(values):
         if value in values[:i]:
-            raise ValueError(f"{option} lists {noun} twice: {list(values)}")
+            raise ValueError(f"{option} lists {noun or repr(value)} twice: {list(values)}")
 
 
 def parse_frames(value: str | float | int) -> int:
@@ -319,9 +320,9 @@ def build_grid(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[str] 
         raise ValueError("need at least one env and one agent")
     # Like --seeds: a value listed twice would train the same run twice, at once with several workers, and
     # the two would race on one checkpoint.
-    _refuse_repeats("--envs", "an environment", envs)
-    _refuse_repeats("--agents", "an agent", agents)
-    _refuse_repeats("--lrs", "a learning rate", list(lrs or []))
+    refuse_repeats("--envs", envs, "an environment")
+    refuse_repeats("--agents", agents, "an agent")
+    refuse_repeats("--lrs", list(lrs or []), "a learning rate")
     check_choices("env", envs, registered_envs())
     check_choices("agent", agents, registered_agents())
     _refuse_meta_gradient_agents(agents)

@@ -42,6 +42,7 @@ from metarl_agents.leaderboard.grid import (
     parse_seeds,
     positive_int,
     preset_hash,
+    refuse_repeats,
     registered_agents,
     registered_envs,
 )
@@ -123,9 +124,7 @@ def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: 
     if not envs or not agents:
         raise ValueError("need at least one env and one agent")
     for option, values in (("--envs", envs), ("--agents", agents), ("--lrs", list(lrs or []))):
-        repeated = [value for i, value in enumerate(values) if value in values[:i]]
-        if repeated:
-            raise ValueError(f"{option} lists {repeated[0]!r} twice: {list(values)}")
+        refuse_repeats(option, values)
     check_choices("agent", agents, registered_agents())
     others = [agent for agent in agents if agent not in AGENT_METHODS]
     if others:
