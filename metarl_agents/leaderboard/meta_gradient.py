@@ -199,13 +199,13 @@ class MetaGradientConfig:
     iterations: int
     eval_every_iterations: int
     frames_per_iteration: int
-    protocol: Any  # CheetahProtocol
     threads: int | None
+    protocol: Any  # CheetahProtocol
 
     def as_dict(self) -> dict[str, Any]:
-        return {"env_id": self.env_id, "agent": self.agent, "seed": self.seed, "iterations": self.iterations,
-                "eval_every_iterations": self.eval_every_iterations, "frames_per_iteration": self.frames_per_iteration,
-                "threads": self.threads, "protocol": PROTOCOL, **dataclasses.asdict(self.protocol)}
+        """Every field by name, then the protocol's name and each of its settings."""
+        run = {item.name: getattr(self, item.name) for item in dataclasses.fields(self) if item.name != "protocol"}
+        return {**run, "protocol": PROTOCOL, **dataclasses.asdict(self.protocol)}
 
     def describe(self) -> str:
         """``key = value`` lines (unset values left out)."""
@@ -273,7 +273,7 @@ class MetaGradientTrainer:
         protocol = protocol_for(spec)
         per_iteration = frames_per_iteration(protocol)
         return MetaGradientConfig(spec.env_id, spec.agent, spec.seed, spec.frames // per_iteration,
-                                  spec.eval_every // per_iteration, per_iteration, protocol, self.threads)
+                                  spec.eval_every // per_iteration, per_iteration, self.threads, protocol)
 
     def build(self, spec: RunSpec) -> MetaGradientModel:
         from metarl_agents.bomrl.meta_training import MetaTrainingRun
