@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from metarl_agents.bomrl.meta_training import (  # noqa: F401 - public here too
     EXECUTION_SETTINGS,
     MetaTrainingRun,
     iteration_line,
+    protocol_settings,
     settings_difference,
 )
 from metarl_agents.bomrl.mujoco_protocol import METHODS, SINGLE_TASK_METHODS, TASK_IDS, CheetahProtocol
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this long")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (MuJoCo's stepping threads are the nthread setting)")
-    names = {f.name for f in fields(CheetahProtocol)} - {"task", "method"}
+    names = set(protocol_settings())
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override a protocol setting (for quick runs), one of {sorted(names)}")
     args = parser.parse_args(argv)

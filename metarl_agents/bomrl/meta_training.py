@@ -11,6 +11,7 @@ how the leaderboard places its evaluations on the frames axis every other agent 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,13 @@ def frames_per_iteration(protocol: CheetahProtocol) -> int:
     training steps and are not counted.)"""
     return (protocol.tasks_per_iteration * (protocol.n_trajectories + protocol.post_trajectories)
             * (protocol.horizon + protocol.continuation))
+
+
+def protocol_settings() -> dict[str, Any]:
+    """The settings a run of the protocol may choose (every field of :class:`CheetahProtocol` but its task and
+    method), each with its default as the class declares it (per-method values unresolved)."""
+    return {item.name: item.default_factory() if item.default is dataclasses.MISSING else item.default
+            for item in dataclasses.fields(CheetahProtocol) if item.name not in ("task", "method")}
 
 
 def settings_difference(state: dict[str, Any], protocol: CheetahProtocol, seed: int) -> str:

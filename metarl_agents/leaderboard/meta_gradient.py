@@ -83,14 +83,10 @@ def protocol_for(spec: RunSpec) -> Any:
 def _protocol_defaults(task: str) -> dict[str, Any]:
     """The protocol's settings as its class declares them (per-method values unresolved): what every run of
     the task starts from, the same for every agent, so their runs share a report group."""
-    from metarl_agents.bomrl.mujoco_protocol import CheetahProtocol
+    from metarl_agents.bomrl.meta_training import protocol_settings
 
-    values = {"protocol": PROTOCOL, "task": task}
-    for item in dataclasses.fields(CheetahProtocol):
-        if item.name not in ("task", "method"):
-            default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-            values[f"setting:{item.name}"] = default
-    return values
+    settings = {f"setting:{name}": default for name, default in protocol_settings().items()}
+    return {"protocol": PROTOCOL, "task": task, **settings}
 
 
 def _refuse(name: str, value: Any, instead: str) -> None:
@@ -118,7 +114,7 @@ def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: 
     ``n_eval_tasks``, ``n_final_eval_tasks``, ``policy_kwargs``, ``protocol``) are refused with what to use
     instead. Every run's protocol is validated before any run is returned.
     """
-    from metarl_agents.bomrl.meta_training import frames_per_iteration
+    from metarl_agents.bomrl.meta_training import frames_per_iteration, protocol_settings
     from metarl_agents.bomrl.mujoco_protocol import CheetahProtocol
 
     if not envs or not agents:
@@ -142,7 +138,7 @@ def build_meta_gradient_grid(envs: Sequence[str], agents: Sequence[str], seeds: 
     _refuse("policy_kwargs", policy_kwargs, "the policy is the protocol's (e.g. --override hidden=[64, 64])")
     _refuse("protocol", protocol, f"they always train with the BO-MRL protocol ({PROTOCOL!r})")
     overrides, env_kwargs = dict(overrides or {}), dict(env_kwargs or {})
-    allowed = [f.name for f in dataclasses.fields(CheetahProtocol) if f.name not in NOT_OVERRIDES]
+    allowed = [name for name in protocol_settings() if name not in NOT_OVERRIDES]
     if "inner_lr" in overrides or "maml_lr" in overrides:
         raise ValueError("the adaptation's step size (inner_lr, maml_lr) is a grid axis: set it with --lrs "
                          "(build_meta_gradient_grid(lrs=...))")
