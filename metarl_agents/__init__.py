@@ -10,36 +10,27 @@ memory) -> :mod:`~metarl_agents.heads` -> :mod:`~metarl_agents.policies` -> :mod
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from metarl_agents.lazy import lazy_attributes
 
 _LAZY = {
-    "POLICY_REGISTRY": "metarl_agents.policies",
-    "AMRLPolicy": "metarl_agents.policies",
-    "CNPPolicy": "metarl_agents.policies",
-    "MaxPolicy": "metarl_agents.policies",
-    "MetaRecurrentPolicy": "metarl_agents.policies",
-    "PEARLGRUPolicy": "metarl_agents.policies",
-    "PEARLPolicy": "metarl_agents.policies",
-    "RNNPolicy": "metarl_agents.policies",
-    "SplAggerPolicy": "metarl_agents.policies",
-    "MetaPPO": "metarl_agents.training.ppo",
-    "evaluate_meta": "metarl_agents.training.evaluation",
-    "make_vec_env": "metarl_agents.training.vec_env",
-    "save_model": "metarl_agents.training.model_file",
-    "load_model": "metarl_agents.training.model_file",
+    "POLICY_REGISTRY": ".policies",
+    "AMRLPolicy": ".policies",
+    "CNPPolicy": ".policies",
+    "MaxPolicy": ".policies",
+    "MetaRecurrentPolicy": ".policies",
+    "PEARLGRUPolicy": ".policies",
+    "PEARLPolicy": ".policies",
+    "RNNPolicy": ".policies",
+    "SplAggerPolicy": ".policies",
+    "MetaPPO": ".training.ppo",
+    "evaluate_meta": ".training.evaluation",
+    "make_vec_env": ".training.vec_env",
+    "save_model": ".training.model_file",
+    "load_model": ".training.model_file",
 }
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metarl_agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

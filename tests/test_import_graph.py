@@ -131,7 +131,7 @@ def test_the_packages_import_graph_has_no_cycle_but_the_known_ones() -> None:
 #: Modules not named here belong to the layer of the nearest named package above them.
 LAYERS: list[tuple[str, ...]] = [
     ("metarl_envs",),
-    ("metarl_agents.value_check", "metarl_agents.derived"),
+    ("metarl_agents.value_check", "metarl_agents.derived", "metarl_agents.lazy"),
     ("metarl_agents.memory", "metarl_agents.heads"),
     ("metarl_agents.policy_settings", "metarl_agents.recurrent_adapter", "metarl_agents.policies"),
     ("metarl_agents.training",),

@@ -9,16 +9,11 @@ run by ``python -m metarl_agents.bomrl.cheetah``.
 
 from metarl_agents.bomrl.mdp import TabularMDP, evaluate, sampled_evaluation, value_iteration
 from metarl_agents.bomrl.tabular import TabularBOMRL, adapt, hypergradient, maml_step, solve_lower
+from metarl_agents.lazy import lazy_attributes
 
 __all__ = [
     "BOMRL", "TabularBOMRL", "TabularMDP", "adapt", "evaluate", "hypergradient", "maml_step",
     "sampled_evaluation", "solve_lower", "value_iteration",
 ]
 
-
-def __getattr__(name: str):
-    if name == "BOMRL":
-        from metarl_agents.bomrl.neural import BOMRL
-
-        return BOMRL
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"BOMRL": ".neural"})

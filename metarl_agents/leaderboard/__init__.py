@@ -11,24 +11,15 @@ command line; the pieces are importable for scripted sweeps::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from metarl_agents.lazy import lazy_attributes
 
 # Loaded on first use, so that ``metarl-bench report`` (and any light use of the store) never imports torch.
 _LAZY = {
-    "CheckpointError": "checkpoint", "RunSpec": "grid", "build_grid": "grid", "StoreInUse": "lock",
-    "write_report": "report", "MetaPPOTrainer": "runner", "SweepSummary": "runner", "Trainer": "runner",
-    "run_grid": "runner", "train_one": "runner", "ResultStore": "store", "StoreError": "store",
-    "merge_stores": "merge", "MergeSummary": "merge",
-    "build_meta_gradient_grid": "meta_gradient", "MetaGradientTrainer": "meta_gradient",
+    "CheckpointError": ".checkpoint", "RunSpec": ".grid", "build_grid": ".grid", "StoreInUse": ".lock",
+    "write_report": ".report", "MetaPPOTrainer": ".runner", "SweepSummary": ".runner", "Trainer": ".runner",
+    "run_grid": ".runner", "train_one": ".runner", "ResultStore": ".store", "StoreError": ".store",
+    "merge_stores": ".merge", "MergeSummary": ".merge",
+    "build_meta_gradient_grid": ".meta_gradient", "MetaGradientTrainer": ".meta_gradient",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metarl_agents.leaderboard' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"metarl_agents.leaderboard.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
