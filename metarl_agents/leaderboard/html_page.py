@@ -26,7 +26,7 @@ from metarl_agents.leaderboard.markdown import (
     EVERY_LR_HEADER,
     RANKED_HEADER,
     RANKINGS,
-    format_ci,
+    entry_cells,
     group_title,
     provenance_markdown,
 )
@@ -216,11 +216,8 @@ def _text(text: str) -> str:
 
 def _entry_row(entry: Entry, rank: int | None = None, best: bool = False) -> str:
     """A ranking's row (``rank``: the seeds counted) or the every-learning-rate table's (the seeds listed)."""
-    seeds = " ".join(map(str, entry.seeds)) if rank is None else str(len(entry.seeds))
-    return ("<tr>" + ("" if rank is None else _number(rank, str(rank))) + _text(entry.agent)
-            + _number(entry.lr, f"{entry.lr:g}" + (" (best)" if best else ""))
-            + _number(entry.final[0], format_ci(entry.final)) + _number(entry.over_run[0], format_ci(entry.over_run))
-            + _number(len(entry.seeds), seeds) + _text(entry.stopped_text()) + "</tr>")
+    cells = entry_cells(entry, rank, best)
+    return "<tr>" + "".join(_text(text) if value is None else _number(value, text) for text, value in cells) + "</tr>"
 
 
 def inline_svg(markup: str, prefix: str) -> str:

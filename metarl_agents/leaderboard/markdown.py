@@ -10,7 +10,7 @@ from typing import Any
 
 from metarl_agents.leaderboard import meta_gradient_agents
 from metarl_agents.leaderboard.grid import format_frames
-from metarl_agents.leaderboard.groups import Group
+from metarl_agents.leaderboard.groups import Entry, Group
 from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED
 from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
 from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
@@ -44,6 +44,17 @@ RANKED_HEADER = ("rank", "agent", "best lr", "final return", "mean over run", "s
                  "stopped early (seed at frames)")
 EVERY_LR_HEADER = ("agent", "lr", "final return", "mean over run", "seeds", "stopped early")
 RANKINGS = (("final", "final"), ("over_run", "mean-over-run"))  # (statistic, its name in titles)
+
+
+def entry_cells(entry: Entry, rank: int | None = None, best: bool = False) -> list[tuple[str, float | None]]:
+    """An entry's row as ``(text, sort value)`` cells, the value None for a text column: a ranking's row
+    (``rank``: its seeds counted) or the every-learning-rate table's (its seeds listed, ``best`` marking the
+    agent's best learning rate). Both the markdown report and the HTML page lay it out."""
+    seeds = " ".join(map(str, entry.seeds)) if rank is None else str(len(entry.seeds))
+    ranked = [] if rank is None else [(str(rank), rank)]
+    return [*ranked, (entry.agent, None), (f"{entry.lr:g}" + (" (best)" if best else ""), entry.lr),
+            (format_ci(entry.final), entry.final[0]), (format_ci(entry.over_run), entry.over_run[0]),
+            (seeds, len(entry.seeds)), (entry.stopped_text(), None)]
 
 
 def group_title(group: Group, quote: Callable[[str], str] = str) -> str:

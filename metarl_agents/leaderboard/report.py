@@ -26,8 +26,8 @@ from metarl_agents.leaderboard.markdown import (
     EVERY_LR_HEADER,
     RANKED_HEADER,
     RANKINGS,
+    entry_cells,
     escape_markdown,
-    format_ci,
     group_title,
     markdown_table,
     provenance_markdown,
@@ -52,17 +52,20 @@ def _group_markdown(group: Group, figures: str = "") -> list[str]:
     caption = f"_{group.label(escape_markdown)}, {group.budget_text()}; machine: {escape_markdown('; '.join(group.machines()))}_"
     for statistic, name in RANKINGS:
         lines += [f"### Ranked by {name} meta-episode return", "", caption, ""]
-        rows = [(rank, escape_markdown(e.agent), f"{e.lr:g}", format_ci(e.final), format_ci(e.over_run), len(e.seeds), e.stopped_text())
-                for rank, e in enumerate(group.ranked(statistic), 1)]
+        rows = [_markdown_cells(entry_cells(e, rank)) for rank, e in enumerate(group.ranked(statistic), 1)]
         lines += markdown_table(RANKED_HEADER, rows)
         lines.append("")
     best = {id(e) for e in group.best_entries()}
     lines += ["### Every learning rate", "", caption, ""]
-    rows = [(escape_markdown(e.agent), f"{e.lr:g}" + (" (best)" if id(e) in best else ""), format_ci(e.final), format_ci(e.over_run),
-             " ".join(map(str, e.seeds)), e.stopped_text()) for e in group.entries]
+    rows = [_markdown_cells(entry_cells(e, best=id(e) in best)) for e in group.entries]
     lines += markdown_table(EVERY_LR_HEADER, rows)
     lines += ["", f"![{group.label(escape_markdown)} learning curves]({figures}{group.slug}.png)", ""]
     return lines
+
+
+def _markdown_cells(cells: list[tuple[str, float | None]]) -> list[str]:
+    """Cells of :func:`~.markdown.entry_cells` as markdown: the text columns (stored strings) escaped."""
+    return [escape_markdown(text) if value is None else text for text, value in cells]
 
 
 def label_frames_axis(ax: Any) -> None:
