@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import math
 import os
@@ -241,19 +242,19 @@ class ResultStore(AbstractContextManager):
         does. A ``-wal`` without ``-shm`` needs an index that SQLite would create beside the store, so the
         two files are read from a private copy instead.
         """
+        connect = functools.partial(sqlite3.connect, timeout=timeout, isolation_level=None)
         if not self.readonly:
-            return sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            return connect(self.path)
         wal, shm = _sidecar(self.path, "-wal"), _sidecar(self.path, "-shm")
         if not wal.exists():
-            return sqlite3.connect(f"{_uri(self.path)}?mode=ro&immutable=1", uri=True, timeout=timeout,
-                                   isolation_level=None)
+            return connect(f"{_uri(self.path)}?mode=ro&immutable=1", uri=True)
         if shm.exists():
-            return sqlite3.connect(f"{_uri(self.path)}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+            return connect(f"{_uri(self.path)}?mode=ro", uri=True)
         self._scratch = tempfile.TemporaryDirectory(prefix="metarl-store-")
         copy = Path(self._scratch.name) / self.path.name
         shutil.copyfile(self.path, copy)
         shutil.copyfile(wal, _sidecar(copy, "-wal"))
-        return sqlite3.connect(copy, timeout=timeout, isolation_level=None)
+        return connect(copy)
 
     def _drop_scratch(self) -> None:
         if self._scratch is not None:
