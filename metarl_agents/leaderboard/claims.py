@@ -403,6 +403,19 @@ class Table:
     link_column: str = "plot"
     emphasis_column: str = ""  # a column a renderer may set in bold
 
+    def markdown_cells(self, row: Sequence[str]) -> list[str]:
+        """A row's cells as markdown: the link column's path as a link to the plot (a dash where there is
+        none), the verdict in the emphasis column in bold."""
+        cells = []
+        for column, cell in zip(self.header, row, strict=True):
+            verdict = next((v for v in VERDICTS if cell.startswith(v)), "") if column == self.emphasis_column else ""
+            if column == self.link_column:
+                cell = f"[plot]({cell})" if cell else "—"
+            elif verdict:
+                cell = f"**{verdict}**{cell[len(verdict):]}"
+            cells.append(cell)
+        return cells
+
 
 CLAIM_HEADER = ("figure", "claim", "verdict", "budget", "final statistic: mean [68 % CI; 95 % CI]",
                 "probability of improvement [95 % CI]", "notes", "plot")
@@ -481,17 +494,6 @@ def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
     """The claims and ablations sections as markdown lines; empty when neither has runs."""
     lines: list[str] = []
     for table in claims_tables(groups, figures):
-        link = table.header.index(table.link_column) if table.link_column in table.header else -1
-        bold = table.header.index(table.emphasis_column) if table.emphasis_column in table.header else -1
-        rows = []
-        for row in table.rows:
-            cells = list(row)
-            if link >= 0:
-                cells[link] = f"[plot]({cells[link]})" if cells[link] else "—"
-            if bold >= 0:
-                verdict = next((v for v in VERDICTS if cells[bold].startswith(v)), "")
-                if verdict:
-                    cells[bold] = f"**{verdict}**{cells[bold][len(verdict):]}"
-            rows.append(cells)
+        rows = [table.markdown_cells(row) for row in table.rows]
         lines += [f"## {table.title}", "", table.intro, ""] + markdown_table(table.header, rows) + [""]
     return lines
