@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from metarl_agents.leaderboard.claims import CLAIMS
+from metarl_agents.leaderboard.claims import CLAIMS, Table
 from metarl_agents.leaderboard.grid import RunSpec
-from metarl_agents.leaderboard.html_page import CSP, SCRIPT, inline_html, markdown_blocks
+from metarl_agents.leaderboard.html_page import CSP, SCRIPT, claims_section, inline_html
 from metarl_agents.leaderboard.report import write_report
 from metarl_agents.leaderboard.store import ResultStore
 
@@ -185,18 +185,19 @@ def test_hostile_store_values_are_escaped_in_the_page(tmp_path):
     assert text.count("<script>") == 1
 
 
-def test_claims_markdown_is_rendered_generically():
+def test_claims_tables_are_rendered_generically():
     """Columns the claims module adds (here a 95 % interval) come through; links out of the page do not."""
-    lines = ["## Paper claims", "", "Verdicts are *judged* on **intervals**.", "",
-             "| claim | final return | 95 % CI | p(improvement) | figure |", "|---|---|---|---|---|",
-             "| A beats B \\| strictly | **refuted** at a reduced budget | [1.0, 2.0] | 0.97 | [plot](../x/g1.png) |",
-             "| C | **not run** | — | — | [elsewhere](http://evil/g1.png.html) |", ""]
-    page = markdown_blocks(lines, {"g1.png": "g1-curves"}, {"g1.png": "<b>G1 budget</b>"})
+    table = Table("Paper claims", "Verdicts are *judged* on **intervals**.",
+                  ("claim", "final return", "95 % CI", "p(improvement)", "figure"),
+                  (("A beats B | strictly", "refuted at a reduced budget", "[1.0, 2.0]", "0.97", "../x/g1.png"),
+                   ("C", "not run", "—", "—", "http://evil/g1.png.html")),
+                  link_column="figure", emphasis_column="final return")
+    page = claims_section([table], {"g1.png": "g1-curves"}, {"g1.png": "<b>G1 budget</b>"})
     dom = Dom(page)
     (table,) = dom.tables
     assert table["header"] == ["claim", "final return", "95 % CI", "p(improvement)", "figure"]
     assert table["rows"] == [["A beats B | strictly", "refuted at a reduced budget", "[1.0, 2.0]", "0.97", "plot"],
-                             ["C", "not run", "—", "—", "elsewhere"]]
+                             ["C", "not run", "—", "—", "plot"]]
     assert '<td class="verdict refuted"><strong>refuted</strong> at a reduced budget</td>' in page
     assert '<a href="#g1-curves">plot</a>' in page and "http://evil" not in page
     assert page.index("<b>G1 budget</b>") < page.index("<table")  # provenance of the linked plots first

@@ -7,9 +7,9 @@ URIs) and lets only the page's own script run.
 
 Store contents (agent names, machines, versions, env kwargs) are untrusted: every piece of text is passed
 through :func:`html.escape`, and the only markup the page holds is the markup this module writes. The claims
-section is rendered from the markdown lines the claims module produces (paragraphs and a table, with bold,
-emphasis, code and links), so columns it adds appear here without a change to this module; links in it become
-anchors to the plots on this page, never links out of it.
+section is rendered from the claims module's tables (their intros and cells as the markdown report has them,
+with bold, emphasis, code and links), so columns it adds appear here without a change to this module; links in
+it become anchors to the plots on this page, never links out of it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from metarl_agents.leaderboard.claims import Table
 from metarl_agents.leaderboard.groups import Entry, Group
 from metarl_agents.leaderboard.markdown import (
     EVERY_LR_HEADER,
@@ -57,7 +58,7 @@ def _script_hash(script: str) -> str:
 CSP = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src '{_script_hash(SCRIPT)}'; "
        "base-uri 'none'; form-action 'none'")
 
-# -- the markdown subset of the generated report, to HTML ------------------------------------------
+# -- the report's inline markdown, to HTML ---------------------------------------------------------
 
 _INLINE = re.compile(
     r"\\(?P<escaped>[^\sA-Za-z0-9])"  # a backslash escape: the character itself
@@ -66,8 +67,6 @@ _INLINE = re.compile(
     r"|\*(?P<em>[^*\s](?:[^*]*?[^*\s\\])?)\*"
     r"|\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]*)\)"
 )
-_CELL_SPLIT = re.compile(r"(?<!\\)\|")
-_TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
 
 
 def inline_html(text: str, anchors: Mapping[str, str] | None = None, linked: set[str] | None = None) -> str:
@@ -105,12 +104,7 @@ def inline_html(text: str, anchors: Mapping[str, str] | None = None, linked: set
     return "".join(out)
 
 
-def _plain_text(markdown: str) -> str:
-    """The text a markdown line shows, without its markup (for matching verdict words)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", inline_html(markdown))).strip()
-
-
-def _generic_cell(markdown: str, anchors: Mapping[str, str], linked: set[str]) -> str:
+def _claims_cell(markdown: str, anchors: Mapping[str, str], linked: set[str]) -> str:
     markdown = markdown.strip()
     verdict = next((css for word, css in VERDICT_CLASSES.items()
                     if re.match(rf"\*\*{re.escape(word)}\*\*", markdown)), None)
@@ -126,63 +120,26 @@ def _table_html(header: Iterable[str], rows: Iterable[str], caption: str = "", k
             + "\n".join(rows) + "\n</tbody>\n</table>")
 
 
-def _block_kind(line: str) -> str | None:
-    """Which block a markdown line belongs to; None for a blank line or a heading (each ends a block)."""
-    if not line.strip() or line.startswith("#"):
-        return None
-    return "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
-
-
-def markdown_blocks(lines: Sequence[str], anchors: Mapping[str, str],
-                    provenance: Mapping[str, str] | None = None) -> str:
-    """The report's markdown lines (headings, paragraphs, bullet lists, tables) as HTML.
-
-    Before each table goes the provenance (``provenance``: plot file name -> HTML) of every plot its rows
-    link to, so the budget, machine and versions of the runs a table is built from are stated above it.
-    """
-    blocks, index = [], 0
-    while index < len(lines):
-        line = lines[index].rstrip()
-        if not line.strip():
-            index += 1
-            continue
-        if line.startswith("#"):
-            level = min(max(len(line) - len(line.lstrip("#")), 2), 6)
-            blocks.append(f"<h{level}>{inline_html(line.lstrip('#').strip(), anchors)}</h{level}>")
-            index += 1
-            continue
-        kind, chunk = _block_kind(line), []
-        while index < len(lines) and _block_kind(lines[index]) == kind:
-            chunk.append(lines[index].rstrip())
-            index += 1
-        if kind == "paragraph":
-            blocks.append(f"<p>{inline_html(' '.join(chunk), anchors)}</p>")
-        elif kind == "list":
-            items = "".join(f"<li>{inline_html(item[2:], anchors)}</li>" for item in chunk)
-            blocks.append(f"<ul>{items}</ul>")
-        else:
-            blocks.append(_markdown_table_html(chunk, anchors, provenance or {}))
-    return "\n".join(blocks)
-
-
-def _cells(row: str) -> list[str]:
-    row = row.strip().removeprefix("|")
-    if row.endswith("|") and not row.endswith("\\|"):
-        row = row[:-1]
-    return _CELL_SPLIT.split(row)
-
-
-def _markdown_table_html(chunk: list[str], anchors: Mapping[str, str], provenance: Mapping[str, str]) -> str:
-    header = _cells(chunk[0])
-    body = chunk[2:] if len(chunk) > 1 and _TABLE_RULE.match(chunk[1]) else chunk[1:]
-    linked: set[str] = set()
-    rows = ["<tr>" + "".join(_generic_cell(cell, anchors, linked) for cell in _cells(row)) + "</tr>" for row in body]
-    table = _table_html([cell.strip() for cell in header], rows, kind="generic")
-    sources = [provenance[name] for name in sorted(linked, key=list(anchors).index) if name in provenance]
-    if sources:
-        table = ('<div class="provenance"><strong>Runs behind this table</strong> (budget, machine, versions):'
-                 f'<ul>{"".join(f"<li>{source}</li>" for source in sources)}</ul></div>\n' + table)
-    return table
+def claims_section(tables: Sequence[Table], anchors: Mapping[str, str], provenance: Mapping[str, str]) -> str:
+    """The claims module's tables under the first one's title, each with its intro and, before the table, the
+    provenance (plot file name -> HTML) of every plot its rows link to, so the budget, machine and versions of
+    the runs a table is built from are stated above it. Cells are the rows' markdown (bold verdicts, plot
+    links, which become links to the curves on this page), so columns the claims module adds appear here."""
+    blocks = [f'<section id="claims"><h2>{html.escape(tables[0].title)}'
+              '<a class="up" href="#contents">&uarr; contents</a></h2>']
+    for index, table in enumerate(tables):
+        if index:
+            blocks.append(f"<h2>{inline_html(table.title, anchors)}</h2>")
+        blocks.append(f"<p>{inline_html(table.intro, anchors)}</p>")
+        linked: set[str] = set()
+        rows = ["<tr>" + "".join(_claims_cell(cell, anchors, linked) for cell in table.markdown_cells(row)) + "</tr>"
+                for row in table.rows]
+        sources = [provenance[name] for name in sorted(linked, key=list(anchors).index) if name in provenance]
+        if sources:
+            blocks.append('<div class="provenance"><strong>Runs behind this table</strong> (budget, machine, versions):'
+                          f'<ul>{"".join(f"<li>{source}</li>" for source in sources)}</ul></div>')
+        blocks.append(_table_html(table.header, rows, kind="generic"))
+    return "\n".join(blocks) + "\n</section>"
 
 
 # -- a group's section, from its data --------------------------------------------------------------
@@ -284,24 +241,17 @@ def _contents(groups: Sequence[Group], claims_title: str | None) -> str:
     return f'<nav id="contents"><h2>Contents</h2><ol>{"".join(items)}</ol></nav>'
 
 
-def render_page(groups: Sequence[Group], claims_lines: Sequence[str], svgs: Mapping[str, str], source: str,
+def render_page(groups: Sequence[Group], claims: Sequence[Table], svgs: Mapping[str, str], source: str,
                 generated: str) -> str:
-    """The whole page: contents, the claims section (when ``claims_lines`` has one), every group's section.
+    """The whole page: contents, the claims section (when ``claims`` holds a table), every group's section.
 
-    ``claims_lines`` are the claims module's markdown lines with plot links relative to the page's folder;
-    ``svgs`` maps a group's slug to its learning-curve SVG.
+    ``claims`` are the claims module's tables (:func:`~.claims.claims_tables`) with plot paths relative to
+    the page's folder; ``svgs`` maps a group's slug to its learning-curve SVG.
     """
     anchors = {f"{group.slug}.png": _ids(group)["curves"] for group in groups if group.entries}
     provenance = {f"{group.slug}.png": f'<a href="#{_ids(group)["section"]}">{html.escape(group_title(group))}</a>: '
                                        + _budget_and_machines(group) for group in groups if group.entries}
-    claims_title, claims = None, ""
-    if claims_lines:
-        headings = [line for line in claims_lines if line.startswith("#")]
-        claims_title = _plain_text(headings[0].lstrip("#").strip()) if headings else "Paper claims"
-        body = [line for line in claims_lines if line not in headings[:1]]
-        claims = (f'<section id="claims"><h2>{html.escape(claims_title)}'
-                  f'<a class="up" href="#contents">&uarr; contents</a></h2>\n'
-                  f"{markdown_blocks(body, anchors, provenance)}\n</section>")
+    claims_html = claims_section(claims, anchors, provenance) if claims else ""
     sections = "\n".join(group_section(group, svgs.get(group.slug)) for group in groups)
     empty = "" if groups else "<p>The store holds no runs yet.</p>"
     downloads = " · ".join(f'<a href="{name}">{name}</a>' for name in
@@ -321,9 +271,9 @@ def render_page(groups: Sequence[Group], claims_lines: Sequence[str], svgs: Mapp
 <code>metarl-bench report</code>. Every number is the mean over seeds with a {CONFIDENCE:.0%} bootstrap interval
 ({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}). Click a column header to sort a table. The same numbers:
 {downloads} (beside this page).</p>
-{_contents(groups, claims_title)}
+{_contents(groups, claims[0].title if claims else None)}
 {empty}
-{claims}
+{claims_html}
 {sections}
 <script>{SCRIPT}</script>
 </body>

@@ -182,7 +182,7 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
     plots in ``out_dir``. When the store has runs in the paper's configuration of an environment the
     SplAgger paper makes a claim about, a "paper claims" section with each claim's verdict comes first.
     """
-    from metarl_agents.leaderboard.claims import claims_markdown
+    from metarl_agents.leaderboard.claims import claims_markdown, claims_tables
     from metarl_agents.leaderboard.html_page import render_page
 
     db_path, out_dir = Path(db_path), Path(out_dir)
@@ -223,6 +223,6 @@ def write_report(db_path: str | Path, out_dir: str | Path = "leaderboard_report"
         {"db": str(db_path), "confidence": CONFIDENCE, "n_resamples": N_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,
          "groups": provenance, "entries": summary}, indent=2))
     # The page's figure links in the claims table point at plots beside the page (its own folder).
-    page = render_page(groups, claims_markdown(groups), svgs, source=str(db_path), generated=generated)
+    page = render_page(groups, claims_tables(groups), svgs, source=str(db_path), generated=generated)
     (out_dir / "index.html").write_text(page, encoding="utf-8")
     return markdown
