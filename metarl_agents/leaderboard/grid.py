@@ -30,7 +30,8 @@ from metarl_agents.training.config import (
     eval_seed,
 )
 
-# A reduced budget still gets at least this many evaluation points (the preset's eval_every is per run).
+#: Evaluation points a run gets at least by default, also on a reduced budget (the preset's eval_every is per
+#: run) and for the meta-gradient agents (a budget in meta-iterations).
 MIN_EVAL_POINTS = 10
 #: The most seeds ``--seeds N`` may ask for.
 MAX_SEED_COUNT = 1000

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl_agents.leaderboard.grid import (
+    MIN_EVAL_POINTS,
     RunSpec,
     check_choices,
     parse_seeds,
@@ -56,8 +57,6 @@ from metarl_agents.training.errors import CheckpointError
 
 #: The seeds a grid runs when none are given (those of the command's paper runs).
 DEFAULT_SEEDS = (0, 1, 2)
-#: At least this many evaluations per run by default (as for the other agents).
-MIN_EVAL_POINTS = 10
 #: Protocol settings a run's ``overrides`` may not set: they have their own place (agent, env, env_kwargs,
 #: lr) or change no result (MuJoCo's thread count).
 NOT_OVERRIDES = ("task", "method", "env_kwargs", "inner_lr", "maml_lr", "nthread")
