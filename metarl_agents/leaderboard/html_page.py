@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from metarl_agents.leaderboard.claims import Table
+from metarl_agents.leaderboard.claims import VERDICTS, Table
 from metarl_agents.leaderboard.groups import Entry, Group
 from metarl_agents.leaderboard.markdown import (
     EVERY_LR_HEADER,
@@ -35,9 +35,8 @@ from metarl_agents.leaderboard.stats import BOOTSTRAP_SEED
 from metarl_agents.leaderboard.stats import PAPER_CONFIDENCE as CONFIDENCE
 from metarl_agents.leaderboard.stats import PAPER_RESAMPLES as N_RESAMPLES
 
-#: verdict words of the claims table that get a colour (others are shown plainly)
-VERDICT_CLASSES = {"reproduced": "reproduced", "refuted": "refuted", "not separated": "not-separated",
-                   "not run": "not-run"}
+#: verdict words of the claims table -> the CSS class that colours them (other text is shown plainly)
+VERDICT_CLASSES = {verdict: verdict.replace(" ", "-") for verdict in VERDICTS}
 
 
 def _page_asset(name: str) -> str:
