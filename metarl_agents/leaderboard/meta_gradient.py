@@ -282,21 +282,17 @@ class MetaGradientTrainer:
             limit_threads(self.threads)
         return MetaGradientModel(MetaTrainingRun(protocol_for(spec), spec.seed))
 
-    def identity(self, spec: RunSpec) -> dict[str, Any]:
-        """What a checkpoint must have been written for: the run's identity and settings."""
-        return spec.store_fields()
-
     def save(self, model: MetaGradientModel, spec: RunSpec, path: Path, final: bool = False) -> None:
         """The whole training state also at the end (it is small: the policy, the normaliser, the generators
         and the training curve)."""
         from metarl_agents.leaderboard.checkpoint import write_checkpoint
 
-        write_checkpoint(path, self.identity(spec), model.run.state())
+        write_checkpoint(path, spec.store_fields(), model.run.state())  # names the run it belongs to
 
     def resume(self, spec: RunSpec, checkpoint: Path) -> MetaGradientModel:
         from metarl_agents.leaderboard.checkpoint import read_checkpoint
 
-        state = read_checkpoint(checkpoint, self.identity(spec))  # refuses another run's file before building
+        state = read_checkpoint(checkpoint, spec.store_fields())  # refuses another run's file before building
         model = self.build(spec)
         try:
             model.run.load_state(state)
