@@ -3,13 +3,12 @@
     python -m metarl_agents.bomrl.cheetah --task vel --method alg1 --seed 0 --iterations 500 --out DIR
 
 Writes, in ``DIR``, ``{task}_{method}_seed{S}.json`` (meta-test returns per adaptation round K,
-deterministic and stochastic, of the last meta-policy and, under ``meta_test_best``, of the best one: the
-prior whose meta-iteration had the highest post-adaptation return, as the authors select the checkpoint
-they test, meta-tested on trajectories seeded with ``S``; the training curve with, per meta-iteration, the returns, the step's KL
-and its gain in the estimated post-adaptation return, and for BO-MRL the hypergradient's cosine with
-the first-order direction and the count of Hessian solves that met non-positive curvature; the
-settings; wall time), a ``.md`` summary and a
-``.png`` plot. A checkpoint (``.ckpt``, checksummed, written atomically) after every meta-iteration
+deterministic and stochastic, of the last meta-policy and, under ``meta_test_best``, of the best one:
+the prior whose meta-iteration had the highest post-adaptation return, as the authors select the
+checkpoint they test, meta-tested on trajectories seeded with ``S``; the training curve with, per
+meta-iteration, the returns, the step's KL and its gain in the estimated post-adaptation return, and for
+BO-MRL the hypergradient's cosine with the first-order direction and the count of Hessian solves that
+met non-positive curvature; the settings; wall time), a ``.md`` summary and a ``.png`` plot. A checkpoint (``.ckpt``, checksummed, written atomically) after every meta-iteration
 lets a killed run resume where it stopped: run the same command again (``--set nthread=T`` may
 differ: MuJoCo's thread count changes no result; so may the meta-test's ``test_rounds`` and
 ``test_trajectories``, since it runs after the last checkpoint). ``--max-minutes`` stops

@@ -91,9 +91,10 @@ class MetaTrainingRun:
 
     def _prior(self) -> dict[str, Any]:
         """A copy of the meta-policy and the observation statistics it acts with."""
-        state = self.learner.state()
-        return {"policy_state": {k: v.clone() for k, v in state["policy_state"].items()},
-                "obs_rms": [torch.as_tensor(value).clone() for value in state["obs_rms"][:2]] + [state["obs_rms"][2]]}
+        agent = self.learner.agent
+        rms = agent.obs_rms
+        return {"policy_state": {k: v.detach().clone() for k, v in agent.policy.state_dict().items()},
+                "obs_rms": [torch.tensor(rms.mean), torch.tensor(rms.var), float(rms.count)]}
 
     def state(self) -> dict[str, Any]:
         """The checkpoint payload: the learner's state, the training curve and the best prior."""
@@ -122,13 +123,13 @@ class MetaTrainingRun:
             return self.learner.meta_test()
         kept = self.learner.state()
         kept["policy_state"] = {k: v.clone() for k, v in kept["policy_state"].items()}
-        seeded = dict(kept)
+        tested = dict(kept)
         if seed is not None:
-            seeded.update(numpy_rng=np.random.default_rng(seed).bit_generator.state,
+            tested.update(numpy_rng=np.random.default_rng(seed).bit_generator.state,
                           torch_rng=torch.Generator().manual_seed(seed).get_state())
         if best:
-            seeded.update(policy_state=self.best["policy_state"], obs_rms=self.best["obs_rms"])
-        self.learner.load_state(seeded)
+            tested.update(policy_state=self.best["policy_state"], obs_rms=self.best["obs_rms"])
+        self.learner.load_state(tested)
         try:
             return self.learner.meta_test()
         finally:
