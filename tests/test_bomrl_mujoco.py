@@ -391,8 +391,10 @@ def test_meta_step_moves_the_prior_log_std_only_when_asked(meta_log_std):
     assert any(v for k, v in moved.items() if k != "policy.log_std")
 
 
-def test_the_prior_log_std_is_meta_learned_only_where_no_kl_holds_adaptation_to_it():
-    assert [CheetahProtocol(method=m).meta_log_std for m in ("alg1", "alg2", "alg3", "maml")] == [False, False, True, True]
+def test_the_prior_log_std_is_meta_learned_except_where_its_width_loosens_the_kl_on_the_adapted_means():
+    """Alg2's KL(adapted || prior) divides the mean's move by the prior's variance; Alg1's divides by the
+    adapted policy's, Alg3 and MAML-TRPO have no KL to the prior."""
+    assert [CheetahProtocol(method=m).meta_log_std for m in ("alg1", "alg2", "alg3", "maml")] == [True, False, True, True]
     with pytest.raises(ValueError, match="meta_log_std must be"):
         CheetahProtocol(meta_log_std="no")
 

@@ -92,10 +92,12 @@ class CheetahProtocol:
     hidden: tuple[int, ...] = (128, 128)
     log_std_init: float = -0.7
     #: Whether the meta-step updates the prior's log-std (the authors' code does). ``False`` keeps it at
-    #: ``log_std_init``; adaptation still moves each task's log-std. ``None``: ``False`` for Alg1 and Alg2,
-    #: ``True`` otherwise. Their lower level is held to the prior by a KL divergence, and widening the
-    #: prior's std weakens that penalty on the adapted means: the meta-step learns to do so, and the
-    #: sampled trajectories of prior and adapted policies then pay for the noise (see benchmarks/BOMRL.md).
+    #: ``log_std_init``; adaptation still moves each task's log-std. ``None``: ``False`` for Alg2, ``True``
+    #: otherwise. Alg2 holds the adapted policy to the prior by KL(adapted || prior), which charges a move of
+    #: the mean (delta mu)^2 / (2 sigma_prior^2): widening the prior's std weakens that penalty, the meta-step
+    #: learns to do so, and the sampled trajectories pay for the noise (see benchmarks/BOMRL.md). Alg1's
+    #: KL(prior || adapted) divides by the adapted policy's variance instead, so the prior's std buys no such
+    #: freedom there (on Cheetah-Vel its meta-learned std narrows).
     meta_log_std: bool | None = None
     lam: float = 0.5
     inner_steps: int = 50
@@ -144,7 +146,7 @@ class CheetahProtocol:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.meta_log_std is None:
-            self.meta_log_std = self.method not in ("alg1", "alg2")
+            self.meta_log_std = self.method != "alg2"
         if not isinstance(self.meta_log_std, bool):
             raise ValueError(f"meta_log_std must be true, false or null, got {self.meta_log_std!r}")
         if not isinstance(self.clip_actions, bool):
