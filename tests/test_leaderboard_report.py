@@ -218,11 +218,3 @@ def test_learning_curve_plot_gives_every_agent_its_own_colour(tmp_path, monkeypa
     axis = figure.axes[0].xaxis
     assert [axis.get_major_formatter()(x, 0) for x in (0, 134_400, 1_500_000)] == ["0", "134.4k", "1.5M"]
     plt.close(figure)
-
-
-def test_a_bar_inside_a_markdown_cell_is_escaped_and_does_not_split_the_row():
-    from metarl_agents.leaderboard.markdown import markdown_table
-
-    header, _, row = markdown_table(("agent", "note"), [("SplAgger", "a | b")])
-    assert row == "| SplAgger | a \\| b |"
-    assert len(re.split(r"(?<!\\)\|", row)) == len(header.split("|"))  # as many cells as the header

@@ -36,9 +36,8 @@ def format_ci(stat: tuple[float, float, float], digits: int = 3) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    """A markdown table; a ``|`` inside a cell is escaped, so it cannot split the cell."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
 RANKED_HEADER = ("rank", "agent", "best lr", "final return", "mean over run", "seeds",
