@@ -65,12 +65,13 @@ def run(protocol: CheetahProtocol, seed: int, iterations: int, out: Path, max_mi
     training = MetaTrainingRun(protocol, seed)
     if ckpt.exists():
         state = checkpoint.load(ckpt)
-        # MuJoCo's thread count changes no result (the batched env is bit-identical at any count).
-        # A checkpoint from before a setting existed was made with that setting's legacy value.
-        if difference := settings_difference(state, protocol, seed):
-            raise ValueError(f"{ckpt} holds a run with other settings ({difference}); ask for the saved values "
-                             "(--set KEY=VALUE) to continue it, or use another --out")
-        training.load_state(state)
+        # load_state refuses a checkpoint of other settings before it changes anything (execution settings,
+        # such as MuJoCo's thread count, may differ; a setting newer than the checkpoint takes its legacy value).
+        try:
+            training.load_state(state)
+        except ValueError as exc:
+            raise ValueError(f"{ckpt}: {exc}; ask for the saved values (--set KEY=VALUE) to continue it, "
+                             "or use another --out") from None
         log(f"resuming {name} after {training.iterations} meta-iterations")
     start = time.time()
     stopped_early = False

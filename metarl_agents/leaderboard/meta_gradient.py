@@ -283,8 +283,8 @@ class MetaGradientTrainer:
         return MetaGradientModel(MetaTrainingRun(protocol_for(spec), spec.seed))
 
     def save(self, model: MetaGradientModel, spec: RunSpec, path: Path, final: bool = False) -> None:
-        """The whole training state also at the end (it is small: the policy, the normaliser, the generators
-        and the training curve)."""
+        """The whole training state also at the end (it is small: the policy, the normaliser, the generators,
+        the training curve and the best prior)."""
         from metarl_agents.leaderboard.checkpoint import write_checkpoint
 
         write_checkpoint(path, spec.store_fields(), model.run.state())  # names the run it belongs to
