@@ -134,7 +134,8 @@ def test_trpo_meta_step_keeps_the_kl_within_its_bound(method):
 
     ph = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
     gradient = list(torch.autograd.grad(objective(ph), [ph[k] for k in learner.names]))
-    kl, improvement = learner.trpo_step(phi, gradient, objective, batch.obs)
+    step = learner.trpo_step(phi, gradient, objective, batch.obs)
+    kl, improvement = step.kl, step.improvement
     new = learner.agent.phi()
     measured = float(_gaussian_kl(*learner.agent.distribution(phi, batch.obs), *learner.agent.distribution(new, batch.obs)).mean())
     assert measured == pytest.approx(kl, rel=1e-5)

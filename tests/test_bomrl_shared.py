@@ -105,3 +105,19 @@ def test_trpo_step_is_refused_when_the_objective_does_not_improve_as_predicted()
     step = trpo_step(gaussian_policy, phi, ["w", "log_std"], gradient, states, 0.01, 10, 0.0,
                      objective=along, accept_ratio=0.1)
     assert step.params is not None and step.improvement == pytest.approx(float(along(step.params) - along(phi)))
+
+
+def test_trpo_step_without_the_kl_test_takes_the_full_step_the_kl_test_halves():
+    """A long step's KL exceeds the quadratic model's: TRPO's test halves it; the BO-MRL authors' line
+    search (``check_kl=False``) takes it whole. Both report the full step's KL and the halvings."""
+    phi, states, (w_gradient, _) = toy()
+    gradient = [w_gradient, torch.tensor([-1.5, -3.0])]  # narrowing the std: the KL grows faster than quadratic
+    names = ["w", "log_std"]
+    checked = trpo_step(gaussian_policy, phi, names, gradient, states, 1.0, 10, 0.0)
+    unchecked = trpo_step(gaussian_policy, phi, names, gradient, states, 1.0, 10, 0.0, check_kl=False)
+    assert unchecked.halvings == 0 and unchecked.kl == unchecked.full_step_kl > 1.0
+    assert checked.full_step_kl == unchecked.full_step_kl and checked.halvings >= 1 and checked.kl <= 1.0
+    assert checked.kl == pytest.approx(measured_kl(phi, checked.params, states), rel=1e-5)
+    for name in names:  # the same direction, 2^-halvings of the length
+        torch.testing.assert_close(checked.params[name] - phi[name],
+                                   (unchecked.params[name] - phi[name]) / 2 ** checked.halvings)

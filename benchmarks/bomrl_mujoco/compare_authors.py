@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
     with contextlib.redirect_stdout(io.StringIO()) as log:
         module.trpo_step(meta_policy, loss, their_kl, p.max_kl, 0.0)
     phi_theirs = our_params(meta_policy)
-    kl_ours, improvement = learner.trpo_step(phi, h_ours, objective, states)
+    step = learner.trpo_step(phi, h_ours, objective, states)
+    kl_ours, improvement = step.kl, step.improvement
     phi_ours = agent.phi()
     report["meta_step"] = {
         "step_ours_vs_theirs": compare(flat_ours([phi_ours[k] - phi[k] for k in names], names),

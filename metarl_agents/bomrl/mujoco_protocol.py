@@ -50,7 +50,7 @@ import metarl_envs  # noqa: F401  (registers the ids)
 from metarl_agents.bomrl.cg import cosine
 from metarl_agents.bomrl.neural import BOMRL, Batch, BOMRLConfig, Params, smooth_clip_surrogate
 from metarl_agents.bomrl.rollouts import reward_to_go, roll_out
-from metarl_agents.bomrl.trpo import trpo_step
+from metarl_agents.bomrl.trpo import TRPOStep, trpo_step
 
 #: ``point`` (MAML's 2-D point navigation) is the cheap rung of the ladder that checks the learners
 #: before the Cheetah runs: the same code, a task that learns in minutes.
@@ -75,7 +75,8 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: The value each setting added after the first release had before it existed: a checkpoint whose saved
 #: protocol lacks a key was made with this value (a checkpoint without one resumes when the run asks for it).
 LEGACY_SETTINGS: dict[str, Any] = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre",
-                                   "dtype": "float32", "env_kwargs": {}, "meta_log_std": True}
+                                   "dtype": "float32", "env_kwargs": {}, "meta_log_std": True,
+                                   "line_search_kl": True}
 
 
 @dataclass
@@ -114,6 +115,10 @@ class CheetahProtocol:
     max_kl: float | None = None
     line_search_steps: int = 10
     accept_ratio: float = 0.1
+    #: Whether the meta-step's line search also rejects a candidate whose measured KL exceeds ``max_kl``
+    #: (TRPO's rule; the authors' code has no such test). The quadratic model that sizes the first
+    #: candidate underestimates the KL of these steps, so with the test most meta-steps are halved.
+    line_search_kl: bool = True
     tasks_per_iteration: int | None = None
     test_rounds: int = 3
     test_trajectories: int = 20
@@ -149,6 +154,8 @@ class CheetahProtocol:
             self.meta_log_std = self.method != "alg2"
         if not isinstance(self.meta_log_std, bool):
             raise ValueError(f"meta_log_std must be true, false or null, got {self.meta_log_std!r}")
+        if not isinstance(self.line_search_kl, bool):
+            raise ValueError(f"line_search_kl must be true or false, got {self.line_search_kl!r}")
         if not isinstance(self.clip_actions, bool):
             raise ValueError(f"clip_actions must be true or false, got {self.clip_actions!r}")
         if not isinstance(self.obs_warmup, int) or self.obs_warmup < 0:
@@ -359,6 +366,8 @@ class CheetahMetaLearner:
         ``hypergradient_cosine`` (with the first-order direction, the mean post-adaptation policy
         gradient), ``cg_nonpositive_curvature`` (tasks whose Hessian solve stopped at non-positive
         curvature) and ``cg_eigenvalue_scale`` (the mean ``|lambda|_max`` of the lower-level Hessians).
+        Every method reports ``meta_full_step_kl`` (the measured KL of the line search's first, full-size
+        candidate) and ``meta_halvings`` (how often the search halved the step).
         """
         p, agent = self.protocol, self.agent
         self.warm_up_normalizer()
@@ -391,10 +400,11 @@ class CheetahMetaLearner:
             with torch.no_grad():
                 before = float(objective(phi))
         states = torch.cat([b.obs for b in batches])
-        kl, improvement = self.trpo_step(phi, gradient, judge, states, judged_before=judged_before)
+        step = self.trpo_step(phi, gradient, judge, states, judged_before=judged_before)
+        diagnostics.update(meta_full_step_kl=step.full_step_kl, meta_halvings=step.halvings)
         if bomrl:
             with torch.no_grad():
-                diagnostics["meta_surrogate_improvement"] = float(objective(agent.phi())) - before if kl > 0 else 0.0
+                diagnostics["meta_surrogate_improvement"] = float(objective(agent.phi())) - before if step.kl > 0 else 0.0
         if p.obs_update == "all":
             agent.obs_rms.update_from_moments(*pre.obs_moments)
             if post is not pre:
@@ -402,7 +412,7 @@ class CheetahMetaLearner:
         else:
             agent.obs_rms.update(pre.raw_obs.reshape(-1, pre.raw_obs.shape[-1]).astype(np.float64))
         return {"pre_adaptation_return": float(pre.returns.mean()), "post_adaptation_return": float(post.returns.mean()),
-                "meta_kl": kl, "meta_improvement": improvement, **diagnostics}
+                "meta_kl": step.kl, "meta_improvement": step.improvement, **diagnostics}
 
     def importance_sampled_return(self, batches: list[Batch]):
         """TRPO's surrogate ``mean_tasks mean(r A)``, ``r = pi_params / pi_behaviour``, on data of the
@@ -472,17 +482,17 @@ class CheetahMetaLearner:
         return objective
 
     def trpo_step(self, phi: Params, gradient: list[torch.Tensor], objective, states: torch.Tensor,
-                  judged_before: torch.Tensor | float | None = None) -> tuple[float, float]:
+                  judged_before: torch.Tensor | float | None = None) -> TRPOStep:
         """The shared TRPO step (:func:`metarl_agents.bomrl.trpo.trpo_step`) of the meta-parameters from
         ``phi`` along ``gradient`` (an estimate of ``objective``'s gradient), judged on ``objective``
-        (``judged_before``: its value at ``phi`` if known); the accepted candidate becomes the prior.
-        Returns the step's KL and improvement (0, 0 if none)."""
+        (``judged_before``: its value at ``phi`` if known); the accepted candidate becomes the prior."""
         p = self.protocol
         step = trpo_step(self.agent.distribution, phi, self.names, gradient, states, p.max_kl, p.cg_iterations,
-                         p.cg_damping, p.line_search_steps, objective, p.accept_ratio, judged_before)
+                         p.cg_damping, p.line_search_steps, objective, p.accept_ratio, judged_before,
+                         check_kl=p.line_search_kl)
         if step.params is not None:
             self.agent._set_phi(step.params)
-        return step.kl, step.improvement
+        return step
 
     # --- meta-test ------------------------------------------------------------------------------
     def meta_test(self, tasks: np.ndarray | None = None) -> dict[str, list[float]]:

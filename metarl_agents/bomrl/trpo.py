@@ -3,8 +3,8 @@
 One routine for every learner: the natural-gradient direction ``F^-1 g`` by conjugate gradient on
 Fisher-vector products (double backward through the mean KL, so the Fisher matrix is never formed),
 scaled so the quadratic model of the KL equals ``max_kl``, then a backtracking line search (halvings)
-that accepts the first candidate whose measured KL respects the bound and, when an objective is given,
-whose gain reaches ``accept_ratio`` of the linear prediction.
+that accepts the first candidate whose measured KL respects the bound (unless ``check_kl`` is off) and,
+when an objective is given, whose gain reaches ``accept_ratio`` of the linear prediction.
 """
 
 from __future__ import annotations
@@ -60,18 +60,25 @@ class TRPOStep:
     kl: float
     #: The objective's gain at the accepted candidate (0 without a step or without an objective).
     improvement: float
+    #: The measured KL of the first (full) candidate (0 when none was tried), and how many times the search
+    #: halved the step (``line_search_steps`` when it ran out): which of the two tests cut a step shows here.
+    full_step_kl: float = 0.0
+    halvings: int = 0
 
 
 def trpo_step(distribution: Distribution, phi: Params, names: Sequence[str], gradient: list[torch.Tensor],
               states: torch.Tensor, max_kl: float, cg_iterations: int, cg_damping: float,
               line_search_steps: int = 10, objective: Callable[[Params], torch.Tensor] | None = None,
-              accept_ratio: float = 0.0, objective_before: torch.Tensor | float | None = None) -> TRPOStep:
+              accept_ratio: float = 0.0, objective_before: torch.Tensor | float | None = None,
+              check_kl: bool = True) -> TRPOStep:
     """Natural-gradient ascent along ``gradient`` within ``KL(pi_phi || pi_new) <= max_kl`` on ``states``.
 
     The line search halves the step until the measured KL holds and, if ``objective`` (the estimate
     the step is judged on; ``gradient`` must be an estimate of its gradient at ``phi``) is given, until
     it improves by more than ``accept_ratio`` of the linear prediction ``gradient . step``.
-    ``objective_before`` is ``objective(phi)`` if already known. A direction of non-positive or
+    ``objective_before`` is ``objective(phi)`` if already known. ``check_kl=False`` drops the KL test
+    (the BO-MRL authors' line search): the bound then only sets the first candidate's size through the
+    quadratic model, which underestimates the KL of a long step. A direction of non-positive or
     non-finite curvature gives no step; so does a search that runs out of halvings.
     """
     kl, fvp = kl_and_fisher_product(distribution, phi, names, states)
@@ -85,16 +92,19 @@ def trpo_step(distribution: Distribution, phi: Params, names: Sequence[str], gra
     if objective is not None:
         with torch.no_grad():
             before = float(objective(phi) if objective_before is None else objective_before)
-    for _ in range(line_search_steps):
+    full_step_kl = 0.0
+    for halvings in range(line_search_steps):
         candidate = {k: phi[k] + scale * d for k, d in zip(names, direction, strict=True)}
         with torch.no_grad():
             step_kl = float(kl(candidate))
-        if step_kl <= max_kl:
+        if halvings == 0:
+            full_step_kl = step_kl
+        if step_kl <= max_kl or not check_kl:
             if objective is None:
-                return TRPOStep(candidate, step_kl, 0.0)
+                return TRPOStep(candidate, step_kl, 0.0, full_step_kl, halvings)
             with torch.no_grad():
                 improvement = float(objective(candidate)) - before
             if improvement > accept_ratio * scale * expected:
-                return TRPOStep(candidate, step_kl, improvement)
+                return TRPOStep(candidate, step_kl, improvement, full_step_kl, halvings)
         scale /= 2
-    return TRPOStep(None, 0.0, 0.0)
+    return TRPOStep(None, 0.0, 0.0, full_step_kl, line_search_steps)
