@@ -434,3 +434,18 @@ def test_maml_meta_test_scales_the_step_of_later_rounds(monkeypatch, scale):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="maml_later_rounds_scale must be in"):
             CheetahProtocol(method="maml", maml_later_rounds_scale=bad)
+
+
+def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be_dropped():
+    """The same data give the same full-size candidate; its KL is a little over the bound here, so TRPO's
+    test halves the step and the authors' line search (``line_search_kl=False``) takes it."""
+    records = {}
+    for check in (True, False):
+        learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", line_search_kl=check, **TINY), seed=0)
+        records[check] = learner.meta_iteration()
+    checked, unchecked = records[True], records[False]
+    assert checked["meta_full_step_kl"] == unchecked["meta_full_step_kl"] > learner.protocol.max_kl
+    assert checked["meta_halvings"] >= 1 and checked["meta_kl"] <= learner.protocol.max_kl
+    assert unchecked["meta_halvings"] == 0 and unchecked["meta_kl"] == unchecked["meta_full_step_kl"]
+    with pytest.raises(ValueError, match="line_search_kl must be true or false, got 'no'"):
+        CheetahProtocol(line_search_kl="no")
