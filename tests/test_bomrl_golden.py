@@ -65,7 +65,8 @@ def size(tensors: dict[str, torch.Tensor]) -> float:
 
 def cheetah_case(task: str, method: str, dtype: str) -> dict:
     with single_threaded():
-        learner = CheetahMetaLearner(CheetahProtocol(task=task, method=method, dtype=dtype, meta_log_std=True, **TINY), seed=0)
+        learner = CheetahMetaLearner(CheetahProtocol(task=task, method=method, dtype=dtype, meta_log_std=True,
+                                                     line_search_kl=True, **TINY), seed=0)
         history = [learner.meta_iteration() for _ in range(2)]
         test = learner.meta_test()
         state = learner.state()

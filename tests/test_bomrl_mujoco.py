@@ -124,7 +124,7 @@ def test_maml_meta_gradient_is_second_order():
 
 @pytest.mark.parametrize("method", ["alg2", "maml"])
 def test_trpo_meta_step_keeps_the_kl_within_its_bound(method):
-    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method=method, **TINY))
+    learner = CheetahMetaLearner(CheetahProtocol(task="dir", method=method, line_search_kl=True, **TINY))
     assert learner.protocol.max_kl == (0.03 if method == "alg2" else 0.003)
     phi = learner.agent.phi()
     batch = random_batch(learner, phi, n=200)
@@ -325,7 +325,7 @@ def test_normaliser_is_seeded_then_fed_between_iterations(obs_update):
 
 def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_values(tmp_path, capsys):
     legacy = {"observation": "full", "clip_actions": True, "obs_warmup": 0, "obs_update": "pre", "dtype": "float32",
-              "meta_log_std": True}
+              "meta_log_std": True, "line_search_kl": True}
     args = ["--task", "dir", "--method", "alg2", "--seed", "1", "--out", str(tmp_path), "--set",
             *[f"{k}={json.dumps(v)}" for k, v in {**TINY, **legacy}.items()]]
     main([*args, "--iterations", "1"])
@@ -336,7 +336,8 @@ def test_a_checkpoint_from_before_the_new_settings_resumes_with_their_legacy_val
     main([*args, "--iterations", "2"])
     assert "resuming dir_alg2_seed1 after 1 meta-iterations" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"other settings \(clip_actions: saved True, asked False; .*"
-                                         r"meta_log_std: saved True, asked False; .*--set KEY=VALUE"):
+                                         r"line_search_kl: saved True, asked False; meta_log_std: saved True, "
+                                         r"asked False; .*--set KEY=VALUE"):
         main([*args[: -len(legacy)], "--iterations", "3"])
 
 
@@ -438,7 +439,8 @@ def test_maml_meta_test_scales_the_step_of_later_rounds(monkeypatch, scale):
 
 def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be_dropped():
     """The same data give the same full-size candidate; its KL is a little over the bound here, so TRPO's
-    test halves the step and the authors' line search (``line_search_kl=False``) takes it."""
+    test halves the step and the authors' line search (``line_search_kl=False``, the default of the
+    meta-learners on the Cheetah tasks) takes it."""
     records = {}
     for check in (True, False):
         learner = CheetahMetaLearner(CheetahProtocol(task="dir", method="alg2", line_search_kl=check, **TINY), seed=0)
@@ -447,5 +449,9 @@ def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be
     assert checked["meta_full_step_kl"] == unchecked["meta_full_step_kl"] > learner.protocol.max_kl
     assert checked["meta_halvings"] >= 1 and checked["meta_kl"] <= learner.protocol.max_kl
     assert unchecked["meta_halvings"] == 0 and unchecked["meta_kl"] == unchecked["meta_full_step_kl"]
-    with pytest.raises(ValueError, match="line_search_kl must be true or false, got 'no'"):
+    defaults = {(task, method): CheetahProtocol(task=task, method=method).line_search_kl
+                for task in ("vel", "dir", "point") for method in ("alg1", "maml", "trpo")}
+    assert [key for key, check in defaults.items() if check] == [("vel", "trpo"), ("dir", "trpo"), ("point", "alg1"),
+                                                                 ("point", "maml"), ("point", "trpo")]
+    with pytest.raises(ValueError, match="line_search_kl must be true, false or null, got 'no'"):
         CheetahProtocol(line_search_kl="no")
