@@ -455,3 +455,16 @@ def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be
                                                                  ("point", "maml"), ("point", "trpo")]
     with pytest.raises(ValueError, match="line_search_kl must be true, false or null, got 'no'"):
         CheetahProtocol(line_search_kl="no")
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["--set", "line_search_kl=false", "--set", "line_search_kl=true"], "--set gives line_search_kl twice"),
+    (["--set", "nthread=2", "line_search_kl=false", "nthread=1"], "--set gives nthread twice"),
+    (["--set", "observation=joints"], "--set observation: 'joints' is not a JSON value"),
+    (["--set", "max_kll=0.1"], "--set: unknown setting 'max_kll'"),
+])
+def test_cheetah_command_collects_every_set_and_refuses_repeats_and_bad_values(tmp_path, capsys, sets, message):
+    with pytest.raises(SystemExit):
+        main(["--task", "dir", "--method", "maml", "--iterations", "1", "--out", str(tmp_path), *sets])
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -163,15 +163,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop meta-training after this long")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (MuJoCo's stepping threads are the nthread setting)")
     names = set(protocol_settings())
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help=f"override a protocol setting (for quick runs), one of {sorted(names)}")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help=f"override protocol settings (repeatable), each one of {sorted(names)}")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in names:
             parser.error(f"--set: unknown setting {key!r}; allowed: {sorted(names)}")
-        overrides[key] = json.loads(value)
+        if key in overrides:
+            parser.error(f"--set gives {key} twice")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {key}: {value!r} is not a JSON value (strings need quotes: {key}='\"...\"')")
     torch.set_num_threads(args.threads)
     run(CheetahProtocol(task=args.task, method=args.method, **overrides), args.seed, args.iterations, args.out,
         args.max_minutes, log=lambda s: print(s, flush=True))
