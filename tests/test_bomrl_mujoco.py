@@ -458,12 +458,11 @@ def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["--set", "line_search_kl=false", "--set", "line_search_kl=true"], "--set gives line_search_kl twice"),
-    (["--set", "nthread=2", "line_search_kl=false", "nthread=1"], "--set gives nthread twice"),
-    (["--set", "observation=joints"], "--set observation: 'joints' is not a JSON value"),
-    (["--set", "max_kll=0.1"], "--set: unknown setting 'max_kll'"),
+    (["--set", "line_search_kl=false", "--set", "observation=joints"], "--set observation: 'joints' is not a JSON value"),
+    (["--set", "nthread=2", "--set", "max_kll=0.1"], "--set: unknown setting 'max_kll'"),
 ])
-def test_cheetah_command_collects_every_set_and_refuses_repeats_and_bad_values(tmp_path, capsys, sets, message):
+def test_cheetah_command_reads_every_set_and_refuses_bad_values(tmp_path, capsys, sets, message):
+    """Each ``--set`` adds to the earlier ones (the bad value sits in the second)."""
     with pytest.raises(SystemExit):
         main(["--task", "dir", "--method", "maml", "--iterations", "1", "--out", str(tmp_path), *sets])
     assert message in capsys.readouterr().err

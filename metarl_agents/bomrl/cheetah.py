@@ -164,15 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (MuJoCo's stepping threads are the nthread setting)")
     names = set(protocol_settings())
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                        help=f"override protocol settings (repeatable), each one of {sorted(names)}")
+                        help=f"override protocol settings (repeatable; a later value of a setting wins), each one of {sorted(names)}")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in names:
             parser.error(f"--set: unknown setting {key!r}; allowed: {sorted(names)}")
-        if key in overrides:
-            parser.error(f"--set gives {key} twice")
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
