@@ -118,8 +118,8 @@ class CheetahProtocol:
     accept_ratio: float = 0.1
     #: Whether the meta-step's line search also rejects a candidate whose measured KL exceeds ``max_kl``
     #: (TRPO's rule). The quadratic model that sizes the full step underestimates its KL by a few percent
-    #: here, so the test halved most meta-steps, a quarter of the KL each, and BO-MRL climbed at half the
-    #: authors' pace (benchmarks/BOMRL.md). ``None``: as the authors' code for the meta-learners on the
+    #: here, so the test halved most meta-steps (a quarter of the KL each), and BO-MRL climbed half as
+    #: fast as without it (benchmarks/BOMRL.md). ``None``: as the authors' code for the meta-learners on the
     #: Cheetah tasks (no test), TRPO's rule for single-task TRPO and on the point task.
     line_search_kl: bool | None = None
     tasks_per_iteration: int | None = None

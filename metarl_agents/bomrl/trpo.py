@@ -78,7 +78,7 @@ def trpo_step(distribution: Distribution, phi: Params, names: Sequence[str], gra
     it improves by more than ``accept_ratio`` of the linear prediction ``gradient . step``.
     ``objective_before`` is ``objective(phi)`` if already known. ``check_kl=False`` drops the KL test
     (the BO-MRL authors' line search): the bound then only sets the first candidate's size through the
-    quadratic model, which underestimates the KL of a long step. A direction of non-positive or
+    quadratic model, which can underestimate the KL of a long step. A direction of non-positive or
     non-finite curvature gives no step; so does a search that runs out of halvings.
     """
     kl, fvp = kl_and_fisher_product(distribution, phi, names, states)
