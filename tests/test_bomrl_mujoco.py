@@ -457,12 +457,16 @@ def test_the_meta_step_records_its_full_step_and_halvings_and_the_kl_test_can_be
         CheetahProtocol(line_search_kl="no")
 
 
+TINY_SETS = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+
+
 @pytest.mark.parametrize("sets, message", [
-    (["--set", "line_search_kl=false", "--set", "observation=joints"], "--set observation: 'joints' is not a JSON value"),
-    (["--set", "nthread=2", "--set", "max_kll=0.1"], "--set: unknown setting 'max_kll'"),
+    (["--set", "observation=joints", "--set", *TINY_SETS], "--set observation: 'joints' is not a JSON value"),
+    (["--set", "max_kll=0.1", "--set", *TINY_SETS], "--set: unknown setting 'max_kll'"),
 ])
 def test_cheetah_command_reads_every_set_and_refuses_bad_values(tmp_path, capsys, sets, message):
-    """Each ``--set`` adds to the earlier ones (the bad value sits in the second)."""
+    """Each ``--set`` adds to the earlier ones: the bad value sits in the first, which a second ``--set``
+    that replaced it would hide (the run would then train)."""
     with pytest.raises(SystemExit):
         main(["--task", "dir", "--method", "maml", "--iterations", "1", "--out", str(tmp_path), *sets])
     assert message in capsys.readouterr().err

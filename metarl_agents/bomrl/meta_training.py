@@ -145,7 +145,6 @@ def iteration_line(name: str, record: dict[str, Any]) -> str:
     if "hypergradient_cosine" in record:
         extra = (f" cos(h,g) {record['hypergradient_cosine']:+.2f} non-PD CG {record['cg_nonpositive_curvature']}"
                  f" dJ {record['meta_improvement']:+.3f}")
-    if "meta_halvings" in record:
-        extra += f" halved {record['meta_halvings']} (full-step kl {record['meta_full_step_kl']:.4f})"
     return (f"{name} it {record['iteration']}: pre {record['pre_adaptation_return']:.1f} "
-            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f}{extra} ({record['seconds']:.1f}s)")
+            f"post {record['post_adaptation_return']:.1f} kl {record['meta_kl']:.4f}{extra} halved {record['meta_halvings']} "
+            f"(full-step kl {record['meta_full_step_kl']:.4f}) ({record['seconds']:.1f}s)")
