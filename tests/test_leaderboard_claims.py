@@ -204,9 +204,9 @@ def test_reduced_mc_ls_runs_are_judged_at_the_largest_complete_budget_and_say_wh
     rows = {row[1]: dict(zip(table.header, row, strict=True)) for row in table.rows}
     assert rows[MAX_BEATS_RNN.text]["budget"] == (
         "400,000 frames (REDUCED: 0.7% of the paper's 60,000,000); the learning rate is annealed to 0 over these "
-        "400k frames, so these are complete short runs, not the early part of a 60M run")
+        "400k frames, so these are complete short runs, not the early part of a 60M run; metarl protocol")
     assert rows[MAX_WORSE_PLANNING.text]["budget"].endswith(
-        "; a constant learning rate: the first 400k frames of the paper's run")
+        "; a constant learning rate: the first 400k frames of the paper's run; metarl protocol")
     assert rows[MAX_BEATS_RNN.text]["plot"] == "plots/MetaMinecraftLongShort-v0__frames400k-REDUCED.png"
     assert rows[MCLS_HIGHEST.text]["verdict"] == "not run"
 
@@ -252,3 +252,54 @@ def test_ablations_are_results_and_the_report_shows_both_tables(db, tmp_path):
     assert "refuted" not in "\n".join(line for line in markdown.splitlines() if "T-maze Latent" in line)
     assert claims_markdown([g for g in groups if g.env_id == "MetaTMazeLatent-v0"])[0] == \
         "## Ablations (results, not claims)"
+
+
+def test_paper_protocol_runs_are_judged_once_complete_and_the_budget_names_the_protocol(tmp_path):
+    """A claim stays on the metarl runs until the paper protocol has 3 seeds of every agent it names; then
+    the paper protocol's runs are judged, although the metarl group has more runs."""
+    path = tmp_path / "r.db"
+    with ResultStore(path) as store:
+        for agent, values in T_LS.items():
+            for seed, value in zip(SEEDS, values, strict=True):
+                add(store, spec("MetaTMaze-v0", agent, seed, protocol="metarl"), flat(value))
+            add(store, spec("MetaTMaze-v0", agent, 5, protocol="metarl"), flat(values[1]))
+        for agent in T_LS:  # two paper seeds of each agent, every one at 15
+            for seed in SEEDS[:2]:
+                add(store, spec("MetaTMaze-v0", agent, seed, protocol="paper"), flat(15.0))
+    verdict = judge(TLS_HIGHEST, groups_of(path))
+    assert verdict.group.protocol == "metarl" and verdict.verdict == "reproduced"
+    (table, *_) = claims_tables(groups_of(path))
+    row = dict(zip(table.header, table.rows[[c.text for c in CLAIMS].index(TLS_HIGHEST.text)], strict=True))
+    assert row["budget"] == "1,500,000 frames; metarl protocol"
+
+    with ResultStore(path) as store:  # the third paper seed: SplAgger no longer separated from the others
+        for agent in T_LS:
+            add(store, spec("MetaTMaze-v0", agent, SEEDS[2], protocol="paper"), flat(15.0))
+    verdict = judge(TLS_HIGHEST, groups_of(path))
+    assert verdict.group.protocol == "paper" and verdict.verdict == "not separated"
+    assert "paper protocol" in claims_tables(groups_of(path))[0].intro
+
+
+def test_the_protocols_table_puts_each_agents_two_protocols_side_by_side(tmp_path):
+    path = tmp_path / "r.db"
+    with ResultStore(path) as store:
+        for seed in SEEDS:  # metarl: SplAgger stopped early on every seed, the RNN trained to the budget
+            add(store, spec("MetaTMaze-v0", "SplAgger", seed, stop=True, protocol="metarl"), {EVERY: 16.0})
+            add(store, spec("MetaTMaze-v0", "RNN", seed, protocol="metarl"), flat(2.0))
+        add(store, spec("MetaTMaze-v0", "SplAgger", 73, protocol="paper"), flat(15.5))  # one paper seed each
+        add(store, spec("MetaTMaze-v0", "RNN", 73, protocol="paper"), flat(4.0))
+        add(store, spec("MetaTMaze-v0", "AMRL", 73, protocol="paper"), flat(8.0))
+        add(store, spec("MetaTMazeLatent-v0", "RNN", 73, protocol="paper"), flat(15.0))  # no metarl runs: no row
+    tables = {table.title: table for table in claims_tables(groups_of(path), "plots/")}
+    table = tables["Training protocols compared"]
+    rows = {row[1]: dict(zip(table.header, row, strict=True)) for row in table.rows}
+    assert list(rows) == ["AMRL", "RNN", "SplAgger"] and {row["environment"] for row in rows.values()} == {"MetaTMaze-v0"}
+    assert rows["RNN"]["metarl protocol"] == "2.000 [2.000, 2.000] (3 seeds, lr 0.001)"
+    assert rows["RNN"]["paper protocol"] == "4.000 [4.000, 4.000] (1 seed, lr 0.001)"
+    assert rows["RNN"]["paper − metarl"] == "+2.000"
+    assert rows["RNN"]["P(paper > metarl) [95 % CI]"] == "1.00 [1.00, 1.00]"
+    assert rows["SplAgger"]["metarl protocol"] == "stopped early (3 seeds)"
+    assert rows["SplAgger"]["paper − metarl"] == "—"
+    assert rows["AMRL"]["metarl protocol"] == "not run"
+    assert rows["RNN"]["budget"] == "1,500,000 frames"
+    assert rows["RNN"]["plot"] == "plots/MetaTMaze-v0__frames1.5M__config2.png"  # the paper protocol's group

@@ -15,6 +15,8 @@ How a claim is judged (:func:`judge`):
   largest reduced budget with ``MIN_SEEDS`` seeds of every agent the claim needs (marked as such; a "fails
   to learn" claim is never judged at a reduced budget). A run stopped early by a solved-return rule is not
   judged: it was selected on its outcome. It stays in the store and in the leaderboard's tables, marked.
+  Runs trained as the reference trained (the ``paper`` protocol) are judged once every agent the claim
+  names has ``MIN_SEEDS`` seeds of them; until then MetaPPO's own (``metarl``) runs are (:func:`preference`).
 - *Statistic.* Each seed's mean over its last ``FINAL_EVALUATIONS`` evaluations, which should each cover
   at least ``MIN_FINAL_TASKS`` held-out tasks; runs evaluated on fewer are judged on the same statistic,
   and the row says how many tasks it rests on.
@@ -30,6 +32,7 @@ How a claim is judged (:func:`judge`):
   with its 95 % interval.
 - *Provenance.* Judged runs of one claim trained on different machines or package versions are flagged.
 
+:func:`protocols_table` sets each agent's runs under the two protocols side by side.
 :func:`claims_tables` returns the tables as plain-text rows (for any renderer); :func:`claims_markdown`
 writes them as markdown.
 """
@@ -193,21 +196,23 @@ def paper_groups(groups: Sequence[Group], env_id: str) -> list[Group]:
             and not (g.env_kwargs or g.overrides or g.policy_kwargs)]
 
 
+def preference(group: Group, agents: Sequence[str]) -> tuple[bool, bool, int, int]:
+    """How strongly ``group`` is preferred as the evidence on ``agents`` (larger is better): a group with
+    ``MIN_SEEDS`` judged seeds of every one of them first, so that a budget or protocol a sweep has only begun
+    does not displace complete evidence; then runs trained as the reference trained (the ``paper`` protocol);
+    then the largest budget; then the most runs."""
+    complete = all(judged_entries(group, agent) for agent in agents)
+    return complete, group.protocol == "paper", group.frames, sum(len(e.seeds) for e in group.entries)
+
+
 def claim_group(claim: Claim, groups: Sequence[Group]) -> Group | None:
     """The group a claim is judged on: at the paper's budget if there is one, else (for an ordering claim)
-    at a reduced budget. Among those, a group with ``MIN_SEEDS`` judged seeds of every agent the claim needs
-    comes first, so that a budget a sweep has only begun does not displace complete evidence; then the
-    largest budget, then the most runs."""
+    at a reduced budget; among those, the first by :func:`preference`."""
     candidates = paper_groups(groups, claim.env_id)
     pool = [g for g in candidates if not g.reduced] or (candidates if claim.losers else [])
     if not pool:
         return None
-
-    def preference(group: Group) -> tuple[bool, int, int]:
-        complete = all(judged_entries(group, agent) for agent in (*claim.winners, *claim.losers))
-        return complete, group.frames, sum(len(e.seeds) for e in group.entries)
-
-    return max(pool, key=preference)
+    return max(pool, key=lambda group: preference(group, (*claim.winners, *claim.losers)))
 
 
 # -- verdicts ----------------------------------------------------------------------------------------
@@ -323,18 +328,18 @@ def improvement_interval(winner: Judged, loser: Judged) -> Interval:
 # -- what a row must say besides the verdict -----------------------------------------------------------
 
 
-def budget_text(group: Group) -> str:
-    """The budget, and for a reduced one what those runs are: with the learning rate annealed to zero over
-    the reduced budget, a complete short schedule, not the early part of a run at the paper's budget."""
+def budget_text(group: Group, with_protocol: bool = True) -> str:
+    """The budget, for a reduced one what those runs are (with the learning rate annealed to zero over the
+    reduced budget, a complete short schedule, not the early part of a run at the paper's budget), then the
+    training protocol unless ``with_protocol`` is false."""
     text = f"{group.frames:,} frames"
-    if not group.reduced:
-        return text
-    text += f" (REDUCED: {group.frames / group.paper_frames:.1%} of the paper's {group.paper_frames:,})"
-    annealed = group.overrides.get("lr_anneal", preset_settings(group.env_id).get("lr_anneal", False))
-    if annealed:
-        return (text + f"; the learning rate is annealed to 0 over these {format_frames(group.frames)} frames, so "
-                f"these are complete short runs, not the early part of a {format_frames(group.paper_frames)} run")
-    return text + f"; a constant learning rate: the first {format_frames(group.frames)} frames of the paper's run"
+    if group.reduced:
+        text += f" (REDUCED: {group.frames / group.paper_frames:.1%} of the paper's {group.paper_frames:,})"
+        annealed = group.overrides.get("lr_anneal", preset_settings(group.env_id).get("lr_anneal", False))
+        text += (f"; the learning rate is annealed to 0 over these {format_frames(group.frames)} frames, so these "
+                 f"are complete short runs, not the early part of a {format_frames(group.paper_frames)} run" if annealed
+                 else f"; a constant learning rate: the first {format_frames(group.frames)} frames of the paper's run")
+    return text + (f"; {group.protocol} protocol" if with_protocol else "")
 
 
 def statistic_text(judged: Sequence[Judged]) -> str:
@@ -442,7 +447,10 @@ def claims_intro() -> str:
         f"{MIN_SEEDS} seeds. Where an environment has runs at reduced budgets only, an ordering claim is judged at "
         f"the largest of them with {MIN_SEEDS} seeds of each agent, marked *at a reduced budget*; the budget "
         "column says what those runs are. A claim whose group of runs trained on different machines or package "
-        "versions is flagged MIXED PROVENANCE.")
+        "versions is flagged MIXED PROVENANCE. Runs trained as the reference trained (the paper protocol, "
+        "benchmarks/PROTOCOL.md) are judged once every agent a claim names has "
+        f"{MIN_SEEDS} seeds of them; until then the claim is judged on MetaPPO's own (metarl) runs, and the budget "
+        "column names the protocol.")
 
 
 def claims_table(groups: Sequence[Group], figures: str = "") -> Table | None:
@@ -464,7 +472,8 @@ def ablations_table(groups: Sequence[Group], figures: str = "") -> Table | None:
         if not candidates:
             rows.append((name, "—", "not run", "—", "—", "—", "no finished runs in the paper's configuration", ""))
             continue
-        group = max(candidates, key=lambda g: (not g.reduced, g.frames, sum(len(e.seeds) for e in g.entries)))
+        pool = [g for g in candidates if not g.reduced] or candidates
+        group = max(pool, key=lambda g: preference(g, sorted({e.agent for e in g.entries})))
         judged = [choose(group, agent) for agent in sorted({e.agent for e in group.entries})]
         rnn = next((j for j in judged if j.agent == "RNN" and j.entry is not None), None)
         for j in sorted(judged, key=lambda j: -j.paper[0] if j.entry is not None else float("inf")):
@@ -485,9 +494,72 @@ def ablations_table(groups: Sequence[Group], figures: str = "") -> Table | None:
     return Table("Ablations (results, not claims)", intro, ABLATION_HEADER, tuple(rows))
 
 
+PROTOCOLS_HEADER = ("environment", "agent", "metarl protocol", "paper protocol", "paper − metarl",
+                    "P(paper > metarl) [95 % CI]", "budget", "plot")
+
+
+def _protocol_cell(judged: Judged) -> str:
+    if judged.entry is None:
+        return f"stopped early ({judged.stopped} seeds)" if judged.stopped else "not run"
+    mean, low, high = judged.paper
+    seeds = f"{judged.seeds} seed" + ("s" if judged.seeds > 1 else "")
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}] ({seeds}, lr {judged.entry.lr:g})"
+
+
+def protocols_table(groups: Sequence[Group], figures: str = "") -> Table | None:
+    """Each agent trained under both protocols at one budget, side by side: how much training as the
+    reference trained changes the final statistic. None when no budget has runs under both.
+
+    Any number of seeds is shown (the cell says how many): the two protocols' runs are trained one at a
+    time, and a first seed is already a measurement. Early-stopped seeds are left out, as in the claims."""
+    rows = []
+    for env_id in sorted({g.env_id for g in groups}):
+        for frames in sorted({g.frames for g in paper_groups(groups, env_id)}):
+            by_protocol = {}
+            for protocol in ("metarl", "paper"):
+                pool = [g for g in paper_groups(groups, env_id) if g.frames == frames and g.protocol == protocol]
+                if pool:
+                    by_protocol[protocol] = max(pool, key=lambda g: sum(len(e.seeds) for e in g.entries))
+            if len(by_protocol) < 2:
+                continue
+            metarl, paper = by_protocol["metarl"], by_protocol["paper"]
+            for agent in sorted({e.agent for g in (metarl, paper) for e in g.entries}):
+                before, after = _choose_any(metarl, agent), _choose_any(paper, agent)
+                difference = improvement = "—"
+                if before.entry is not None and after.entry is not None:
+                    difference = f"{after.paper[0] - before.paper[0]:+.3f}"
+                    improvement = format_ci(improvement_interval(after, before), 2)
+                rows.append((env_id, agent, _protocol_cell(before), _protocol_cell(after), difference, improvement,
+                             budget_text(paper, with_protocol=False), f"{figures}{paper.slug}.png"))
+    if not rows:
+        return None
+    intro = ("The same agents, environment and budget trained under the two protocols of benchmarks/PROTOCOL.md: "
+             "MetaPPO's own training (metarl) and the reference code's (paper). Each cell is the claims table's "
+             f"final statistic (mean of the last {FINAL_EVALUATIONS} evaluations per seed, then the mean over seeds "
+             f"with the paper's {PAPER_CONFIDENCE * 100:.0f} % bootstrap interval) over the seeds trained to the "
+             "budget, at the agent's most-seeded learning rate; runs stopped early at a solved return are left out."
+             f" With fewer than {MIN_SEEDS} seeds on a side a row is a first measurement, not a result. The plot "
+             "is the paper protocol's group.")
+    return Table("Training protocols compared", intro, PROTOCOLS_HEADER, tuple(rows))
+
+
+def _choose_any(group: Group, agent: str) -> Judged:
+    """:func:`choose` with any number of seeds: the agent's seeds trained to the budget at its most-seeded
+    learning rate (the preset's default among equals)."""
+    entries = [entry for entry in group.entries if entry.agent == agent]
+    stopped = sum(len(entry.stopped) for entry in entries)
+    kept = [e for e in (entry.trained_to_budget() for entry in entries) if e is not None]
+    if not kept:
+        return Judged(agent, None, "", stopped, 0)
+    default = float(preset_settings(group.env_id)["learning_rate"])
+    entry = max(kept, key=lambda e: (len(e.seeds), e.lr == default, e.lr))
+    return Judged(agent, entry, "", stopped, len(entry.seeds))
+
+
 def claims_tables(groups: Sequence[Group], figures: str = "") -> list[Table]:
-    """The claims table and the ablations table, those that have rows."""
-    return [table for table in (claims_table(groups, figures), ablations_table(groups, figures)) if table is not None]
+    """The claims table, the ablations table and the protocols table, those that have rows."""
+    tables = (claims_table(groups, figures), ablations_table(groups, figures), protocols_table(groups, figures))
+    return [table for table in tables if table is not None]
 
 
 def claims_markdown(groups: Sequence[Group], figures: str = "") -> list[str]:
