@@ -302,4 +302,4 @@ def test_the_protocols_table_puts_each_agents_two_protocols_side_by_side(tmp_pat
     assert rows["SplAgger"]["paper − metarl"] == "—"
     assert rows["AMRL"]["metarl protocol"] == "not run"
     assert rows["RNN"]["budget"] == "1,500,000 frames"
-    assert rows["RNN"]["plot"] == "plots/MetaTMaze-v0__frames1.5M__config2.png"  # the paper protocol's group
+    assert rows["RNN"]["plot"] == "plots/MetaTMaze-v0__frames1.5M__paper-protocol.png"  # the paper protocol's group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,9 @@ def test_run_then_report_through_the_cli(capsys, tmp_path, monkeypatch):
 
     assert main(["report", "--db", str(db), "--out", str(out)]) == 0
     assert f"leaderboard written to {out / 'leaderboard.md'}" in capsys.readouterr().out
-    assert (out / "MetaTMaze-v0__frames1k-REDUCED.png").exists()
+    # the presets train under the paper protocol: its plot's name and title say so, apart from metarl runs'
+    assert (out / "MetaTMaze-v0__frames1k-REDUCED__paper-protocol.png").exists()
+    assert re.search(r"<text[^>]*>MetaTMaze-v0, 1k frames, paper protocol</text>", (out / "index.html").read_text())
     assert "REDUCED BUDGET" in (out / "leaderboard.md").read_text()
 
 

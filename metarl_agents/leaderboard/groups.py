@@ -194,10 +194,12 @@ def _carry_forward(frames: np.ndarray, returns: np.ndarray, every: int, budget: 
 
 
 def _assign_slugs(groups: list[Group]) -> None:
-    """Filename-safe names that carry the budget label; configurations beyond the first get a suffix."""
+    """Filename-safe names that carry the budget label and, for runs trained as the reference trained, the
+    paper protocol; configurations beyond the first of a name get a suffix."""
     seen: dict[str, int] = defaultdict(int)
     for group in groups:
-        base = _file_safe(f"{group.env_id}__{budget_label(group.frames, group.paper_frames)}")
+        protocol = "__paper-protocol" if group.protocol == "paper" else ""
+        base = _file_safe(f"{group.env_id}__{budget_label(group.frames, group.paper_frames)}{protocol}")
         seen[base] += 1
         group.slug = base if seen[base] == 1 else f"{base}__config{seen[base]}"
 

@@ -95,7 +95,7 @@ def _plot(group: Group, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(8.4, 4.0))
     for index, entry in enumerate(entries):
         mean, low, high = bootstrap_ci(entry.curves)
-        label = f"{_plain(entry.agent)} (lr {entry.lr:g}, {len(entry.seeds)} seeds)"
+        label = f"{_plain(entry.agent)} (lr {entry.lr:g}, {len(entry.seeds)} seed{'s' * (len(entry.seeds) != 1)})"
         (line,) = ax.plot(entry.frames, mean, label=label, color=colours[index % len(colours)])
         ax.fill_between(entry.frames, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
         carried = entry.carried.any(axis=0)
@@ -103,6 +103,8 @@ def _plot(group: Group, path: Path) -> str:
             ax.plot(entry.frames[carried], mean[carried], "o", markerfacecolor="none", markersize=4,
                     color=line.get_color())
     title = f"{group.label(_plain)}, {format_frames(group.frames)} frames"
+    if group.protocol == "paper":
+        title += ", paper protocol"
     ylabel, paper = "meta-episode return", format_frames(group.paper_frames)
     if group.protocol == meta_gradient_agents.PROTOCOL:  # BO-MRL, MAML-TRPO: meta-iterations, K = 1 meta-test
         iterations = meta_gradient_agents.iteration_counts(group.config)[1]

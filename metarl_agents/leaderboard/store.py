@@ -513,7 +513,8 @@ def _probe(path: Path, attempts: int = 3) -> None:
     The file is read with ``immutable=1``, which reads only the main file and ignores (never recovers) a
     ``-wal``: so a foreign database that happens to carry our application id is refused before any
     writable connection could fold its WAL into it. A store is created complete in its main file, so its
-    tables are always there. A sweep checkpointing its WAL while this reads can tear the read: it is retried.
+    tables are always there. A sweep checkpointing its WAL while this reads can tear the read, so that the
+    tables or pages look damaged: the read is retried, and only damage found on every attempt is reported.
     """
     for attempt in range(attempts):
         try:
@@ -526,8 +527,11 @@ def _probe(path: Path, attempts: int = 3) -> None:
             if not _sidecar(path, "-wal").exists():
                 _check_sound(conn, path)
             return
-        except sqlite3.Error as exc:
-            if attempt == attempts - 1 or not _sidecar(path, "-wal").exists():
+        except (sqlite3.Error, StoreError) as exc:
+            # A torn read looks like damage or a foreign file; what is really on disk is found again.
+            if attempt == attempts - 1:
+                if isinstance(exc, StoreError):
+                    raise
                 raise StoreError(explain(exc, path, "read")) from exc
             time.sleep(0.05)
         finally:
