@@ -39,6 +39,9 @@ run --envs MetaTMazeLatent-v0 --agents SplAgger RNN AMRL Max --seeds 73 20 3 --l
 # on its outcome and the claims do not judge it), the last 3 evaluations on 64 held-out tasks each (their mean
 # is the claims' final statistic), PEARL as the paper ran it (PEARL-GRU), trained as the reference trained
 # (the paper protocol; the last --protocol given wins over run()'s metarl).
+# Time: on a 2-core AMD EPYC (AVX2), T-LS claim runs trained at about 450 frames/s each with two side by side
+# and 300-340 with three (stores of their own: one sweep per store), so 1.5 M frames take 60-80 min; a session
+# of 3 hours finishes 5 of them. Each finished run goes into the committed store with snapshot.py or merge.
 CLAIM_RUN=(--final-eval-tasks 64 --protocol paper)
 run --envs MetaTMaze-v0 --agents SplAgger RNN AMRL CNP Max PEARL-GRU --seeds 73 20 3 --lrs 1e-3 "${CLAIM_RUN[@]}"
 run --envs MetaTMazeLatent-v0 --agents SplAgger RNN AMRL Max CNP --seeds 73 20 3 --lrs 1e-3 "${CLAIM_RUN[@]}"
