@@ -158,10 +158,10 @@ class Judged:
         return f"{self.agent} {self.trained}{stopped}"
 
 
-def judged_entries(group: Group, agent: str) -> list[Entry]:
-    """The agent's entries without their early-stopped seeds, those with ``MIN_SEEDS`` seeds left."""
+def judged_entries(group: Group, agent: str, min_seeds: int = MIN_SEEDS) -> list[Entry]:
+    """The agent's entries without their early-stopped seeds, those with ``min_seeds`` seeds left."""
     kept = (entry.trained_to_budget() for entry in group.entries if entry.agent == agent)
-    return [entry for entry in kept if entry is not None and len(entry.seeds) >= MIN_SEEDS]
+    return [entry for entry in kept if entry is not None and len(entry.seeds) >= min_seeds]
 
 
 def choose(group: Group, agent: str) -> Judged:
@@ -514,10 +514,11 @@ def protocols_table(groups: Sequence[Group], figures: str = "") -> Table | None:
     time, and a first seed is already a measurement. Early-stopped seeds are left out, as in the claims."""
     rows = []
     for env_id in sorted({g.env_id for g in groups}):
-        for frames in sorted({g.frames for g in paper_groups(groups, env_id)}):
+        candidates = paper_groups(groups, env_id)
+        for frames in sorted({g.frames for g in candidates}):
             by_protocol = {}
             for protocol in ("metarl", "paper"):
-                pool = [g for g in paper_groups(groups, env_id) if g.frames == frames and g.protocol == protocol]
+                pool = [g for g in candidates if g.frames == frames and g.protocol == protocol]
                 if pool:
                     by_protocol[protocol] = max(pool, key=lambda g: sum(len(e.seeds) for e in g.entries))
             if len(by_protocol) < 2:
@@ -546,9 +547,8 @@ def protocols_table(groups: Sequence[Group], figures: str = "") -> Table | None:
 def _choose_any(group: Group, agent: str) -> Judged:
     """:func:`choose` with any number of seeds: the agent's seeds trained to the budget at its most-seeded
     learning rate (the preset's default among equals)."""
-    entries = [entry for entry in group.entries if entry.agent == agent]
-    stopped = sum(len(entry.stopped) for entry in entries)
-    kept = [e for e in (entry.trained_to_budget() for entry in entries) if e is not None]
+    stopped = sum(len(entry.stopped) for entry in group.entries if entry.agent == agent)
+    kept = judged_entries(group, agent, min_seeds=1)
     if not kept:
         return Judged(agent, None, "", stopped, 0)
     default = float(preset_settings(group.env_id)["learning_rate"])
