@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from metarl_agents.leaderboard import store as store_module
 from metarl_agents.leaderboard.grid import RunSpec
 from metarl_agents.leaderboard.merge import merge_stores
 from metarl_agents.leaderboard.report import csv_cell, write_report
@@ -154,6 +155,32 @@ def test_damaged_page_is_one_line_naming_the_store_in_report_merge_and_run(tmp_p
     after = folder_state(tmp_path)
     assert {name: data for name, data in after.items() if name in before} == before
     assert "results.db.lock" not in after  # refused before the sweep lock was written beside it
+
+
+def test_a_read_torn_by_a_writers_checkpoint_is_retried_and_lasting_damage_is_not(tmp_path, monkeypatch):
+    """A sweep that folds its WAL into the file while a reader checks it makes the check see damage that is
+    not on disk: the store opens once a second read finds it sound, and is refused when every read does."""
+    db = finished_store(tmp_path / "results.db")
+    sound_check = store_module._check_sound
+    reads: list[int] = []
+
+    def torn(times: int):
+        def check(conn: sqlite3.Connection, path: Path) -> None:
+            reads.append(1)
+            if len(reads) <= times:
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            sound_check(conn, path)
+        return check
+
+    monkeypatch.setattr(store_module, "_check_sound", torn(times=1))
+    with ResultStore(db, readonly=True) as store:
+        assert len(store.runs()) == 3
+    assert len(reads) == 3  # the probe's torn read and its retry, then the open connection's own check
+    reads.clear()
+    monkeypatch.setattr(store_module, "_check_sound", torn(times=3))
+    with pytest.raises(StoreError, match="malformed"):
+        ResultStore(db, readonly=True)
+    assert len(reads) == 3
 
 
 # -- S4: values of the wrong type or out of range --------------------------------------------------------------
